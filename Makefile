@@ -1,0 +1,65 @@
+# brushprint — the two commands: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# The accelerator extra: [gpu] where nvidia-smi sees a GPU, else [cpu]. Never both (same package dirs).
+ACCEL ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MODEL_DIR ?= models/default
+PYTEST_ARGS ?=
+
+.PHONY: run test venv-serve venv-all model lint fuzz load bench clean help
+
+help:
+	@echo "make run    serve $(MODEL_DIR) on $(HOST):$(PORT) (creates $(VENV), extra [$(ACCEL)])"
+	@echo "make test   install everything tests need into $(VENV) and run the whole suite"
+	@echo "make model  rebuild models/default from a synthetic corpus (TensorFlow, CPU)"
+	@echo "make lint   ruff + mypy"
+	@echo "make bench  full benchmarks, rewrites BENCHMARKS.md"
+	@echo "make fuzz   long schemathesis + hostile-image run;  make load  load test"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Stamps make repeated runs instant; they are redone when pyproject.toml changes.
+$(VENV)/.serve-$(ACCEL): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e ".[$(ACCEL)]"
+	@touch $@
+
+$(VENV)/.all-$(ACCEL): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e ".[$(ACCEL),train,dev]"
+	@touch $@ $(VENV)/.serve-$(ACCEL)
+
+venv-serve: $(VENV)/.serve-$(ACCEL)
+venv-all: $(VENV)/.all-$(ACCEL)
+
+run: venv-serve
+	BRUSHPRINT_MODEL_DIR=$(MODEL_DIR) $(PY) -m service --host $(HOST) --port $(PORT)
+
+test: venv-all
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv-all
+	$(VENV)/bin/ruff check service training tests bench
+	$(VENV)/bin/ruff format --check service training tests bench
+	$(VENV)/bin/mypy
+
+# Reproduces the shipped model (see models/default/REPORT.md for the time it took).
+model: venv-all
+	$(PY) -m training make-default --out models/default
+
+fuzz: venv-all
+	$(PY) -m pytest tests/reliability -m "fuzz" -o addopts="" --fuzz-long
+
+load: venv-all
+	$(PY) bench/load.py
+
+bench: venv-all
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info

@@ -1,0 +1,198 @@
+"""The model card (`model.json`): the one contract between training and serving.
+
+Training writes it (`training/export.py`), the service reads nothing else about a model. Pure pydantic:
+importable by both halves without TensorFlow or onnxruntime. Covered by tests/service/test_card.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CARD_FILE = "model.json"
+FORMAT_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class Preprocessing(_Strict):
+    """How an RGB uint8 image becomes the backbone's input.
+
+    1. resize so the shorter side is `resize_shorter` (bilinear, aspect kept);
+    2. centre-crop `crop` = [height, width];
+    3. x = (pixel * scale - mean[c]) / std[c], channels in `channel_order`;
+    4. `layout` NHWC float32 batch.
+    """
+
+    resize_shorter: int = Field(gt=0)
+    crop: tuple[int, int]
+    resample: Literal["bilinear", "bicubic"] = "bilinear"
+    scale: float = 1.0
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    layout: Literal["NHWC", "NCHW"] = "NHWC"
+
+
+class EmbeddingRecipe(_Strict):
+    """What the embedding vector is made of, so a reader can rebuild it."""
+
+    pooled_dim: int = Field(ge=0, description="global-average-pooled final features")
+    style_layers: list[str] = Field(default_factory=list, description="layers whose per-channel mean/std are appended")
+    style_dim: int = Field(default=0, ge=0)
+    description: str = ""
+
+
+class BackboneSpec(_Strict):
+    file: str
+    arch: str
+    input_name: str
+    output_name: str
+    embedding_dim: int = Field(gt=0)
+    embedding: EmbeddingRecipe
+    preprocessing: Preprocessing
+    weights: str = Field(description="where the ImageNet/backbone weights came from")
+
+
+class OnnxPart(_Strict):
+    file: str
+    input_names: list[str]
+    output_name: str
+    output_dim: int | None = None
+
+
+class HeadSpec(_Strict):
+    """Pair head. `file` takes two [N, D] embeddings and returns the same-artist probability [N].
+
+    For `symmetric` heads the per-image projection and the comparator are also exported, so the
+    service can project each reference once and compare many pairs cheaply; composing them equals `file`.
+    """
+
+    kind: Literal["seed", "symmetric"]
+    file: str
+    input_names: tuple[str, str]
+    output_name: str
+    params: int = Field(ge=0)
+    projection: OnnxPart | None = None
+    comparator: OnnxPart | None = None
+
+    @model_validator(mode="after")
+    def _parts_together(self) -> HeadSpec:
+        if (self.projection is None) != (self.comparator is None):
+            raise ValueError("head.projection and head.comparator come together or not at all")
+        return self
+
+
+class CalibrationRow(_Strict):
+    threshold: float = Field(ge=0.0, le=1.0)
+    fpr: float = Field(ge=0.0, le=1.0)
+    fnr: float = Field(ge=0.0, le=1.0)
+    precision: float = Field(ge=0.0, le=1.0)
+    recall: float = Field(ge=0.0, le=1.0)
+
+
+class PortfolioCalibration(_Strict):
+    """Verify-level calibration: a query against `k` references of the claimed artist, aggregated."""
+
+    k: int = Field(gt=0)
+    table: list[CalibrationRow]
+
+
+class Aggregation(_Strict):
+    """How pair scores against a portfolio become one score: mean of the `top_m` highest pair scores."""
+
+    method: Literal["top_mean"] = "top_mean"
+    top_m: int = Field(default=5, gt=0)
+
+
+class Calibration(_Strict):
+    """Tables measured on artist-disjoint validation pairs, sorted by threshold ascending."""
+
+    split: str = "val"
+    pair: list[CalibrationRow]
+    aggregation: Aggregation = Aggregation()
+    portfolio: list[PortfolioCalibration] = Field(default_factory=list)
+    recommended_threshold: float = Field(ge=0.0, le=1.0)
+    recommended_rule: str
+
+    @model_validator(mode="after")
+    def _sorted(self) -> Calibration:
+        tables = [self.pair] + [p.table for p in self.portfolio]
+        for table in tables:
+            if not table:
+                raise ValueError("calibration tables must not be empty")
+            ts = [r.threshold for r in table]
+            if ts != sorted(ts):
+                raise ValueError("calibration tables must be sorted by threshold")
+        return self
+
+
+class Card(_Strict):
+    format_version: Literal[1] = FORMAT_VERSION
+    name: str
+    version: str
+    created: str
+    backbone: BackboneSpec
+    head: HeadSpec
+    calibration: Calibration
+    metrics: dict = Field(default_factory=dict, description="evaluation: 'unseen' and 'seen' reported apart")
+    training_data: dict = Field(default_factory=dict, description="provenance of the corpus and split")
+    files: dict[str, str] = Field(description="file name -> sha256 hex")
+
+    @property
+    def model_id(self) -> str:
+        """Stable id of these exact weights: name@version+short hash of the files."""
+        digest = hashlib.sha256("".join(f"{k}={v}" for k, v in sorted(self.files.items())).encode()).hexdigest()
+        return f"{self.name}@{self.version}+{digest[:12]}"
+
+    def onnx_files(self) -> list[str]:
+        names = [self.backbone.file, self.head.file]
+        if self.head.projection is not None and self.head.comparator is not None:
+            names += [self.head.projection.file, self.head.comparator.file]
+        return names
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class CardError(ValueError):
+    """The model directory does not match its card."""
+
+
+def load_card(model_dir: Path, verify_files: bool = True) -> Card:
+    path = Path(model_dir) / CARD_FILE
+    if not path.is_file():
+        raise CardError(f"no {CARD_FILE} in {model_dir}")
+    try:
+        card = Card.model_validate(json.loads(path.read_text()))
+    except (ValueError, json.JSONDecodeError) as e:
+        raise CardError(f"{path} is not a valid model card: {e}") from e
+    if verify_files:
+        for name in card.onnx_files():
+            f = Path(model_dir) / name
+            if not f.is_file():
+                raise CardError(f"model card names {name} but {f} does not exist")
+            want = card.files.get(name)
+            if want is None:
+                raise CardError(f"model card has no sha256 for {name}")
+            got = sha256_file(f)
+            if got != want:
+                raise CardError(f"{f} sha256 {got[:12]}… does not match the card's {want[:12]}…")
+    return card
+
+
+def write_card(card: Card, model_dir: Path) -> Path:
+    path = Path(model_dir) / CARD_FILE
+    path.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
+    return path
