@@ -10,8 +10,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL_DIR ?= models/default
 PYTEST_ARGS ?=
+# extra extras for the serving install (the Docker image adds postgres)
+SERVE_EXTRAS ?=
+comma := ,
+SERVE_SPEC := $(ACCEL)$(if $(SERVE_EXTRAS),$(comma)$(SERVE_EXTRAS))
 
-.PHONY: run test venv-serve venv-all model lint fuzz load bench clean help
+.PHONY: run test venv-serve venv-all check-serve-install model lint fuzz load bench clean help
 
 help:
 	@echo "make run    serve $(MODEL_DIR) on $(HOST):$(PORT) (creates $(VENV), extra [$(ACCEL)])"
@@ -27,7 +31,7 @@ $(PY):
 
 # Stamps make repeated runs instant; they are redone when pyproject.toml changes.
 $(VENV)/.serve-$(ACCEL): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e ".[$(ACCEL)]"
+	$(PIP) install --quiet -e ".[$(SERVE_SPEC)]"
 	@touch $@
 
 $(VENV)/.all-$(ACCEL): pyproject.toml | $(PY)
@@ -36,6 +40,15 @@ $(VENV)/.all-$(ACCEL): pyproject.toml | $(PY)
 
 venv-serve: $(VENV)/.serve-$(ACCEL)
 venv-all: $(VENV)/.all-$(ACCEL)
+
+# The serving install on its own (what `make run` and the Docker image do), in a throwaway venv:
+# proves it needs no TensorFlow and that the service imports and loads the shipped model.
+check-serve-install:
+	rm -rf .venv-serve-check
+	$(MAKE) venv-serve VENV=.venv-serve-check
+	.venv-serve-check/bin/python -c "import importlib.util as u, sys; bad=[m for m in ('tensorflow','keras','tf2onnx') if u.find_spec(m)]; sys.exit(f'serving install pulled {bad}' if bad else 0)"
+	BRUSHPRINT_MODEL_DIR=$(MODEL_DIR) .venv-serve-check/bin/python -c "from service.model import Model; m = Model.load('$(MODEL_DIR)'); print('serving install OK:', m.model_id)"
+	rm -rf .venv-serve-check
 
 run: venv-serve
 	BRUSHPRINT_MODEL_DIR=$(MODEL_DIR) $(PY) -m service --host $(HOST) --port $(PORT)

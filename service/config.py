@@ -1,0 +1,108 @@
+"""All of the service's settings in one place: one pydantic-settings class, env prefix `BRUSHPRINT_`.
+
+Every limit the service enforces is named here (CompreFace style), so an operator finds them in one file and the
+README can list them. Covered by tests/service/test_config.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DB_FILE = "brushprint.db"
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _split_csv(value: object) -> object:
+    # Environment variables are flat strings: accept "CUDAExecutionProvider,CPUExecutionProvider" besides a list.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Each field reads `BRUSHPRINT_<FIELD>` from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BRUSHPRINT_", extra="ignore", validate_default=True, protected_namespaces=()
+    )
+
+    # --- where things live
+    model_dir: Path = Field(Path("models/default"), description="model directory holding model.json + ONNX files")
+    data_dir: Path = Field(Path("data"), description="originals (content-addressed) and the default SQLite file")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; unset means a SQLite file brushprint.db inside data_dir"
+    )
+
+    # --- serving
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: LogLevel = "INFO"
+    admin_key: SecretStr | None = Field(
+        None, description="when set, an admin key with exactly this value exists after start (stored hashed)"
+    )
+    admin_key_name: str = Field("bootstrap-admin", min_length=1, max_length=64)
+
+    # --- image intake limits (the engine's imaging layer enforces them)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="largest accepted image file")
+    max_request_bytes: int = Field(
+        100 * 1024 * 1024, gt=0, description="largest request body, checked from Content-Length before reading"
+    )
+    max_pixels: int = Field(40_000_000, gt=0, description="decompression-bomb guard: width*height")
+    allowed_formats: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"],
+        description="Pillow format names accepted for uploads",
+    )
+    max_files_per_request: int = Field(32, ge=1, le=1000, description="works per enrolment request")
+
+    # --- micro-batching and inference
+    batch_max_size: int = Field(16, ge=1, le=1024)
+    batch_max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    max_queue: int = Field(256, ge=1, description="images waiting for the backbone before 503 overloaded")
+    providers: Annotated[list[str] | None, NoDecode] = Field(
+        None, description="onnxruntime providers in order of preference; unset means CUDA when present, else CPU"
+    )
+    identify_shortlist: int = Field(200, ge=1, description="faiss candidates rescored by the head in /identify")
+
+    # --- abuse control
+    rate_limit_per_minute: float = Field(
+        600.0, ge=0.0, description="sustained requests per minute per API key; 0 disables the limiter"
+    )
+    rate_limit_burst: int = Field(60, ge=1, description="requests a key may make at once before being limited")
+
+    @field_validator("allowed_formats", "providers", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("allowed_formats")
+    @classmethod
+    def _formats_upper(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("allowed_formats must name at least one format")
+        return [v.upper() for v in value]
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short bootstrap key would be the weakest credential in the system; keys are compared by hash only.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("admin_key must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _limits_consistent(self) -> Settings:
+        if self.max_request_bytes < self.max_upload_bytes:
+            raise ValueError("max_request_bytes must be at least max_upload_bytes")
+        if self.database_url is None:
+            # Filled here so the engine, the key store and the CLI all open the very same database.
+            self.database_url = f"sqlite:///{self.data_dir / DEFAULT_DB_FILE}"
+        return self
