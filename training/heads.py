@@ -127,14 +127,20 @@ def build_symmetric(
     hidden: int = 512,
     projection_dim: int = 256,
     comparator_hidden: int = 128,
-    dropout: float = 0.1,
+    dropout: float = 0.3,
+    input_dropout: float = 0.2,
+    weight_decay: float = 0.0,
 ) -> HeadModels:
     e = keras.Input((dim,), name="embedding")
     x = _standardiser(dim, mean, std, "standardise")(e)
-    x = layers.Dense(hidden, activation="relu", name="proj_hidden")(x)
+    if input_dropout:
+        # a few hundred training artists are memorised within an epoch; dropping input features fights that
+        x = layers.Dropout(input_dropout, name="input_dropout")(x)
+    reg = keras.regularizers.L2(weight_decay) if weight_decay else None
+    x = layers.Dense(hidden, activation="relu", kernel_regularizer=reg, name="proj_hidden")(x)
     if dropout:
         x = layers.Dropout(dropout, name="proj_dropout")(x)
-    x = layers.Dense(projection_dim, name="proj_out")(x)
+    x = layers.Dense(projection_dim, kernel_regularizer=reg, name="proj_out")(x)
     # unit length, then scaled so the comparator sees O(1) features whatever projection_dim is
     p = layers.UnitNormalization(name="l2")(x) * float(np.sqrt(projection_dim))
     projection = keras.Model(e, p, name="projection")

@@ -28,6 +28,8 @@ class TrainConfig:
     patience: int = 6
     learning_rate: float | None = None  # None: the per-kind default below
     seed: int = 0
+    # per-kind epoch caps: the 19M-parameter seed head costs ~10x the symmetric head per epoch
+    epochs_by_kind: dict = field(default_factory=dict)
     # per-kind keyword arguments for build_head (dropout, widths, projection_dim, …)
     head_kwargs: dict = field(default_factory=dict)
 
@@ -114,7 +116,7 @@ def train_head(
         data,
         validation_data=val_data,
         validation_batch_size=1024,
-        epochs=config.epochs,
+        epochs=config.epochs_by_kind.get(kind, config.epochs),
         callbacks=callbacks,
         verbose=verbose,
     )

@@ -1,0 +1,17 @@
+"""HTTP routers, one per resource, collected here so `create_app` includes them in one place."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api import artists, audit, compare, health, identify, keys, verify
+
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    compare.router,
+    verify.router,
+    identify.router,
+    artists.router,
+    keys.router,
+    audit.router,
+)

@@ -1,0 +1,148 @@
+"""Identify scaling: the shortlist step of /identify — the top artists for one query over 1k, 10k and 100k
+stored references — with faiss (the index as `service/gallery.py` builds it) against brute-force numpy
+(`refs @ q`, argpartition), the way a user without an index would do it.
+
+Both paths take the same shortlist of nearest references and rank artists by their best reference, so they
+return the same artists; only the search differs. Vectors are random unit vectors of the model's reference
+dimension (the projection for a symmetric head): the search cost does not depend on their values.
+
+    python bench/identify_scaling.py [--quick] [--sizes 1000,10000,100000] [--dim D] [--providers cuda]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+
+REFS_PER_ARTIST = 10
+
+
+def model_reference_dim() -> tuple[int, str]:
+    """The dimension the gallery indexes for the model under test, read from its card (no sessions needed)."""
+    from service.card import load_card
+
+    for where in (C.DEFAULT_MODEL_DIR, C.STANDIN_DIR):
+        try:
+            card = load_card(where, verify_files=False)
+        except Exception:
+            continue
+        name = where.relative_to(C.ROOT)
+        proj = card.head.projection
+        if proj is not None and proj.output_dim:
+            return proj.output_dim, f"{proj.output_dim} (the projection of {name})"
+        return card.backbone.embedding_dim, f"{card.backbone.embedding_dim} (the embedding of {name})"
+    return 256, "256 (the symmetric head's default projection size; no model card found)"
+
+
+def rank_artists(pairs: list[tuple[str, float]], k: int) -> list[str]:
+    """Artists by their best reference in the shortlist; the same step for both paths."""
+    best: dict[str, float] = {}
+    for artist, sim in pairs:
+        if sim > best.get(artist, -np.inf):
+            best[artist] = sim
+    return sorted(best, key=best.__getitem__, reverse=True)[:k]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = C.base_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default=None, help="stored references (default 1000,10000,100000; quick 1000,10000)")
+    p.add_argument("--dim", type=int, default=None, help="vector dimension (default: the model's reference dim)")
+    p.add_argument("--k", type=int, default=5, help="artists returned")
+    p.add_argument("--shortlist", type=int, default=200, help="nearest references fetched (identify_shortlist)")
+    p.add_argument("--threads", type=int, default=None, help="cap faiss/numpy threads (default: library defaults)")
+    args = p.parse_args(argv)
+
+    import faiss
+
+    from service.gallery import ReferenceIndex
+
+    use_gpu = args.providers == "cuda"
+    if use_gpu and faiss.get_num_gpus() == 0:
+        raise SystemExit("--providers cuda: this faiss sees no GPU (install faiss-gpu)")
+    with C.limit_threads(args.threads):
+        threads = faiss.omp_get_max_threads()
+    device = f"faiss GPU ×{faiss.get_num_gpus()}" if use_gpu else f"faiss CPU ({threads} threads)"
+    sizes = C.parse_sizes(args.sizes or ("1000,10000" if args.quick else "1000,10000,100000"))
+    dim, dim_note = (args.dim, f"{args.dim} (--dim)") if args.dim else model_reference_dim()
+    report = C.Report("identify_scaling", "Identify scaling: top-k artists over N references", C.command_line())
+    report.quick = args.quick
+
+    rng = np.random.default_rng(0)
+    all_refs = rng.normal(0, 1, (max(sizes), dim)).astype(np.float32)
+    all_refs /= np.linalg.norm(all_refs, axis=1, keepdims=True)
+    work_ids = [f"w{i}" for i in range(max(sizes))]
+    artist_ids = [f"a{i // REFS_PER_ARTIST}" for i in range(max(sizes))]
+    queries = rng.normal(0, 1, (64, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    repeat, budget = (200, 3.0) if args.quick else (500, 10.0)
+
+    rows, data = [], {}
+    limit = C.limit_threads(args.threads)
+    limit.__enter__()
+    for n in sizes:
+        refs = all_refs[:n]
+        index = ReferenceIndex(dim, use_gpu)
+        index.reset(work_ids[:n], artist_ids[:n], refs)
+        shortlist = min(args.shortlist, n)
+        it = iter(range(10**9))
+
+        def via_faiss(index=index, shortlist=shortlist, it=it) -> list[str]:
+            q = queries[next(it) % len(queries)]
+            return rank_artists([(h.artist_id, h.similarity) for h in index.search(q, shortlist)], args.k)
+
+        def via_numpy(refs=refs, shortlist=shortlist, it=it) -> list[str]:
+            q = queries[next(it) % len(queries)]
+            sims = refs @ (q / np.linalg.norm(q))
+            top = np.argpartition(-sims, shortlist - 1)[:shortlist]
+            return rank_artists([(artist_ids[i], float(sims[i])) for i in top], args.k)
+
+        # same answer from both, or the comparison is meaningless
+        agree = via_faiss(it=iter([0])) == via_numpy(it=iter([0]))
+        both = C.measure_interleaved({"faiss": via_faiss, "numpy": via_numpy}, repeat, warmup=3, budget_s=budget)
+        f, b = both["faiss"], both["numpy"]
+        r = C.ratio(b.p50_ms, f.p50_ms)
+        data[n] = {"faiss": vars(f), "numpy": vars(b), "speedup_p50": r, "same_artists": agree}
+        rows.append(
+            [
+                f"{n:,}",
+                C.fmt(f.p50_ms, 3),
+                C.fmt(f.p99_ms, 3),
+                C.fmt(b.p50_ms, 3),
+                C.fmt(b.p99_ms, 3),
+                f"**{r:.2f}×**",
+                "yes" if agree else "NO",
+            ]
+        )
+
+    limit.__exit__(None, None, None)
+    report.table(
+        f"Top-{args.k} artists from a {args.shortlist}-reference shortlist, one query at a time",
+        ["references", "faiss p50 ms", "p99 ms", "numpy p50 ms", "p99 ms", "faiss speed-up", "same artists"],
+        rows,
+    )
+    report.note(
+        f"Vectors: random unit vectors, dim {dim_note}, {REFS_PER_ARTIST} references per artist; "
+        f"{device}; numpy BLAS with {'its default' if not args.threads else args.threads} threads; "
+        "the two are timed alternately, one query per call."
+    )
+    report.note(
+        "faiss: `service.gallery.ReferenceIndex` (IndexFlatIP over L2-normalised vectors, exact) and its `search`; "
+        "numpy: `refs @ q` over the same normalised vectors, `argpartition` for the shortlist."
+    )
+    report.data = {"dim": dim, "device": device, "sizes": data, "k": args.k, "shortlist": args.shortlist}
+    big = sizes[-1]
+    report.headline = (
+        f"{big:,} references: faiss p50 {data[big]['faiss']['p50_ms']:.2f} ms vs numpy "
+        f"{data[big]['numpy']['p50_ms']:.2f} ms ({data[big]['speedup_p50']:.2f}×) [{device}]"
+    )
+    report.emit(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

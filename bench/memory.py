@@ -1,0 +1,179 @@
+"""Memory: the server's resident set size (RSS) idle, after enrolling 10,000 references, and under load.
+
+Starts `python -m service` (temporary data dir), reads its RSS from /proc right after start, after one
+request (sessions' arenas allocated), after enrolling N references over HTTP — real uploads through the
+backbone, the store and the faiss index, 32 small JPEGs per request — and as peak and end values while 16
+clients mix /compare, /verify and /identify for a fixed time. For scale, the raw float32 vectors of the
+references are shown beside the growth. Bounded: fixed sizes and durations; the server is always stopped.
+
+    python bench/memory.py [--quick] [--references 10000] [--duration S] [--model-dir DIR] [--providers cuda]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+import http_e2e as E  # noqa: E402
+
+PER_REQUEST = 32  # the service's default max_files_per_request
+ARTIST_WORKS = 20  # references per enrolled artist
+
+
+def enrol_many(url: str, n: int, seed: int = 7) -> float:
+    """Enrol n distinct 64×64 JPEGs, ARTIST_WORKS per artist; returns the seconds it took."""
+    import httpx
+
+    h = {"X-API-Key": C.ADMIN_KEY}
+    t0 = time.perf_counter()
+    with httpx.Client(base_url=url, headers=h, timeout=300) as c:
+        done = 0
+        a = 0
+        while done < n:
+            artist = f"mem-{a:05d}"
+            r = c.post("/v1/artists", json={"id": artist, "name": f"Memory artist {a}"})
+            if r.status_code not in (200, 201):
+                raise RuntimeError(f"create artist: {r.status_code} {r.text}")
+            want = min(ARTIST_WORKS, n - done)
+            for start in range(0, want, PER_REQUEST):
+                k = min(PER_REQUEST, want - start)
+                images = C.make_images(k, size=64, seed=seed * 1_000_003 + done + start)
+                files = [("image", (f"{done + start + i}.jpg", b, "image/jpeg")) for i, b in enumerate(images)]
+                r = c.post(f"/v1/artists/{artist}/works", files=files)
+                if r.status_code not in (200, 201):
+                    raise RuntimeError(f"enrol works: {r.status_code} {r.text}")
+            done += want
+            a += 1
+    return time.perf_counter() - t0
+
+
+class Sampler:
+    """RSS of a process every `period` seconds in a thread, for peak-under-load figures."""
+
+    def __init__(self, pid: int, period: float = 0.25):
+        self.pid, self.period = pid, period
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(C.rss_mib(self.pid))
+            self._stop.wait(self.period)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def mixed_load(url: str, pool: list[bytes], artist: str, clients: int, duration: float) -> dict:
+    import httpx
+
+    routes = ("/v1/compare", "/v1/verify", "/v1/identify")
+    counts: dict[str, int] = {}
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": C.ADMIN_KEY}, timeout=60) as client:
+        stop = time.perf_counter() + duration
+
+        async def worker(w: int) -> None:
+            i = w
+            while time.perf_counter() < stop:
+                route = routes[i % 3]
+                q = pool[i % len(pool)]
+                if route == "/v1/compare":
+                    files = [("image_a", ("a.jpg", q, "image/jpeg")), ("image_b", ("b.jpg", pool[-1], "image/jpeg"))]
+                    data = {}
+                else:
+                    files = [("image", ("q.jpg", q, "image/jpeg"))]
+                    data = {"artist_id": artist} if route == "/v1/verify" else {"k": "5"}
+                r = await client.post(route, files=files, data=data)
+                key = f"{route} {r.status_code}"
+                counts[key] = counts.get(key, 0) + 1
+                i += clients
+
+        await asyncio.gather(*(worker(w) for w in range(clients)))
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = C.base_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--references", type=int, default=None, help="references to enrol (default 10000; quick 500)")
+    p.add_argument("--duration", type=float, default=None, help="seconds of mixed load (default 30; quick 5)")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--model-dir", default=None)
+    args = p.parse_args(argv)
+    C.ort_providers(args.providers)
+    n = args.references or (500 if args.quick else 10_000)
+    duration = args.duration or (5.0 if args.quick else 30.0)
+    report = C.Report("memory", "Memory: server RSS", C.command_line(), args.quick)
+
+    pool = C.make_images(24, seed=11)
+    with tempfile.TemporaryDirectory(prefix="brushprint-bench-") as tmp:
+        model_dir, which = C.resolve_model_dir(args.model_dir, Path(tmp), build=not args.quick)
+        with C.Server(model_dir, Path(tmp) / "data") as server:
+            server.require_provider(args.providers)
+            provider = server.provider
+            time.sleep(1.0)
+            idle = server.rss_mib()
+            E.enrol(server.url, C.make_images(E.PORTFOLIO, seed=2))
+            first = server.rss_mib()
+            enrol_s = enrol_many(server.url, n)
+            time.sleep(1.0)
+            enrolled = server.rss_mib()
+            with Sampler(server.pid) as sampler:
+                counts = asyncio.run(mixed_load(server.url, pool, E.ARTIST, args.clients, duration))
+            end = server.rss_mib()
+            peak = max(sampler.samples + [end])
+
+    from service.card import load_card
+
+    card = load_card(model_dir, verify_files=False)
+    ref_dim = card.head.projection.output_dim if card.head.projection else None
+    raw = n * 4 * (card.backbone.embedding_dim + (ref_dim or 0)) / 2**20
+    rows = [
+        ["idle, just started", C.fmt(idle, 0), "–"],
+        [
+            f"after enrolling one artist ({E.PORTFOLIO} works) and first requests",
+            C.fmt(first, 0),
+            C.fmt(first - idle, 0),
+        ],
+        [f"after enrolling {n:,} more references over HTTP", C.fmt(enrolled, 0), C.fmt(enrolled - first, 0)],
+        [f"under load: peak ({args.clients} clients, {duration:.0f} s)", C.fmt(peak, 0), C.fmt(peak - enrolled, 0)],
+        ["under load: end", C.fmt(end, 0), C.fmt(end - enrolled, 0)],
+    ]
+    report.table("Server RSS (MiB) and the change from the row above", ["state", "RSS MiB", "Δ MiB"], rows)
+    ok = sum(v for k, v in counts.items() if k.endswith(" 200"))
+    report.note(f"Model: {which}; the service ran on {provider}.")
+    report.note(
+        f"Enrolment: {n:,} distinct 64×64 JPEGs over HTTP, {PER_REQUEST} per request, {ARTIST_WORKS} per artist, "
+        f"in {enrol_s:.0f} s ({n / enrol_s:.0f} references/s). Their raw float32 vectors (embedding"
+        f"{' + projection' if ref_dim else ''}) are {raw:.1f} MiB."
+    )
+    report.note(f"Mixed load answers: {dict(sorted(counts.items()))} ({ok} OK).")
+    report.data = {
+        "model": which,
+        "references": n,
+        "enrol_s": enrol_s,
+        "rss_mib": {"idle": idle, "first": first, "enrolled": enrolled, "peak_load": peak, "end_load": end},
+        "raw_vectors_mib": raw,
+        "load_counts": counts,
+    }
+    report.headline = (
+        f"RSS idle {idle:.0f} MiB, with {n:,} references {enrolled:.0f} MiB (+{enrolled - first:.0f}), "
+        f"peak under load {peak:.0f} MiB [{provider}]"
+    )
+    report.emit(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

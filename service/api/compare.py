@@ -1,0 +1,50 @@
+"""POST /v1/compare: were these two paintings made by the same artist?"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+
+from service.api.deps import AuditDep, EngineDep, RequestId, StrictnessDep, UploadLimit, VerifyKey, read_upload
+from service.api.schemas import DecisionOut, error_responses
+from service.audit import record_decision
+
+router = APIRouter(prefix="/v1", tags=["scoring"])
+
+
+@router.post(
+    "/compare",
+    response_model=DecisionOut,
+    summary="Compare two paintings",
+    description="Scores whether `image_a` and `image_b` were painted by the same artist. The score is symmetric "
+    "in the two images. Strictness: at most one of `threshold`, `max_fpr`, `min_precision`; none means the model "
+    "card's recommended operating point. The answer carries the error rates expected at that threshold.",
+    responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
+)
+async def compare(
+    key: VerifyKey,
+    engine: EngineDep,
+    audit: AuditDep,
+    strictness: StrictnessDep,
+    limit: UploadLimit,
+    request_id: RequestId,
+    image_a: Annotated[UploadFile, File(description="first painting (JPEG, PNG, WebP, TIFF, BMP, still GIF)")],
+    image_b: Annotated[UploadFile, File(description="second painting")],
+) -> DecisionOut:
+    a = await read_upload(image_a, limit)
+    b = await read_upload(image_b, limit)
+    decision = await engine.compare(a, b, strictness)
+    out = DecisionOut.model_validate(decision)
+    await record_decision(
+        audit,
+        key_name=key.name,
+        route="compare",
+        images=decision.images,
+        decision="match" if out.match else "no_match",
+        model_id=out.model,
+        score=out.score,
+        threshold=out.threshold,
+        request_id=request_id,
+    )
+    return out

@@ -1,0 +1,114 @@
+"""Typed dependencies the routers share: the engine, the caller's key (with scope and rate limit checked),
+strictness form fields and capped upload reading.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Form, Request, Security, UploadFile
+from fastapi.security import APIKeyHeader
+
+from service.audit import AuditLog
+from service.engine import Engine
+from service.errors import ApiError
+from service.scoring import Strictness
+from service.security import KeyInfo, KeyStore, RateLimiter, Scope, scope_allows
+
+API_KEY_HEADER = "X-API-Key"
+
+api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,  # we answer 401 in our own error format instead of FastAPI's 403
+    scheme_name="ApiKey",
+    description="API key issued by `python -m service keys create` or `POST /v1/keys`. "
+    "Scope `verify`: compare, verify, identify. Scope `admin`: everything.",
+)
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_keys(request: Request) -> KeyStore:
+    return request.app.state.keys
+
+
+def get_audit(request: Request) -> AuditLog:
+    return request.app.state.audit
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+KeysDep = Annotated[KeyStore, Depends(get_keys)]
+AuditDep = Annotated[AuditLog, Depends(get_audit)]
+
+
+def _caller(request: Request, presented: str | None, need: Scope) -> KeyInfo:
+    # Plain `def`: FastAPI runs it in the thread pool, so the key lookup never blocks the event loop.
+    state = request.app.state
+    key = state.keys.authenticate(presented)
+    request.state.key_name = key.name  # for the access log: the key's name, never the key
+    if not scope_allows(key.scope, need):
+        raise ApiError(
+            403, "insufficient_scope", f"this route needs scope {need.value!r}; the key has {key.scope.value!r}"
+        )
+    limiter: RateLimiter = state.limiter
+    limiter.check(key.id)
+    return key
+
+
+def require_verify(request: Request, presented: Annotated[str | None, Security(api_key_header)] = None) -> KeyInfo:
+    return _caller(request, presented, Scope.verify)
+
+
+def require_admin(request: Request, presented: Annotated[str | None, Security(api_key_header)] = None) -> KeyInfo:
+    return _caller(request, presented, Scope.admin)
+
+
+VerifyKey = Annotated[KeyInfo, Depends(require_verify)]
+AdminKey = Annotated[KeyInfo, Depends(require_admin)]
+
+_UNIT = "a number from 0 to 1"
+
+
+def strictness_form(
+    threshold: Annotated[
+        float | None,
+        Form(ge=0.0, le=1.0, description=f"decision threshold, {_UNIT}: match when score ≥ threshold"),
+    ] = None,
+    max_fpr: Annotated[
+        float | None,
+        Form(ge=0.0, le=1.0, description=f"largest acceptable expected false-positive rate, {_UNIT}"),
+    ] = None,
+    min_precision: Annotated[
+        float | None,
+        Form(ge=0.0, le=1.0, description=f"smallest acceptable expected precision, {_UNIT}"),
+    ] = None,
+) -> Strictness:
+    """At most one of the three; none means the model card's recommended operating point."""
+    return Strictness(threshold=threshold, max_fpr=max_fpr, min_precision=min_precision)
+
+
+StrictnessDep = Annotated[Strictness, Depends(strictness_form)]
+
+
+async def read_upload(file: UploadFile, limit: int) -> bytes:
+    """The upload's bytes, reading at most limit + 1 so an oversized file costs no more than the limit."""
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "image_too_large", f"{file.filename or 'the upload'} is over the limit of {limit} bytes")
+    return data
+
+
+def upload_limit(request: Request) -> int:
+    return request.app.state.settings.max_upload_bytes
+
+
+UploadLimit = Annotated[int, Depends(upload_limit)]
+
+
+def request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+RequestId = Annotated[str | None, Depends(request_id)]

@@ -1,0 +1,51 @@
+"""POST /v1/identify: which enrolled artists is this painting most like?"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, File, Form, UploadFile
+
+from service.api.deps import AuditDep, EngineDep, RequestId, UploadLimit, VerifyKey, read_upload
+from service.api.schemas import CandidateOut, IdentifyOut, error_responses
+from service.audit import record_decision, sha256_hex
+from service.engine import MAX_K
+
+router = APIRouter(prefix="/v1", tags=["scoring"])
+
+
+@router.post(
+    "/identify",
+    response_model=IdentifyOut,
+    summary="Rank enrolled artists for a painting",
+    description="A faiss shortlist over every reference embedding, rescored by the pair head and aggregated per "
+    "artist as /v1/verify does. Returns up to `k` artists, best first. A ranking, not a decision: to decide, "
+    "call /v1/verify with the candidate.",
+    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
+)
+async def identify(
+    key: VerifyKey,
+    engine: EngineDep,
+    audit: AuditDep,
+    limit: UploadLimit,
+    request_id: RequestId,
+    image: Annotated[UploadFile, File(description="the painting to identify")],
+    k: Annotated[int, Form(ge=1, le=MAX_K, description="how many candidate artists to return")] = 5,
+) -> IdentifyOut:
+    data = await read_upload(image, limit)
+    candidates = await engine.identify(data, k)
+    out = IdentifyOut(candidates=[CandidateOut.model_validate(c) for c in candidates], model=engine.model_id)
+    top = out.candidates[0] if out.candidates else None
+    await record_decision(
+        audit,
+        key_name=key.name,
+        route="identify",
+        images=[await anyio.to_thread.run_sync(sha256_hex, data)],
+        artist_id=top.artist_id if top else None,
+        decision=f"ranked:{len(out.candidates)}",
+        model_id=out.model,
+        score=top.score if top else None,
+        request_id=request_id,
+    )
+    return out

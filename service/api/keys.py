@@ -1,0 +1,58 @@
+"""API keys over HTTP (admin scope); the same operations as `python -m service keys …`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from service.api.deps import AdminKey, KeysDep
+from service.api.schemas import KeyCreated, KeyIn, KeyOut, error_responses
+from service.security import KeyInfo
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+def _out(info: KeyInfo) -> KeyOut:
+    return KeyOut(
+        id=info.id,
+        name=info.name,
+        scope=info.scope,
+        prefix=info.prefix,
+        created_at=info.created_at,
+        revoked_at=info.revoked_at,
+        active=info.active,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=KeyCreated,
+    summary="Create an API key",
+    description="The key is in this response only; the service stores a hash of it.",
+    responses=error_responses(400, 401, 403, 409, 413, 422, 429),
+)
+def create_key(_: AdminKey, keys: KeysDep, body: KeyIn) -> KeyCreated:
+    info, key = keys.create(body.name, body.scope)
+    return KeyCreated(**_out(info).model_dump(), key=key)
+
+
+@router.get(
+    "",
+    response_model=list[KeyOut],
+    summary="List API keys",
+    description="Names, scopes and non-secret prefixes; never the keys.",
+    responses=error_responses(401, 403, 429),
+)
+def list_keys(_: AdminKey, keys: KeysDep, include_revoked: bool = True) -> list[KeyOut]:
+    return [_out(k) for k in keys.list(include_revoked=include_revoked)]
+
+
+@router.delete(
+    "/{key_ref}",
+    response_model=KeyOut,
+    summary="Revoke an API key",
+    description="`key_ref` is the key's numeric id or its name. A revoked key is refused at once.",
+    responses=error_responses(401, 403, 404, 429),
+)
+def revoke_key(_: AdminKey, keys: KeysDep, key_ref: str) -> KeyOut:
+    return _out(keys.revoke(key_ref))

@@ -1,0 +1,193 @@
+"""Request and response bodies of the HTTP API (pydantic), with the descriptions the OpenAPI docs show.
+
+Engine results (dataclasses) are read with `from_attributes`, so the routes only pick the schema.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.security import Scope
+
+T = TypeVar("T")
+
+ARTIST_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # the gallery's rule, stated here for the docs
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    @field_validator("*")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        # SQLite hands back times without a zone; everything is stored in UTC, so say so in the answer.
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+# ---- errors -----------------------------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. `unknown_artist`", examples=["unknown_artist"])
+    message: str = Field(description="human-readable explanation; wording may change")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# ---- scoring ----------------------------------------------------------------------------------------------
+class DecisionOut(_Out):
+    score: float = Field(description="same-artist score in [0, 1]; symmetric in the two images")
+    threshold: float = Field(description="the threshold the decision used: `match` is `score >= threshold`")
+    match: bool
+    expected_fpr: float = Field(description="false-positive rate expected at this threshold (validation data)")
+    expected_fnr: float = Field(description="false-negative rate expected at this threshold (validation data)")
+    rule: str = Field(description="how the threshold was chosen, e.g. `recommended` or `max_fpr<=0.01`")
+    model: str = Field(description="id of the model that scored: name@version+hash of its files")
+
+
+class ReferenceScore(BaseModel):
+    work_id: str
+    score: float
+
+
+class VerifyOut(DecisionOut):
+    portfolio_size: int = Field(description="number of reference works of the claimed artist")
+    top_references: list[ReferenceScore] = Field(description="the references that weighed most, best first")
+
+    @classmethod
+    def of(cls, verdict: Any) -> VerifyOut:
+        """From the engine's Verdict, whose `top_references` are (work_id, score) pairs."""
+        base = DecisionOut.model_validate(verdict).model_dump()
+        refs = [
+            ReferenceScore(work_id=r[0], score=r[1])
+            if isinstance(r, tuple | list)
+            else ReferenceScore(work_id=r.work_id, score=r.score)
+            for r in verdict.top_references
+        ]
+        return cls(**base, portfolio_size=verdict.portfolio_size, top_references=refs)
+
+
+class CandidateOut(_Out):
+    artist_id: str
+    name: str
+    score: float = Field(description="portfolio score of the query against this artist, as /verify computes it")
+
+
+class IdentifyOut(BaseModel):
+    candidates: list[CandidateOut] = Field(description="candidate artists, best first")
+    model: str
+
+
+# ---- artists and works ------------------------------------------------------------------------------------
+class ArtistIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=ARTIST_ID_PATTERN, description="your stable identifier for the artist")
+    name: str = Field(min_length=1, max_length=256)
+    meta: dict[str, Any] | None = Field(None, description="free-form JSON kept with the artist")
+
+
+class ArtistOut(_Out):
+    id: str
+    name: str
+    meta: dict[str, Any] = Field(default_factory=dict)
+    created: datetime | None = None
+    works: int | None = Field(None, description="number of reference works")
+
+
+class WorkOut(_Out):
+    id: str
+    artist_id: str
+    sha256: str = Field(description="sha256 of the uploaded bytes")
+    filename: str = ""
+    size_bytes: int | None = None
+    created: datetime | None = None
+
+
+class WorksOut(BaseModel):
+    works: list[WorkOut]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int = Field(description="items matching, over all pages")
+    offset: int
+    limit: int
+
+
+# ---- keys and audit ---------------------------------------------------------------------------------------
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")
+    scope: Scope = Field(description="`verify`: compare/verify/identify; `admin`: everything")
+
+
+class KeyOut(_Out):
+    id: int
+    name: str
+    scope: Scope
+    prefix: str = Field(description="first characters of the key, to tell keys apart; not a secret")
+    created_at: datetime
+    revoked_at: datetime | None = None
+    active: bool
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="the API key: shown this once, store it now (the service keeps only a hash)")
+
+
+class AuditOut(_Out):
+    id: int
+    time: datetime
+    key_name: str
+    route: str
+    artist_id: str | None
+    image_sha256: str
+    image_b_sha256: str | None
+    score: float | None
+    threshold: float | None
+    decision: str
+    model_id: str
+    request_id: str | None
+
+
+# ---- health -----------------------------------------------------------------------------------------------
+class HealthOut(BaseModel):
+    status: str = "ok"
+
+
+class ReadyOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    ready: bool
+    checks: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---- documented error responses ---------------------------------------------------------------------------
+_ERROR_DOCS = {
+    400: "`malformed_body` (unparseable multipart) or `conflicting_strictness` (more than one of threshold, "
+    "max_fpr, min_precision)",
+    401: "`missing_api_key` or `invalid_api_key` (unknown or revoked)",
+    403: "`insufficient_scope`: the key's scope does not allow this route",
+    404: "`unknown_artist`, `unknown_work` or `unknown_key`",
+    409: "`artist_exists`, `duplicate_work`, `key_name_taken`, `empty_portfolio` (verify against an artist without "
+    "works) or `reindex_required` (works lack embeddings of the served model)",
+    413: "`request_too_large`, `image_too_large`, `image_too_many_pixels` or `too_many_files`",
+    415: "`unsupported_format` or `animated_image`",
+    422: "`invalid_request` (the message names the field), `empty_image`, `corrupt_image`, `image_too_small`, "
+    "`no_files`, `invalid_threshold`, `invalid_operating_point`, `operating_point_unreachable`, "
+    "`invalid_artist_id`, `invalid_name`, `invalid_meta`",
+    429: "`rate_limited`: retry after the `Retry-After` header's seconds",
+    503: "`overloaded` (retry after `Retry-After`) or `not_ready`",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for these statuses, all with the `{"error": {...}}` body."""
+    return {s: {"model": ErrorBody, "description": _ERROR_DOCS[s]} for s in statuses}

@@ -1,0 +1,50 @@
+"""POST /v1/verify: is this painting by the claimed artist, judged against the artist's portfolio?"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from service.api.deps import AuditDep, EngineDep, RequestId, StrictnessDep, UploadLimit, VerifyKey, read_upload
+from service.api.schemas import VerifyOut, error_responses
+from service.audit import record_decision
+
+router = APIRouter(prefix="/v1", tags=["scoring"])
+
+
+@router.post(
+    "/verify",
+    response_model=VerifyOut,
+    summary="Verify a painting against an artist's portfolio",
+    description="Scores `image` pairwise against every reference work of `artist_id` and aggregates the best "
+    "pair scores as the portfolio calibration assumed; expected error rates come from the portfolio-level "
+    "calibration for a portfolio of this size. Strictness as in /v1/compare.",
+    responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+)
+async def verify(
+    key: VerifyKey,
+    engine: EngineDep,
+    audit: AuditDep,
+    strictness: StrictnessDep,
+    limit: UploadLimit,
+    request_id: RequestId,
+    image: Annotated[UploadFile, File(description="the painting to verify")],
+    artist_id: Annotated[str, Form(min_length=1, max_length=64, description="the claimed artist's id")],
+) -> VerifyOut:
+    data = await read_upload(image, limit)
+    verdict = await engine.verify(data, artist_id, strictness)
+    out = VerifyOut.of(verdict)
+    await record_decision(
+        audit,
+        key_name=key.name,
+        route="verify",
+        images=verdict.images,
+        artist_id=artist_id,
+        decision="match" if out.match else "no_match",
+        model_id=out.model,
+        score=out.score,
+        threshold=out.threshold,
+        request_id=request_id,
+    )
+    return out

@@ -1,0 +1,214 @@
+"""The exported model as onnxruntime sessions, checked against its card before it serves anything.
+
+`Model.load` verifies the files' sha256 (service.card.load_card), that each ONNX graph has the input and
+output names the card promises, and, by running one dummy input through every part, that the embedding and
+projection dimensions are the card's. Any mismatch is a `ModelError` naming the file and what differs.
+Covered by tests/service/test_model.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from service.card import Card, CardError, load_card
+from service.preprocess import preprocess
+
+Providers = Literal["auto", "cpu", "cuda"]
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+# ORT warns (severity 2) about e.g. unused initializers and missing CUDA libraries; errors still show.
+_QUIET = 3
+
+
+class ModelError(RuntimeError):
+    """The model directory cannot be served (bad card, checksum, graph names or shapes, provider)."""
+
+
+def choose_providers(providers: str = "auto") -> list[str]:
+    """Only providers this onnxruntime build offers, CUDA first, so CPU-only hosts log no CUDA failures."""
+    available = ort.get_available_providers()
+    if providers == "cpu":
+        return [_CPU]
+    if providers == "cuda":
+        if _CUDA not in available:
+            raise ModelError(f"providers='cuda' but this onnxruntime offers only {available}")
+        return [_CUDA, _CPU]
+    if providers == "auto":
+        return [_CUDA, _CPU] if _CUDA in available else [_CPU]
+    raise ModelError(f"providers must be 'auto', 'cpu' or 'cuda', not {providers!r}")
+
+
+@dataclass
+class _Part:
+    session: ort.InferenceSession
+    inputs: list[str]
+    output: str
+
+    def run(self, *arrays: np.ndarray) -> np.ndarray:
+        feed = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in zip(self.inputs, arrays, strict=True)}
+        return self.session.run([self.output], feed)[0]
+
+
+class Model:
+    """Backbone + pair head (+ projection/comparator for symmetric heads) of one model card."""
+
+    def __init__(self, card: Card, model_dir: Path, parts: dict[str, _Part], providers: list[str]):
+        self.card = card
+        self.model_dir = model_dir
+        self._parts = parts
+        self.providers = providers
+        self.model_id = card.model_id
+        self.embedding_dim = card.backbone.embedding_dim
+        self.has_projection = "projection" in parts
+        # the projection's width when there is one; set from a dummy run by _check_shapes()
+        self.reference_dim = card.backbone.embedding_dim
+
+    # ---- loading ------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_dir: str | Path, providers: str = "auto", intra_op_threads: int | None = None) -> Model:
+        model_dir = Path(model_dir)
+        try:
+            card = load_card(model_dir, verify_files=True)
+        except CardError as e:
+            raise ModelError(str(e)) from e
+        chosen = choose_providers(providers)
+        ort.set_default_logger_severity(_QUIET)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = _QUIET
+        if intra_op_threads:
+            opts.intra_op_num_threads = intra_op_threads
+
+        def session(file: str) -> ort.InferenceSession:
+            try:
+                return ort.InferenceSession(str(model_dir / file), sess_options=opts, providers=chosen)
+            except Exception as e:  # onnxruntime raises its own exception types for bad graphs
+                raise ModelError(f"{model_dir / file}: onnxruntime cannot load it: {e}") from e
+
+        b, h = card.backbone, card.head
+        parts = {
+            "backbone": _checked(session(b.file), b.file, [b.input_name], b.output_name),
+            "head": _checked(session(h.file), h.file, list(h.input_names), h.output_name),
+        }
+        if h.projection is not None and h.comparator is not None:
+            parts["projection"] = _checked(
+                session(h.projection.file), h.projection.file, h.projection.input_names, h.projection.output_name
+            )
+            parts["comparator"] = _checked(
+                session(h.comparator.file), h.comparator.file, h.comparator.input_names, h.comparator.output_name
+            )
+        used = parts["backbone"].session.get_providers()
+        model = cls(card, model_dir, parts, [p for p in used if p in chosen])
+        try:
+            model._check_shapes()
+        except ModelError:
+            raise
+        except Exception as e:  # onnxruntime refusing the card's shapes
+            raise ModelError(f"{model_dir}: the model does not run with the card's shapes: {e}") from e
+        return model
+
+    def _check_shapes(self) -> None:
+        p = self.card.backbone.preprocessing
+        x = self.preprocess(Image.new("RGB", (p.crop[1], p.crop[0]), (128, 128, 128)))[None]
+        emb = self._run("backbone", x)
+        if emb.ndim != 2 or emb.shape != (1, self.embedding_dim):
+            raise ModelError(
+                f"{self.card.backbone.file}: output {self.card.backbone.output_name} has shape {emb.shape}, "
+                f"the card says [N, {self.embedding_dim}]"
+            )
+        scores = self._run("head", emb, emb)
+        if scores.shape != (1,):
+            raise ModelError(f"{self.card.head.file}: output has shape {scores.shape}, expected [N]")
+        if self.has_projection:
+            proj = self._run("projection", emb)
+            want = self.card.head.projection.output_dim if self.card.head.projection else None
+            if proj.ndim != 2 or proj.shape[0] != 1 or (want is not None and proj.shape[1] != want):
+                raise ModelError(f"projection output has shape {proj.shape}, the card says [N, {want}]")
+            if self._run("comparator", proj, proj).shape != (1,):
+                raise ModelError("comparator output is not [N]")
+            self.reference_dim = int(proj.shape[1])
+
+    def _run(self, part: str, *arrays: np.ndarray) -> np.ndarray:
+        out = self._parts[part].run(*arrays)
+        # heads may export [N, 1]; the card's contract is [N]
+        if part in ("head", "comparator") and out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        return np.asarray(out, dtype=np.float32)
+
+    # ---- inference ----------------------------------------------------------------------------------------
+    @property
+    def symmetric(self) -> bool:
+        return self.card.head.kind == "symmetric"
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return preprocess(image, self.card.backbone.preprocessing)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed images [N, H, W, 3] (layout per card) → embeddings [N, D]."""
+        if len(batch) == 0:
+            return np.zeros((0, self.embedding_dim), np.float32)
+        return self._run("backbone", batch)
+
+    def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The exported pair head as is: same-artist probability for rows of a and b, [N]."""
+        if len(a) == 0:
+            return np.zeros((0,), np.float32)
+        return self._run("head", a, b)
+
+    def project(self, emb: np.ndarray) -> np.ndarray:
+        if not self.has_projection:
+            raise ModelError("this model's head has no projection")
+        if len(emb) == 0:
+            return np.zeros((0, self.reference_dim), np.float32)
+        return self._run("projection", emb)
+
+    def compare(self, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+        if not self.has_projection:
+            raise ModelError("this model's head has no comparator")
+        if len(pa) == 0:
+            return np.zeros((0,), np.float32)
+        return self._run("comparator", pa, pb)
+
+    def reference_vectors(self, emb: np.ndarray) -> np.ndarray:
+        """What a stored reference is scored through: its projection when the head has one, else the embedding."""
+        emb = np.asarray(emb, np.float32).reshape(-1, self.embedding_dim)
+        return self.project(emb) if self.has_projection else emb
+
+    def symmetric_scores(self, va: np.ndarray, vb: np.ndarray) -> np.ndarray:
+        """Pair scores of reference vectors that do not depend on the order of the pair.
+
+        The symmetric comparator is order-free by construction (|a−b| and a·b); other heads are averaged
+        over both orders.
+        """
+        if self.has_projection:
+            return self.compare(va, vb)
+        return (self.pair_scores(va, vb) + self.pair_scores(vb, va)) / np.float32(2.0)
+
+    def score_against(self, query_vec: np.ndarray, ref_vecs: np.ndarray, chunk: int = 2048) -> np.ndarray:
+        """One query's reference vector against M references → [M] symmetric pair scores, in chunks so the
+        repeated query rows never exceed `chunk` × dim floats however large the portfolio."""
+        q = np.asarray(query_vec, np.float32).reshape(1, -1)
+        refs = np.asarray(ref_vecs, np.float32)
+        out = np.empty((len(refs),), np.float32)
+        for start in range(0, len(refs), chunk):
+            r = refs[start : start + chunk]
+            out[start : start + len(r)] = self.symmetric_scores(np.repeat(q, len(r), axis=0), r)
+        return out
+
+
+def _checked(session: ort.InferenceSession, file: str, inputs: list[str], output: str) -> _Part:
+    got_in = [i.name for i in session.get_inputs()]
+    got_out = [o.name for o in session.get_outputs()]
+    if sorted(got_in) != sorted(inputs):
+        raise ModelError(f"{file}: ONNX inputs are {got_in}, the card says {inputs}")
+    if output not in got_out:
+        raise ModelError(f"{file}: ONNX outputs are {got_out}, the card says {output!r}")
+    for i in session.get_inputs():
+        if i.type != "tensor(float)":
+            raise ModelError(f"{file}: input {i.name} is {i.type}, expected float32")
+    return _Part(session=session, inputs=list(inputs), output=output)

@@ -1,0 +1,246 @@
+"""API keys, scopes and per-key rate limits.
+
+Keys live in the `api_keys` table of the same database as the gallery (`service.db.Base`), so one database holds
+everything an operator must back up. Covered by tests/service/test_security.py (and the 401/403/429 paths by
+tests/service/test_api_auth.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+from service.db import Base
+from service.errors import ApiError
+
+KEY_PREFIX = "bp_"
+# Shown in listings so an operator can tell keys apart; 7 random characters out of 43 reveal nothing useful.
+DISPLAY_PREFIX_LEN = len(KEY_PREFIX) + 7
+MAX_PRESENTED_KEY_LEN = 256
+MIN_PRESENTED_KEY_LEN = 16  # the bootstrap admin key's minimum; issued keys are 46 characters
+
+
+class Scope(StrEnum):
+    verify = "verify"  # compare, verify, identify
+    admin = "admin"  # artists, works, keys, audit, and everything `verify` may do
+
+
+def scope_allows(have: Scope | str, need: Scope | str) -> bool:
+    return Scope(have) == Scope.admin or Scope(have) == Scope(need)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    # Unique among active keys only (enforced in code), so a revoked name can be reissued.
+    name: Mapped[str] = mapped_column(sa.String(64), index=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, index=True)
+    scope: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What the rest of the service knows about a key: never the key itself, never its hash."""
+
+    id: int
+    name: str
+    scope: Scope
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    @classmethod
+    def of(cls, row: ApiKey) -> KeyInfo:
+        created = _aware(row.created_at)
+        assert created is not None
+        return cls(row.id, row.name, Scope(row.scope), row.prefix, created, _aware(row.revoked_at))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite drops tzinfo on the way back; everything stored is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def display_prefix(key: str) -> str:
+    """What listings show. Our keys: their first random characters. An operator-chosen key (the bootstrap admin
+    key) may be a low-entropy phrase, so none of its characters are shown, only a few of its hash's."""
+    if key.startswith(KEY_PREFIX) and len(key) >= 40:
+        return key[:DISPLAY_PREFIX_LEN]
+    return "env:" + hash_key(key)[:6]
+
+
+def hash_key(key: str) -> str:
+    # A fast unsalted hash is the right tool here: keys carry 256 bits from `secrets`, so there is no dictionary
+    # to attack and no need for a slow password KDF; a deterministic hash also lets us look the key up by index.
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class KeyStore:
+    """CRUD over `api_keys` plus authentication. Thread-safe: every call opens its own short session."""
+
+    def __init__(self, bind: sa.Engine):
+        self._sessions = sessionmaker(bind, expire_on_commit=False)
+        Base.metadata.create_all(bind, tables=[Base.metadata.tables[ApiKey.__tablename__]])
+
+    def create(self, name: str, scope: Scope | str) -> tuple[KeyInfo, str]:
+        """Issue a new key. Returns its info and the plaintext key, which is never retrievable again."""
+        scope = _scope(scope)
+        name = _name(name)
+        key = generate_key()
+        with self._sessions.begin() as s:
+            if self._active_by_name(s, name) is not None:
+                raise ApiError(409, "key_name_taken", f"an active key named {name!r} already exists")
+            row = ApiKey(
+                name=name, prefix=display_prefix(key), key_hash=hash_key(key), scope=scope.value, created_at=_now()
+            )
+            s.add(row)
+            s.flush()
+            return KeyInfo.of(row), key
+
+    def ensure(self, name: str, key: str, scope: Scope | str = Scope.admin) -> KeyInfo:
+        """Make `key` an active key named `name` (idempotent; used for BRUSHPRINT_ADMIN_KEY at start).
+
+        A different active key under the same name is revoked, so changing the environment variable rotates the
+        bootstrap key. A bootstrap key that an operator revoked stays revoked.
+        """
+        scope, name, digest = _scope(scope), _name(name), hash_key(key)
+        with self._sessions.begin() as s:
+            row = s.scalars(sa.select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
+            if row is not None:
+                return KeyInfo.of(row)
+            old = self._active_by_name(s, name)
+            if old is not None:
+                old.revoked_at = _now()
+            row = ApiKey(name=name, prefix=display_prefix(key), key_hash=digest, scope=scope.value, created_at=_now())
+            s.add(row)
+            s.flush()
+            return KeyInfo.of(row)
+
+    def list(self, include_revoked: bool = True) -> list[KeyInfo]:
+        with self._sessions() as s:
+            q = sa.select(ApiKey).order_by(ApiKey.id)
+            if not include_revoked:
+                q = q.where(ApiKey.revoked_at.is_(None))
+            return [KeyInfo.of(r) for r in s.scalars(q)]
+
+    def revoke(self, ref: str | int) -> KeyInfo:
+        """Revoke by id or by name (the active key of that name). Revoking twice is harmless."""
+        with self._sessions.begin() as s:
+            row = None
+            if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+                row = s.get(ApiKey, int(ref))
+            if row is None and isinstance(ref, str):
+                row = self._active_by_name(s, ref)
+            if row is None:
+                raise ApiError(404, "unknown_key", f"no active key with id or name {ref!r}")
+            if row.revoked_at is None:
+                row.revoked_at = _now()
+            return KeyInfo.of(row)
+
+    def authenticate(self, presented: str | None) -> KeyInfo:
+        """The active key matching `presented`, else ApiError 401. Revoked keys are simply invalid."""
+        if not presented:
+            raise ApiError(401, "missing_api_key", "send your API key in the X-API-Key header")
+        if not MIN_PRESENTED_KEY_LEN <= len(presented) <= MAX_PRESENTED_KEY_LEN:
+            raise _invalid()
+        digest = hash_key(presented)
+        with self._sessions() as s:
+            row = s.scalars(sa.select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
+        # The index lookup already matched; compare_digest keeps the final check free of early-exit timing.
+        if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at is not None:
+            raise _invalid()
+        return KeyInfo.of(row)
+
+    @staticmethod
+    def _active_by_name(s, name: str) -> ApiKey | None:
+        q = sa.select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+        return s.scalars(q).first()
+
+
+def _invalid() -> ApiError:
+    return ApiError(401, "invalid_api_key", "the API key is not valid (unknown or revoked)")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _scope(scope: Scope | str) -> Scope:
+    try:
+        return Scope(scope)
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"scope must be one of {[s.value for s in Scope]}") from None
+
+
+def _name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise ApiError(422, "invalid_request", "key name must be 1 to 64 characters")
+    return name
+
+
+class RateLimiter:
+    """Per-key token bucket: `burst` requests at once, refilled at `per_minute` / 60 per second.
+
+    In-process only: with several replicas each enforces its own bucket, so a key gets up to N times the limit.
+    Deployments with more than one replica should put a shared limiter (gateway, Redis) in front.
+    """
+
+    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self._clock = clock
+        self._buckets: dict[object, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def acquire(self, key: object) -> float:
+        """Take one token for `key`. Returns 0.0 when allowed, else the seconds until a token is available."""
+        if not self.enabled:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+    def check(self, key: object) -> None:
+        """`acquire`, raising 429 `rate_limited` with a whole-second Retry-After when the bucket is empty."""
+        wait = self.acquire(key)
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            raise ApiError(
+                429, "rate_limited", f"rate limit exceeded; retry in {retry} s", headers={"Retry-After": str(retry)}
+            )

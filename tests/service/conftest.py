@@ -1,0 +1,61 @@
+"""Shared fixtures for the service tests: a real ONNX model (the shipped one when present, else the dev model
+from tests/service/devmodel.py) and small deterministic test pictures."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.model import Model
+from tests.service.devmodel import build_dev_model
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "models" / "default"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if (SHIPPED / "model.json").is_file():
+        return SHIPPED
+    return build_dev_model(tmp_path_factory.mktemp("devmodel"))
+
+
+@pytest.fixture(scope="session")
+def model(model_dir: Path) -> Model:
+    return Model.load(model_dir, providers="cpu")
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory: pytest.TempPathFactory) -> Model:
+    """A second, different model (other weights → other model id) for model-change tests."""
+    return Model.load(build_dev_model(tmp_path_factory.mktemp("othermodel"), seed=7, version="other"), "cpu")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def painting(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
+    """A small deterministic RGB picture: a seed-dependent palette gradient with strokes of noise."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = rng.uniform(0, 255, 3)
+    slope = rng.uniform(-3, 3, (2, 3))
+    img = base + xx[..., None] * slope[0] + yy[..., None] * slope[1] + rng.normal(0, 25, (h, w, 3))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def png(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:
+    return encode(painting(seed, size), "PNG")

@@ -1,0 +1,289 @@
+"""service/engine.py end to end (no HTTP) against a real model: compare, verify, identify, portfolios, restarts,
+model changes, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from service.batching import BatchConfig, Overloaded
+from service.card import load_card
+from service.engine import Candidate, Decision, Engine, Verdict, raise_overloaded
+from service.errors import ApiError
+from service.imaging import load_image
+from service.model import Model
+from service.scoring import Strictness, portfolio_table, rates_at
+from tests.service.conftest import encode, painting, png
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def engine(tmp_path: Path, model: Model):  # type: ignore[no-untyped-def]
+    e = Engine.build(model, tmp_path / "data", batch=BatchConfig(max_batch=8, max_wait_ms=10), use_gpu_index=False)
+    yield e
+    e.close()
+
+
+async def _error(coro) -> ApiError:  # type: ignore[no-untyped-def]
+    with pytest.raises(ApiError) as info:
+        await coro
+    return info.value
+
+
+def _originals(engine: Engine) -> list[Path]:
+    root = engine.gallery.data_dir / "originals"
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+async def _enrol(engine: Engine, artist: str, seeds: range) -> list[str]:
+    if artist not in {a.id for a in engine.list_artists(0, 1000)[0]}:
+        engine.create_artist(artist, artist.title())
+    works = await engine.add_works(artist, [(f"{s}.png", png(s)) for s in seeds])
+    return [w.id for w in works]
+
+
+async def test_compare_is_symmetric_and_calibrated(engine: Engine, model: Model) -> None:
+    a, b = png(1), png(2)
+    ab = await engine.compare(a, b)
+    ba = await engine.compare(b, a)
+    assert isinstance(ab, Decision)
+    assert ab.score == ba.score
+    assert 0.0 <= ab.score <= 1.0
+    cal = model.card.calibration
+    assert ab.threshold == cal.recommended_threshold and ab.rule == cal.recommended_rule
+    assert ab.match == (ab.score >= ab.threshold)
+    assert (ab.expected_fpr, ab.expected_fnr) == rates_at(cal.pair, ab.threshold)
+    assert ab.model == model.model_id
+    assert ab.images == (load_image(a).sha256, load_image(b).sha256)
+
+
+async def test_compare_score_is_the_models(engine: Engine, model: Model) -> None:
+    a, b = painting(3), painting(4)
+    d = await engine.compare(encode(a), encode(b))
+    e = model.embed(np.stack([model.preprocess(a), model.preprocess(b)]))
+    v = model.reference_vectors(e)
+    # batch composition may move the last float bits of an embedding, hence a tolerance
+    assert d.score == pytest.approx(float(model.symmetric_scores(v[:1], v[1:])[0]), abs=1e-5)
+
+
+async def test_compare_strictness(engine: Engine) -> None:
+    d = await engine.compare(png(1), png(2), Strictness(threshold=0.0))
+    assert d.match and d.threshold == 0.0 and d.rule == "threshold=0"
+    above = min(1.0, d.score + 1e-4)
+    strict = await engine.compare(png(1), png(2), Strictness(threshold=above))
+    assert strict.match is (d.score >= above)
+    d = await engine.compare(png(1), png(2), Strictness(max_fpr=0.05))
+    assert d.expected_fpr <= 0.05 and d.rule == "max_fpr<=0.05"
+
+
+async def test_compare_bad_uploads(engine: Engine) -> None:
+    assert (await _error(engine.compare(b"", png(1)))).code == "empty_image"
+    assert (await _error(engine.compare(png(1), b"not an image at all"))).code == "unsupported_format"
+    assert (await _error(engine.compare(png(1), encode(painting(1, (8, 8)))))).code == "image_too_small"
+
+
+async def test_concurrent_compares_batch_and_match_sequential(engine: Engine) -> None:
+    pairs = [(png(s), png(s + 100)) for s in range(6)]
+    together = await asyncio.gather(*(engine.compare(a, b) for a, b in pairs))
+    assert max(engine.batcher.recent_batch_sizes) > 1
+    alone = [await engine.compare(a, b) for a, b in pairs]
+    for t, s in zip(together, alone, strict=True):
+        assert t.score == pytest.approx(s.score, abs=1e-5)
+
+
+async def test_enrol_and_verify(engine: Engine, model: Model) -> None:
+    ids = await _enrol(engine, "monet", range(10, 14))
+    v = await engine.verify(png(10), "monet")
+    assert isinstance(v, Verdict)
+    agg = model.card.calibration.aggregation
+    assert v.portfolio_size == 4 and v.artist_id == "monet"
+    assert len(v.top_references) == min(agg.top_m, 4)
+    assert {w for w, _ in v.top_references} <= set(ids)
+    scores = [s for _, s in v.top_references]
+    assert scores == sorted(scores, reverse=True)
+    assert v.score == pytest.approx(float(np.mean(scores)), abs=1e-6)
+    table, k = portfolio_table(model.card.calibration, 4)
+    assert v.calibration_k == k
+    assert (v.expected_fpr, v.expected_fnr) == rates_at(table, v.threshold)
+    assert v.match == (v.score >= v.threshold) and v.model == model.model_id
+    # a one-work portfolio holding the query itself scores exactly like comparing the picture with itself
+    await _enrol(engine, "solo", range(10, 11))
+    solo = await engine.verify(png(10), "solo")
+    same = await engine.compare(png(10), png(10))
+    assert solo.score == pytest.approx(same.score, abs=1e-5)
+    assert solo.portfolio_size == 1 and solo.calibration_k == portfolio_table(model.card.calibration, 1)[1]
+
+
+async def test_verify_errors(engine: Engine) -> None:
+    e = await _error(engine.verify(png(1), "nobody"))
+    assert (e.status, e.code) == (404, "unknown_artist")
+    engine.create_artist("empty", "Nobody Yet")
+    e = await _error(engine.verify(png(1), "empty"))
+    assert (e.status, e.code) == (409, "empty_portfolio")
+    e = await _error(engine.verify(b"\x89PNG\r\n\x1a\n", "nobody"))
+    assert e.code == "unknown_artist"  # the cheap check comes before any image work
+
+
+async def test_identify_ranks_by_the_verify_score(engine: Engine) -> None:
+    await _enrol(engine, "monet", range(20, 24))
+    await _enrol(engine, "degas", range(30, 33))
+    await _enrol(engine, "manet", range(40, 41))
+    query = png(21)
+    ranked = await engine.identify(query, k=3)
+    assert all(isinstance(c, Candidate) for c in ranked)
+    assert {c.artist_id for c in ranked} == {"monet", "degas", "manet"}
+    assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)
+    for c in ranked:
+        v = await engine.verify(query, c.artist_id)
+        assert c.score == pytest.approx(v.score, abs=1e-6)
+        assert c.references_scored == v.portfolio_size
+        assert c.name == c.artist_id.title()
+    assert len(await engine.identify(query, k=1)) == 1
+    for bad in (0, 51, "3", 2.5):
+        assert (await _error(engine.identify(query, k=bad))).code == "invalid_k"  # type: ignore[arg-type]
+
+
+async def test_identify_empty_gallery(engine: Engine) -> None:
+    assert await engine.identify(png(1), k=5) == []
+
+
+async def test_bad_file_in_enrolment_leaves_nothing(engine: Engine) -> None:
+    engine.create_artist("monet", "Monet")
+    good, truncated = png(1), encode(painting(2, (64, 64)), "JPEG")[:300]
+    e = await _error(engine.add_works("monet", [("a.png", good), ("b.jpg", truncated), ("c.png", png(3))]))
+    assert (e.status, e.code) == (422, "corrupt_image")
+    assert "b.jpg" in e.message
+    assert engine.list_works("monet") == [] and _originals(engine) == [] and len(engine.gallery) == 0
+    e = await _error(engine.add_works("monet", [("a.png", good), ("a-again.png", good)]))
+    assert (e.status, e.code) == (409, "duplicate_work")
+    assert engine.list_works("monet") == [] and _originals(engine) == []
+    e = await _error(engine.add_works("nobody", [("a.png", good)]))
+    assert e.code == "unknown_artist"
+    assert (await _error(engine.add_works("monet", []))).code == "no_files"
+
+
+async def test_works_crud(engine: Engine) -> None:
+    ids = await _enrol(engine, "monet", range(3))
+    works = engine.list_works("monet")
+    assert [w.id for w in works] == ids and works[0].filename == "0.png"
+    assert (await _error(engine.add_works("monet", [("again.png", png(1))]))).code == "duplicate_work"
+    engine.delete_work("monet", ids[1])
+    assert [w.id for w in engine.list_works("monet")] == [ids[0], ids[2]]
+    with pytest.raises(ApiError) as e:
+        engine.delete_work("monet", ids[1])
+    assert (e.value.status, e.value.code) == (404, "unknown_work")
+    assert (await engine.verify(png(0), "monet")).portfolio_size == 2
+    engine.delete_artist("monet")
+    assert (await _error(engine.verify(png(0), "monet"))).code == "unknown_artist"
+    assert len(engine.gallery) == 0 and _originals(engine) == []
+
+
+def test_artist_validation(engine: Engine) -> None:
+    a = engine.create_artist("vermeer", "  Johannes Vermeer ", {"school": "Delft"})
+    assert (a.id, a.name, a.meta, a.works) == ("vermeer", "Johannes Vermeer", {"school": "Delft"}, 0)
+    with pytest.raises(ApiError) as e:
+        engine.create_artist("vermeer", "Other")
+    assert (e.value.status, e.value.code) == (409, "artist_exists")
+    for kwargs, code in [
+        ({"artist_id": "x", "name": ""}, "invalid_name"),
+        ({"artist_id": "x", "name": "n", "meta": {"v": float("nan")}}, "invalid_meta"),
+        ({"artist_id": "x", "name": "n", "meta": {"big": "x" * 20_000}}, "invalid_meta"),
+        ({"artist_id": "bad id", "name": "n"}, "invalid_artist_id"),
+    ]:
+        with pytest.raises(ApiError) as e:
+            engine.create_artist(**kwargs)  # type: ignore[arg-type]
+        assert e.value.code == code
+    with pytest.raises(ApiError) as e:
+        engine.list_artists(0, 0)
+    assert e.value.code == "invalid_pagination"
+    assert engine.list_artists(0, 10)[1] == 1
+
+
+async def test_restart_keeps_artists_and_works(tmp_path: Path, model: Model) -> None:
+    first = Engine.build(model, tmp_path / "data", use_gpu_index=False)
+    ids = await _enrol(first, "monet", range(5, 8))
+    before = await first.verify(png(9), "monet")
+    first.close()
+    second = Engine.build(model, tmp_path / "data", use_gpu_index=False)
+    try:
+        assert [a.id for a in second.list_artists(0, 10)[0]] == ["monet"]
+        assert [w.id for w in second.list_works("monet")] == ids
+        after = await second.verify(png(9), "monet")
+        assert after.score == pytest.approx(before.score, abs=1e-6)
+        assert [w for w, _ in after.top_references] == [w for w, _ in before.top_references]
+        assert [s for _, s in after.top_references] == pytest.approx([s for _, s in before.top_references])
+        assert second.ready()["status"] == "ok"
+    finally:
+        second.close()
+
+
+async def test_model_change_requires_reindex(tmp_path: Path, model: Model, other_model: Model) -> None:
+    first = Engine.build(model, tmp_path / "data", use_gpu_index=False)
+    await _enrol(first, "monet", range(3))
+    first.close()
+    assert other_model.model_id != model.model_id
+    engine = Engine.build(other_model, tmp_path / "data", use_gpu_index=False)
+    try:
+        r = engine.ready()
+        assert r["reindex_required"] and r["works_missing_embedding"] == 3 and r["status"] == "reindex_required"
+        assert (await _error(engine.verify(png(0), "monet"))).code == "reindex_required"
+        assert (await _error(engine.identify(png(0), 3))).status == 409
+        assert (await engine.compare(png(0), png(1))).model == other_model.model_id  # no gallery involved
+        result = engine.reindex()
+        assert result.embedded == 3 and result.failed == []
+        assert not engine.ready()["reindex_required"]
+        v = await engine.verify(png(0), "monet")
+        assert v.portfolio_size == 3 and v.model == other_model.model_id
+    finally:
+        engine.close()
+
+
+def test_from_settings(tmp_path: Path, model_dir: Path) -> None:
+    settings = SimpleNamespace(
+        model_dir=model_dir,
+        data_dir=tmp_path / "d",
+        database_url=None,
+        max_upload_bytes=1000,
+        max_pixels=5000,
+        allowed_formats="png, jpeg",
+        batch_max_size=4,
+        batch_max_wait_ms=2,
+        max_queue=9,
+        providers="cpu",
+        identify_shortlist=7,
+    )
+    e = Engine.from_settings(settings)
+    try:
+        assert e.limits.max_bytes == 1000 and e.limits.formats == {"PNG", "JPEG"}
+        assert (e.batcher.max_batch, e.batcher.max_queue, e.identify_shortlist) == (4, 9, 7)
+        assert e.model_id == load_card(model_dir).model_id
+        assert (tmp_path / "d" / "brushprint.db").is_file()
+        r = e.ready()
+        assert r["ready"] and r["store"] and r["providers"] == ["CPUExecutionProvider"]
+        assert e.describe_model()["model"] == e.model_id
+    finally:
+        e.close()
+
+
+def test_from_real_settings(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.config import Settings
+
+    monkeypatch.setenv("BRUSHPRINT_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("BRUSHPRINT_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("BRUSHPRINT_PROVIDERS", "cpu")
+    e = Engine.from_settings(Settings())
+    try:
+        assert e.limits.max_pixels == 40_000_000 and "WEBP" in e.limits.formats
+        assert (tmp_path / "d" / "brushprint.db").is_file()
+    finally:
+        e.close()
+
+
+def test_overloaded_maps_to_503() -> None:
+    err = raise_overloaded(Overloaded("busy", retry_after=2.4))
+    assert (err.status, err.code, err.headers) == (503, "overloaded", {"Retry-After": "2"})

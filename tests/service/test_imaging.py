@@ -1,0 +1,230 @@
+"""service/imaging.py: every way an upload can be wrong gives its 4xx; every mode decodes to 8-bit RGB."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.errors import ApiError
+from service.imaging import ImageLimits, load_image
+from tests.service.conftest import encode, painting
+
+
+def _error(data: bytes, limits: ImageLimits | None = None) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        load_image(data, limits)
+    return info.value
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width×height; the pixel data is a few bytes (never decoded)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"])
+def test_accepted_formats_decode_to_rgb(fmt: str) -> None:
+    data = encode(painting(1), fmt)
+    out = load_image(data)
+    assert out.image.mode == "RGB"
+    assert out.image.size == (48, 40) == (out.width, out.height)
+    assert out.format == fmt
+    assert out.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_png_pixels_are_exact() -> None:
+    img = painting(2)
+    assert np.array_equal(np.asarray(load_image(encode(img, "PNG")).image), np.asarray(img))
+
+
+def test_zero_bytes() -> None:
+    e = _error(b"")
+    assert (e.status, e.code) == (422, "empty_image")
+
+
+def test_text_named_jpg_is_unsupported() -> None:
+    # the name never matters: only the bytes are looked at
+    e = _error(b"this is not a picture, whatever photo.jpg says\n" * 10)
+    assert (e.status, e.code) == (415, "unsupported_format")
+
+
+def test_format_outside_the_allow_list() -> None:
+    e = _error(encode(painting(3), "JPEG"), ImageLimits(formats=frozenset({"PNG"})))
+    assert (e.status, e.code) == (415, "unsupported_format")
+    assert "PNG" in e.message
+
+
+def test_unknown_format_in_limits_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="NOPE"):
+        ImageLimits(formats=frozenset({"PNG", "NOPE"}))
+
+
+def test_byte_limit() -> None:
+    data = encode(painting(4), "PNG")
+    e = _error(data, ImageLimits(max_bytes=len(data) - 1))
+    assert (e.status, e.code) == (413, "image_too_large")
+    assert load_image(data, ImageLimits(max_bytes=len(data))).width == 48
+
+
+def test_truncated_jpeg() -> None:
+    data = encode(painting(5, (64, 64)), "JPEG", quality=95)
+    e = _error(data[: len(data) // 2])
+    assert (e.status, e.code) == (422, "corrupt_image")
+
+
+def test_truncated_png() -> None:
+    data = encode(painting(5, (64, 64)), "PNG")
+    e = _error(data[: len(data) - 40])
+    assert (e.status, e.code) == (422, "corrupt_image")
+
+
+def test_20000_square_png_is_refused_from_its_header() -> None:
+    data = _png_claiming(20000, 20000)
+    assert len(data) < 200  # nothing close to 1.2 GB of pixels is ever allocated
+    e = _error(data)
+    assert (e.status, e.code) == (413, "image_too_many_pixels")
+
+
+def test_pixel_limit_below_pillows_own() -> None:
+    # 8000×6000 = 48 Mpx: under Pillow's bomb threshold, over ours
+    e = _error(_png_claiming(8000, 6000))
+    assert (e.status, e.code) == (413, "image_too_many_pixels")
+    e = _error(encode(painting(6, (40, 40)), "PNG"), ImageLimits(max_pixels=40 * 40 - 1))
+    assert e.code == "image_too_many_pixels"
+
+
+def test_animated_gif() -> None:
+    frames = [painting(s, (32, 32)).convert("P") for s in (1, 2, 3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    e = _error(buf.getvalue())
+    assert (e.status, e.code) == (415, "animated_image")
+
+
+def test_multi_frame_tiff() -> None:
+    buf = io.BytesIO()
+    painting(1, (32, 32)).save(buf, "TIFF", save_all=True, append_images=[painting(2, (32, 32))])
+    e = _error(buf.getvalue())
+    assert (e.status, e.code) == (415, "animated_image")
+
+
+def test_still_gif_is_fine() -> None:
+    assert load_image(encode(painting(1, (32, 32)).convert("P"), "GIF")).image.mode == "RGB"
+
+
+def test_too_small() -> None:
+    e = _error(encode(painting(1, (15, 200)), "PNG"))
+    assert (e.status, e.code) == (422, "image_too_small")
+    assert load_image(encode(painting(1, (16, 16)), "PNG")).width == 16
+
+
+def test_extreme_aspect_ratio() -> None:
+    # checked from the header: 16×100000 would be scaled up to 224×1.4M pixels by preprocessing
+    e = _error(_png_claiming(100_000, 16))
+    assert (e.status, e.code) == (422, "extreme_aspect_ratio")
+    assert load_image(encode(painting(1, (400, 16)), "PNG")).width == 400
+
+
+def test_cmyk_jpeg() -> None:
+    cmyk = Image.new("CMYK", (32, 32), (0, 255, 255, 0))  # pure red in CMYK
+    out = load_image(encode(cmyk, "JPEG", quality=95)).image
+    r, g, b = np.asarray(out).reshape(-1, 3).mean(axis=0)
+    assert out.mode == "RGB" and r > 200 and g < 60 and b < 60
+
+
+def test_16_bit_grey_png_keeps_tones() -> None:
+    a = np.full((20, 20), 65535, np.uint16)
+    a[:, :10] = 32896  # 128 * 257
+    im = Image.fromarray(a)
+    assert im.mode.startswith("I")
+    out = np.asarray(load_image(encode(im, "PNG")).image)
+    assert out.dtype == np.uint8 and out.shape == (20, 20, 3)
+    assert out[0, 0].tolist() == [128, 128, 128]
+    assert out[0, 19].tolist() == [255, 255, 255]
+
+
+def test_float_tiff() -> None:
+    a = np.linspace(0, 1, 400, dtype=np.float32).reshape(20, 20)
+    out = np.asarray(load_image(encode(Image.fromarray(a, "F"), "TIFF")).image)
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255
+
+
+def test_palette_with_transparency_composites_on_white() -> None:
+    im = Image.new("P", (20, 20), 0)
+    im.putpalette([255, 0, 0] + [0, 0, 255] * 255)
+    im.paste(1, (0, 0, 10, 20))
+    im.info["transparency"] = 0  # the red index is transparent
+    out = np.asarray(load_image(encode(im, "PNG", transparency=0)).image)
+    assert out[0, 15].tolist() == [255, 255, 255]  # transparent → white, not red
+    assert out[0, 5].tolist() == [0, 0, 255]
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_composites_on_white(mode: str) -> None:
+    im = Image.new(mode, (20, 20), (0, 0) if mode == "LA" else (0, 0, 0, 0))
+    out = np.asarray(load_image(encode(im, "PNG")).image)
+    assert out.min() == 255  # fully transparent black is white paper
+
+
+def test_half_transparent_black_is_grey() -> None:
+    out = np.asarray(load_image(encode(Image.new("RGBA", (20, 20), (0, 0, 0, 128)), "PNG")).image)
+    assert 120 <= out[0, 0, 0] <= 130
+
+
+def test_exif_orientation_applied() -> None:
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 10, 20))  # blue strip on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated; display = rotate 90° clockwise
+    out = load_image(encode(img, "JPEG", exif=exif.tobytes(), quality=95)).image
+    assert out.size == (20, 40)
+    top = np.asarray(out)[2, 10]
+    assert top[2] > 200 and top[0] < 60  # the left strip is now on top
+
+
+def test_paths_are_never_opened(tmp_path) -> None:
+    p = tmp_path / "x.png"
+    p.write_bytes(encode(painting(1), "PNG"))
+    with pytest.raises(TypeError):
+        load_image(str(p))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        load_image(p)  # type: ignore[arg-type]
+
+
+def test_bytearray_and_memoryview_accepted() -> None:
+    data = encode(painting(1), "PNG")
+    assert load_image(bytearray(data)).sha256 == load_image(memoryview(data)).sha256
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"])
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_damaged_files_only_ever_give_api_errors(fmt: str) -> None:
+    """Truncations and byte flips: an ApiError (4xx) or a valid image, never any other exception (a 5xx)."""
+    data = encode(painting(1, (40, 40)), fmt)
+    rng = np.random.default_rng(0)
+    outcomes = set()
+    for _ in range(60):
+        d = bytearray(data)
+        if rng.random() < 0.4:
+            d = d[: int(rng.integers(1, len(d)))]
+        else:
+            for _ in range(int(rng.integers(1, 8))):
+                d[int(rng.integers(len(d)))] = int(rng.integers(256))
+        try:
+            out = load_image(bytes(d))
+            assert out.image.mode == "RGB"
+            outcomes.add("ok")
+        except ApiError as e:
+            assert 400 <= e.status < 500
+            outcomes.add(e.code)
+    assert outcomes - {"ok"}  # the damage was noticed at least sometimes

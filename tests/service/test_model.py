@@ -1,0 +1,161 @@
+"""service/model.py against a real ONNX model: loading checks, shapes, symmetry, chunked scoring."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from service.card import load_card
+from service.model import Model, ModelError, choose_providers
+from tests.service.conftest import painting
+from tests.service.devmodel import build_dev_model
+
+
+def _batch(model: Model, seeds: range) -> np.ndarray:
+    return np.stack([model.preprocess(painting(s)) for s in seeds])
+
+
+def test_loads_what_the_card_says(model: Model, model_dir: Path) -> None:
+    card = load_card(model_dir)
+    assert model.model_id == card.model_id
+    assert model.embedding_dim == card.backbone.embedding_dim
+    assert model.providers == ["CPUExecutionProvider"]
+
+
+def test_embed_shapes_and_determinism(model: Model) -> None:
+    x = _batch(model, range(3))
+    e1, e2 = model.embed(x), model.embed(x)
+    assert e1.shape == (3, model.embedding_dim) and e1.dtype == np.float32
+    assert np.array_equal(e1, e2)
+    assert np.isfinite(e1).all()
+    assert not np.allclose(e1[0], e1[1])  # different pictures, different embeddings
+    assert model.embed(x[:0]).shape == (0, model.embedding_dim)
+
+
+def test_batch_equals_one_by_one(model: Model) -> None:
+    x = _batch(model, range(4))
+    together = model.embed(x)
+    alone = np.concatenate([model.embed(x[i : i + 1]) for i in range(4)])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_scores_are_probabilities_and_symmetric(model: Model) -> None:
+    e = model.embed(_batch(model, range(4)))
+    v = model.reference_vectors(e)
+    ab = model.symmetric_scores(v[:2], v[2:])
+    ba = model.symmetric_scores(v[2:], v[:2])
+    assert ab.shape == (2,)
+    assert ((ab >= 0) & (ab <= 1)).all()
+    np.testing.assert_array_equal(ab, ba)
+
+
+def test_reference_vectors_and_pair_head_agree(model: Model) -> None:
+    e = model.embed(_batch(model, range(4)))
+    v = model.reference_vectors(e)
+    if model.has_projection:
+        assert v.shape == (4, model.reference_dim)
+        # the exported pair head is comparator ∘ projection (checked at export, relied upon here)
+        np.testing.assert_allclose(model.pair_scores(e[:2], e[2:]), model.compare(v[:2], v[2:]), atol=1e-5)
+    else:
+        np.testing.assert_array_equal(v, e)
+        with pytest.raises(ModelError):
+            model.project(e)
+
+
+def test_score_against_chunks_agree(model: Model) -> None:
+    e = model.embed(_batch(model, range(7)))
+    v = model.reference_vectors(e)
+    whole = model.score_against(v[0], v[1:])
+    chunked = model.score_against(v[0], v[1:], chunk=2)
+    np.testing.assert_allclose(whole, chunked, atol=1e-6)
+    np.testing.assert_allclose(whole, model.symmetric_scores(np.repeat(v[:1], 6, axis=0), v[1:]), atol=1e-6)
+    assert model.score_against(v[0], v[:0]).shape == (0,)
+
+
+def test_seed_head_is_made_symmetric(tmp_path: Path) -> None:
+    m = Model.load(build_dev_model(tmp_path / "seed", head="seed"), "cpu")
+    assert not m.has_projection and m.reference_dim == m.embedding_dim
+    e = m.embed(_batch(m, range(2)))
+    raw_ab, raw_ba = m.pair_scores(e[:1], e[1:]), m.pair_scores(e[1:], e[:1])
+    assert not np.allclose(raw_ab, raw_ba)  # the concat head itself is order-dependent
+    sym = m.symmetric_scores(e[:1], e[1:])
+    np.testing.assert_allclose(sym, (raw_ab + raw_ba) / 2, atol=1e-7)
+    np.testing.assert_array_equal(sym, m.symmetric_scores(e[1:], e[:1]))
+
+
+@pytest.fixture
+def dev_copy(tmp_path: Path) -> Path:
+    return build_dev_model(tmp_path / "m")
+
+
+def _edit_card(d: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    raw = json.loads((d / "model.json").read_text())
+    edit(raw)
+    (d / "model.json").write_text(json.dumps(raw))
+
+
+def test_checksum_mismatch(dev_copy: Path) -> None:
+    with open(dev_copy / "head.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match="sha256"):
+        Model.load(dev_copy)
+
+
+def test_missing_card(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="model.json"):
+        Model.load(tmp_path)
+
+
+def test_wrong_input_name(dev_copy: Path) -> None:
+    _edit_card(dev_copy, lambda c: c["backbone"].update(input_name="pixels"))
+    with pytest.raises(ModelError, match=r"backbone.onnx: ONNX inputs are \['image'\]"):
+        Model.load(dev_copy)
+
+
+def test_wrong_output_name(dev_copy: Path) -> None:
+    _edit_card(dev_copy, lambda c: c["head"].update(output_name="prob"))
+    with pytest.raises(ModelError, match="head.onnx"):
+        Model.load(dev_copy)
+
+
+def test_wrong_embedding_dim(dev_copy: Path) -> None:
+    _edit_card(dev_copy, lambda c: c["backbone"].update(embedding_dim=c["backbone"]["embedding_dim"] + 1))
+    with pytest.raises(ModelError, match="the card says"):
+        Model.load(dev_copy)
+
+
+def test_wrong_projection_dim(dev_copy: Path) -> None:
+    _edit_card(dev_copy, lambda c: c["head"]["projection"].update(output_dim=3))
+    with pytest.raises(ModelError, match="projection"):
+        Model.load(dev_copy)
+
+
+def test_swapped_files(dev_copy: Path, tmp_path: Path) -> None:
+    # a graph that is not what the card names, with a matching checksum: caught by the name check
+    shutil.copy(dev_copy / "head_comparator.onnx", dev_copy / "head_projection.onnx")
+    from service.card import sha256_file
+
+    _edit_card(
+        dev_copy, lambda c: c["files"].update({"head_projection.onnx": sha256_file(dev_copy / "head_projection.onnx")})
+    )
+    with pytest.raises(ModelError, match="head_projection.onnx"):
+        Model.load(dev_copy)
+
+
+def test_providers() -> None:
+    assert choose_providers("cpu") == ["CPUExecutionProvider"]
+    auto = choose_providers("auto")
+    assert auto[-1] == "CPUExecutionProvider"
+    assert set(auto) <= set(ort.get_available_providers())
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert choose_providers("cuda")[0] == "CUDAExecutionProvider"
+    else:
+        with pytest.raises(ModelError, match="cuda"):
+            choose_providers("cuda")
+    with pytest.raises(ModelError):
+        choose_providers("tpu")

@@ -1,0 +1,481 @@
+"""Honest evaluation of a pair head: metrics on artists it never saw, calibration on validation artists.
+
+- pair level: ROC AUC, EER and its threshold, confusion matrix and per-class precision/recall/F1 at the
+  threshold chosen on validation (never on test), and a threshold table 0.00..1.00 step 0.01;
+- portfolio level: a query against k references of the claimed artist, scores aggregated exactly as the
+  service does (mean of the top-m pair scores), one table per k;
+- plots (ROC, score histograms, confusion matrix) and REPORT.md.
+
+Calibration tables come from VAL; metrics from TEST (unseen artists) and, apart, from `test_seen`.
+Covered by tests/training/test_evaluate.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score, roc_curve
+
+from service.card import Aggregation, Calibration, CalibrationRow, PortfolioCalibration
+from training.heads import HeadModels
+from training.pairs import fixed_pairs
+
+matplotlib.use("Agg")  # headless: plots are files, never windows
+import matplotlib.pyplot as plt  # noqa: E402
+
+PORTFOLIO_KS = (1, 3, 5, 10, 20)
+TOP_M = Aggregation().top_m
+GRID = tuple(round(i / 100, 2) for i in range(101))
+# a portfolio table from fewer eligible artists than this would describe a handful of people, not a model
+MIN_PORTFOLIO_ARTISTS = 3
+CLASS_NAMES = ("different", "same")
+
+PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def pair_scorer(head: HeadModels, embeddings: np.ndarray, batch_size: int = 8192) -> PairScorer:
+    """(ia, ib) → P(same) over one embedding matrix, via the exported-equivalent pair model.
+
+    A symmetric head projects every image once and then only runs the comparator, as the service does.
+    """
+    emb = np.asarray(embeddings, np.float32)
+    if head.projection is not None and head.comparator is not None:
+        proj = np.asarray(head.projection.predict(emb, batch_size=batch_size, verbose=0), np.float32)
+
+        def score(ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+            x = {"projection_a": proj[ia], "projection_b": proj[ib]}
+            return np.asarray(head.comparator.predict(x, batch_size=batch_size, verbose=0), np.float64)
+
+        return score
+
+    def score(ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+        x = {"embedding_a": emb[ia], "embedding_b": emb[ib]}
+        return np.asarray(head.pair.predict(x, batch_size=batch_size, verbose=0), np.float64)
+
+    return score
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+def roc_summary(y: np.ndarray, s: np.ndarray) -> dict:
+    """AUC, equal error rate and the threshold where FPR and FNR cross."""
+    y = np.asarray(y)
+    fpr, tpr, thr = roc_curve(y, s)
+    fnr = 1.0 - tpr
+    i = int(np.argmin(np.abs(fpr - fnr)))
+    return {
+        "auc": float(roc_auc_score(y, s)),
+        "eer": float((fpr[i] + fnr[i]) / 2),
+        # roc_curve's first threshold is +inf (nothing accepted); scores are probabilities
+        "eer_threshold": float(np.clip(thr[i], 0.0, 1.0)),
+        "n": int(len(y)),
+        "n_same": int(y.sum()),
+    }
+
+
+def threshold_table(y: np.ndarray, s: np.ndarray, grid: Sequence[float] = GRID) -> list[CalibrationRow]:
+    """One row per threshold: a pair is called "same" when its score >= threshold.
+
+    Precision with no accepted pair is reported as 1.0: no false acceptances were made.
+    """
+    y = np.asarray(y).astype(bool)
+    s = np.asarray(s, np.float64)
+    pos, neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    rows = []
+    for t in grid:
+        accept = s >= t
+        tp = int((accept & y).sum())
+        fp = int((accept & ~y).sum())
+        fn = int((~accept & y).sum())
+        rows.append(
+            CalibrationRow(
+                threshold=float(t),
+                fpr=fp / neg,
+                fnr=fn / pos,
+                precision=tp / (tp + fp) if tp + fp else 1.0,
+                recall=tp / pos,
+            )
+        )
+    return rows
+
+
+def at_threshold(y: np.ndarray, s: np.ndarray, threshold: float) -> dict:
+    """Confusion matrix and classification report (the original's printout) at one threshold."""
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(s) >= threshold).astype(int)
+    cm = confusion_matrix(y, pred, labels=[0, 1])
+    kw = {"labels": [0, 1], "target_names": list(CLASS_NAMES), "zero_division": 0, "digits": 3}
+    return {
+        "threshold": float(threshold),
+        "confusion": cm.tolist(),
+        "report": classification_report(y, pred, output_dict=True, **kw),
+        "report_text": classification_report(y, pred, **kw),
+    }
+
+
+# -------------------------------------------------------------------------------------------- portfolio
+
+
+def top_mean(scores: np.ndarray, top_m: int = TOP_M) -> np.ndarray:
+    """Mean of the `top_m` highest scores per row (all of them if fewer): the service's aggregation."""
+    scores = np.asarray(scores, np.float64)
+    m = min(top_m, scores.shape[1])
+    return -np.mean(np.sort(-scores, axis=1)[:, :m], axis=1)
+
+
+def portfolio_trials(
+    labels: np.ndarray, k: int, n_trials: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Balanced verify trials: (query [T], references [T, k], y [T]); None when too few artists qualify.
+
+    Positive: a query image of artist A and k *other* images of A. Negative: k images of A and a query by
+    another artist. A is drawn uniformly among artists with at least k+1 images.
+    """
+    labels = np.asarray(labels)
+    artists, inverse = np.unique(labels, return_inverse=True)
+    groups = [np.flatnonzero(inverse == a) for a in range(len(artists))]
+    eligible = [a for a, g in enumerate(groups) if len(g) >= k + 1]
+    if len(eligible) < MIN_PORTFOLIO_ARTISTS or len(artists) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    n_pos = n_trials // 2
+    queries, refs, ys = [], [], []
+    for t in range(n_trials):
+        a = eligible[rng.integers(len(eligible))]
+        same = t < n_pos
+        if same:
+            chosen = rng.choice(groups[a], size=k + 1, replace=False)
+            q, r = chosen[0], chosen[1:]
+        else:
+            r = rng.choice(groups[a], size=k, replace=False)
+            other = rng.integers(len(artists) - 1)
+            other += other >= a
+            q = rng.choice(groups[other])
+        queries.append(q)
+        refs.append(r)
+        ys.append(1.0 if same else 0.0)
+    return np.asarray(queries), np.asarray(refs), np.asarray(ys)
+
+
+def portfolio_scores(
+    score: PairScorer, labels: np.ndarray, k: int, n_trials: int, top_m: int = TOP_M, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray] | None:
+    trials = portfolio_trials(labels, k, n_trials, seed)
+    if trials is None:
+        return None
+    q, r, y = trials
+    pair = score(np.repeat(q, k), r.reshape(-1)).reshape(len(q), k)
+    return y, top_mean(pair, top_m)
+
+
+# ------------------------------------------------------------------------------------------ split level
+
+
+@dataclass
+class SplitScores:
+    """Raw scores of one head on one split: pairs and, per k, portfolio trials."""
+
+    split: str
+    y: np.ndarray
+    s: np.ndarray
+    portfolio: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    n_images: int = 0
+    n_artists: int = 0
+
+
+def score_split(
+    head: HeadModels,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    split: str,
+    n_pairs: int = 4000,
+    n_trials: int = 1000,
+    ks: Sequence[int] = PORTFOLIO_KS,
+    top_m: int = TOP_M,
+    seed: int = 0,
+) -> SplitScores:
+    score = pair_scorer(head, embeddings)
+    ia, ib, y = fixed_pairs(labels, n_pairs, seed=seed)
+    out = SplitScores(split, y, score(ia, ib), n_images=len(labels), n_artists=len(np.unique(labels)))
+    for k in ks:
+        res = portfolio_scores(score, labels, k, n_trials, top_m, seed=seed + k)
+        if res is not None:
+            out.portfolio[k] = res
+    return out
+
+
+def calibrate(val: SplitScores, top_m: int = TOP_M) -> Calibration:
+    """The card's calibration: tables on validation artists, threshold at the validation EER."""
+    eer = roc_summary(val.y, val.s)
+    return Calibration(
+        split=val.split,
+        pair=threshold_table(val.y, val.s),
+        aggregation=Aggregation(top_m=top_m),
+        portfolio=[
+            PortfolioCalibration(k=k, table=threshold_table(y, s)) for k, (y, s) in sorted(val.portfolio.items())
+        ],
+        recommended_threshold=round(eer["eer_threshold"], 4),
+        recommended_rule=f"equal error rate on {val.split} pairs (FPR = FNR = {eer['eer']:.3f})",
+    )
+
+
+def split_metrics(scores: SplitScores, threshold: float) -> dict:
+    """Metrics of one split for the card and the report (JSON-ready)."""
+    return {
+        "split": scores.split,
+        "images": scores.n_images,
+        "artists": scores.n_artists,
+        "pair": {**roc_summary(scores.y, scores.s), "at_threshold": at_threshold(scores.y, scores.s, threshold)},
+        "portfolio": {
+            str(k): {**roc_summary(y, s), "at_threshold": at_threshold(y, s, threshold)}
+            for k, (y, s) in sorted(scores.portfolio.items())
+        },
+    }
+
+
+@dataclass
+class HeadEvaluation:
+    kind: str
+    calibration: Calibration
+    metrics: dict  # {"val": …, "unseen": …, "seen": …}
+    plots: list[str] = field(default_factory=list)
+    params: int = 0
+    train_summary: dict = field(default_factory=dict)
+
+    @property
+    def val_auc(self) -> float:
+        return float(self.metrics["val"]["pair"]["auc"])
+
+    def card_metrics(self) -> dict:
+        """Card metrics without the printable report text."""
+
+        def strip(d):
+            if isinstance(d, dict):
+                return {k: strip(v) for k, v in d.items() if k != "report_text"}
+            return d
+
+        return strip(self.metrics)
+
+
+def evaluate_head(
+    head: HeadModels,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    plot_dir: Path | None = None,
+    n_pairs: int = 4000,
+    n_trials: int = 1000,
+    top_m: int = TOP_M,
+    seed: int = 0,
+) -> HeadEvaluation:
+    """`splits` maps "val", "test" and optionally "test_seen" to (embeddings, labels).
+
+    Reported names: val → "val", test → "unseen", test_seen → "seen".
+    """
+    if "val" not in splits or "test" not in splits:
+        raise ValueError("evaluation needs a 'val' and a 'test' split")
+    scored = {
+        name: score_split(head, e, lab, name, n_pairs=n_pairs, n_trials=n_trials, top_m=top_m, seed=seed + 7 * i)
+        for i, (name, (e, lab)) in enumerate(splits.items())
+        if len(np.unique(lab)) >= 2
+    }
+    calibration = calibrate(scored["val"], top_m)
+    thr = calibration.recommended_threshold
+    names = {"val": "val", "test": "unseen", "test_seen": "seen"}
+    metrics = {names[s]: split_metrics(sc, thr) for s, sc in scored.items() if s in names}
+    plots: list[str] = []
+    if plot_dir is not None:
+        for split in ("test", "test_seen"):
+            if split in scored:
+                plots += plot_split(scored[split], thr, Path(plot_dir), f"{head.kind}_{names[split]}")
+    return HeadEvaluation(head.kind, calibration, metrics, plots, params=head.params)
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def plot_split(sc: SplitScores, threshold: float, out_dir: Path, prefix: str) -> list[str]:
+    """ROC (pair + portfolio), score histograms and the confusion matrix; returns the file names."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    fpr, tpr, _ = roc_curve(sc.y, sc.s)
+    ax.plot(fpr, tpr, lw=2, label=f"pair (AUC {roc_auc_score(sc.y, sc.s):.3f})")
+    for k, (y, s) in sorted(sc.portfolio.items()):
+        f, t, _ = roc_curve(y, s)
+        ax.plot(f, t, lw=1, label=f"portfolio k={k} (AUC {roc_auc_score(y, s):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC — {prefix}")
+    ax.legend(loc="lower right", fontsize=8)
+    files.append(_save(fig, out_dir / f"{prefix}_roc.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(0, 1, 41)
+    y = sc.y.astype(bool)
+    ax.hist(sc.s[~y], bins=bins, alpha=0.6, label="different artists", color="tab:red")
+    ax.hist(sc.s[y], bins=bins, alpha=0.6, label="same artist", color="tab:blue")
+    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.2f}")
+    ax.set(xlabel="P(same artist)", ylabel="pairs", title=f"Pair scores — {prefix}")
+    ax.legend(fontsize=8)
+    files.append(_save(fig, out_dir / f"{prefix}_hist.png"))
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    cm = confusion_matrix(sc.y.astype(int), (sc.s >= threshold).astype(int), labels=[0, 1])
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set_xticks([0, 1], CLASS_NAMES)
+    ax.set_yticks([0, 1], CLASS_NAMES)
+    ax.set(xlabel="predicted", ylabel="true", title=f"Confusion @ {threshold:.2f}")
+    files.append(_save(fig, out_dir / f"{prefix}_confusion.png"))
+    return files
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path.name
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+def choose_head(evaluations: Sequence[HeadEvaluation]) -> tuple[HeadEvaluation, str]:
+    """The head to ship: best validation pair AUC (test is never used to choose)."""
+    best = max(evaluations, key=lambda e: e.val_auc)
+    others = [e for e in evaluations if e is not best]
+    why = f"`{best.kind}` has the highest validation pair AUC ({best.val_auc:.3f}"
+    if others:
+        why += "; " + ", ".join(f"`{e.kind}` {e.val_auc:.3f}" for e in others)
+    why += "). Chosen on validation artists only; test artists stay unseen until the numbers below."
+    if others and best.params < min(e.params for e in others):
+        why += f" It is also the smaller head ({best.params:,} parameters)."
+    return best, why
+
+
+def _f(x: float | None, nd: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def _table(rows: list[CalibrationRow], step: int = 5) -> list[str]:
+    out = ["| threshold | FPR | FNR | precision | recall |", "|---:|---:|---:|---:|---:|"]
+    for r in rows[::step]:
+        out.append(f"| {r.threshold:.2f} | {r.fpr:.3f} | {r.fnr:.3f} | {r.precision:.3f} | {r.recall:.3f} |")
+    return out
+
+
+def write_report(
+    path: Path,
+    evaluations: Sequence[HeadEvaluation],
+    chosen: HeadEvaluation,
+    why: str,
+    corpus: dict,
+    splits: dict,
+    command: str,
+    timings: dict[str, float],
+    backbone: dict | None = None,
+) -> Path:
+    """REPORT.md: corpus, splits, both heads side by side (unseen), seen apart, tables, plots, how to redo."""
+    L: list[str] = [f"# Model report — {corpus.get('name', 'model')}", ""]
+    total = sum(timings.values())
+    L += [f"Reproduce with `{command}` ({total / 60:.1f} min end to end on the machine that built it).", ""]
+    L += ["## Corpus and splits", ""]
+    for k, v in corpus.items():
+        L.append(f"- {k}: {v}")
+    L += ["", "| split | images | artists |", "|---|---:|---:|"]
+    for name, s in splits.items():
+        L.append(f"| {name} | {s['images']} | {s['artists']} |")
+    L += [
+        "",
+        "`val` and `test` artists are disjoint from `train` and from each other: the numbers under *unseen* "
+        "are what the service does with artists it never saw. `test_seen` (if present) holds other images of "
+        "training artists — the original work's leaky protocol — and is reported apart, never mixed in.",
+        "",
+    ]
+    if backbone:
+        L += ["## Backbone", ""] + [f"- {k}: {v}" for k, v in backbone.items()] + [""]
+
+    L += ["## Heads on unseen artists (test)", ""]
+    head_cols = " | ".join(f"`{e.kind}`" for e in evaluations)
+    L += [f"| metric | {head_cols} |", "|---|" + "---:|" * len(evaluations)]
+
+    def row(label: str, get) -> None:
+        vals = []
+        for e in evaluations:
+            try:
+                vals.append(get(e))
+            except KeyError:
+                vals.append("–")
+        L.append(f"| {label} | " + " | ".join(vals) + " |")
+
+    row("parameters", lambda e: f"{e.params:,}")
+    row("val pair AUC (selection)", lambda e: _f(e.val_auc))
+    row("pair AUC", lambda e: _f(e.metrics["unseen"]["pair"]["auc"]))
+    row("pair EER", lambda e: _f(e.metrics["unseen"]["pair"]["eer"]))
+    row("threshold (val EER)", lambda e: _f(e.calibration.recommended_threshold, 2))
+    row("accuracy @ threshold", lambda e: _f(e.metrics["unseen"]["pair"]["at_threshold"]["report"]["accuracy"]))
+    ks = sorted({int(k) for e in evaluations for k in e.metrics["unseen"]["portfolio"]})
+    for k in ks:
+        row(f"portfolio k={k} AUC", lambda e, k=k: _f(e.metrics["unseen"]["portfolio"][str(k)]["auc"]))
+        row(f"portfolio k={k} EER", lambda e, k=k: _f(e.metrics["unseen"]["portfolio"][str(k)]["eer"]))
+    if any(e.train_summary for e in evaluations):
+        row("epochs (best)", lambda e: f"{e.train_summary['epochs_run']} ({e.train_summary['best_epoch']})")
+        row("training time (s)", lambda e: f"{e.train_summary['seconds']:.0f}")
+    L += ["", f"**Shipped head: `{chosen.kind}`.** {why}", ""]
+
+    for e in evaluations:
+        L += [f"## `{e.kind}` head", ""]
+        for label in ("unseen", "seen"):
+            if label not in e.metrics:
+                continue
+            m = e.metrics[label]
+            at = m["pair"]["at_threshold"]
+            L += [
+                f"### {label} artists ({m['split']}: {m['images']} images, {m['artists']} artists)",
+                "",
+                f"Pair AUC {_f(m['pair']['auc'])}, EER {_f(m['pair']['eer'])} "
+                f"(at score {_f(m['pair']['eer_threshold'], 2)}), {m['pair']['n']} balanced pairs.",
+                "",
+                f"At the validation threshold {at['threshold']:.2f}: confusion matrix "
+                f"[[TN, FP], [FN, TP]] = {at['confusion']}",
+                "",
+                "```",
+                at["report_text"].rstrip(),
+                "```",
+                "",
+            ]
+            if m["portfolio"]:
+                L += ["| portfolio k | AUC | EER | trials |", "|---:|---:|---:|---:|"]
+                for k, p in m["portfolio"].items():
+                    L.append(f"| {k} | {_f(p['auc'])} | {_f(p['eer'])} | {p['n']} |")
+                L.append("")
+        if e.plots:
+            L += ["Plots: " + ", ".join(f"[{p}]({p})" for p in e.plots), ""]
+            L += [f"![{p}]({p})" for p in e.plots if p.endswith("_roc.png")] + [""]
+
+    c = chosen.calibration
+    L += [
+        f"## Calibration of the shipped head (`{chosen.kind}`, {c.split} artists)",
+        "",
+        f"Recommended threshold {c.recommended_threshold:.2f}: {c.recommended_rule}. Aggregation over a "
+        f"portfolio: mean of the top {c.aggregation.top_m} pair scores. Every 0.05 shown; model.json holds all "
+        "101 rows.",
+        "",
+        "### Pair",
+        "",
+        *_table(c.pair),
+        "",
+    ]
+    for p in c.portfolio:
+        L += [f"### Portfolio, k = {p.k} references", "", *_table(p.table), ""]
+    L += ["## Time taken", "", "| stage | seconds |", "|---|---:|"]
+    L += [f"| {k} | {v:.1f} |" for k, v in timings.items()] + [f"| total | {total:.1f} |", ""]
+    path = Path(path)
+    path.write_text("\n".join(L))
+    return path
