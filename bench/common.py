@@ -444,8 +444,8 @@ ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 class Server:
     """`python -m service` on loopback with a temporary data dir; stopped (SIGTERM, then SIGKILL) on exit.
 
-    `env` adds BRUSHPRINT_* settings; the ONNX provider is the service's own choice (CUDA when present, else
-    CPU) and is read back from /readyz as `provider`. The per-key rate limit is off: the benchmark is the only
+    `env` adds BRUSHPRINT_* settings (BRUSHPRINT_PROVIDERS picks cpu/cuda); the provider the service really
+    uses is read back from /readyz as `provider`. The per-key rate limit is off: the benchmark is the only
     client, and measuring the limiter's 429s is the load test's business, not this one's.
     """
 
@@ -454,7 +454,8 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
-            **os.environ,
+            # a caller's own BRUSHPRINT_* (a production database URL, say) must never reach the benchmark server
+            **{k: v for k, v in os.environ.items() if not k.startswith("BRUSHPRINT_")},
             "BRUSHPRINT_MODEL_DIR": str(self.model_dir),
             "BRUSHPRINT_DATA_DIR": str(self.data_dir),
             "BRUSHPRINT_ADMIN_KEY": ADMIN_KEY,

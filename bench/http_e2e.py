@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         # change in background load during the run falls on batching on and off alike
         servers = {}
         for mode, max_size in (("on", 16), ("off", 1)):
-            env = {"BRUSHPRINT_BATCH_MAX_SIZE": str(max_size)}
+            env = {"BRUSHPRINT_BATCH_MAX_SIZE": str(max_size), "BRUSHPRINT_PROVIDERS": args.providers}
             servers[mode] = stack.enter_context(C.Server(model_dir, Path(tmp) / f"data-{mode}", env))
             servers[mode].require_provider(args.providers)
             if "/v1/verify" in routes:

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = C.make_images(24, seed=11)
     with tempfile.TemporaryDirectory(prefix="brushprint-bench-") as tmp:
         model_dir, which = C.resolve_model_dir(args.model_dir, Path(tmp), build=not args.quick)
-        with C.Server(model_dir, Path(tmp) / "data") as server:
+        with C.Server(model_dir, Path(tmp) / "data", {"BRUSHPRINT_PROVIDERS": args.providers}) as server:
             server.require_provider(args.providers)
             provider = server.provider
             time.sleep(1.0)

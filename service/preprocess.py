@@ -31,7 +31,7 @@ def resize_and_crop(image: Image.Image, p: Preprocessing) -> Image.Image:
 
 def to_input(pixels: np.ndarray, p: Preprocessing) -> np.ndarray:
     """uint8 [H, W, 3] RGB (already resized/cropped) → float32 model input without the batch axis."""
-    x = pixels.astype(np.float32) * np.float32(p.scale)
+    x: np.ndarray = pixels.astype(np.float32) * np.float32(p.scale)
     x = (x - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)
     if p.channel_order == "BGR":
         x = x[..., ::-1]
