@@ -55,31 +55,14 @@ class Stats:
         return cls(len(a), float(np.percentile(a, 50)), float(np.percentile(a, 99)), float(a.mean()))
 
 
-def measure(fn: Callable[[], object], repeat: int, warmup: int = 1, budget_s: float | None = None) -> Stats:
-    """Time `fn()` up to `repeat` times, stopping early once `budget_s` is spent (but never below 3 runs).
-
-    The budget keeps slow configurations (the naive path at 10,000 references, Keras at batch 16) from
-    eating the whole run, while fast ones still get enough samples for a meaningful p99.
-    """
-    for _ in range(warmup):
-        fn()
-    samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < repeat:
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-        if budget_s is not None and len(samples) >= 3 and time.perf_counter() - start > budget_s:
-            break
-    return Stats.of(samples)
-
-
 def measure_interleaved(
     fns: dict[str, Callable[[], object]], repeat: int, warmup: int = 1, budget_s: float | None = None
 ) -> dict[str, Stats]:
     """Time several alternatives round-robin, so load from other processes falls on all of them alike.
 
-    Stops after `repeat` rounds or once `budget_s` is spent (never below 3 rounds).
+    Stops after `repeat` rounds or once `budget_s` is spent, but never below 3 rounds: the budget keeps slow
+    cases (the naive path at 10,000 references, Keras at batch 16) from eating the run, while fast ones still
+    get enough samples for a meaningful p99.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -107,7 +90,7 @@ def ratio(slow: float, fast: float) -> float:
     return slow / fast if fast > 0 else float("inf")
 
 
-def fmt(x: float, digits: int = 2) -> str:
+def fmt(x: float | None, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if abs(x) >= 100:
@@ -232,11 +215,14 @@ def ort_providers(name: str) -> list[str]:
     return wanted
 
 
-def ort_session(path: Path | str, providers: Sequence[str]):
+def ort_session(path: Path | str, providers: Sequence[str], threads: int | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # no provider-fallback chatter on CPU-only hosts
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
 
 
@@ -254,14 +240,17 @@ def resolve_model_dir(arg: str | None, workdir: Path | None = None, build: bool 
     scores) — cached in cache/bench-standin, built when `build` and TensorFlow is installed; 4. the tests' tiny
     dev model (tests/service/devmodel.py), whose costs say little about the real model.
     """
-    if arg:
-        return Path(arg), f"model directory {arg} (from --model-dir)"
-    if (DEFAULT_MODEL_DIR / "model.json").is_file():
-        return DEFAULT_MODEL_DIR, "the shipped model models/default"
+    shipped_note = "the shipped model models/default"
     standin_note = (
         "a stand-in of the shipped model's shape (EfficientNet-Lite2 ImageNet backbone at 224 + untrained "
         "symmetric head at the default sizes; models/default has no model.json yet): real costs, meaningless scores"
     )
+    if arg:
+        given = Path(arg).resolve()
+        known = {DEFAULT_MODEL_DIR.resolve(): shipped_note, STANDIN_DIR.resolve(): standin_note}
+        return Path(arg), known.get(given, f"model directory {arg} (from --model-dir)")
+    if (DEFAULT_MODEL_DIR / "model.json").is_file():
+        return DEFAULT_MODEL_DIR, shipped_note
     if (STANDIN_DIR / "model.json").is_file():
         return STANDIN_DIR, standin_note
     if build:
@@ -365,12 +354,17 @@ class Report:
     headline: str = ""
     machine: dict = field(default_factory=machine_info)
     load_start: float | None = field(default_factory=lambda: load_average())
+    targets: list[dict] = field(default_factory=list)
 
     def table(self, caption: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         self.tables.append((caption, markdown_table(headers, rows)))
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def target(self, aim: str, measured: str, met: bool) -> None:
+        """A target from the issue, what was measured, and whether this run met it (never asserted)."""
+        self.targets.append({"aim": aim, "measured": measured, "met": bool(met)})
 
     def markdown(self, level: int = 2) -> str:
         h = "#" * level
@@ -379,6 +373,9 @@ class Report:
             parts += [f"`{self.command}`" + (" (quick mode)" if self.quick else ""), ""]
         for caption, table in self.tables:
             parts += [f"**{caption}**", "", table, ""]
+        if self.targets:
+            rows = [[t["aim"], t["measured"], "met" if t["met"] else "**missed**"] for t in self.targets]
+            parts += ["**Targets**", "", markdown_table(["target", "measured", "this run"], rows), ""]
         notes = list(self.notes)
         if self.load_start is not None:
             end = self.data.get("load_end")

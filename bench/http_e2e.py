@@ -181,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             data[f"{route} {n}"] = {"on": on, "off": off, "throughput_ratio": thr, "p99_ratio": p99r}
             if n == max(clients) and head is None:
                 head = (route, n, thr, p99r)
+            if n == 16:
+                report.target(f"{route}, 16 clients: batching ≥ 1.8× throughput", f"{thr:.2f}×", thr >= 1.8)
+                report.target(f"{route}, 16 clients: p99 with batching ≤ 2× without", f"{p99r:.2f}×", p99r <= 2.0)
     report.table(
         f"Closed-loop clients, {duration:.0f} s per cell; latency p50 / p99 in ms; ratio = batching on ÷ off",
         [

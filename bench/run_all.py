@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -80,13 +81,21 @@ def render(results: list[tuple[str, dict | None, str, float, str]], quick: bool,
     for name, rep, _, _took, shown in results:
         lines.append(f"- **{name}**: " + (rep["headline"] if rep else f"failed — see below (`{shown}`)"))
     lines.append("")
+    targets = [
+        [name, t["aim"], t["measured"], "met" if t["met"] else "**missed**"]
+        for name, rep, *_ in results
+        if rep
+        for t in rep.get("targets", [])
+    ]
+    if targets:
+        lines += ["## Targets", "", C.markdown_table(["benchmark", "target", "measured", "this run"], targets), ""]
     for name, rep, output, took, shown in results:
         if rep is None:
             tail = "\n".join(output.strip().splitlines()[-25:])
             lines += [f"## {name}: FAILED", "", f"`{shown}` ({took:.0f} s)", "", "```", tail, "```", ""]
             continue
         report = C.Report(
-            **{k: rep[k] for k in ("name", "title", "quick", "notes", "data", "headline", "machine", "load_start")}
+            **{k: rep[k] for k in ("name", "title", "quick", "notes", "data", "headline", "machine", "load_start", "targets")}
         )
         report.command = shown
         report.tables = [tuple(t) for t in rep["tables"]]
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             model_dir, which = C.resolve_model_dir(None, Path(tmp))
             print(f"model: {which}", flush=True)
             if model_dir != C.DEFAULT_MODEL_DIR:
-                model_args = ["--model-dir", str(model_dir)]
+                model_args = ["--model-dir", os.path.relpath(model_dir, C.ROOT)]
         for name in names:
             rep, output, took, shown = run_one(name, extra + (model_args if name in TAKES_MODEL_DIR else []), Path(tmp))
             results.append((name, rep, output, took, shown))

@@ -189,6 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         report.note(f"seed head: the original concat MLP ({paths.seed_params:,} parameters), random weights.")
     big = ns[-1]
     p50 = data[big]["brushprint"]["p50_ms"]
+    if 10_000 in data:
+        b10k = data[10_000]["brushprint"]["p50_ms"]
+        report.target("10,000 references: p50 ≤ 50 ms", f"{b10k:.2f} ms", b10k <= 50)
+    report.target(
+        "cost grows no faster than linearly (log-log slope ≤ 1)",
+        f"{slope_b:.2f} over all sizes ({slope_tail:.2f} over the last decade)",
+        slope_b <= 1.0,
+    )
     report.headline = (
         f"{big:,} references: brushprint p50 {p50:.2f} ms (target ≤ 50 ms), "
         f"{data[big]['speedup_p50']:.1f}× faster than the naive pair head; growth exponent {slope_b:.2f} "

@@ -152,7 +152,7 @@ class KeyStore:
         """Revoke by id or by name (the active key of that name). Revoking twice is harmless."""
         with self._sessions.begin() as s:
             row = None
-            if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18):
                 row = s.get(ApiKey, int(ref))
             if row is None and isinstance(ref, str):
                 row = self._active_by_name(s, ref)

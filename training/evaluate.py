@@ -356,6 +356,11 @@ def choose_head(evaluations: Sequence[HeadEvaluation]) -> tuple[HeadEvaluation, 
     why += "). Chosen on validation artists only; test artists stay unseen until the numbers below."
     if others and best.params < min(e.params for e in others):
         why += f" It is also the smaller head ({best.params:,} parameters)."
+    if best.kind == "symmetric":
+        why += (
+            " Its per-image projection is computed once per reference work, so verifying a query against a"
+            " portfolio runs only the small comparator per pair."
+        )
     return best, why
 
 

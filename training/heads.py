@@ -128,7 +128,7 @@ def build_symmetric(
     projection_dim: int = 256,
     comparator_hidden: int = 128,
     dropout: float = 0.3,
-    input_dropout: float = 0.2,
+    input_dropout: float = 0.5,
     weight_decay: float = 0.0,
 ) -> HeadModels:
     e = keras.Input((dim,), name="embedding")

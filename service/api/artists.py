@@ -34,7 +34,7 @@ def create_artist(_: AdminKey, engine: EngineDep, body: ArtistIn) -> ArtistOut:
 def list_artists(
     _: AdminKey,
     engine: EngineDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[ArtistOut]:
     items, total = engine.list_artists(offset, limit)

@@ -32,7 +32,7 @@ def _iso_only(value: object) -> object:
 def read_audit(
     _: AdminKey,
     audit: AuditDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     route: Annotated[str | None, Query(max_length=64)] = None,
     key_name: Annotated[str | None, Query(max_length=64)] = None,

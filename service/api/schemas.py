@@ -181,7 +181,8 @@ _ERROR_DOCS = {
     413: "`request_too_large`, `image_too_large`, `image_too_many_pixels` or `too_many_files`",
     415: "`unsupported_format` or `animated_image`",
     422: "`invalid_request` (the message names the field), `empty_image`, `corrupt_image`, `image_too_small`, "
-    "`no_files`, `invalid_threshold`, `invalid_operating_point`, `operating_point_unreachable`, "
+    "`no_files`, `extreme_aspect_ratio`, `invalid_k`, `invalid_pagination`, `invalid_threshold`, "
+    "`invalid_operating_point`, `operating_point_unreachable`, "
     "`invalid_artist_id`, `invalid_name`, `invalid_meta`",
     429: "`rate_limited`: retry after the `Retry-After` header's seconds",
     503: "`overloaded` (retry after `Retry-After`) or `not_ready`",

@@ -23,6 +23,7 @@ from tests.reliability.pictures import painting_jpeg
 # The session model fixture of the service tests: the shipped model when present, else the ONNX dev model.
 from tests.service.conftest import model_dir  # noqa: F401
 
+ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "reliability-admin-key-0123456789"
 API_KEY_HEADER = "X-API-Key"
 
@@ -84,9 +85,21 @@ def admin(key: str = ADMIN_KEY) -> dict[str, str]:
     return {API_KEY_HEADER: key}
 
 
-def documented_codes(openapi: dict) -> set[str]:
-    """Every error code the API documents: the backticked `snake_case` words in its response descriptions."""
-    codes: set[str] = set()
+def _readme_codes() -> set[str]:
+    """Codes in the README's error table: rows `| 4xx | `code`, … |` (the contract for humans)."""
+    readme = ROOT / "README.md"
+    text = readme.read_text() if readme.is_file() else ""
+    rows = [line for line in text.splitlines() if re.match(r"^\|\s*[45]\d\d\s*\|", line)]
+    return {code for row in rows for code in re.findall(r"`([a-z][a-z0-9_]*)`", row)}
+
+
+README_CODES = _readme_codes()
+
+
+def documented_codes(openapi: dict, with_readme: bool = True) -> set[str]:
+    """Every error code the API documents: backticked `snake_case` words in its OpenAPI error responses'
+    descriptions, plus (by default) the README's error table."""
+    codes: set[str] = set(README_CODES) if with_readme else set()
     for path in openapi.get("paths", {}).values():
         for op in path.values():
             if not isinstance(op, dict):
