@@ -26,6 +26,7 @@ import common as C  # noqa: E402
 
 SCRIPTS = ("backbone", "verify_scaling", "identify_scaling", "http_e2e", "memory")
 TAKES_MODEL_DIR = ("verify_scaling", "http_e2e", "memory")
+REPORT_FIELDS = ("name", "title", "quick", "notes", "data", "headline", "machine", "load_start", "targets")
 TIMEOUT_S = 45 * 60
 
 
@@ -94,9 +95,7 @@ def render(results: list[tuple[str, dict | None, str, float, str]], quick: bool,
             tail = "\n".join(output.strip().splitlines()[-25:])
             lines += [f"## {name}: FAILED", "", f"`{shown}` ({took:.0f} s)", "", "```", tail, "```", ""]
             continue
-        report = C.Report(
-            **{k: rep[k] for k in ("name", "title", "quick", "notes", "data", "headline", "machine", "load_start", "targets")}
-        )
+        report = C.Report(**{k: rep[k] for k in REPORT_FIELDS})
         report.command = shown
         report.tables = [tuple(t) for t in rep["tables"]]
         report.notes = [*report.notes, f"Ran in {took:.0f} s."]

@@ -26,13 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
+from service.scoring import aggregate  # noqa: E402
+
 NAIVE_CHUNK = 4096  # pairs per head call: batched, so the naive path is not penalised by per-call overhead
-
-
-def top_mean(scores: np.ndarray, top_m: int) -> float:
-    """The card's aggregation (mean of the top_m pair scores), identical for every path measured."""
-    m = min(top_m, scores.shape[0])
-    return float(np.partition(scores, scores.shape[0] - m)[-m:].mean())
 
 
 class Paths:
@@ -44,7 +40,8 @@ class Paths:
         self.model = Model.load(model_dir, providers=providers)
         self.card = self.model.card
         self.provider = self.model.providers[0]
-        self.top_m = self.card.calibration.aggregation.top_m
+        self.aggregation = self.card.calibration.aggregation
+        self.top_m = self.aggregation.top_m
         self.dim = self.model.embedding_dim
         self.symmetric = self.model.has_projection
         self.seed = None
@@ -54,12 +51,13 @@ class Paths:
         return self.model.reference_vectors(refs)
 
     def brushprint(self, query: np.ndarray, stored: np.ndarray) -> float:
-        """Per request: the query's own reference vector (one projection), then the comparator over all."""
+        """What `Engine.verify` runs after the embedding: the query's reference vector (one projection), the
+        comparator against every stored vector, then the card's aggregation."""
         q = self.model.reference_vectors(query)[0]
-        return top_mean(self.model.score_against(q, stored), self.top_m)
+        return aggregate(self.model.score_against(q, stored), self.aggregation)
 
     def naive(self, query: np.ndarray, refs: np.ndarray) -> float:
-        return top_mean(_pairs(self.model.pair_scores, query, refs), self.top_m)
+        return aggregate(_pairs(self.model.pair_scores, query, refs), self.aggregation)
 
     def seed_head(self, query: np.ndarray, refs: np.ndarray) -> float:
         sess, inputs, output = self.seed
@@ -67,7 +65,7 @@ class Paths:
         def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return sess.run([output], {inputs[0]: a, inputs[1]: b})[0].reshape(-1)
 
-        return top_mean(_pairs(run, query, refs), self.top_m)
+        return aggregate(_pairs(run, query, refs), self.aggregation)
 
     def add_seed_head(self, workdir: Path, providers: list[str]) -> None:
         """Export the original seed head (random weights, this embedding dim) with tf2onnx for the comparison."""

@@ -25,7 +25,7 @@ TINY_ARGS = [
     "--val", "0.25",
     "--test", "0.25",
     "--seen-test-fraction", "0.25",
-    "--epochs", "6",
+    "--epochs", "10",
     "--pairs-per-epoch", "2048",
     "--seed-head-epochs", "2",
     "--patience", "3",
