@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", default="1,16", help="concurrent clients (default 1,16)")
     p.add_argument("--routes", default=None, help="default /v1/compare,/v1/verify (quick: /v1/compare)")
     p.add_argument("--model-dir", default=None)
+    p.add_argument(
+        "--max-wait-ms", type=float, default=None, help="BRUSHPRINT_BATCH_MAX_WAIT_MS for both (default: the service's)"
+    )
     args = p.parse_args(argv)
     C.ort_providers(args.providers)  # fail early when CUDA is asked for but absent
     duration = args.duration or (4.0 if args.quick else 20.0)
@@ -144,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         servers = {}
         for mode, max_size in (("on", 16), ("off", 1)):
             env = {"BRUSHPRINT_BATCH_MAX_SIZE": str(max_size), "BRUSHPRINT_PROVIDERS": args.providers}
+            if args.max_wait_ms is not None:
+                env["BRUSHPRINT_BATCH_MAX_WAIT_MS"] = str(args.max_wait_ms)
             servers[mode] = stack.enter_context(C.Server(model_dir, Path(tmp) / f"data-{mode}", env))
             servers[mode].require_provider(args.providers)
             if "/v1/verify" in routes:
@@ -206,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         "cells": data,
         "mean_batch": {"on": results[("batch", "on")], "off": results[("batch", "off")]},
     }
-    report.note(f"Model: {which}; the service ran on {provider}; rate limiting off for the benchmark.")
+    wait = f"{args.max_wait_ms:g} ms (--max-wait-ms)" if args.max_wait_ms is not None else "the service's default"
+    report.note(
+        f"Model: {which}; the service ran on {provider}; batch max wait: {wait}; rate limiting off for the benchmark."
+    )
     report.note(
         f"Mean backbone batch size (from /metrics): on {results[('batch', 'on')]}, off {results[('batch', 'off')]}. "
         "Requests use 256×256 JPEGs from a pool of 48; /verify against a portfolio of "

@@ -168,6 +168,10 @@ class ReferenceIndex:
     def __init__(self, dim: int, use_gpu: bool):
         self.dim = dim
         self.use_gpu = use_gpu
+        if not use_gpu:
+            # Every search here is one query over a flat index: faiss's OpenMP threads only add fork/join cost
+            # and fight onnxruntime for the cores (bench/identify_scaling.py: 2 threads lost to numpy, 1 won).
+            faiss.omp_set_num_threads(1)
         self.work_ids: list[str] = []
         self.artist_ids: list[str] = []
         self.vectors = np.zeros((0, dim), np.float32)
