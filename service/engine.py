@@ -27,7 +27,7 @@ from service.errors import ApiError
 from service.gallery import Artist, Gallery, NewWork, ReindexResult, Work
 from service.imaging import DEFAULT_FORMATS, ImageLimits, load_image
 from service.model import Model
-from service.scoring import Strictness, aggregate, portfolio_table, resolve, top_m
+from service.scoring import Strictness, aggregate, equal_error_point, portfolio_table, resolve, top_m
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,14 @@ class Engine:
             raise ApiError(409, "empty_portfolio", f"artist {artist_id!r} has no enrolled works to verify against")
         cal = self.model.card.calibration
         table, k = portfolio_table(cal, n)
-        op = resolve(table, strictness or Strictness(), cal.recommended_threshold, cal.recommended_rule)
+        # The card's recommended threshold is the pair-level EER point; a portfolio score (top-m mean) has its
+        # own distribution, so verify's default is the EER point of the portfolio table it is judged by.
+        recommended = (
+            equal_error_point(table, f"the k={k} portfolio calibration")
+            if k is not None
+            else (cal.recommended_threshold, cal.recommended_rule)
+        )
+        op = resolve(table, strictness or Strictness(), *recommended)
         emb, sha = await self._embed(image)
         scores = await asyncio.to_thread(self._score_portfolio, emb, portfolio.vectors)
         score = aggregate(scores, cal.aggregation)

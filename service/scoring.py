@@ -91,6 +91,12 @@ def resolve(
     return OperatingPoint(float(recommended), fpr, fnr, recommended_rule)
 
 
+def equal_error_point(table: Sequence[CalibrationRow], label: str) -> tuple[float, str]:
+    """The calibrated threshold where FPR and FNR are closest (the EER point), and a rule naming it."""
+    row = min(table, key=lambda r: (abs(r.fpr - r.fnr), r.threshold))
+    return row.threshold, f"equal error rate of {label} (FPR {row.fpr:.3f}, FNR {row.fnr:.3f})"
+
+
 def rates_at(table: Sequence[CalibrationRow], threshold: float) -> tuple[float, float]:
     """Expected (FPR, FNR) at any threshold, linearly interpolated between calibrated rows."""
     ts = np.array([r.threshold for r in table], np.float64)

@@ -16,7 +16,7 @@ from service.engine import Candidate, Decision, Engine, Verdict, raise_overloade
 from service.errors import ApiError
 from service.imaging import load_image
 from service.model import Model
-from service.scoring import Strictness, portfolio_table, rates_at
+from service.scoring import Strictness, equal_error_point, portfolio_table, rates_at
 from tests.service.conftest import encode, painting, png
 
 pytestmark = pytest.mark.anyio
@@ -110,6 +110,8 @@ async def test_enrol_and_verify(engine: Engine, model: Model) -> None:
     table, k = portfolio_table(model.card.calibration, 4)
     assert v.calibration_k == k
     assert (v.expected_fpr, v.expected_fnr) == rates_at(table, v.threshold)
+    if k is not None:  # by default verify sits at the EER point of the portfolio table it is judged by
+        assert (v.threshold, v.rule) == equal_error_point(table, f"the k={k} portfolio calibration")
     assert v.match == (v.score >= v.threshold) and v.model == model.model_id
     # a one-work portfolio holding the query itself scores exactly like comparing the picture with itself
     await _enrol(engine, "solo", range(10, 11))

@@ -9,7 +9,16 @@ import pytest
 
 from service.card import Aggregation, Calibration, CalibrationRow, PortfolioCalibration
 from service.errors import ApiError
-from service.scoring import OperatingPoint, Strictness, aggregate, portfolio_table, rates_at, resolve, top_m
+from service.scoring import (
+    OperatingPoint,
+    Strictness,
+    aggregate,
+    equal_error_point,
+    portfolio_table,
+    rates_at,
+    resolve,
+    top_m,
+)
 
 
 def row(t: float, fpr: float, fnr: float, precision: float) -> CalibrationRow:
@@ -147,3 +156,10 @@ def test_portfolio_smaller_than_every_k_takes_the_smallest() -> None:
 def test_no_portfolio_tables_falls_back_to_pairs() -> None:
     table, k = portfolio_table(_cal([]), 7)
     assert k is None and table == TABLE
+
+
+def test_equal_error_point_is_where_fpr_meets_fnr() -> None:
+    threshold, rule = equal_error_point(TABLE, "the test table")
+    row = next(r for r in TABLE if r.threshold == threshold)
+    assert abs(row.fpr - row.fnr) == min(abs(r.fpr - r.fnr) for r in TABLE)
+    assert "the test table" in rule and f"{row.fpr:.3f}" in rule
