@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=16, ge=1, le=1024)
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     max_queue: int = Field(default=256, ge=1, description="images waiting for the backbone before 503 overloaded")
+    max_inflight: int = Field(
+        default=64,
+        ge=1,
+        description="scoring and enrolment requests served at once; more are shed with 503 overloaded before "
+        "their upload is read",
+    )
     providers: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="onnxruntime providers: auto = CUDA when this onnxruntime offers it, else CPU"
     )

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api import ROUTERS
-from service.api.middleware import BodySizeLimit, ObserveRequests
+from service.api.middleware import Admission, AdmissionLimit, ApiKeyGate, BodySizeLimit, ObserveRequests
 from service.api.schemas import ErrorBody
 from service.audit import AuditLog
 from service.batching import Overloaded
@@ -54,6 +54,15 @@ _HTTP_CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
 }
+# The requests that upload images for the model: the admission limit counts these and only these.
+ADMITTED_ROUTES = frozenset(
+    {
+        ("POST", "/v1/compare"),
+        ("POST", "/v1/verify"),
+        ("POST", "/v1/identify"),
+        ("POST", "/v1/artists/{artist_id}/works"),
+    }
+)
 _STRICTNESS_CODES = {"threshold": "invalid_threshold", "max_fpr": "invalid_operating_point"}
 _STRICTNESS_CODES["min_precision"] = "invalid_operating_point"
 
@@ -176,6 +185,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.engine = None
+    app.state.keys = None
+    app.state.admission = Admission(settings.max_inflight)
+    app.state.metrics.gauge_from(
+        "brushprint_admitted_in_flight",
+        f"Scoring and enrolment requests being served (at most max_inflight = {settings.max_inflight})",
+        lambda: app.state.admission.in_flight,
+    )
     for router in ROUTERS:
         app.include_router(router)
 
@@ -185,9 +201,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
 
-    # Added last = outermost: the size check runs before anything reads the body, and ObserveRequests sees
-    # (and times) every answer, the size check's 413 included.
+    # Added last = outermost. ObserveRequests sees (and times) every answer; then the key gate, so a caller
+    # without a valid key gets 401 whatever its body; then the size check and the admission limit. All three
+    # answer from the headers, before anything reads the body.
+    routes = [route for router in ROUTERS for route in router.routes]
+    app.add_middleware(AdmissionLimit, admission=app.state.admission, routes=routes, limited=ADMITTED_ROUTES)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ApiKeyGate, keys=lambda: app.state.keys, routes=routes)
     app.add_middleware(ObserveRequests, metrics=app.state.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -44,9 +44,13 @@ AuditDep = Annotated[AuditLog, Depends(get_audit)]
 
 
 def _caller(request: Request, presented: str | None, need: Scope) -> KeyInfo:
-    # Plain `def`: FastAPI runs it in the thread pool, so the key lookup never blocks the event loop.
+    # Plain `def`: FastAPI runs it in the thread pool, so a key lookup here never blocks the event loop.
     state = request.app.state
-    key = state.keys.authenticate(presented)
+    # ApiKeyGate (service.api.middleware) has already authenticated every /v1 request before its body was read;
+    # the lookup here is the fallback for an app assembled without it.
+    key = getattr(request.state, "api_key", None)
+    if not isinstance(key, KeyInfo):
+        key = state.keys.authenticate(presented)
     request.state.key_name = key.name  # for the access log: the key's name, never the key
     if not scope_allows(key.scope, need):
         raise ApiError(

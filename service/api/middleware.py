@@ -1,6 +1,7 @@
-"""Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and breaks streaming): request-size limit, and one
-layer that gives every request an id, times it for Prometheus, writes the access log and turns any unexpected
-exception into a 500 `internal_error` without a traceback in the body.
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and breaks streaming): the API-key gate and the
+admission limit, both answering before a byte of the body is read; the request-size limit; and one layer that
+gives every request an id, times it for Prometheus, writes the access log and turns any unexpected exception into
+a 500 `internal_error` without a traceback in the body.
 """
 
 from __future__ import annotations
@@ -10,17 +11,27 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Collection, Sequence
 
 from fastapi import HTTPException
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import ApiError
 from service.metrics import UNMATCHED_ROUTE, Metrics
+from service.security import KeyStore
 
 access_log = logging.getLogger("service.access")
 error_log = logging.getLogger("service.errors")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+API_KEY_HEADER = "X-API-Key"
+KEYED_PREFIX = "/v1/"
+# A refused request's unread body up to this size is left for the server to drain, keeping the connection;
+# a bigger or undeclared (chunked) one gets `Connection: close` so nobody can make us drain without end.
+DRAIN_LIMIT_BYTES = 1024 * 1024
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -94,6 +105,137 @@ class BodySizeLimit:
             if started:
                 raise
             await send_error(send, 413, "request_too_large", str(e.detail), {"Connection": "close"})
+
+
+def refusal_headers(scope: Scope, headers: dict[str, str] | None = None) -> dict[str, str] | None:
+    """Headers for an answer sent without reading the body.
+
+    A small declared body is left for the server's HTTP parser to drop as it arrives: closing a socket that
+    still holds unread data sends a TCP reset, which can destroy the answer before the client reads it
+    (bench/load.py: most shed requests then ended as transport errors instead of 503s). A body that is large
+    or of unknown length is not worth draining: the connection is closed.
+    """
+    out = dict(headers or {})
+    declared = Headers(scope=scope).get("content-length")
+    chunked = declared is None and "transfer-encoding" in Headers(scope=scope)
+    too_big = declared is not None and (not declared.isdigit() or int(declared) > DRAIN_LIMIT_BYTES)
+    if chunked or too_big:
+        out["Connection"] = "close"
+    return out or None
+
+
+def match_route(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
+    """The route of `routes` that serves this request (a method mismatch counts, as the router's 405 does),
+    found before routing so the middleware's own answers carry the route template in the metrics and the
+    access log, and the admission limit knows which route is asked for."""
+    partial = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return partial
+
+
+class ApiKeyGate:
+    """Every `/v1/` request needs a valid `X-API-Key`, checked from the headers before the body is read.
+
+    A caller without a valid key is refused with 401 (`missing_api_key` / `invalid_api_key`, the key store's
+    own verdict) and costs neither the buffering nor the parsing of its body, whatever the body is (see
+    `refusal_headers` for what happens to the unread bytes). The key found is left in
+    `scope["state"]["api_key"]`, so the route's scope and rate-limit dependency need not look it up again.
+    """
+
+    def __init__(self, app: ASGIApp, keys: Callable[[], KeyStore | None], routes: Sequence[BaseRoute] = ()):
+        self.app = app
+        self.keys = keys
+        self.routes = list(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(KEYED_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        store = self.keys()
+        if store is None:  # not started yet: the route's own dependency has the last word
+            await self.app(scope, receive, send)
+            return
+        presented = Headers(scope=scope).get(API_KEY_HEADER)
+        try:
+            if not presented:
+                store.authenticate(presented)  # raises 401 `missing_api_key` at once: no lookup to make
+            # a database read: kept off the event loop
+            key = await run_in_threadpool(store.authenticate, presented)
+        except ApiError as e:
+            route = match_route(self.routes, scope)
+            if route is not None:
+                scope["route"] = route
+            await send_error(send, e.status, e.code, e.message, refusal_headers(scope, e.headers))
+            return
+        state = scope.setdefault("state", {})
+        state["api_key"] = key
+        state["key_name"] = key.name  # for the access log: the key's name, never the key
+        await self.app(scope, receive, send)
+
+
+class Admission:
+    """How many of the expensive requests (uploads to score or enrol) are being served, and how many may be.
+
+    One event loop serves the app, so a plain counter is exact: nothing awaits between the test and the
+    increment.
+    """
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError("the admission limit must be at least 1")
+        self.limit = limit
+        self.in_flight = 0
+
+    def try_enter(self) -> bool:
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+
+class AdmissionLimit:
+    """Shed the expensive routes with 503 `overloaded` + Retry-After once `admission.limit` of them are in
+    flight, before their body is read: under overload a refusal costs no upload parsing, decoding or
+    preprocessing. The micro-batcher's queue limit stays behind it as the second line."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        admission: Admission,
+        routes: Sequence[BaseRoute],
+        limited: Collection[tuple[str, str]],
+        retry_after_s: int = 1,
+    ):
+        self.app = app
+        self.admission = admission
+        self.routes = list(routes)
+        self.limited = frozenset((method.upper(), path) for method, path in limited)
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        is_api = scope["type"] == "http" and scope["path"].startswith(KEYED_PREFIX)
+        route = match_route(self.routes, scope) if is_api else None
+        if route is None or (scope["method"], getattr(route, "path", None)) not in self.limited:
+            await self.app(scope, receive, send)
+            return
+        if not self.admission.try_enter():
+            scope["route"] = route
+            message = f"{self.admission.limit} scoring or enrolment requests are already being served; retry shortly"
+            headers = refusal_headers(scope, {"Retry-After": str(self.retry_after_s)})
+            await send_error(send, 503, "overloaded", message, headers)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.admission.leave()
 
 
 def route_template(scope: Scope) -> str:

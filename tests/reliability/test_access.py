@@ -8,14 +8,16 @@ or a log line after the one response that creates them, nor in the database. The
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -117,6 +119,84 @@ def test_every_v1_route_refuses_missing_wrong_and_revoked_keys(env: Env, method:
         r = _send(env, method, path, key)
         assert r.status_code == 401, f"{method} {path} with {what}: {r.status_code} {r.text[:200]}"
         assert assert_error_envelope(r, codes, f"{method} {path} {what}") == code
+
+
+# Bodies that FastAPI would refuse while parsing (400/422) or the size check from its Content-Length (413/400):
+# with a valid key they get exactly that, without one they must get 401, since the key is checked first.
+MALFORMED = {
+    "garbage multipart": ("POST", "/v1/compare", b"garbage", {"content-type": "multipart/form-data"}, 400),
+    "truncated multipart": (
+        "POST",
+        f"/v1/artists/{ARTIST}/works",
+        b"--x\r\nContent-Disposition: form-data; name=image\r\n\r\nabc",
+        {"content-type": "multipart/form-data; boundary=x"},
+        422,
+    ),
+    "unparsable JSON": ("POST", "/v1/artists", b'{"id": "a", ', {"content-type": "application/json"}, 422),
+    "JSON as text/plain": ("POST", "/v1/keys", b'{"name": "x"}', {"content-type": "text/plain"}, 422),
+    "declared body over the limit": ("POST", "/v1/verify", b"x", {"content-length": str(10**12)}, 413),
+    "non-numeric Content-Length": ("POST", "/v1/identify", b"x", {"content-length": "12abc"}, 400),
+}
+
+
+@pytest.mark.parametrize("what", sorted(MALFORMED))
+def test_keyless_malformed_bodies_get_401_not_a_parse_error(env: Env, what: str):
+    method, path, body, headers, with_key = MALFORMED[what]
+    codes = documented_codes(OPENAPI)
+    r = env.client.request(method, path, content=body, headers={**headers, **admin()})
+    assert r.status_code == with_key, f"{what} with a key: {r.status_code} {r.text[:200]}"  # really malformed
+    for key, code in ((None, "missing_api_key"), ("bp_" + "x" * 43, "invalid_api_key")):
+        sent = headers if key is None else {**headers, "X-API-Key": key}
+        r = env.client.request(method, path, content=body, headers=sent)
+        assert r.status_code == 401, f"{what}, key {key!r}: {r.status_code} {r.text[:200]}"
+        assert assert_error_envelope(r, codes, what) == code
+
+
+def _counting_body(consumed: list[int], chunks: int, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    """A streamed request body that records every chunk the server pulls from it."""
+    chunk = b"\0" * size
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(chunks):
+            consumed.append(size)
+            yield chunk
+
+    return body()
+
+
+def test_a_keyless_50_mb_upload_is_refused_without_reading_it(env: Env):
+    """httpx's ASGI transport hands the app a chunk only when the app asks for one: what the generator gave up
+    is exactly what the server read."""
+    multipart = {"content-type": "multipart/form-data; boundary=brushprint"}
+
+    async def scenario() -> dict[str, tuple[int, str, str, int]]:
+        out: dict[str, tuple[int, str, str, int]] = {}
+        transport = httpx.ASGITransport(app=env.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            for name, extra in [
+                ("chunked, no key", {}),
+                ("declared 50 MB, no key", {"content-length": str(50 * 1024 * 1024)}),
+                ("chunked, revoked key", {"X-API-Key": env.keys["acl-revoked"]}),
+                ("chunked, valid key", admin()),  # the control: the same body is read when the key is good
+            ]:
+                consumed: list[int] = []
+                chunks = 3 if name == "chunked, valid key" else 50
+                body = _counting_body(consumed, chunks)
+                r = await c.post("/v1/compare", content=body, headers={**multipart, **extra})
+                code = r.json()["error"]["code"]
+                out[name] = (r.status_code, code, r.headers.get("connection", ""), sum(consumed))
+            # a small declared body is left for the server to drain, so the connection stays usable
+            r = await c.post("/v1/compare", content=b"x" * 1000, headers=multipart)
+            out["1 kB, no key"] = (r.status_code, r.json()["error"]["code"], r.headers.get("connection", ""), 0)
+        return out
+
+    results = asyncio.run(scenario())
+    for name in ("chunked, no key", "declared 50 MB, no key"):
+        assert results[name] == (401, "missing_api_key", "close", 0), (name, results[name])
+    assert results["chunked, revoked key"] == (401, "invalid_api_key", "close", 0), results
+    assert results["1 kB, no key"] == (401, "missing_api_key", "", 0), results
+    status, _, _, read = results["chunked, valid key"]
+    assert status == 400 and read > 0, results  # the counter does see reads, so the zeros above mean something
 
 
 @pytest.mark.parametrize(("method", "path"), V1, ids=[f"{m} {p}" for m, p in V1])
