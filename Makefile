@@ -15,7 +15,7 @@ SERVE_EXTRAS ?=
 comma := ,
 SERVE_SPEC := $(ACCEL)$(if $(SERVE_EXTRAS),$(comma)$(SERVE_EXTRAS))
 
-.PHONY: run test venv-serve venv-all check-serve-install model lint fuzz load bench clean help
+.PHONY: run test venv-serve venv-all check-serve-install postgres-deps model lint fuzz load bench clean help
 
 help:
 	@echo "make run    serve $(MODEL_DIR) on $(HOST):$(PORT) (creates $(VENV), extra [$(ACCEL)])"
@@ -35,7 +35,7 @@ $(VENV)/.serve-$(ACCEL): pyproject.toml | $(PY)
 	@touch $@
 
 $(VENV)/.all-$(ACCEL): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e ".[$(ACCEL),train,dev]"
+	$(PIP) install --quiet -e ".[$(ACCEL),train,dev,postgres]"
 	@touch $@ $(VENV)/.serve-$(ACCEL)
 
 venv-serve: $(VENV)/.serve-$(ACCEL)
@@ -53,7 +53,16 @@ check-serve-install:
 run: venv-serve
 	BRUSHPRINT_MODEL_DIR=$(MODEL_DIR) $(PY) -m service --host $(HOST) --port $(PORT)
 
-test: venv-all
+# tests/service/test_postgres.py runs a throwaway PostgreSQL cluster (tests/pg.sh); Debian keeps initdb/pg_ctl
+# in /usr/lib/postgresql/*/bin. Installed here when missing and we may; otherwise say what is needed.
+PG_BINS := $(wildcard /usr/lib/postgresql/*/bin/initdb)
+postgres-deps:
+	@if [ -n "$(PG_BINS)" ] || command -v initdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "warning: the PostgreSQL tests will fail: install the server (Debian: sudo apt-get install -y postgresql)" >&2; fi
+
+test: venv-all postgres-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv-all

@@ -15,7 +15,7 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from service.db import Base
+from service.db import Base, init_db
 
 
 class AuditRow(Base):
@@ -73,7 +73,7 @@ class AuditEntry:
 class AuditLog:
     def __init__(self, bind: sa.Engine):
         self._sessions = sessionmaker(bind, expire_on_commit=False)
-        Base.metadata.create_all(bind, tables=[Base.metadata.tables[AuditRow.__tablename__]])
+        init_db(bind, tables=[Base.metadata.tables[AuditRow.__tablename__]])
 
     def record(
         self,
@@ -118,6 +118,9 @@ class AuditLog:
         since: datetime | None = None,
     ) -> tuple[list[AuditEntry], int]:
         """Newest first, with the total count under the same filters (for pagination)."""
+        if any(v is not None and "\x00" in v for v in (route, key_name, artist_id)):
+            # nothing stored holds NUL (PostgreSQL text cannot), and PostgreSQL would fail the query
+            return [], 0
         conds = []
         if route is not None:
             conds.append(AuditRow.route == route)

@@ -3,7 +3,7 @@
 SQLite (a file in the data dir) by default, PostgreSQL by URL. For SQLite every connection turns on WAL (readers
 never block the writer), foreign keys (so deleting an artist cascades) and a busy timeout. Other modules
 (api keys, audit) declare their tables on the same `Base`; `init_db(engine)` creates whatever is declared.
-Covered by tests/service/test_gallery.py.
+Covered by tests/service/test_gallery.py, and on PostgreSQL by tests/service/test_postgres.py.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Dialect,
     Engine,
@@ -23,10 +24,12 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -95,6 +98,18 @@ class EmbeddingRow(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class GalleryStateRow(Base):
+    """One row (id 1): a counter that every transaction changing works or embeddings increments. Each process
+    keeps its faiss index in memory; comparing the counter with the one its index was built at tells it that
+    another process sharing the database (a replica, the CLI) changed the portfolios. The increment's row lock
+    also serialises writers across processes."""
+
+    __tablename__ = "gallery_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path)}"
 
@@ -117,9 +132,21 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True)
 
 
-def init_db(engine: Engine) -> None:
-    """Create every table declared on `Base` so far (idempotent)."""
-    Base.metadata.create_all(engine)
+# pg_advisory_xact_lock key for schema creation: any constant shared by every replica ("brushprint" in ASCII)
+_SCHEMA_LOCK = 0x6272757368
+
+
+def init_db(engine: Engine, tables: list[Table] | None = None) -> None:
+    """Create every table declared on `Base` so far, or just `tables` (idempotent).
+
+    On PostgreSQL, replicas starting together would race their CREATE TABLEs (one fails on a duplicate pg_type
+    row), so creation is serialised with an advisory lock held until the DDL commits; the later ones then find
+    the tables there.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        Base.metadata.create_all(conn, tables=tables)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -9,7 +9,8 @@
   every work in row order, a faiss IndexFlatIP over their L2-normalised copies (on GPU when faiss sees one),
   and per-artist slices for verify. All of it is rebuilt from the store at start and updated under one lock
   after every committed change; the lock also serialises writes, so the store and the index never disagree
-  within this process (run one process per data dir).
+  within this process. Processes sharing one database (replicas on PostgreSQL, the CLI) each hold their own
+  index: every write bumps a counter row (`gallery_state`), and `sync()` reloads when another process moved it.
 Covered by tests/service/test_gallery.py.
 """
 
@@ -28,11 +29,20 @@ from pathlib import Path
 import faiss
 import numpy as np
 from sqlalchemy import Engine as SqlEngine
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db import ArtistRow, EmbeddingRow, WorkRow, init_db, make_sessionmaker, session_scope, utcnow
+from service.db import (
+    ArtistRow,
+    EmbeddingRow,
+    GalleryStateRow,
+    WorkRow,
+    init_db,
+    make_sessionmaker,
+    session_scope,
+    utcnow,
+)
 from service.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -108,6 +118,12 @@ def _work(row: WorkRow) -> Work:
 
 def unknown_artist(artist_id: str) -> ApiError:
     return ApiError(404, "unknown_artist", f"no artist with id {artist_id!r}")
+
+
+def storable(text: str) -> bool:
+    """PostgreSQL text cannot hold NUL (SQLite can): such a value is never stored, so it never matches a row, and
+    sending it to PostgreSQL would fail the statement (a 500) instead of answering."""
+    return "\x00" not in text
 
 
 class OriginalStore:
@@ -267,13 +283,56 @@ class Gallery:
         self._lock = threading.RLock()
         self.index = ReferenceIndex(reference_dim, gpu_available() if use_gpu is None else use_gpu)
         self.missing = 0
+        self._version = -1  # the gallery_state version the in-memory index reflects
         init_db(db)
+        self._ensure_state_row()
         self.load()
+
+    def _ensure_state_row(self) -> None:
+        try:
+            with session_scope(self._sessions) as s:
+                if s.get(GalleryStateRow, 1) is None:
+                    s.add(GalleryStateRow(id=1, version=0))
+        except IntegrityError:
+            pass  # another process starting at the same time inserted it
+
+    @staticmethod
+    def _read_version(s: Session) -> int:
+        return int(s.scalar(select(GalleryStateRow.version).where(GalleryStateRow.id == 1)) or 0)
+
+    @staticmethod
+    def _bump(s: Session) -> int:
+        """Count this transaction as a change (first thing in it: the row lock then orders writers)."""
+        s.execute(update(GalleryStateRow).where(GalleryStateRow.id == 1).values(version=GalleryStateRow.version + 1))
+        return Gallery._read_version(s)
+
+    def _applied(self, version: int) -> bool:
+        """After committing the change that made `version`: True when the index was at the version just before,
+        so updating it in place is exact; else another process wrote too, and the caller reloads instead."""
+        if version == self._version + 1:
+            self._version = version
+            return True
+        return False
+
+    def sync(self) -> None:
+        """Reload if another process sharing the database changed works or embeddings since the last load."""
+        if self._current_version() == self._version:
+            return  # the common case, without waiting on the lock behind a write in progress
+        with self._lock:
+            # re-read: the difference may have been this process's own write, applied while we waited
+            if self._current_version() != self._version:
+                self.load()
+
+    def _current_version(self) -> int:
+        with self._sessions() as s:
+            return self._read_version(s)
 
     # ---- state ------------------------------------------------------------------------------------------
     def load(self) -> None:
         """Rebuild the in-memory vectors and the faiss index from the store (current model only)."""
         with self._lock, self._sessions() as s:
+            # read first: a change committed between the two reads is then loaded and reloaded, never missed
+            version = self._read_version(s)
             rows = s.execute(
                 select(WorkRow.id, WorkRow.artist_id, EmbeddingRow.vector, EmbeddingRow.dim)
                 .join(EmbeddingRow, and_(EmbeddingRow.work_id == WorkRow.id, EmbeddingRow.model_id == self.model_id))
@@ -288,6 +347,7 @@ class Gallery:
                 emb[i] = np.frombuffer(r.vector, dtype="<f4")
             self.index.reset([r.id for r in rows], [r.artist_id for r in rows], self._references(emb))
             self.missing = self._count_missing(s)
+            self._version = version
         log.info("gallery: %d references loaded for %s, %d works need reindex", len(rows), self.model_id, self.missing)
 
     def _references(self, emb: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -320,6 +380,8 @@ class Gallery:
             raise ApiError(
                 422, "invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'"
             )
+        if not storable(name):
+            raise ApiError(422, "invalid_request", "name must not contain NUL characters")
         with self._lock:
             try:
                 with session_scope(self._sessions) as s:
@@ -333,6 +395,11 @@ class Gallery:
                 raise ApiError(409, "artist_exists", f"artist {artist_id!r} already exists") from e
 
     def get_artist(self, artist_id: str) -> Artist:
+        """Also brings the index up to date with other processes' writes: verify calls it (off the event loop)
+        just before it reads the portfolio."""
+        if not storable(artist_id):
+            raise unknown_artist(artist_id)
+        self.sync()
         with self._sessions() as s:
             row = s.get(ArtistRow, artist_id)
             if row is None:
@@ -359,8 +426,11 @@ class Gallery:
             return [_artist(a, int(n)) for a, n in rows], total
 
     def delete_artist(self, artist_id: str) -> None:
+        if not storable(artist_id):
+            raise unknown_artist(artist_id)
         with self._lock:
             with session_scope(self._sessions) as s:
+                version = self._bump(s)
                 row = s.get(ArtistRow, artist_id)
                 if row is None:
                     raise unknown_artist(artist_id)
@@ -371,7 +441,10 @@ class Gallery:
                     s.execute(delete(EmbeddingRow).where(EmbeddingRow.work_id.in_(ids)))
                     s.execute(delete(WorkRow).where(WorkRow.id.in_(ids)))
                 s.delete(row)
-            self.index.remove(set(ids))
+            if self._applied(version):
+                self.index.remove(set(ids))
+            else:
+                self.load()
             self._after_delete([w.path for w in works])
 
     # ---- works ------------------------------------------------------------------------------------------
@@ -387,11 +460,14 @@ class Gallery:
             seen[it.sha256] = it.filename
             if it.embedding.shape != (self.embedding_dim,):
                 raise ValueError(f"embedding shape {it.embedding.shape}, expected ({self.embedding_dim},)")
+        if not storable(artist_id):
+            raise unknown_artist(artist_id)
         refs = self.reference_fn(np.stack([it.embedding for it in items]).astype(np.float32))
         created_files: list[str] = []
         with self._lock:
             try:
                 with session_scope(self._sessions) as s:
+                    version = self._bump(s)
                     if s.get(ArtistRow, artist_id) is None:
                         raise unknown_artist(artist_id)
                     dup = s.execute(
@@ -437,10 +513,15 @@ class Gallery:
                 if isinstance(e, IntegrityError):
                     raise ApiError(409, "duplicate_work", "this work is already in the portfolio") from e
                 raise
-            self.index.add([w.id for w in result], [artist_id] * len(result), refs)
+            if self._applied(version):
+                self.index.add([w.id for w in result], [artist_id] * len(result), refs)
+            else:
+                self.load()
         return result
 
     def list_works(self, artist_id: str) -> list[Work]:
+        if not storable(artist_id):
+            raise unknown_artist(artist_id)
         with self._sessions() as s:
             if s.get(ArtistRow, artist_id) is None:
                 raise unknown_artist(artist_id)
@@ -450,8 +531,13 @@ class Gallery:
             return [_work(r) for r in rows]
 
     def delete_work(self, artist_id: str, work_id: str) -> None:
+        if not storable(artist_id):
+            raise unknown_artist(artist_id)
+        if not storable(work_id):
+            raise ApiError(404, "unknown_work", f"artist {artist_id!r} has no work {work_id!r}")
         with self._lock:
             with session_scope(self._sessions) as s:
+                version = self._bump(s)
                 if s.get(ArtistRow, artist_id) is None:
                     raise unknown_artist(artist_id)
                 row = s.get(WorkRow, work_id)
@@ -460,7 +546,10 @@ class Gallery:
                 path = row.path
                 s.execute(delete(EmbeddingRow).where(EmbeddingRow.work_id == work_id))
                 s.delete(row)
-            self.index.remove({work_id})
+            if self._applied(version):
+                self.index.remove({work_id})
+            else:
+                self.load()
             self._after_delete([path])
 
     def _after_delete(self, paths: list[str]) -> None:
@@ -478,7 +567,9 @@ class Gallery:
             return Portfolio(artist_id, [self.index.work_ids[i] for i in rows], self.index.vectors[rows])
 
     def search(self, query_vec: np.ndarray, n: int) -> list[Hit]:
+        """Syncs with other processes first (identify calls it off the event loop)."""
         with self._lock:
+            self.sync()
             return self.index.search(np.asarray(query_vec, np.float32), n)
 
     def __len__(self) -> int:
@@ -518,10 +609,12 @@ class Gallery:
                 vec = np.ascontiguousarray(e, "<f4").reshape(-1)
                 rows.append(EmbeddingRow(work_id=w.id, model_id=self.model_id, dim=len(vec), vector=vec.tobytes()))
             with self._lock, session_scope(self._sessions) as s:
+                self._bump(s)
                 s.add_all(rows)
             result.embedded += len(rows)
         if prune:
             with self._lock, session_scope(self._sessions) as s:
+                self._bump(s)
                 stale = select(func.count()).select_from(EmbeddingRow).where(EmbeddingRow.model_id != self.model_id)
                 result.pruned = int(s.scalar(stale) or 0)
                 s.execute(delete(EmbeddingRow).where(EmbeddingRow.model_id != self.model_id))

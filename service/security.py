@@ -21,7 +21,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from service.db import Base
+from service.db import Base, init_db
 from service.errors import ApiError
 
 KEY_PREFIX = "bp_"
@@ -105,7 +105,7 @@ class KeyStore:
 
     def __init__(self, bind: sa.Engine):
         self._sessions = sessionmaker(bind, expire_on_commit=False)
-        Base.metadata.create_all(bind, tables=[Base.metadata.tables[ApiKey.__tablename__]])
+        init_db(bind, tables=[Base.metadata.tables[ApiKey.__tablename__]])
 
     def create(self, name: str, scope: Scope | str) -> tuple[KeyInfo, str]:
         """Issue a new key. Returns its info and the plaintext key, which is never retrievable again."""
@@ -129,6 +129,13 @@ class KeyStore:
         bootstrap key. A bootstrap key that an operator revoked stays revoked.
         """
         scope, name, digest = _scope(scope), _name(name), hash_key(key)
+        try:
+            return self._ensure(name, key, scope, digest)
+        except sa.exc.IntegrityError:
+            # replicas starting together with the same key: another one inserted it first, so now it is found
+            return self._ensure(name, key, scope, digest)
+
+    def _ensure(self, name: str, key: str, scope: Scope, digest: str) -> KeyInfo:
         with self._sessions.begin() as s:
             row = s.scalars(sa.select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
             if row is not None:
@@ -150,6 +157,9 @@ class KeyStore:
 
     def revoke(self, ref: str | int) -> KeyInfo:
         """Revoke by id or by name (the active key of that name). Revoking twice is harmless."""
+        if isinstance(ref, str) and "\x00" in ref:
+            # no stored name holds NUL, and PostgreSQL would fail the query instead of finding nothing
+            raise ApiError(404, "unknown_key", f"no active key with id or name {ref!r}")
         with self._sessions.begin() as s:
             row = None
             if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18):
@@ -199,8 +209,8 @@ def _scope(scope: Scope | str) -> Scope:
 
 def _name(name: str) -> str:
     name = name.strip()
-    if not 1 <= len(name) <= 64:
-        raise ApiError(422, "invalid_request", "key name must be 1 to 64 characters")
+    if not 1 <= len(name) <= 64 or "\x00" in name:
+        raise ApiError(422, "invalid_request", "key name must be 1 to 64 characters, none of them NUL")
     return name
 
 

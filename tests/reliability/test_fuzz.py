@@ -360,7 +360,7 @@ def test_pillow_is_left_in_its_safe_defaults(api):
 _IDLE_APP = create_app(Settings(model_dir=Path("unused-model"), data_dir=Path("unused-data"), admin_key=None))
 schema = schemathesis.openapi.from_dict(_IDLE_APP.openapi())
 schema.config.generation.update(
-    max_examples=150 if fuzz_long_requested() else 10,
+    max_examples=300 if fuzz_long_requested() else 40,
     deterministic=not fuzz_long_requested(),
     database="none",
     # the key is sent explicitly (valid, then none), so schemathesis must not invent X-API-Key values itself
