@@ -130,7 +130,7 @@ class AuditLog:
             conds.append(AuditRow.artist_id == artist_id)
         if since is not None:
             # SQLite keeps no zone, so every stored and compared time is normalised to UTC.
-            since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+            since = since.replace(tzinfo=UTC) if since.tzinfo is None else _to_utc(since)
             conds.append(AuditRow.time >= since)
         with self._sessions() as s:
             total = s.scalar(sa.select(sa.func.count()).select_from(AuditRow).where(*conds)) or 0
@@ -173,3 +173,12 @@ async def record_decision(
         )
 
     return await anyio.to_thread.run_sync(write)
+
+
+def _to_utc(t: datetime) -> datetime:
+    """`t` in UTC; a time so near year 1 or 9999 that the shift leaves datetime's range clamps to that end
+    (as a lower bound it then still means "everything" / "nothing")."""
+    try:
+        return t.astimezone(UTC)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC) if t.year < 2 else datetime.max.replace(tzinfo=UTC)

@@ -105,3 +105,11 @@ def test_since_compares_in_utc(tmp_path: Path) -> None:
     assert log.query(since=(now + timedelta(minutes=1)).astimezone(west))[1] == 0
     assert log.query(since=now - timedelta(minutes=1))[1] == 1
     assert log.query(since=(now - timedelta(minutes=1)).replace(tzinfo=None))[1] == 1
+
+
+def test_since_at_the_ends_of_time(tmp_path: Path) -> None:
+    # found by `make fuzz`: 0001-01-01T00:03+01:00 is before year 1 in UTC and used to overflow into a 500
+    log = AuditLog(make_engine(f"sqlite:///{tmp_path / 'a.db'}"))
+    log.record(key_name="k", route="compare", image_sha256="0" * 64, decision="match", model_id="m")
+    assert log.query(since=datetime(1, 1, 1, 0, 3, tzinfo=timezone(timedelta(hours=1))))[1] == 1
+    assert log.query(since=datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))))[1] == 0

@@ -36,8 +36,9 @@ def test_threshold_table_counts():
     y = np.array([0, 0, 1, 1])
     s = np.array([0.2, 0.6, 0.4, 0.9])
     rows = threshold_table(y, s)
-    assert [r.threshold for r in rows] == list(GRID) and len(rows) == 101
-    r = rows[50]  # threshold 0.5: accepts 0.6 (negative) and 0.9 (positive)
+    assert [r.threshold for r in rows] == list(GRID) == sorted(set(GRID))
+    assert {0.0, 0.5, 0.95, 0.999, 0.9999, 1.0} <= set(GRID)
+    r = rows[GRID.index(0.5)]  # threshold 0.5: accepts 0.6 (negative) and 0.9 (positive)
     assert (r.fpr, r.fnr, r.precision, r.recall) == (0.5, 0.5, 0.5, 0.5)
     assert rows[0].fpr == 1.0 and rows[0].fnr == 0.0
     assert rows[-1].fnr == 1.0 and rows[-1].precision == 1.0  # nothing accepted, nothing falsely accepted
