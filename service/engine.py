@@ -340,7 +340,8 @@ class Engine:
             raise ApiError(422, "no_files", "no image was uploaded")
         await asyncio.to_thread(self.gallery.get_artist, artist_id)
         items: list[NewWork] = []
-        step = self.batch.max_batch
+        # a chunk goes to the backbone queue at once: never more than the queue holds, or an idle server would shed it
+        step = max(1, min(self.batch.max_batch, self.batch.max_queue))
         for start in range(0, len(files), step):
             chunk = files[start : start + step]
             prepared = await asyncio.gather(*(self._prepare_named(name, data) for name, data in chunk))

@@ -41,8 +41,9 @@ scope `admin` may call everything (artists, works, keys, audit).
 
 **Strictness.** Scoring routes take at most one of the form fields `threshold` (match when score ≥ threshold),
 `max_fpr` (the most sensitive calibrated threshold whose expected false-positive rate is at most this) or
-`min_precision`. Without one, the model card's recommended operating point is used. Every answer carries the
-expected false-positive and false-negative rates at the threshold it used.
+`min_precision`. Without one, compare uses the model card's recommended operating point and verify the
+equal-error point of the portfolio calibration it is judged by (`rule` in the answer says which). Every answer
+carries the expected false-positive and false-negative rates at the threshold it used.
 
 **Errors.** Always `{"error": {"code": "...", "message": "..."}}` with a stable `code`. A 5xx is a bug.
 """

@@ -89,7 +89,7 @@ def strictness_form(
         Form(ge=0.0, le=1.0, description=f"smallest acceptable expected precision, {_UNIT}"),
     ] = None,
 ) -> Strictness:
-    """At most one of the three; none means the model card's recommended operating point."""
+    """At most one of the three; none means the default operating point (see the API description)."""
     return Strictness(threshold=threshold, max_fpr=max_fpr, min_precision=min_precision)
 
 

@@ -46,7 +46,7 @@ class DecisionOut(_Out):
     match: bool
     expected_fpr: float = Field(description="false-positive rate expected at this threshold (validation data)")
     expected_fnr: float = Field(description="false-negative rate expected at this threshold (validation data)")
-    rule: str = Field(description="how the threshold was chosen, e.g. `recommended` or `max_fpr<=0.01`")
+    rule: str = Field(description="how the threshold was chosen, e.g. `threshold=0.8`, `max_fpr<=0.01` or an EER rule")
     model: str = Field(description="id of the model that scored: name@version+hash of its files")
 
 

@@ -289,3 +289,13 @@ def test_from_real_settings(tmp_path: Path, model_dir: Path, monkeypatch: pytest
 def test_overloaded_maps_to_503() -> None:
     err = raise_overloaded(Overloaded("busy", retry_after=2.4))
     assert (err.status, err.code, err.headers) == (503, "overloaded", {"Retry-After": "2"})
+
+
+async def test_enrolment_larger_than_the_queue(tmp_path: Path, model: Model) -> None:
+    # an idle server must not shed its own enrolment because one request holds more files than the queue
+    small = Engine.build(model, tmp_path / "data", batch=BatchConfig(max_batch=16, max_queue=2), use_gpu_index=False)
+    try:
+        assert len(await _enrol(small, "monet", range(30, 35))) == 5
+        assert len(small.list_works("monet")) == 5
+    finally:
+        small.close()
