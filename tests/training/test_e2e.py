@@ -19,6 +19,7 @@ from PIL import Image
 from service.card import load_card
 from service.preprocess import preprocess
 from training.cli import main
+from training.evaluate import GRID
 
 TINY_ARGS = [
     "--image-size", "96",
@@ -77,7 +78,7 @@ def test_head_beats_chance_on_unseen_artists(built):
 
 def test_calibration_tables(built):
     cal = load_card(built[1]).calibration
-    assert cal.split == "val" and len(cal.pair) == 101
+    assert cal.split == "val" and [r.threshold for r in cal.pair] == list(GRID)
     assert [p.k for p in cal.portfolio] == [1, 3, 5]  # val artists have 8 images: k=10, 20 impossible
     assert 0.0 <= cal.recommended_threshold <= 1.0
 
