@@ -27,7 +27,15 @@ from service.errors import ApiError
 from service.gallery import Artist, Gallery, NewWork, ReindexResult, Work
 from service.imaging import DEFAULT_FORMATS, ImageLimits, load_image
 from service.model import Model
-from service.scoring import Strictness, aggregate, equal_error_point, portfolio_table, resolve, top_m
+from service.scoring import (
+    OperatingPoint,
+    Strictness,
+    aggregate,
+    equal_error_point,
+    portfolio_table,
+    resolve,
+    top_m,
+)
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +236,11 @@ class Engine:
         first, second = (xa, xb) if sa <= sb else (xb, xa)
         e1, e2 = await asyncio.gather(self.batcher.submit(first), self.batcher.submit(second))
         score = float(await asyncio.to_thread(self._pair_score, e1, e2))
-        return Decision(
+        return Decision(**self._decided(score, op), images=(sa, sb))
+
+    def _decided(self, score: float, op: OperatingPoint) -> dict[str, Any]:
+        """The fields every decision shares: the score judged at the operating point, with its expected rates."""
+        return dict(
             score=score,
             threshold=op.threshold,
             match=score >= op.threshold,
@@ -236,7 +248,6 @@ class Engine:
             expected_fnr=op.expected_fnr,
             rule=op.rule,
             model=self.model_id,
-            images=(sa, sb),
         )
 
     def _pair_score(self, ea: np.ndarray, eb: np.ndarray) -> float:
@@ -265,13 +276,7 @@ class Engine:
         score = aggregate(scores, cal.aggregation)
         top = top_m(scores, cal.aggregation)
         return Verdict(
-            score=score,
-            threshold=op.threshold,
-            match=score >= op.threshold,
-            expected_fpr=op.expected_fpr,
-            expected_fnr=op.expected_fnr,
-            rule=op.rule,
-            model=self.model_id,
+            **self._decided(score, op),
             images=(sha,),
             artist_id=artist_id,
             portfolio_size=n,
