@@ -10,12 +10,16 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import anyio
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from service.db import Base, init_db
+
+if TYPE_CHECKING:  # the engine imports the store; the audit log only needs the type
+    from service.engine import Decision
 
 
 class AuditRow(Base):
@@ -140,6 +144,30 @@ class AuditLog:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+async def record_match(
+    log: AuditLog,
+    *,
+    key_name: str,
+    route: str,
+    decision: Decision,
+    request_id: str | None,
+    artist_id: str | None = None,
+) -> int:
+    """A compare/verify decision as one audit row."""
+    return await record_decision(
+        log,
+        key_name=key_name,
+        route=route,
+        images=decision.images,
+        artist_id=artist_id,
+        decision="match" if decision.match else "no_match",
+        model_id=decision.model,
+        score=decision.score,
+        threshold=decision.threshold,
+        request_id=request_id,
+    )
 
 
 async def record_decision(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, UploadFile
 
 from service.api.deps import AuditDep, EngineDep, RequestId, StrictnessDep, UploadLimit, VerifyKey, read_upload
 from service.api.schemas import DecisionOut, error_responses
-from service.audit import record_decision
+from service.audit import record_match
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
@@ -35,16 +35,5 @@ async def compare(
     a = await read_upload(image_a, limit)
     b = await read_upload(image_b, limit)
     decision = await engine.compare(a, b, strictness)
-    out = DecisionOut.model_validate(decision)
-    await record_decision(
-        audit,
-        key_name=key.name,
-        route="compare",
-        images=decision.images,
-        decision="match" if out.match else "no_match",
-        model_id=out.model,
-        score=out.score,
-        threshold=out.threshold,
-        request_id=request_id,
-    )
-    return out
+    await record_match(audit, key_name=key.name, route="compare", decision=decision, request_id=request_id)
+    return DecisionOut.model_validate(decision)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from service.api.deps import AuditDep, EngineDep, RequestId, StrictnessDep, UploadLimit, VerifyKey, read_upload
 from service.api.schemas import VerifyOut, error_responses
-from service.audit import record_decision
+from service.audit import record_match
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
@@ -34,17 +34,7 @@ async def verify(
 ) -> VerifyOut:
     data = await read_upload(image, limit)
     verdict = await engine.verify(data, artist_id, strictness)
-    out = VerifyOut.of(verdict)
-    await record_decision(
-        audit,
-        key_name=key.name,
-        route="verify",
-        images=verdict.images,
-        artist_id=artist_id,
-        decision="match" if out.match else "no_match",
-        model_id=out.model,
-        score=out.score,
-        threshold=out.threshold,
-        request_id=request_id,
+    await record_match(
+        audit, key_name=key.name, route="verify", decision=verdict, artist_id=artist_id, request_id=request_id
     )
-    return out
+    return VerifyOut.of(verdict)
