@@ -6,21 +6,8 @@ from fastapi import APIRouter, status
 
 from service.api.deps import AdminKey, KeysDep
 from service.api.schemas import KeyCreated, KeyIn, KeyOut, error_responses
-from service.security import KeyInfo
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
-
-
-def _out(info: KeyInfo) -> KeyOut:
-    return KeyOut(
-        id=info.id,
-        name=info.name,
-        scope=info.scope,
-        prefix=info.prefix,
-        created_at=info.created_at,
-        revoked_at=info.revoked_at,
-        active=info.active,
-    )
 
 
 @router.post(
@@ -33,7 +20,7 @@ def _out(info: KeyInfo) -> KeyOut:
 )
 def create_key(_: AdminKey, keys: KeysDep, body: KeyIn) -> KeyCreated:
     info, key = keys.create(body.name, body.scope)
-    return KeyCreated(**_out(info).model_dump(), key=key)
+    return KeyCreated(**KeyOut.model_validate(info).model_dump(), key=key)
 
 
 @router.get(
@@ -44,7 +31,7 @@ def create_key(_: AdminKey, keys: KeysDep, body: KeyIn) -> KeyCreated:
     responses=error_responses(401, 403, 429),
 )
 def list_keys(_: AdminKey, keys: KeysDep, include_revoked: bool = True) -> list[KeyOut]:
-    return [_out(k) for k in keys.list(include_revoked=include_revoked)]
+    return [KeyOut.model_validate(k) for k in keys.list(include_revoked=include_revoked)]
 
 
 @router.delete(
@@ -55,4 +42,4 @@ def list_keys(_: AdminKey, keys: KeysDep, include_revoked: bool = True) -> list[
     responses=error_responses(401, 403, 404, 429),
 )
 def revoke_key(_: AdminKey, keys: KeysDep, key_ref: str) -> KeyOut:
-    return _out(keys.revoke(key_ref))
+    return KeyOut.model_validate(keys.revoke(key_ref))
