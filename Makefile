@@ -66,8 +66,8 @@ test: venv-all postgres-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv-all
-	$(VENV)/bin/ruff check service training tests bench
-	$(VENV)/bin/ruff format --check service training tests bench
+	$(VENV)/bin/ruff check contract service training tests bench
+	$(VENV)/bin/ruff format --check contract service training tests bench
 	$(VENV)/bin/mypy
 
 # Reproduces the shipped model (see models/default/REPORT.md for the time it took).

@@ -39,7 +39,7 @@ def export_onnx(model, size: int, out: Path) -> Path:
 def reusable_default(arch: str, size: int, spec) -> Path | None:
     """models/default/backbone.onnx when it is this very backbone (arch, size, embedding recipe)."""
     try:
-        from service.card import load_card
+        from contract.card import load_card
 
         card = load_card(C.DEFAULT_MODEL_DIR, verify_files=False)
     except Exception:

@@ -270,7 +270,7 @@ def resolve_model_dir(arg: str | None, workdir: Path | None = None, build: bool 
 
 
 def _calibration_table(sharpness: float):
-    from service.card import CalibrationRow
+    from contract.card import CalibrationRow
 
     rows = []
     for i in range(101):
@@ -288,7 +288,7 @@ def build_standin(out: Path) -> Path:
     """Export a model directory with the shipped model's shape (see `resolve_model_dir`), via training.export."""
     import shutil
 
-    from service.card import Calibration, PortfolioCalibration
+    from contract.card import Calibration, PortfolioCalibration
     from training.backbones import build_embedder
     from training.export import export_model
     from training.heads import build_head

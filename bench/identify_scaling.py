@@ -24,7 +24,7 @@ REFS_PER_ARTIST = 10
 
 def model_reference_dim() -> tuple[int, str]:
     """The dimension the gallery indexes for the model under test, read from its card (no sessions needed)."""
-    from service.card import load_card
+    from contract.card import load_card
 
     for where in (C.DEFAULT_MODEL_DIR, C.STANDIN_DIR):
         try:

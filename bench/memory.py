@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             end = server.rss_mib()
             peak = max(sampler.samples + [end])
 
-    from service.card import load_card
+    from contract.card import load_card
 
     card = load_card(model_dir, verify_files=False)
     ref_dim = card.head.projection.output_dim if card.head.projection else None

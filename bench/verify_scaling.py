@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
-from service.scoring import aggregate  # noqa: E402
+from contract.aggregation import aggregate  # noqa: E402
 
 NAIVE_CHUNK = 4096  # pairs per head call: batched, so the naive path is not penalised by per-call overhead
 

@@ -1,9 +1,11 @@
 """The service's logic behind one facade: compare, verify, identify, portfolios. No HTTP here.
 
 Routes call an `Engine` and turn its dataclasses into JSON; every caller-caused failure arrives as an
-`ApiError` (service/errors.py), a full model queue as `batching.Overloaded` (→ 503 + Retry-After).
-The request path: bytes → `imaging.load_image` (in a worker thread) → `preprocess` as the card says →
-`MicroBatcher` → backbone → reference vectors → head scores → `scoring` → decision.
+`ApiError` (service/errors.py) or, for a bad picture, a `contract.decode.ImageError`; a full model queue as
+`batching.Overloaded` (→ 503 + Retry-After).
+The request path: bytes → `contract.decode.decode_bytes` (in a worker thread) → `contract.recipe.model_inputs`
+as the card says → `MicroBatcher` → backbone → reference vectors → head scores → `contract.aggregation` and
+`scoring` → decision.
 Covered by tests/service/test_engine.py.
 """
 
@@ -21,20 +23,19 @@ from typing import Any
 
 import numpy as np
 
+from contract.aggregation import aggregate, top_m
+from contract.decode import DEFAULT_FORMATS, ImageError, ImageLimits, decode_bytes
 from service.batching import BatchConfig, MicroBatcher, Overloaded
 from service.db import make_engine, sqlite_url
 from service.errors import ApiError
 from service.gallery import Artist, Gallery, NewWork, ReindexResult, Work
-from service.imaging import DEFAULT_FORMATS, ImageLimits, load_image
 from service.model import Model
 from service.scoring import (
     OperatingPoint,
     Strictness,
-    aggregate,
     equal_error_point,
     portfolio_table,
     resolve,
-    top_m,
 )
 
 log = logging.getLogger(__name__)
@@ -203,8 +204,8 @@ class Engine:
     # ---- image → embedding ------------------------------------------------------------------------------
     def _prepare(self, data: bytes) -> tuple[np.ndarray, str]:
         with self._decode_slots:
-            checked = load_image(data, self.limits)
-            return self.model.preprocess(checked.image), checked.sha256
+            decoded = decode_bytes(data, self.limits)
+            return self.model.preprocess(decoded.image), decoded.sha256
 
     def _embed_batch(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         return list(self.model.embed(np.stack(xs)))
@@ -358,8 +359,8 @@ class Engine:
     async def _prepare_named(self, name: str, data: bytes) -> tuple[np.ndarray, str]:
         try:
             return await asyncio.to_thread(self._prepare, data)
-        except ApiError as e:
-            raise ApiError(e.status, e.code, f"{name or 'upload'}: {e.message}", e.headers) from e
+        except ImageError as e:
+            raise e.about(name or "upload") from e
 
     def list_works(self, artist_id: str) -> list[Work]:
         return self.gallery.list_works(artist_id)
@@ -382,7 +383,7 @@ class Engine:
                 xs.append(self._prepare(data)[0])
                 slots.append(len(out))
                 out.append(np.zeros(0))
-            except ApiError as e:
+            except ImageError as e:
                 out.append(e)
         if xs:
             for slot, emb in zip(slots, self.model.embed(np.stack(xs)), strict=True):

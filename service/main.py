@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contract.decode import ImageError, ImageTooLarge, InvalidImage, UnsupportedImage
 from service.api import ROUTERS
 from service.api.middleware import Admission, AdmissionLimit, ApiKeyGate, BodySizeLimit, ObserveRequests
 from service.api.schemas import ErrorBody
@@ -75,6 +76,19 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return _error(exc.status, exc.code, exc.message, exc.headers or None)
+
+
+# A picture the contract refuses is the caller's to fix: its class says which 4xx.
+IMAGE_ERROR_STATUS: dict[type[ImageError], int] = {ImageTooLarge: 413, UnsupportedImage: 415, InvalidImage: 422}
+
+
+def image_error_status(exc: ImageError) -> int:
+    return next((status for kind, status in IMAGE_ERROR_STATUS.items() if isinstance(exc, kind)), 422)
+
+
+async def _image_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ImageError)
+    return _error(image_error_status(exc), exc.code, exc.message)
 
 
 async def _overloaded(_: Request, exc: Exception) -> JSONResponse:
@@ -197,6 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
 
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(ImageError, _image_error)
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

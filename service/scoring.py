@@ -1,4 +1,5 @@
-"""From scores to decisions: strictness → operating point on the card's calibration, portfolio aggregation.
+"""From scores to decisions: strictness → operating point on the card's calibration, and which portfolio
+table judges a portfolio. (How pair scores become a portfolio score is `contract.aggregation`.)
 
 Pure functions over the card's tables; no model, no I/O. Covered by tests/service/test_scoring.py.
 
@@ -15,13 +16,12 @@ size (the smallest k when the portfolio is smaller than all of them; the pair ta
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from service.card import Aggregation, Calibration, CalibrationRow
+from contract.card import Calibration, CalibrationRow
 from service.errors import ApiError
 
 
@@ -103,27 +103,6 @@ def rates_at(table: Sequence[CalibrationRow], threshold: float) -> tuple[float, 
     fpr = float(np.interp(threshold, ts, [r.fpr for r in table]))
     fnr = float(np.interp(threshold, ts, [r.fnr for r in table]))
     return fpr, fnr
-
-
-def top_m(scores: np.ndarray, aggregation: Aggregation) -> np.ndarray:
-    """Indices of the `top_m` highest scores, highest first (all of them if fewer)."""
-    scores = np.asarray(scores, np.float64)
-    m = min(aggregation.top_m, len(scores))
-    # stable on ties (lower index first) so decisions are reproducible
-    return np.argsort(-scores, kind="stable")[:m]
-
-
-def aggregate(scores: np.ndarray, aggregation: Aggregation) -> float:
-    """Mean of the top-m pair scores, as the portfolio calibration assumed."""
-    if len(scores) == 0:
-        raise ValueError("no scores to aggregate")
-    if aggregation.method != "top_mean":
-        raise ValueError(f"unknown aggregation {aggregation.method!r}")
-    s = np.asarray(scores, np.float64)
-    value = float(s[top_m(s, aggregation)].mean())
-    if not math.isfinite(value):
-        raise ValueError("non-finite score")
-    return value
 
 
 def portfolio_table(calibration: Calibration, portfolio_size: int) -> tuple[list[CalibrationRow], int | None]:

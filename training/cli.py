@@ -224,7 +224,7 @@ def _save_eval(ev, path: Path) -> None:
 
 
 def _load_eval(path: Path):
-    from service.card import Calibration
+    from contract.card import Calibration
     from training.evaluate import HeadEvaluation
 
     d = json.loads(path.read_text())

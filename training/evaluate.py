@@ -22,7 +22,8 @@ import matplotlib
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score, roc_curve
 
-from service.card import Aggregation, Calibration, CalibrationRow, PortfolioCalibration
+from contract.aggregation import aggregate_rows
+from contract.card import Aggregation, Calibration, CalibrationRow, PortfolioCalibration
 from training.heads import HeadModels
 from training.pairs import fixed_pairs
 
@@ -132,13 +133,6 @@ def at_threshold(y: np.ndarray, s: np.ndarray, threshold: float) -> dict:
 # -------------------------------------------------------------------------------------------- portfolio
 
 
-def top_mean(scores: np.ndarray, top_m: int = TOP_M) -> np.ndarray:
-    """Mean of the `top_m` highest scores per row (all of them if fewer): the service's aggregation."""
-    scores = np.asarray(scores, np.float64)
-    m = min(top_m, scores.shape[1])
-    return -np.mean(np.sort(-scores, axis=1)[:, :m], axis=1)
-
-
 def portfolio_trials(
     labels: np.ndarray, k: int, n_trials: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -181,7 +175,7 @@ def portfolio_scores(
         return None
     q, r, y = trials
     pair = score(np.repeat(q, k), r.reshape(-1)).reshape(len(q), k)
-    return y, top_mean(pair, top_m)
+    return y, aggregate_rows(pair, Aggregation(top_m=top_m))
 
 
 # ------------------------------------------------------------------------------------------ split level

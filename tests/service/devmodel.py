@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from service.card import (
+from contract.card import (
     Aggregation,
     BackboneSpec,
     Calibration,

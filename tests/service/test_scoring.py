@@ -1,23 +1,23 @@
-"""service/scoring.py: strictness validation, operating-point resolution, aggregation, portfolio table choice."""
+"""service/scoring.py: strictness validation, operating-point resolution, portfolio table choice.
+
+(Aggregation is the contract's: tests/contract/test_aggregation.py.)
+"""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
-from service.card import Aggregation, Calibration, CalibrationRow, PortfolioCalibration
+from contract.card import Calibration, CalibrationRow, PortfolioCalibration
 from service.errors import ApiError
 from service.scoring import (
     OperatingPoint,
     Strictness,
-    aggregate,
     equal_error_point,
     portfolio_table,
     rates_at,
     resolve,
-    top_m,
 )
 
 
@@ -114,21 +114,6 @@ def test_min_precision_unreachable() -> None:
     with pytest.raises(ApiError) as e:
         resolve(TABLE[:-2], Strictness(min_precision=0.99), 0.4)
     assert e.value.code == "operating_point_unreachable"
-
-
-def test_aggregate_is_mean_of_top_m() -> None:
-    s = np.array([0.1, 0.9, 0.5, 0.7, 0.3])
-    assert aggregate(s, Aggregation(top_m=2)) == pytest.approx(0.8)
-    assert aggregate(s, Aggregation(top_m=5)) == pytest.approx(0.5)
-    assert aggregate(s, Aggregation(top_m=50)) == pytest.approx(0.5)  # all of them when fewer
-    assert aggregate(np.array([0.42]), Aggregation(top_m=5)) == pytest.approx(0.42)
-    assert top_m(s, Aggregation(top_m=3)).tolist() == [1, 3, 2]
-
-
-def test_aggregate_ties_are_stable_and_empty_is_an_error() -> None:
-    assert top_m(np.array([0.5, 0.5, 0.5]), Aggregation(top_m=2)).tolist() == [0, 1]
-    with pytest.raises(ValueError):
-        aggregate(np.array([]), Aggregation())
 
 
 def _cal(ks: list[int]) -> Calibration:
