@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     )
     admin_key_name: str = Field(default="bootstrap-admin", min_length=1, max_length=64)
 
-    # --- image intake limits (the engine's imaging layer enforces them)
+    # --- image intake limits (the engine hands them to contract.decode, which enforces them)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest accepted image file")
     max_request_bytes: int = Field(
         default=100 * 1024 * 1024, gt=0, description="largest request body, checked from Content-Length before reading"
