@@ -29,7 +29,9 @@ from training.datasets import Manifest
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+# 2: images decoded by the contract (EXIF orientation, alpha on white, 16-bit scaled), so pictures that
+# format 1 read raw through Pillow are embedded again rather than read back stale
+CACHE_FORMAT = 2
 
 
 class _Spec(Protocol):

@@ -2,7 +2,8 @@
 
 The fuzzers check that each rejection they provoke carries a documented code; this closes the gap for codes
 no fuzzer reached, by reading them out of the service's source (`ApiError(422, "code", …)`, `_error(503, …)`,
-status → code tables) and comparing with the README's error table and the OpenAPI response descriptions.
+status → code tables) and the contract's image errors (`InvalidImage("code", …)`), and comparing with the
+README's error table and the OpenAPI response descriptions.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 _STATUS_CODE = re.compile(r'\b([45]\d\d)\s*[,:]\s*"([a-z][a-z0-9_]*)"')
 _HELPER_CODE = re.compile(r'\b(?:bad_request|not_found|conflict|unprocessable)\(\s*"([a-z][a-z0-9_]+)"')
 _ASSIGNED_CODE = re.compile(r'\bcode\s*=\s*"([a-z][a-z0-9_]+)"')
+_IMAGE_CODE = re.compile(r'\b(?:ImageTooLarge|UnsupportedImage|InvalidImage)\(\s*"([a-z][a-z0-9_]+)"')
 
 
 def codes_in_source() -> dict[str, set[str]]:
     """code → files that raise it."""
     found: dict[str, set[str]] = {}
-    for f in sorted((ROOT / "service").rglob("*.py")):
+    for f in sorted([*(ROOT / "service").rglob("*.py"), *(ROOT / "contract").rglob("*.py")]):
         text = f.read_text()
         codes = [c for _, c in _STATUS_CODE.findall(text)] + _HELPER_CODE.findall(text) + _ASSIGNED_CODE.findall(text)
+        codes += _IMAGE_CODE.findall(text)
         for code in codes:
             found.setdefault(code, set()).add(str(f.relative_to(ROOT)))
     return found
