@@ -24,9 +24,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    # scripts run as `python bench/x.py`: make `service`, `training` and `tests` importable from the checkout
-    sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -238,7 +235,7 @@ def resolve_model_dir(arg: str | None, workdir: Path | None = None, build: bool 
     1. `--model-dir`; 2. models/default when it has a card; 3. a stand-in of the shipped model's shape (Lite2
     backbone with ImageNet weights, untrained symmetric head at the default sizes: the same costs, meaningless
     scores) — cached in cache/bench-standin, built when `build` and TensorFlow is installed; 4. the tests' tiny
-    dev model (tests/service/devmodel.py), whose costs say little about the real model.
+    dev model (bench/devmodel.py), whose costs say little about the real model.
     """
     shipped_note = "the shipped model models/default"
     standin_note = (
@@ -260,11 +257,11 @@ def resolve_model_dir(arg: str | None, workdir: Path | None = None, build: bool 
             pass
         else:
             return build_standin(STANDIN_DIR), standin_note
-    from tests.service.devmodel import build_dev_model
+    from bench.devmodel import build_dev_model
 
     out = Path(workdir or tempfile.mkdtemp(prefix="brushprint-bench-model-")) / "devmodel"
     return build_dev_model(out), (
-        "the tests' tiny dev model (tests/service/devmodel.py; 32×32 input, D=38): "
+        "the tests' tiny dev model (bench/devmodel.py; 32×32 input, D=38): "
         "models/default has no model.json yet and no stand-in was built — its costs say little about the real model"
     )
 
@@ -421,7 +418,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def command_line() -> str:
-    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    """How this benchmark was run, as a user types it: `python -m bench.<name> ARGS`."""
+    return " ".join(["python", "-m", f"bench.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
 
 
 # --- a real server process ---------------------------------------------------------------------------------------
