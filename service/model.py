@@ -141,10 +141,6 @@ class Model:
         return np.asarray(out, dtype=np.float32)
 
     # ---- inference ----------------------------------------------------------------------------------------
-    @property
-    def symmetric(self) -> bool:
-        return self.card.head.kind == "symmetric"
-
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return preprocess(image, self.card.backbone.preprocessing)
 
