@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from training.settings import (
-    HEAD_KINDS,
+    DEFAULT_HEADS,
     SEED_HEAD_EPOCHS,
     EmbedSettings,
     EvalSettings,
@@ -290,6 +290,9 @@ def _heads(text: str) -> list[str]:
 def _add_synth_args(p: argparse.ArgumentParser) -> None:
     for flag in ("artists", "per_artist", "size"):
         p.add_argument("--" + flag.replace("_", "-"), type=int, default=default(SynthSettings, flag))
+
+
+def _add_workers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=default(SynthSettings, "workers"))
 
 
@@ -381,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     _add_synth_args(p)
     p.add_argument("--seed", type=int, default=default(SynthSettings, "seed"))
+    _add_workers_arg(p)
 
     p = sub.add_parser("embed", help="split the corpus by artist and cache embeddings")
     work_arg(p)
@@ -388,12 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train pair heads on cached embeddings")
     work_arg(p)
-    p.add_argument("--heads", type=_heads, default=list(HEAD_KINDS))
+    p.add_argument("--heads", type=_heads, default=list(DEFAULT_HEADS))
     _add_train_args(p)
 
     p = sub.add_parser("evaluate", help="calibrate on val, measure on test")
     work_arg(p)
-    p.add_argument("--heads", type=_heads, default=list(HEAD_KINDS))
+    p.add_argument("--heads", type=_heads, default=list(DEFAULT_HEADS))
     _add_eval_args(p)
 
     p = sub.add_parser("export", help="ONNX + parity + model.json + REPORT.md (better head by val AUC)")
@@ -404,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="embed → train → evaluate → export")
     work_arg(p)
     _add_corpus_args(p)
-    p.add_argument("--heads", type=_heads, default=list(HEAD_KINDS))
+    p.add_argument("--heads", type=_heads, default=list(DEFAULT_HEADS))
     _add_train_args(p)
     _add_eval_args(p)
     _add_export_args(p)
@@ -416,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=default(EmbedSettings, "image_size"))
     seed_arg(p)
     p.add_argument("--seen-test-fraction", type=float, default=MAKE_DEFAULT_SEEN_TEST_FRACTION)
+    _add_workers_arg(p)
     _add_train_args(p)
     _add_eval_args(p)
     return parser
@@ -461,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_pipeline(
             work,
             embed=EmbedSettings(corpus=f"synthetic:{corpus_root}", image_size=a.image_size, split=split),
-            heads=HEAD_KINDS,
+            heads=DEFAULT_HEADS,
             train=_train_config(a),
             evaluate=_eval_settings(a),
             export=ExportSettings(out=a.out),

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-HEAD_KINDS = ("seed", "symmetric")  # training/heads.py KINDS; both are trained unless --heads says otherwise
+DEFAULT_HEADS = ("seed", "symmetric")  # every kind of training/heads.py KINDS, unless --heads says otherwise
 # the 19M-parameter seed head costs ~10x the symmetric head per epoch: the CLI caps its epochs (--seed-head-epochs)
 SEED_HEAD_EPOCHS = 10
 
