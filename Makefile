@@ -78,10 +78,10 @@ fuzz: venv-all
 	$(PY) -m pytest tests/reliability -m "fuzz" -o addopts="" --fuzz-long
 
 load: venv-all
-	$(PY) bench/load.py
+	$(PY) -m bench.load
 
 bench: venv-all
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info

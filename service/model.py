@@ -141,10 +141,6 @@ class Model:
         return np.asarray(out, dtype=np.float32)
 
     # ---- inference ----------------------------------------------------------------------------------------
-    @property
-    def symmetric(self) -> bool:
-        return self.card.head.kind == "symmetric"
-
     def model_inputs(self, image: Image.Image) -> np.ndarray:
         """A decoded picture → its backbone inputs [n_crops, H, W, 3], as the card's recipe says."""
         return model_inputs(image, self.card.backbone)

@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from bench.devmodel import build_dev_model
 from contract.card import load_card
 from service.model import Model, ModelError, choose_providers
 from tests.service.conftest import painting
-from tests.service.devmodel import build_dev_model
 
 
 def _batch(model: Model, seeds: range) -> np.ndarray:

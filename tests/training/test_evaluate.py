@@ -1,4 +1,4 @@
-"""training/evaluate.py: metrics, calibration tables, portfolio simulation, plots and the report."""
+"""training/evaluate.py: metrics, calibration tables, portfolio simulation, plots; training/report.py: the report."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from training.evaluate import (
     portfolio_trials,
     roc_summary,
     threshold_table,
-    write_report,
 )
 from training.heads import build_head
+from training.report import write_report
 
 
 def test_roc_summary_perfect_and_crossing():
