@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.card import Aggregation, Calibration, CalibrationRow
-from service.errors import ApiError
+from service.errors import BadRequest, Invalid
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,7 @@ class Strictness:
     def __post_init__(self) -> None:
         given = [n for n in ("threshold", "max_fpr", "min_precision") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ApiError(
-                400,
+            raise BadRequest(
                 "conflicting_strictness",
                 f"give at most one of threshold, max_fpr, min_precision (got {', '.join(given)})",
             )
@@ -43,7 +42,7 @@ class Strictness:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 code = "invalid_threshold" if name == "threshold" else "invalid_operating_point"
-                raise ApiError(422, code, f"{name} must be a number between 0 and 1, not {value!r}")
+                raise Invalid(code, f"{name} must be a number between 0 and 1, not {value!r}")
             # NaN fails the range check above; infinities too
 
 
@@ -67,8 +66,7 @@ def resolve(
         f = strictness.max_fpr
         row = next((r for r in table if r.fpr <= f), None)
         if row is None:
-            raise ApiError(
-                422,
+            raise Invalid(
                 "operating_point_unreachable",
                 f"no calibrated threshold reaches a false-positive rate ≤ {f} (lowest is {min(r.fpr for r in table)})",
             )
@@ -77,8 +75,7 @@ def resolve(
         p = strictness.min_precision
         row = next((r for r in table if r.precision >= p), None)
         if row is None:
-            raise ApiError(
-                422,
+            raise Invalid(
                 "operating_point_unreachable",
                 f"no calibrated threshold reaches a precision ≥ {p} (highest is {max(r.precision for r in table)})",
             )
