@@ -1,11 +1,13 @@
 """From scores to decisions: strictness → operating point on the card's calibration, portfolio aggregation.
 
-Pure functions over the card's tables; no model, no I/O. Covered by tests/service/test_scoring.py.
+Pure functions over the card's tables; no model, no I/O. Caller errors are domain errors (service/errors.py).
+Covered by tests/service/test_scoring.py.
 
 Semantics (README and API docs repeat them):
 - a pair/portfolio *matches* when `score >= threshold`;
 - `threshold=t`: expected rates are linearly interpolated between the two calibration rows bracketing t
-  (the grid is 0.01 apart, so this is within one row of either neighbour; outside the table the end row);
+  (rows are 0.01 apart, 0.001 below 0.01 and from 0.9, 0.0001 from 0.99 — as training/evaluate.py writes the
+  grid; outside the table, the end row);
 - `max_fpr=f`: the smallest calibrated threshold whose FPR ≤ f (most sensitive threshold still meeting f);
 - `min_precision=p`: the smallest calibrated threshold whose precision ≥ p;
 - nothing: the card's recommended threshold, rates as for `threshold`.
