@@ -17,23 +17,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from service.errors import Overloaded
 
-__all__ = ["BatchConfig", "MicroBatcher", "Overloaded"]
+__all__ = ["MicroBatcher", "Overloaded"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BatchConfig:
-    max_batch: int = 16
-    max_wait_ms: float = 5.0
-    max_queue: int = 256
 
 
 class MicroBatcher(Generic[T, R]):
@@ -71,10 +63,6 @@ class MicroBatcher(Generic[T, R]):
         self.batches_run = 0
         self.items_run = 0
         self.recent_batch_sizes: deque[int] = deque(maxlen=1000)
-
-    @classmethod
-    def from_config(cls, fn: Callable[[list[T]], Sequence[R]], config: BatchConfig, **kw) -> MicroBatcher[T, R]:
-        return cls(fn, config.max_batch, config.max_wait_ms, config.max_queue, **kw)
 
     @property
     def queue_depth(self) -> int:
