@@ -47,6 +47,7 @@ STATUS: dict[type[Exception], int] = {
     Invalid: 422,
     RateLimited: 429,
     Unavailable: 503,
+    # the contract's image errors take one line each here: ImageTooLarge 413, UnsupportedImage 415, InvalidImage 422
 }
 
 # Statuses the router itself answers (no route, wrong method, ...): their codes.
