@@ -18,6 +18,7 @@ from PIL import Image
 
 from contract.card import EmbeddingRecipe, Preprocessing
 from contract.decode import decode_file
+from service.config import Settings
 from service.engine import Engine
 from service.model import Model
 from tests.service.conftest import encode, painting
@@ -114,7 +115,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
 
 @pytest.fixture(scope="module")
 def served(model: Model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, np.ndarray]]:
-    engine = Engine.build(model, tmp_path_factory.mktemp("data"), use_gpu_index=False)
+    engine = Engine.build(model, Settings(data_dir=tmp_path_factory.mktemp("data"), gpu_index=False))
     try:
         yield {name: engine._prepare(data)[0] for name, data in CASES.items()}
     finally:

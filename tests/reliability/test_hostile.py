@@ -98,12 +98,12 @@ def test_bombs_declare_huge_sizes_in_tiny_files(case: hostile.Hostile):
 def test_image_intake_answers_every_case_within_the_contract(case: hostile.Hostile):
     """The service's intake layer alone (no model): each upload is accepted or refused with an allowed 4xx."""
     from contract.decode import ImageError, ImageLimits, decode_bytes
-    from service.main import image_error_status
+    from service.api.errors import status_of
 
     try:
         checked = decode_bytes(case.data, ImageLimits())
     except ImageError as e:
-        status = image_error_status(e)
+        status = status_of(e)
         assert case.accepts(status), f"{case.name}: {status} {e.code} not in {sorted(case.outcomes)}"
         assert e.code and e.message
         return

