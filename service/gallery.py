@@ -284,6 +284,9 @@ class Gallery:
         self.index = ReferenceIndex(reference_dim, gpu_available() if use_gpu is None else use_gpu)
         self.missing = 0
         self._version = -1  # the gallery_state version the in-memory index reflects
+        # called inside every enrolment transaction after its gallery_state row lock (service/upgrade.py refuses
+        # enrolments there once another model serves)
+        self.write_guard: Callable[[Session], None] | None = None
         init_db(db)
         self._ensure_state_row()
         self.load()
@@ -468,6 +471,8 @@ class Gallery:
             try:
                 with session_scope(self._sessions) as s:
                     version = self._bump(s)
+                    if self.write_guard is not None:
+                        self.write_guard(s)
                     if s.get(ArtistRow, artist_id) is None:
                         raise unknown_artist(artist_id)
                     dup = s.execute(

@@ -3,6 +3,8 @@
     python -m service export --out FILE          one checksummed archive of the whole deployment (service/backup.py)
     python -m service import FILE                restore it into an empty deployment; re-embeds when the model differs
     python -m service enrol ROOT                 enrol ROOT/<artist id>/<images>, creating artists as needed
+    python -m service upgrade --to DIR           re-embed with the model in DIR while serving, then switch every
+                                                 replica at once (service/upgrade.py); --abort drops a staged one
 
 Each prints one JSON summary on stdout (progress bars and errors on stderr) and exits 0 on success, 1 when
 something was refused. `service/__main__.py` registers them with `add_commands` and runs them with `run`.
@@ -25,7 +27,7 @@ from tqdm import tqdm
 from service.config import Settings
 from service.errors import ApiError
 
-COMMANDS = ("export", "import", "enrol")
+COMMANDS = ("export", "import", "enrol", "upgrade")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 
 
@@ -39,20 +41,58 @@ def add_commands(sub: Any) -> None:
     enrol = sub.add_parser("enrol", help="enrol a folder-per-artist tree: ROOT/<artist id>/<image files>")
     enrol.add_argument("root")
     enrol.add_argument("--no-progress", action="store_true")
+    upgrade = sub.add_parser("upgrade", help="switch the serving model while serving (re-embeds first)")
+    which = upgrade.add_mutually_exclusive_group(required=True)
+    which.add_argument("--to", metavar="DIR", help="the new model's directory, as every replica sees it")
+    which.add_argument("--abort", action="store_true", help="drop a staged model left by an interrupted upgrade")
+    upgrade.add_argument("--wait", type=float, default=120.0, help="seconds to wait for replicas to stage it")
+    upgrade.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from service.backup import BackupError
+    from service.upgrade import UpgradeError
 
     try:
+        if args.command == "upgrade":
+            return _upgrade(args, settings)
         if args.command == "export":
             return _export(args, settings)
         if args.command == "import":
             return _import(args, settings)
         return _enrol(args, settings)
-    except BackupError as e:
+    except (BackupError, UpgradeError) as e:
         print(f"error: {e.code}: {e.message}", file=sys.stderr)
         return 1
+
+
+def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from service.upgrade import abort_upgrade, run_upgrade
+
+    if args.abort:
+        from service.db import make_engine
+
+        assert settings.database_url is not None
+        db = make_engine(settings.database_url)
+        try:
+            _print({"aborted": abort_upgrade(db)})
+        finally:
+            db.dispose()
+        return 0
+    r = run_upgrade(
+        settings, args.to, wait_s=args.wait, progress=not args.no_progress, print_fn=lambda m: print(m, file=sys.stderr)
+    )
+    _print(
+        {
+            "old_model": r.old_model,
+            "new_model": r.new_model,
+            "switched": r.switched,
+            "embedded": r.embedded,
+            "replicas": r.replicas,
+            "seconds": round(r.seconds, 2),
+        }
+    )
+    return 0
 
 
 def _print(doc: dict[str, Any]) -> None:
