@@ -8,7 +8,10 @@ Never skipped: `make test` installs PostgreSQL and HAProxy (`make deploy-deps`).
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -19,7 +22,7 @@ import httpx
 import pytest
 
 from tests.deploy.topology import ADMIN, Proxy, postgres, replicas
-from tests.reliability.server import HOST, Server
+from tests.reliability.server import HOST, ROOT, Server
 from tests.service.conftest import png
 from tests.service.devmodel import build_dev_model
 
@@ -27,16 +30,22 @@ ALLOWED_FAILURES = {"upstream_unavailable", "overloaded"}
 
 
 @pytest.fixture(scope="module")
-def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Server], Path]]:
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Server], Path, Path, str]]:
+    """(replicas, work dir, model dir, database URL)."""
     work = tmp_path_factory.mktemp("deploy")
     model = build_dev_model(work / "model")
     with postgres(tmp_path_factory.mktemp("pg")) as url:
         servers = replicas(model, work / "data", url, 3, work)
         try:
-            yield servers, work
+            yield servers, work, model, url
         finally:
             for s in servers:
                 s.stop()
+
+
+@pytest.fixture
+def topology(deployment) -> tuple[list[Server], Path]:
+    return deployment[0], deployment[1]
 
 
 def _failure_code(r: httpx.Response) -> str:
@@ -191,3 +200,61 @@ def test_proxy_keeps_request_ids_limits_bodies_and_answers_json(topology) -> Non
     finally:
         lonely.stop()
     assert r.status_code == 503 and _failure_code(r) == "upstream_unavailable" and r.headers["Retry-After"] == "1"
+
+
+def test_model_upgrade_switches_every_replica_under_traffic(deployment) -> None:
+    """Last in this module: it leaves the replicas on the other model."""
+    servers, work, model, url = deployment
+    other = build_dev_model(work / "model-other", seed=7, version="other")
+    with Proxy(work, servers) as proxy, httpx.Client(base_url=proxy.url, timeout=60, headers=ADMIN) as c:
+        assert c.post("/v1/artists", json={"id": "upgraded", "name": "U"}).status_code == 201
+        up = [("image", (f"u{s}.png", png(s), "image/png")) for s in (31, 32, 33)]
+        assert c.post("/v1/artists/upgraded/works", files=up).status_code == 201
+        old = c.get("/readyz").json()["checks"]["model"]
+        before = [c.get("/v1/artists?limit=1000").json(), c.get("/v1/artists/upgraded/works").json()]
+        answers: list[tuple[float, int, str | None]] = []
+        stop = threading.Event()
+
+        def traffic(w: int) -> None:
+            with httpx.Client(base_url=proxy.url, timeout=60, headers=ADMIN) as cl:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    t = time.monotonic()
+                    q = {"image": ("q.png", png(900 + 100 * w + i), "image/png")}
+                    r = cl.post("/v1/verify", files=q, data={"artist_id": "upgraded"})
+                    answers.append((t, r.status_code, r.json().get("model")))
+
+        threads = [threading.Thread(target=traffic, args=(w,)) for w in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1)
+            env = servers[0].environment()
+            cmd = [sys.executable, "-m", "service", "--model-dir", str(model), "--data-dir", str(work / "data")]
+            cmd += ["--database-url", url, "upgrade", "--to", str(other), "--no-progress", "--wait", "60"]
+            t0 = time.monotonic()
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+            switched = time.monotonic()
+            time.sleep(1.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout)
+        assert result["switched"] and result["replicas"] == 3 and result["new_model"] != old
+        after = [c.get("/v1/artists?limit=1000").json(), c.get("/v1/artists/upgraded/works").json()]
+    statuses = Counter(s for _, s, _ in answers)
+    by_model = Counter(m for *_, m in answers)
+    print(
+        f"\nupgrade across 3 replicas in {switched - t0:.1f} s (embedded {result['embedded']} works): "
+        f"verify statuses {dict(statuses)}, answers by model {dict(by_model)}"
+    )
+    assert set(statuses) == {200}, statuses
+    assert by_model[old] > 0 and by_model[result["new_model"]] > 0
+    assert all(m == result["new_model"] for t, _, m in answers if t > switched)
+    assert after == before
+    for s in servers:  # every replica serves the new model
+        with httpx.Client(base_url=s.base_url, timeout=30) as direct:
+            assert direct.get("/readyz").json()["checks"]["model"] == result["new_model"]
