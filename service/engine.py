@@ -368,7 +368,9 @@ class Engine:
         self.gallery.delete_work(artist_id, work_id)
 
     # ---- operations -------------------------------------------------------------------------------------
-    def reindex(self, prune: bool = False, on_progress: Callable[[int], None] | None = None) -> ReindexResult:
+    def reindex(
+        self, prune: bool = False, on_progress: Callable[[int], None] | None = None, announce: bool = True
+    ) -> ReindexResult:
         """Re-embed every work lacking an embedding of the current model from its original (synchronous;
         the CLI runs it, a route would use a thread). `on_progress(n)` hears of each batch of n originals."""
 
@@ -378,7 +380,7 @@ class Engine:
                 on_progress(len(datas))
             return out
 
-        return self.gallery.reindex(embed_many, batch=self.batch.max_batch, prune=prune)
+        return self.gallery.reindex(embed_many, batch=self.batch.max_batch, prune=prune, announce=announce)
 
     def _embed_many(self, datas: list[bytes]) -> list[np.ndarray | Exception]:
         out: list[np.ndarray | Exception] = []

@@ -582,12 +582,18 @@ class Gallery:
 
     # ---- model change -----------------------------------------------------------------------------------
     def reindex(
-        self, embed_many: Callable[[list[bytes]], list[np.ndarray | Exception]], batch: int = 16, prune: bool = False
+        self,
+        embed_many: Callable[[list[bytes]], list[np.ndarray | Exception]],
+        batch: int = 16,
+        prune: bool = False,
+        announce: bool = True,
     ) -> ReindexResult:
         """Embed, from their originals, every work lacking an embedding of the current model; then reload.
 
         Works whose original is missing or no longer decodes are listed in `failed` and keep the service in
-        "reindex required" until they are deleted. `prune` drops embeddings of other models.
+        "reindex required" until they are deleted. `prune` drops embeddings of other models. `announce=False`
+        writes the embeddings without bumping `gallery_state`: for a model no other process serves yet (an
+        upgrade), so serving replicas do not reload their index after every batch.
         """
         result = ReindexResult()
         with self._sessions() as s:
@@ -614,7 +620,8 @@ class Gallery:
                 vec = np.ascontiguousarray(e, "<f4").reshape(-1)
                 rows.append(EmbeddingRow(work_id=w.id, model_id=self.model_id, dim=len(vec), vector=vec.tobytes()))
             with self._lock, session_scope(self._sessions) as s:
-                self._bump(s)
+                if announce:
+                    self._bump(s)
                 s.add_all(rows)
             result.embedded += len(rows)
         if prune:

@@ -438,7 +438,9 @@ def run_upgrade(
 
 def _embed_missing(engine: Any, progress: bool) -> int:
     with tqdm(total=engine.gallery.missing, desc="re-embed", unit="work", disable=not progress) as bar:
-        result = engine.reindex(on_progress=bar.update)
+        # not announced: the serving replicas need not reload for embeddings of a model they do not serve; the
+        # staged indexes reload when the switch bumps gallery_state
+        result = engine.reindex(on_progress=bar.update, announce=False)
     if result.failed:
         raise UpgradeError(
             "reembed_failed",
