@@ -217,7 +217,10 @@ class ModelSwitch:
 
     # -- per request
     async def serve(self, call: Callable[[], Any]) -> None:
-        await self.follow(stage=False)
+        try:
+            await self.follow(stage=False)
+        except Exception:  # noqa: BLE001 - the store is unreachable: serve on with the model this process has
+            log.warning("model switch: could not read the serving model", exc_info=True)
         await self._gate.enter()
         try:
             await call()

@@ -100,7 +100,7 @@ def test_replica_killed_under_load_loses_no_acknowledged_enrolment(topology) -> 
                     r = call(cl, "enrol", "POST", f"/v1/artists/{aid}/works", files=up)
                     if r is not None and r.status_code == 201:
                         with lock:
-                            acked[aid] = sorted(w["id"] for w in r.json()["works"])
+                            acked[aid] = sorted(x["id"] for x in r.json()["works"])
 
         def verifier(w: int) -> None:
             with httpx.Client(base_url=proxy.url, timeout=60, headers=ADMIN) as cl:
