@@ -8,7 +8,7 @@
 
 Each prints one JSON summary on stdout (progress bars and errors on stderr) and exits 0 on success, 1 when
 something was refused. `service/__main__.py` registers them with `add_commands` and runs them with `run`.
-Covered by tests/service/test_backup.py.
+Covered by tests/service/test_backup.py (export, import, enrol) and tests/service/test_upgrade.py (upgrade).
 """
 
 from __future__ import annotations
