@@ -13,6 +13,7 @@ from service.__main__ import main
 from service.model import Model
 from tests.service.apitools import ADMIN, enrol, error_code, new_key, one, running
 from tests.service.conftest import png
+from tests.service.test_postgres import pg_server, pg_url  # noqa: F401 - fixtures
 
 SEEDS = {"vermeer": [1, 2, 3, 4], "hals": [11, 12, 13], "leyster": [21, 22]}
 
@@ -196,3 +197,32 @@ def test_enrol_folder_tree_with_progress_and_rerun(model_dir: Path, tmp_path: Pa
         works = c.get("/v1/artists/rembrandt/works", headers=ADMIN).json()
         assert sorted(w["filename"] for w in works["works"]) == ["1.png", "2.png", "3.png"]
         assert error_code(c.get("/v1/artists/bad%20id!", headers=ADMIN)) == "unknown_artist"
+
+
+def test_round_trip_on_postgresql(model_dir: Path, tmp_path: Path, pg_url: str, capsys) -> None:  # noqa: F811
+    """SQLite → archive → PostgreSQL → archive: the second archive holds the very same records."""
+    data = tmp_path / "source"
+    with running(model_dir, data) as c:
+        enrol(c, "vermeer", [1, 2, 3])
+        c.post(
+            "/v1/artists",
+            json={"id": "hals", "name": "Frans Hals", "meta": {"born": 1582, "tags": ["x"]}},
+            headers=ADMIN,
+        )
+        key = new_key(c, "desk", "verify")
+        first = c.post("/v1/verify", files=one(4), data={"artist_id": "vermeer"}, headers={"X-API-Key": key}).json()
+    archive = tmp_path / "a.tar"
+    _export(capsys, model_dir, data, archive)
+    target = tmp_path / "pg"
+    argv = ["--model-dir", str(model_dir), "--data-dir", str(target), "--database-url", pg_url]
+    code, doc, err = cli(capsys, *argv, "import", str(archive))
+    assert code == 0 and doc["reembedded"] == 0, err
+    again = tmp_path / "b.tar"
+    code, _, err = cli(capsys, *argv, "export", "--out", str(again), "--no-progress")
+    assert code == 0, err
+    with tarfile.open(archive) as a, tarfile.open(again) as b:
+        for name in ("artists.jsonl", "works.jsonl", "embeddings.jsonl", "keys.jsonl", "audit.jsonl"):
+            assert a.extractfile(name).read() == b.extractfile(name).read(), name  # type: ignore[union-attr]
+    with running(model_dir, target, database_url=pg_url) as c:
+        r = c.post("/v1/verify", files=one(4), data={"artist_id": "vermeer"}, headers={"X-API-Key": key})
+        assert r.status_code == 200 and r.json() == first
