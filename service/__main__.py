@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from service import opscli
 from service.config import Settings
-from service.errors import ApiError
+from service.errors import ServiceError
 from service.security import KeyInfo, KeyStore, Scope
 
 
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in opscli.COMMANDS:
             return opscli.run(args, settings)
         return _serve(settings)
-    except ApiError as e:
+    except ServiceError as e:
         print(f"error: {e.code}: {e.message}", file=sys.stderr)
         return 1
 

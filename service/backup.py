@@ -42,9 +42,10 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from service.audit import AuditRow
-from service.db import ArtistRow, EmbeddingRow, GalleryStateRow, WorkRow, init_db, make_sessionmaker
-from service.gallery import OriginalStore
+from service.db import ArtistRow, EmbeddingRow, WorkRow, init_db, make_sessionmaker
+from service.originals import OriginalStore
 from service.security import ApiKey
+from service.store import Store
 
 FORMAT = "brushprint-backup"
 VERSION = 1
@@ -359,11 +360,8 @@ def restore_archive(db: sa.Engine, data_dir: str | Path, archive: str | Path, pr
                 created.append(rel)
             bar.update()
         bar.close()
-        with sessions.begin() as s:
+        with Store(db).write() as s:  # one transaction, counted as a change (running replicas reload)
             _target_empty(s)  # again, inside the transaction that writes
-            s.execute(
-                sa.update(GalleryStateRow).where(GalleryStateRow.id == 1).values(version=GalleryStateRow.version + 1)
-            )
             _insert_rows(s, rec, store, result)
     except BaseException:
         for rel in created:

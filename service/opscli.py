@@ -24,10 +24,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from contract.decode import ImageError
 from service.config import Settings
-from service.errors import ApiError
+from service.errors import Invalid, ServiceError, UnknownArtist
 
 COMMANDS = ("export", "import", "enrol", "upgrade")
+# what refuses one file or artist (a caller's error); anything else is a bug and ends the run
+REFUSALS = (ServiceError, ImageError)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 
 
@@ -149,7 +152,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 def folder_tree(root: Path) -> list[tuple[str, list[Path]]]:
     """(artist id, image files) for every sub-folder of `root`, sorted; hidden entries ignored."""
     if not root.is_dir():
-        raise ApiError(422, "invalid_request", f"{root} is not a directory")
+        raise Invalid("invalid_request", f"{root} is not a directory")
     tree = []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(
@@ -187,12 +190,10 @@ async def enrol_tree(
             for artist_id, files in tree:
                 try:
                     engine.get_artist(artist_id)
-                except ApiError as e:
-                    if e.code != "unknown_artist":
-                        raise
+                except UnknownArtist:
                     try:
                         engine.create_artist(artist_id, artist_id)
-                    except ApiError as e2:
+                    except ServiceError as e2:
                         refused += [{"file": str(p), "code": e2.code, "message": e2.message} for p in files]
                         bar.update(len(files))
                         continue
@@ -212,11 +213,11 @@ async def enrol_tree(
                     part = todo[start : start + chunk]
                     try:
                         enrolled += len(await engine.add_works(artist_id, [(Path(n).name, d) for n, d in part]))
-                    except ApiError:
+                    except REFUSALS:
                         for name, data in part:
                             try:
                                 enrolled += len(await engine.add_works(artist_id, [(Path(name).name, data)]))
-                            except ApiError as e:
+                            except REFUSALS as e:
                                 refused.append({"file": name, "code": e.code, "message": e.message})
                     bar.update(len(part))
     finally:

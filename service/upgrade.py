@@ -42,8 +42,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tqdm import tqdm
 
-from service.db import Base, EmbeddingRow, GalleryStateRow, UTCDateTime, WorkRow, init_db, make_sessionmaker, utcnow
-from service.errors import ApiError
+from service.db import Base, UTCDateTime, init_db, make_sessionmaker, utcnow
+from service.errors import ModelSwitching
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,6 @@ class UpgradeError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def _missing(s: Session, model_id: str) -> int:
-    has = sa.exists().where(sa.and_(EmbeddingRow.work_id == WorkRow.id, EmbeddingRow.model_id == model_id))
-    return int(s.scalar(sa.select(sa.func.count(WorkRow.id)).where(~has)) or 0)
 
 
 def _serving(s: Session) -> ServingModelRow | None:
@@ -265,7 +260,7 @@ class ModelSwitch:
 
     # -- staging and switching (worker threads)
     def _prepare(self, model_id: str, model_dir: str | None) -> _Prepared:
-        from service.gallery import Gallery
+        from service.gallery import Gallery, ReferenceSpace
         from service.model import Model
 
         if not model_dir:
@@ -274,15 +269,7 @@ class ModelSwitch:
         if model.model_id != model_id:
             raise UpgradeError("model_mismatch", f"{model_dir} holds {model.model_id}, not {model_id}")
         old = self.engine.gallery
-        gallery = Gallery(
-            old.db,
-            old.data_dir,
-            model.model_id,
-            model.embedding_dim,
-            model.reference_dim,
-            model.reference_vectors,
-            use_gpu=old.index.use_gpu,
-        )
+        gallery = Gallery(old.db, old.data_dir, ReferenceSpace.of(model), use_gpu=old.index.use_gpu)
         self._guard(gallery)
         return _Prepared(model, gallery)
 
@@ -327,14 +314,9 @@ class ModelSwitch:
             # inside the enrolment's transaction, after its gallery_state row lock: ordered with the switch
             serving = s.scalar(sa.select(ServingModelRow.model_id).where(ServingModelRow.id == 1))
             if serving is not None and serving != model_id:
-                raise ApiError(
-                    503,
-                    "model_switching",
-                    f"the service is switching to model {serving}; retry in a moment",
-                    {"Retry-After": "1"},
-                )
+                raise ModelSwitching(serving)
 
-        gallery.write_guard = guard
+        gallery.store.write_guard = guard
 
 
 class ModelGate:
@@ -410,14 +392,10 @@ def run_upgrade(
                 _stage_row(sessions, new, new_dir)
                 staged = True
                 n = _wait_for_replicas(sessions, new, wait_s, print_fn)
-            with sessions.begin() as s:
+            store = engine.gallery.store
+            with store.write() as s:
                 # the gallery_state row lock first: every enrolment takes it, so none slips past this check
-                s.execute(
-                    sa.update(GalleryStateRow)
-                    .where(GalleryStateRow.id == 1)
-                    .values(version=GalleryStateRow.version + 1)
-                )
-                lacking = _missing(s, new)
+                lacking = store.count_missing(new, s)
                 if lacking == 0:
                     row2 = _serving(s)
                     assert row2 is not None

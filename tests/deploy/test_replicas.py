@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.devmodel import build_dev_model
+from bench.server import HOST, ROOT, Server
 from tests.deploy.topology import ADMIN, Proxy, postgres, replicas
-from tests.reliability.server import HOST, ROOT, Server
 from tests.service.conftest import png
-from tests.service.devmodel import build_dev_model
 
 ALLOWED_FAILURES = {"upstream_unavailable", "overloaded"}
 

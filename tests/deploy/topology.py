@@ -22,7 +22,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.reliability.server import HOST, Server, free_port
+from bench.server import HOST, Server, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_SH = ROOT / "tests" / "pg.sh"

@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from service.__main__ import main
-from service.errors import ApiError
+from service.api.errors import headers_of, status_of
+from service.errors import ModelSwitching
 from service.gallery import NewWork
 from service.model import Model
 from service.upgrade import ServingModelRow
@@ -157,9 +158,10 @@ def test_enrolment_on_a_replica_behind_the_switch_is_refused(
         with engine.begin() as conn:  # another process switched the deployment a moment ago
             conn.execute(sa.update(ServingModelRow).values(model_id=other_model.model_id))
         engine.dispose()
-        emb = np.zeros(gallery.embedding_dim, np.float32)
+        emb = np.zeros(gallery.space.embedding_dim, np.float32)
         item = NewWork(filename="x.png", data=png(3), sha256="ab" * 32, embedding=emb)
-        with pytest.raises(ApiError) as e:
+        with pytest.raises(ModelSwitching) as e:
             gallery.add_works("hals", [item])
-        assert e.value.status == 503 and e.value.code == "model_switching" and e.value.headers["Retry-After"] == "1"
+        assert status_of(e.value) == 503 and e.value.code == "model_switching"
+        assert headers_of(e.value)["Retry-After"] == "1"
         assert len(gallery.list_works("hals")) == 2
