@@ -103,13 +103,14 @@ def build_tables(
         keep = rng.choice(len(gi), MAX_PAIRS, replace=False)
         gi, gj = gi[keep], gj[keep]
     n = len(artist_ids)
-    ii, jj = rng.integers(0, n, 4 * MAX_PAIRS), rng.integers(0, n, 4 * MAX_PAIRS)
-    cross = artist_ids[ii] != artist_ids[jj]
-    ii, jj = ii[cross][:MAX_PAIRS], jj[cross][:MAX_PAIRS]
-    if n * n <= 4 * MAX_PAIRS:  # small gallery: every cross-artist pair, exactly once
+    if n * (n - 1) // 2 <= MAX_PAIRS:  # small gallery: every cross-artist pair, exactly once
         ii, jj = np.triu_indices(n, 1)
         cross = artist_ids[ii] != artist_ids[jj]
         ii, jj = ii[cross], jj[cross]
+    else:  # sampled with replacement, at most MAX_PAIRS
+        ii, jj = rng.integers(0, n, 4 * MAX_PAIRS), rng.integers(0, n, 4 * MAX_PAIRS)
+        cross = artist_ids[ii] != artist_ids[jj]
+        ii, jj = ii[cross][:MAX_PAIRS], jj[cross][:MAX_PAIRS]
     genuine = score_pairs(vectors[gi], vectors[gj])
     impostor = score_pairs(vectors[ii], vectors[jj])
     y = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
@@ -123,17 +124,20 @@ def build_tables(
     ts, ty = [], []
     for q in queries:
         own = artist_ids[q]
-        scores = score_pairs(np.repeat(vectors[q : q + 1], n, axis=0), vectors)
         refs = rows_of[own]
-        refs = refs[refs != q]
-        ts.append(aggregate(scores[refs], aggregation))
-        ty.append(True)
+        portfolios = [refs[refs != q]]
         others = [a for a in others_all if a != own]
         if len(others) > MAX_IMPOSTOR_PORTFOLIOS:
             others = [others[k] for k in rng.choice(len(others), MAX_IMPOSTOR_PORTFOLIOS, replace=False)]
-        for a in others:
-            ts.append(aggregate(scores[rows_of[a]], aggregation))
-            ty.append(False)
+        portfolios += [rows_of[a] for a in others]
+        # only the rows these portfolios hold are scored, never the whole gallery per query
+        rows = np.concatenate(portfolios)
+        scores = score_pairs(np.repeat(vectors[q : q + 1], len(rows), axis=0), vectors[rows])
+        start = 0
+        for k, p in enumerate(portfolios):
+            ts.append(aggregate(scores[start : start + len(p)], aggregation))
+            ty.append(k == 0)
+            start += len(p)
     ty_arr = np.array(ty)
     portfolio_table = threshold_table(ty_arr, np.array(ts))
     return GalleryTables(

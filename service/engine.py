@@ -185,6 +185,8 @@ class Engine:
     # ---- scoring routes ---------------------------------------------------------------------------------
     def _gallery_tables(self) -> GalleryTables | None:
         """The gallery's own tables when it has them (asking for newer ones if the gallery moved), else None."""
+        if not self.calibrator.enabled:
+            return None
         self.calibrator.poke(self.gallery.replicas.version)
         return self.calibrator.tables
 

@@ -84,8 +84,15 @@ def oof_scores(
     dim: int = 64,
     power: float = -0.5,
     whiten: bool = True,
+    csls_k: int | None = None,
+    fit_on_scored: bool = False,
 ) -> tuple[Pairs, list[np.ndarray]]:
-    """Out-of-fold cosines of within-fold pairs over `repeats` random artist splits, and the fold assignments."""
+    """Out-of-fold cosines of within-fold pairs over `repeats` random artist splits, and the fold assignments.
+
+    Variants measured as candidates: `csls_k` re-scores each pair by CSLS against the fold's other works as the
+    cohort (2·cos − r_a − r_b, r = mean cosine to the k nearest cohort works: what a gallery cohort would do);
+    `fit_on_scored` fits the whitening on the scored fold's own crops instead (unlabelled adaptation to a
+    caller's gallery: no labels are used, but the works scored are the works fitted on)."""
     parts: list[tuple[np.ndarray, ...]] = []
     assignments = []
     for r in range(repeats):
@@ -94,9 +101,16 @@ def oof_scores(
         for f in range(folds):
             test = np.where(fold == f)[0]
             train = np.where(fold != f)[0]
-            vec = project(fit_on(crops, train, dim, power), emb[test]) if whiten else l2(emb[test])
+            fit_idx = test if fit_on_scored else train
+            vec = project(fit_on(crops, fit_idx, dim, power), emb[test]) if whiten else l2(emb[test])
             a, b = np.triu_indices(len(test), 1)
             cos = np.sum(vec[a] * vec[b], axis=1)
+            if csls_k:
+                sim = vec @ vec.T
+                np.fill_diagonal(sim, -np.inf)
+                k = min(csls_k, len(test) - 1)
+                near = np.sort(sim, axis=1)[:, -k:].mean(axis=1)
+                cos = 2 * cos - near[a] - near[b]
             ia, ib = test[a], test[b]
             parts.append((ia, ib, labels[ia] == labels[ib], cos, np.full(len(ia), r)))
     cat = [np.concatenate(p) for p in zip(*parts, strict=True)]

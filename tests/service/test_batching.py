@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -149,3 +150,106 @@ def test_restarts_on_a_new_loop() -> None:
     batcher.close()
     with pytest.raises(Overloaded):
         asyncio.run(batcher.submit(3))
+
+
+# ---- weighted batches (`weight=len`: the engine weighs a picture by its crops) ------------------------------
+def _weighed(max_batch: int = 32, max_wait_ms: float = 200) -> tuple[MicroBatcher, list[list[int]], list[int]]:
+    """A batcher of items [id] * weight; it records each call's item ids and the sizes `on_batch` saw."""
+    calls: list[list[int]] = []
+    sizes: list[int] = []
+
+    def fn(items: list[list[int]]) -> list[tuple[int, int]]:
+        calls.append([it[0] for it in items])
+        return [(it[0], len(it)) for it in items]
+
+    batcher: MicroBatcher = MicroBatcher(
+        fn, max_batch=max_batch, max_wait_ms=max_wait_ms, weight=len, on_batch=lambda n, _s: sizes.append(n)
+    )
+    return batcher, calls, sizes
+
+
+async def _all(*calls: Any) -> list[Any]:
+    """The callers' results, or a failure within seconds if some caller is never answered."""
+    return list(await asyncio.wait_for(asyncio.gather(*calls), 10))
+
+
+async def test_two_items_that_fill_the_batch_run_in_one_call() -> None:
+    batcher, calls, sizes = _weighed(max_wait_ms=2000)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    out = await _all(batcher.submit([1] * 16), batcher.submit([2] * 16))
+    assert loop.time() - t0 < 1.5, "a full batch does not wait out max_wait"
+    assert out == [(1, 16), (2, 16)]
+    assert calls == [[1, 2]]
+    assert list(batcher.recent_batch_sizes) == [32] and sizes == [32]
+    assert batcher.items_run == 2 and batcher.batches_run == 1
+    await batcher.stop()
+
+
+async def test_three_items_of_sixteen_take_two_calls() -> None:
+    batcher, calls, _ = _weighed()
+    out = await _all(*(batcher.submit([i] * 16) for i in (1, 2, 3)))
+    assert out == [(1, 16), (2, 16), (3, 16)]
+    assert calls == [[1, 2], [3]]
+    assert list(batcher.recent_batch_sizes) == [32, 16]
+    await batcher.stop()
+
+
+async def test_an_item_that_does_not_fit_is_carried_to_the_next_batch() -> None:
+    batcher, calls, sizes = _weighed()
+    # 16 + 10 fit; 16 more would make 42 > 32, so item 3 starts the next batch, which item 4 then fills
+    weights = {1: 16, 2: 10, 3: 16, 4: 16}
+    out = await _all(*(batcher.submit([i] * w) for i, w in weights.items()))
+    assert out == list(weights.items())
+    assert calls == [[1, 2], [3, 4]]
+    assert list(batcher.recent_batch_sizes) == [26, 32] and sizes == [26, 32]
+    assert batcher.items_run == 4 and batcher.batches_run == 2
+    await batcher.stop()
+
+
+async def test_a_carried_item_alone_still_runs() -> None:
+    batcher, calls, _ = _weighed(max_wait_ms=20)
+    out = await _all(batcher.submit([1] * 20), batcher.submit([2] * 20))
+    assert out == [(1, 20), (2, 20)]
+    assert calls == [[1], [2]]
+    assert list(batcher.recent_batch_sizes) == [20, 20]
+    await batcher.stop()
+
+
+@pytest.mark.parametrize("order", [(40, 16), (16, 40), (40, 40)])
+async def test_an_item_heavier_than_max_batch_runs_alone(order: tuple[int, int]) -> None:
+    batcher, calls, _ = _weighed(max_wait_ms=20)
+    out = await _all(*(batcher.submit([i] * w) for i, w in enumerate(order, 1)))
+    assert out == [(1, order[0]), (2, order[1])]
+    assert calls == [[1], [2]]
+    assert list(batcher.recent_batch_sizes) == list(order)
+    await batcher.stop()
+
+
+async def test_weighted_results_go_to_the_right_callers() -> None:
+    batcher, calls, _ = _weighed(max_batch=32, max_wait_ms=10)
+    rng = np.random.default_rng(3)
+    weights = [int(w) for w in rng.integers(1, 40, 60)]
+    out = await _all(*(batcher.submit([i] * w) for i, w in enumerate(weights)))
+    assert out == list(enumerate(weights))
+    assert sorted(i for call in calls for i in call) == list(range(60))
+    for call, size in zip(calls, batcher.recent_batch_sizes, strict=True):
+        assert size == sum(weights[i] for i in call)
+        assert size <= 32 or len(call) == 1, "only a lone item may exceed max_batch"
+    # items keep their order across batches (a carried item is the next batch's first)
+    assert [i for call in calls for i in call] == list(range(60))
+    await batcher.stop()
+
+
+async def test_a_weightless_item_counts_as_one() -> None:
+    calls: list[int] = []
+
+    def fn(items: list[str]) -> list[str]:
+        calls.append(len(items))
+        return [it.upper() for it in items]
+
+    batcher = MicroBatcher(fn, max_batch=2, max_wait_ms=200, weight=len)
+    out = await _all(batcher.submit(""), batcher.submit("x"))
+    assert out == ["", "X"]
+    assert list(batcher.recent_batch_sizes) == [2] and calls == [2]
+    await batcher.stop()
