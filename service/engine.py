@@ -24,8 +24,9 @@ import numpy as np
 from service.batching import BatchConfig, MicroBatcher, Overloaded
 from service.db import make_engine, sqlite_url
 from service.errors import ApiError
+from service.evidence import EvidenceMap, check_grid, evidence_map
 from service.gallery import Artist, Gallery, NewWork, ReindexResult, Work
-from service.imaging import DEFAULT_FORMATS, ImageLimits, load_image
+from service.imaging import DEFAULT_FORMATS, CheckedImage, ImageLimits, load_image
 from service.model import Model
 from service.scoring import (
     OperatingPoint,
@@ -36,6 +37,8 @@ from service.scoring import (
     resolve,
     top_m,
 )
+from service.thumbnails import Thumbnail, thumbnail
+from service.thumbnails import check_request as check_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class Decision:
     rule: str
     model: str
     images: tuple[str, ...] = ()  # sha256 of the scored uploads, for the audit log
+    evidence: EvidenceMap | None = None  # per-region scores of the query, when asked for (service/evidence.py)
 
 
 @dataclass(frozen=True)
@@ -201,10 +205,35 @@ class Engine:
         return self.model.model_id
 
     # ---- image → embedding ------------------------------------------------------------------------------
-    def _prepare(self, data: bytes) -> tuple[np.ndarray, str]:
+    def _decode(self, data: bytes) -> CheckedImage:
         with self._decode_slots:
-            checked = load_image(data, self.limits)
-            return self.model.preprocess(checked.image), checked.sha256
+            return load_image(data, self.limits)
+
+    def _prepare(self, data: bytes) -> tuple[np.ndarray, str]:
+        checked = self._decode(data)
+        return self.model.preprocess(checked.image), checked.sha256
+
+    def _decode_prepared(self, data: bytes) -> tuple[CheckedImage, np.ndarray]:
+        checked = self._decode(data)
+        return checked, self.model.preprocess(checked.image)
+
+    async def _evidence(
+        self,
+        checked: CheckedImage,
+        grid: int,
+        score: Callable[[list[np.ndarray]], list[float]],
+        threshold: float,
+        target: str,
+    ) -> EvidenceMap:
+        return await evidence_map(
+            checked.image,
+            grid,
+            prepare=self.model.preprocess,
+            embed=self.batcher.submit,
+            score=score,
+            threshold=threshold,
+            target=target,
+        )
 
     def _embed_batch(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         return list(self.model.embed(np.stack(xs)))
@@ -226,17 +255,31 @@ class Engine:
             )
 
     # ---- scoring routes ---------------------------------------------------------------------------------
-    async def compare(self, image_a: bytes, image_b: bytes, strictness: Strictness | None = None) -> Decision:
+    async def compare(
+        self, image_a: bytes, image_b: bytes, strictness: Strictness | None = None, evidence: int | None = None
+    ) -> Decision:
+        """Pair score of two uploads. `evidence=n` adds an n×n evidence map of image_a against image_b."""
+        grid = None if evidence is None else check_grid(evidence)
         cal = self.model.card.calibration
         op = resolve(cal.pair, strictness or Strictness(), cal.recommended_threshold, cal.recommended_rule)
-        (xa, sa), (xb, sb) = await asyncio.gather(
-            asyncio.to_thread(self._prepare, image_a), asyncio.to_thread(self._prepare, image_b)
+        (ca, xa), (cb, xb) = await asyncio.gather(
+            asyncio.to_thread(self._decode_prepared, image_a), asyncio.to_thread(self._decode_prepared, image_b)
         )
+        sa, sb = ca.sha256, cb.sha256
         # submitted in a canonical order so compare(a, b) and compare(b, a) run the very same batch
         first, second = (xa, xb) if sa <= sb else (xb, xa)
         e1, e2 = await asyncio.gather(self.batcher.submit(first), self.batcher.submit(second))
         score = float(await asyncio.to_thread(self._pair_score, e1, e2))
-        return Decision(**self._decided(score, op), images=(sa, sb))
+        emap = None
+        if grid is not None:
+            other = self._reference(e2 if sa <= sb else e1)
+
+            def against_b(embs: list[np.ndarray]) -> list[float]:
+                regions = self.model.reference_vectors(np.stack(embs))
+                return [float(s) for s in self.model.score_against(other, regions)]
+
+            emap = await self._evidence(ca, grid, against_b, op.threshold, "image_b")
+        return Decision(**self._decided(score, op), images=(sa, sb), evidence=emap)
 
     def _decided(self, score: float, op: OperatingPoint) -> dict[str, Any]:
         """The fields every decision shares: the score judged at the operating point, with its expected rates."""
@@ -254,7 +297,11 @@ class Engine:
         va, vb = self.model.reference_vectors(np.stack([ea, eb]))
         return float(self.model.symmetric_scores(va[None], vb[None])[0])
 
-    async def verify(self, image: bytes, artist_id: str, strictness: Strictness | None = None) -> Verdict:
+    async def verify(
+        self, image: bytes, artist_id: str, strictness: Strictness | None = None, evidence: int | None = None
+    ) -> Verdict:
+        """Portfolio score of an upload. `evidence=n` adds an n×n evidence map against the same portfolio."""
+        grid = None if evidence is None else check_grid(evidence)
         self._require_index()
         await asyncio.to_thread(self.gallery.get_artist, artist_id)  # 404 before any model work
         portfolio = self.gallery.portfolio(artist_id)
@@ -271,13 +318,22 @@ class Engine:
             else (cal.recommended_threshold, cal.recommended_rule)
         )
         op = resolve(table, strictness or Strictness(), *recommended)
-        emb, sha = await self._embed(image)
+        checked, x = await asyncio.to_thread(self._decode_prepared, image)
+        emb = await self.batcher.submit(x)
         scores = await asyncio.to_thread(self._score_portfolio, emb, portfolio.vectors)
         score = aggregate(scores, cal.aggregation)
         top = top_m(scores, cal.aggregation)
+        emap = None
+        if grid is not None:
+
+            def against_portfolio(embs: list[np.ndarray]) -> list[float]:
+                return [aggregate(self._score_portfolio(e, portfolio.vectors), cal.aggregation) for e in embs]
+
+            emap = await self._evidence(checked, grid, against_portfolio, op.threshold, "portfolio")
         return Verdict(
             **self._decided(score, op),
-            images=(sha,),
+            images=(checked.sha256,),
+            evidence=emap,
             artist_id=artist_id,
             portfolio_size=n,
             calibration_k=k,
@@ -366,6 +422,21 @@ class Engine:
 
     def delete_work(self, artist_id: str, work_id: str) -> None:
         self.gallery.delete_work(artist_id, work_id)
+
+    async def work_image(self, artist_id: str, work_id: str, max_side: int = 256, fmt: str = "jpeg") -> Thumbnail:
+        """A reference work's original, scaled to at most `max_side` px, as JPEG or PNG."""
+        check_thumbnail(max_side, fmt)
+        data = await asyncio.to_thread(self.gallery.original, artist_id, work_id)
+        # it passed these checks at enrolment; the byte limit is lifted so a later, smaller limit cannot hide it
+        limits = ImageLimits(
+            max_bytes=max(len(data), 1), max_pixels=self.limits.max_pixels, formats=self.limits.formats
+        )
+
+        def render() -> Thumbnail:
+            with self._decode_slots:
+                return thumbnail(load_image(data, limits).image, max_side, fmt)
+
+        return await asyncio.to_thread(render)
 
     # ---- operations -------------------------------------------------------------------------------------
     def reindex(self, prune: bool = False) -> ReindexResult:

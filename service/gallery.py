@@ -530,6 +530,22 @@ class Gallery:
             ).all()
             return [_work(r) for r in rows]
 
+    def original(self, artist_id: str, work_id: str) -> bytes:
+        """The uploaded bytes of one of the artist's works (for thumbnails)."""
+        if not storable(artist_id):
+            raise unknown_artist(artist_id)
+        with self._sessions() as s:
+            if s.get(ArtistRow, artist_id) is None:
+                raise unknown_artist(artist_id)
+            row = s.get(WorkRow, work_id) if storable(work_id) else None
+            if row is None or row.artist_id != artist_id:
+                raise ApiError(404, "unknown_work", f"artist {artist_id!r} has no work {work_id!r}")
+            path = row.path
+        try:
+            return self.originals.read(path)
+        except OSError as e:
+            raise ApiError(404, "unknown_work", f"the original of work {work_id!r} is missing from the store") from e
+
     def delete_work(self, artist_id: str, work_id: str) -> None:
         if not storable(artist_id):
             raise unknown_artist(artist_id)

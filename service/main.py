@@ -66,6 +66,7 @@ ADMITTED_ROUTES = frozenset(
 )
 _STRICTNESS_CODES = {"threshold": "invalid_threshold", "max_fpr": "invalid_operating_point"}
 _STRICTNESS_CODES["min_precision"] = "invalid_operating_point"
+_STRICTNESS_CODES.update(evidence="invalid_evidence", max_side="invalid_max_side")  # same codes as the engine's
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
