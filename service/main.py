@@ -27,6 +27,7 @@ from service.batching import Overloaded
 from service.config import Settings
 from service.engine import Engine
 from service.errors import ApiError
+from service.firstrun import announce
 from service.metrics import Metrics
 from service.security import KeyStore, RateLimiter, Scope
 
@@ -154,6 +155,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 lambda: engine.gallery.missing,
             )
             app.state.engine, app.state.keys, app.state.audit = engine, keys, audit
+            announce(settings, keys)
             log.info(
                 "ready",
                 extra={

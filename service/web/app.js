@@ -184,10 +184,10 @@ function addStrictness(form, id) {
 }
 
 // ---------------------------------------------------------------- results in words
-function oneIn(rate) {
-  if (rate <= 0) return "none";
-  if (rate >= 0.5) return `about ${Math.round(rate * 100)} %`;
-  return `about 1 in ${Math.round(1 / rate)}`;
+// "about 1 in 20 different-artist pairs is called a match"; past one in two, a percentage reads better
+function howMany(rate, things, what) {
+  if (rate >= 0.5) return `about ${Math.round(rate * 100)} % of ${things} are ${what}`;
+  return `about 1 in ${Math.round(1 / rate)} ${things} is ${what}`;
 }
 
 function pct(rate) {
@@ -196,11 +196,11 @@ function pct(rate) {
 
 function inWords(r, unit) {
   const fp = r.expected_fpr <= 0
-    ? `no ${unit.negative} in the calibration data was called a match`
-    : `${oneIn(r.expected_fpr)} ${unit.negative} is called a match (false-positive rate ${pct(r.expected_fpr)})`;
+    ? `none of the ${unit.negatives} in the calibration data was called a match`
+    : `${howMany(r.expected_fpr, unit.negatives, "called a match")} (false-positive rate ${pct(r.expected_fpr)})`;
   const fn = r.expected_fnr <= 0
-    ? `no ${unit.positive} was missed`
-    : `${oneIn(r.expected_fnr)} ${unit.positive} is missed (false-negative rate ${pct(r.expected_fnr)})`;
+    ? `none of the ${unit.positives} was missed`
+    : `${howMany(r.expected_fnr, unit.positives, "missed")} (false-negative rate ${pct(r.expected_fnr)})`;
   return `At this strictness (threshold ${r.threshold.toFixed(3)}), ${fp}, and ${fn}.`;
 }
 
@@ -296,8 +296,8 @@ async function compare() {
     const r = await api("POST", "/v1/compare", form);
     const box = $("#compare-result");
     renderDecision(box, r, {
-      negative: "pair of paintings by different artists",
-      positive: "pair by the same artist",
+      negatives: "different-artist pairs",
+      positives: "same-artist pairs",
       matchText: "Match: likely the same artist",
       noMatchText: "No match: not judged the same artist",
     });
@@ -353,8 +353,8 @@ async function verify() {
     const r = await api("POST", "/v1/verify", form);
     const box = $("#verify-result");
     renderDecision(box, r, {
-      negative: "painting by another artist",
-      positive: "painting by this artist",
+      negatives: "paintings by other artists",
+      positives: "paintings by this artist",
       matchText: `Match: consistent with ${artistId}'s portfolio`,
       noMatchText: `No match: not judged to be by ${artistId}`,
     });
