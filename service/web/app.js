@@ -292,6 +292,7 @@ async function compare() {
   if (withEvidence) form.append("evidence", $("#compare-grid").value);
   const button = $("#compare-go");
   button.disabled = true;
+  $("#compare-result").hidden = true; // an old answer must not stand beside a new question
   try {
     const r = await api("POST", "/v1/compare", form);
     const box = $("#compare-result");
@@ -349,6 +350,7 @@ async function verify() {
   if ($("#verify-evidence").checked) form.append("evidence", $("#verify-grid").value);
   const button = $("#verify-go");
   button.disabled = true;
+  $("#verify-result").hidden = true;
   try {
     const r = await api("POST", "/v1/verify", form);
     const box = $("#verify-result");

@@ -168,6 +168,7 @@ def test_a_dealer_walks_through_the_page(server: Server, browser, shots: Path, t
     page.click("#verify-go")
     page.wait_for_selector("#error:not([hidden])")
     assert "[unsupported_format]" in page.inner_text("#error")
+    assert page.is_hidden("#verify-result")  # the previous painting's verdict is not left standing
     _shot(page, shots, "05-error")
 
     # ---- the audit log lists the decisions just made
