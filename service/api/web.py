@@ -36,11 +36,11 @@ def _asset(name: str) -> FileResponse:
     return FileResponse(WEB_DIR / name, media_type=media_type, headers=SECURITY_HEADERS)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def page() -> FileResponse:
     return _asset("index.html")
 
 
-@router.get("/web/{name}")
+@router.api_route("/web/{name}", methods=["GET", "HEAD"])
 def asset(name: str) -> FileResponse:
     return _asset(name)
