@@ -18,6 +18,7 @@ RUN apt-get update \
 FROM gpu-base AS gpu-build
 WORKDIR /app
 COPY pyproject.toml Makefile README.md ./
+COPY contract ./contract
 COPY service ./service
 COPY training ./training
 RUN make venv-serve VENV=/opt/venv ACCEL=gpu SERVE_EXTRAS=postgres
@@ -32,6 +33,7 @@ RUN apt-get update \
 FROM cpu-base AS cpu-build
 WORKDIR /app
 COPY pyproject.toml Makefile README.md ./
+COPY contract ./contract
 COPY service ./service
 COPY training ./training
 RUN make venv-serve VENV=/opt/venv ACCEL=cpu SERVE_EXTRAS=postgres PYTHON=python3

@@ -74,8 +74,8 @@ test: venv-all postgres-deps browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv-all
-	$(VENV)/bin/ruff check service training tests bench client
-	$(VENV)/bin/ruff format --check service training tests bench client
+	$(VENV)/bin/ruff check contract service training tests bench client
+	$(VENV)/bin/ruff format --check contract service training tests bench client
 	$(VENV)/bin/mypy
 
 # Reproduces the shipped model (see models/default/REPORT.md for the time it took).
@@ -86,10 +86,10 @@ fuzz: venv-all
 	$(PY) -m pytest tests/reliability -m "fuzz" -o addopts="" --fuzz-long
 
 load: venv-all
-	$(PY) bench/load.py
+	$(PY) -m bench.load
 
 bench: venv-all
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build *.egg-info

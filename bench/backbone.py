@@ -7,8 +7,8 @@ Keras is measured two ways — `model.predict(x)` (the usual call) and `model(x,
 headline never flatters ONNX. Both models are checked to give the same embeddings (max abs diff printed).
 Needs the [train] extra (TensorFlow, tf2onnx).
 
-    python bench/backbone.py            # full: both archs, batch 1 and 16 (64 too with --providers cuda)
-    python bench/backbone.py --quick    # Lite2 only, batch 1, few runs
+    python -m bench.backbone            # full: both archs, batch 1 and 16 (64 too with --providers cuda)
+    python -m bench.backbone --quick    # Lite2 only, batch 1, few runs
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from bench import common as C
 
 ARCH_SIZES = {"efficientnet_lite2": 224, "inception_resnet_v2": 299}
 PARITY_TOL = 1e-3  # the export tests hold ONNX to 1e-4; this only guards that both sides hold the same weights
@@ -39,7 +38,7 @@ def export_onnx(model, size: int, out: Path) -> Path:
 def reusable_default(arch: str, size: int, spec) -> Path | None:
     """models/default/backbone.onnx when it is this very backbone (arch, size, embedding recipe)."""
     try:
-        from service.card import load_card
+        from contract.card import load_card
 
         card = load_card(C.DEFAULT_MODEL_DIR, verify_files=False)
     except Exception:

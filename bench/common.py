@@ -23,10 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    # scripts run as `python bench/x.py`: make `service`, `training` and `tests` importable from the checkout
-    sys.path.insert(0, str(ROOT))
+from bench.server import ROOT, rss_bytes
+from bench.server import Server as ServiceProcess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -127,11 +125,10 @@ def ram_gib() -> float | None:
 
 def rss_mib(pid: int | None = None) -> float:
     """Resident set size of a process (default: this one) in MiB, read from /proc (Linux)."""
-    status = Path(f"/proc/{pid or os.getpid()}/status").read_text()
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    rss = rss_bytes(pid or os.getpid())
+    if not rss:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    return rss / 2**20
 
 
 def load_average() -> float | None:
@@ -238,7 +235,7 @@ def resolve_model_dir(arg: str | None, workdir: Path | None = None, build: bool 
     1. `--model-dir`; 2. models/default when it has a card; 3. a stand-in of the shipped model's shape (Lite2
     backbone with ImageNet weights, untrained symmetric head at the default sizes: the same costs, meaningless
     scores) — cached in cache/bench-standin, built when `build` and TensorFlow is installed; 4. the tests' tiny
-    dev model (tests/service/devmodel.py), whose costs say little about the real model.
+    dev model (bench/devmodel.py), whose costs say little about the real model.
     """
     shipped_note = "the shipped model models/default"
     standin_note = (
@@ -260,17 +257,17 @@ def resolve_model_dir(arg: str | None, workdir: Path | None = None, build: bool 
             pass
         else:
             return build_standin(STANDIN_DIR), standin_note
-    from tests.service.devmodel import build_dev_model
+    from bench.devmodel import build_dev_model
 
     out = Path(workdir or tempfile.mkdtemp(prefix="brushprint-bench-model-")) / "devmodel"
     return build_dev_model(out), (
-        "the tests' tiny dev model (tests/service/devmodel.py; 32×32 input, D=38): "
+        "the tests' tiny dev model (bench/devmodel.py; 32×32 input, D=38): "
         "models/default has no model.json yet and no stand-in was built — its costs say little about the real model"
     )
 
 
 def _calibration_table(sharpness: float):
-    from service.card import CalibrationRow
+    from contract.card import CalibrationRow
 
     rows = []
     for i in range(101):
@@ -288,7 +285,7 @@ def build_standin(out: Path) -> Path:
     """Export a model directory with the shipped model's shape (see `resolve_model_dir`), via training.export."""
     import shutil
 
-    from service.card import Calibration, PortfolioCalibration
+    from contract.card import Calibration, PortfolioCalibration
     from training.backbones import build_embedder
     from training.export import export_model
     from training.heads import build_head
@@ -421,25 +418,19 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def command_line() -> str:
-    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    """How this benchmark was run, as a user types it: `python -m bench.<name> ARGS`."""
+    return " ".join(["python", "-m", f"bench.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
 
 
 # --- a real server process ---------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 
 
-class Server:
-    """`python -m service` on loopback with a temporary data dir; stopped (SIGTERM, then SIGKILL) on exit.
+class Server(ServiceProcess):
+    """bench/server.py's `python -m service` on loopback, set up for a benchmark: started on entry, stopped
+    (SIGTERM, then SIGKILL) on exit, with the benchmark's admin key.
 
     `env` adds BRUSHPRINT_* settings (BRUSHPRINT_PROVIDERS picks cpu/cuda); the provider the service really
     uses is read back from /readyz as `provider`. The per-key rate limit is off: the benchmark is the only
@@ -447,28 +438,15 @@ class Server:
     """
 
     def __init__(self, model_dir: Path, data_dir: Path, env: dict[str, str] | None = None, start_timeout: float = 180):
-        self.model_dir, self.data_dir = Path(model_dir), Path(data_dir)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            # a caller's own BRUSHPRINT_* (a production database URL, say) must never reach the benchmark server
-            **{k: v for k, v in os.environ.items() if not k.startswith("BRUSHPRINT_")},
-            "BRUSHPRINT_MODEL_DIR": str(self.model_dir),
-            "BRUSHPRINT_DATA_DIR": str(self.data_dir),
-            "BRUSHPRINT_ADMIN_KEY": ADMIN_KEY,
-            "BRUSHPRINT_RATE_LIMIT_PER_MINUTE": "0",
-            "BRUSHPRINT_LOG_LEVEL": "WARNING",
-            **(env or {}),
-        }
+        quiet = {"BRUSHPRINT_RATE_LIMIT_PER_MINUTE": "0", "BRUSHPRINT_LOG_LEVEL": "WARNING"}
+        log_path = Path(data_dir) / "server.log"
+        super().__init__(model_dir, data_dir, ADMIN_KEY, env={**quiet, **(env or {})}, log_path=log_path)
         self.start_timeout = start_timeout
-        self.proc = None
         self.ready: dict = {}
-        self.log_path = self.data_dir / "server.log"
 
     @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+    def url(self) -> str:
+        return self.base_url
 
     def rss_mib(self) -> float:
         return rss_mib(self.pid)
@@ -484,52 +462,15 @@ class Server:
             raise SystemExit(f"--providers cuda, but the service runs on {self.provider}")
 
     def __enter__(self) -> Server:
-        import subprocess
-
         import httpx
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "w")  # noqa: SIM115 (closed with the process)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self._log = log
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                r = httpx.get(f"{self.url}/readyz", timeout=2)
-                if r.status_code == 200:
-                    self.ready = r.json().get("checks", {})
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.__exit__(None, None, None)
-        raise RuntimeError(f"server not ready within {self.start_timeout:.0f} s:\n{self.log_tail()}")
-
-    def __exit__(self, *exc) -> None:
-        import subprocess
-
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        self._log.close()
-
-    def log_tail(self, n: int = 40) -> str:
+        self.start(self.start_timeout)
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+            self.ready = httpx.get(f"{self.url}/readyz", timeout=5).json().get("checks", {})
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
 
 def make_images(n: int, size: int = 256, seed: int = 0, fmt: str = "JPEG") -> list[bytes]:

@@ -1,76 +1,102 @@
-"""What an evidence map costs: /v1/verify's engine path with and without `evidence=n`, on one model, CPU.
+"""Evidence cost: /v1/verify's engine path with and without `evidence=n`, on one model, in this process.
 
-    python bench/evidence_cost.py [--model-dir models/default] [--repeats 10] [--size 640x480]
+Times one verify of a query against a 10-work portfolio for n = none, 2, 3, 4 (the engine as the server builds
+it from `Settings`, no HTTP) and the ratio to a plain verify. The regions go through the backbone as one
+micro-batch, so n×n regions cost less than n×n verifies. Pictures are bench/pictures.py paintings.
 
-Prints the median wall time of one verify against a 10-work portfolio for n = none, 2, 3, 4 and the ratio to
-plain verify. Regions go through the backbone as one micro-batch, so n×n regions cost less than n×n verifies.
+    python -m bench.evidence_cost [--quick] [--repeats 10] [--size 640x480] [--model-dir DIR] [--providers cuda]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import io
-import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
+from typing import Literal
 
-import numpy as np
-from PIL import Image
+from bench import common as C
+from bench.pictures import painting_jpeg
 
-from service.batching import BatchConfig
-from service.engine import Engine
-from service.model import Model
-
-
-def picture(seed: int, size: tuple[int, int]) -> bytes:
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = rng.uniform(0, 255, 3) + xx[..., None] * rng.uniform(-0.3, 0.3, 3) + yy[..., None] * rng.uniform(-0.3, 0.3, 3)
-    img = np.clip(img + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(img, "RGB").save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
+PORTFOLIO = 10
+LARGEST = 4  # evidence.MAX_GRID
+GRIDS: tuple[int | None, ...] = (None, 2, 3, LARGEST)
 
 
-async def measure(model_dir: str, repeats: int, size: tuple[int, int]) -> list[tuple[str, float]]:
-    model = Model.load(model_dir, providers="cpu")
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine.build(model, tmp, batch=BatchConfig(max_batch=16, max_wait_ms=5), use_gpu_index=False)
-        await engine.start()
-        try:
-            engine.create_artist("a", "A")
-            await engine.add_works("a", [(f"{i}.jpg", picture(i, size)) for i in range(10)])
-            query = picture(99, size)
-            rows = []
-            for grid in (None, 2, 3, 4):
-                await engine.verify(query, "a", evidence=grid)  # warm-up
-                times = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    await engine.verify(query, "a", evidence=grid)
-                    times.append(time.perf_counter() - t0)
-                rows.append(("none" if grid is None else f"{grid}x{grid}", statistics.median(times)))
-            return rows
-        finally:
-            await engine.stop()
-            engine.close()
+def grid_name(grid: int | None) -> str:
+    return "none" if grid is None else f"{grid}x{grid}"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-dir", default="models/default")
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--size", default="640x480")
-    args = p.parse_args()
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    rows = asyncio.run(measure(args.model_dir, args.repeats, (w, h)))
-    base = rows[0][1]
-    print(f"{'evidence':>9}  {'median ms':>9}  {'× plain':>7}")
-    for name, seconds in rows:
-        print(f"{name:>9}  {seconds * 1000:9.1f}  {seconds / base:7.2f}")
+async def measure(
+    model_dir: Path, providers: Literal["cpu", "cuda"], data_dir: Path, repeats: int, size: tuple[int, int]
+) -> dict[str, C.Stats]:
+    """Per grid, the wall time of one `Engine.verify` (one warm-up run each, then `repeats` timed runs)."""
+    from service.config import Settings
+    from service.engine import Engine
+    from service.model import Model
+
+    model = Model.load(model_dir, providers=providers)
+    settings = Settings(data_dir=data_dir, model_dir=model_dir, gpu_index=False, providers=providers)
+    engine = Engine.build(model, settings)
+    await engine.start()
+    try:
+        engine.create_artist("a", "A")
+        await engine.add_works("a", [(f"{i}.jpg", painting_jpeg(1, i, size)) for i in range(PORTFOLIO)])
+        query = painting_jpeg(1, 99, size)
+        stats = {}
+        for grid in GRIDS:
+            await engine.verify(query, "a", evidence=grid)  # warm-up
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                await engine.verify(query, "a", evidence=grid)
+                times.append(time.perf_counter() - t0)
+            stats[grid_name(grid)] = C.Stats.of(times)
+        return stats
+    finally:
+        await engine.stop()
+        engine.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = C.base_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=None, help="timed verifies per grid (default 10; quick 3)")
+    p.add_argument("--size", default=None, help="query and portfolio picture size WxH (default 640x480; quick 320x240)")
+    p.add_argument("--model-dir", default=None, help="model directory (default models/default, else the dev model)")
+    args = p.parse_args(argv)
+    C.ort_providers(args.providers)
+    repeats = args.repeats or (3 if args.quick else 10)
+    w, h = (int(v) for v in (args.size or ("320x240" if args.quick else "640x480")).lower().split("x"))
+    report = C.Report(
+        "evidence_cost", "Evidence maps: what `evidence=n` adds to a verify", C.command_line(), args.quick
+    )
+
+    with tempfile.TemporaryDirectory(prefix="brushprint-bench-") as tmp:
+        model_dir, which = C.resolve_model_dir(args.model_dir, Path(tmp), build=not args.quick)
+        stats = asyncio.run(measure(model_dir, args.providers, Path(tmp) / "data", repeats, (w, h)))
+
+    plain = stats["none"].p50_ms
+    rows = [
+        [name, C.fmt(s.p50_ms, 1), C.fmt(s.p99_ms, 1), C.fmt(C.ratio(s.p50_ms, plain)), s.n]
+        for name, s in stats.items()
+    ]
+    report.table(
+        f"One verify against a {PORTFOLIO}-work portfolio, {w}×{h} pictures, {args.providers}",
+        ["evidence", "p50 ms", "p99 ms", "× plain (p50)", "runs"],
+        rows,
+    )
+    report.note(f"Model: {which}.")
+    report.note("Wall time of `Engine.verify` in this process (decode, preprocess, backbone, head, aggregation).")
+    report.data = {name: vars(s) for name, s in stats.items()}
+    worst = stats[grid_name(LARGEST)]
+    report.headline = (
+        f"plain verify {C.fmt(plain, 0)} ms p50; evidence={LARGEST} {C.fmt(worst.p50_ms, 0)} ms "
+        f"({C.fmt(C.ratio(worst.p50_ms, plain))}× plain) for {LARGEST**2} extra backbone passes"
+    )
+    report.emit(args.json)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,7 @@ same cores as the server, as it would on a single box. Both servers run side by 
 measured in ABBA halves (on, off, off, on), so that changing background load favours neither. Everything is
 bounded: fixed durations, request timeouts, and the servers are stopped on the way out whatever happens.
 
-    python bench/http_e2e.py [--quick] [--duration S] [--clients 1,16] [--model-dir DIR] [--providers cuda]
+    python -m bench.http_e2e [--quick] [--duration S] [--clients 1,16] [--model-dir DIR] [--providers cuda]
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from bench import common as C
 
 ARTIST = "bench-artist"
 PORTFOLIO = 12  # works enrolled for /verify

@@ -6,25 +6,23 @@ Both paths take the same shortlist of nearest references and rank artists by the
 return the same artists; only the search differs. Vectors are random unit vectors of the model's reference
 dimension (the projection for a symmetric head): the search cost does not depend on their values.
 
-    python bench/identify_scaling.py [--quick] [--sizes 1000,10000,100000] [--dim D] [--providers cuda]
+    python -m bench.identify_scaling [--quick] [--sizes 1000,10000,100000] [--dim D] [--providers cuda]
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from bench import common as C
 
 REFS_PER_ARTIST = 10
 
 
 def model_reference_dim() -> tuple[int, str]:
     """The dimension the gallery indexes for the model under test, read from its card (no sessions needed)."""
-    from service.card import load_card
+    from contract.card import load_card
 
     for where in (C.DEFAULT_MODEL_DIR, C.STANDIN_DIR):
         try:

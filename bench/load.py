@@ -1,8 +1,8 @@
 """Load test: the real server on loopback, N concurrent clients for T seconds, then an overload burst.
 
-    python bench/load.py                       # 8 clients × 20 s, then the overload phase
-    python bench/load.py --quick               # 4 clients × 5 s, short overload (about a minute in all)
-    python bench/load.py --clients 16 --seconds 60 --json load.json
+    python -m bench.load                       # 8 clients × 20 s, then the overload phase
+    python -m bench.load --quick               # 4 clients × 5 s, short overload (about a minute in all)
+    python -m bench.load --clients 16 --seconds 60 --json load.json
 
 Phase 1 (steady): starts `python -m service` on 127.0.0.1 with a fresh temporary data dir and an admin key in
 `BRUSHPRINT_ADMIN_KEY`, enrols a few artists, then runs the clients. Each client loops over a fixed mix of
@@ -38,11 +38,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.reliability.pictures import painting_jpeg  # noqa: E402
-from tests.reliability.server import Server  # noqa: E402
+from bench.pictures import painting_jpeg
+from bench.server import ROOT, Server
 
 N_ARTISTS = 4
 WORKS_PER_ARTIST = 3
@@ -356,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = steady.server_errors() + overload.server_errors()
     ok_steady = sum(1 for s in steady.samples if 200 <= s.status < 300)
     figures = {
-        "command": "python bench/load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.load " + " ".join(argv if argv is not None else sys.argv[1:]),
         "steady": summary(steady),
         "overload": {
             **summary(overload),

@@ -7,7 +7,7 @@ request); and as peak and end values while 16 clients mix /compare, /verify and 
 For scale, the raw float32 vectors of the references are shown beside the growth. Bounded: fixed sizes and
 durations; the server is always stopped.
 
-    python bench/memory.py [--quick] [--references 10000] [--duration S] [--model-dir DIR] [--providers cuda]
+    python -m bench.memory [--quick] [--references 10000] [--duration S] [--model-dir DIR] [--providers cuda]
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-import http_e2e as E  # noqa: E402
+from bench import common as C
+from bench import http_e2e as E
 
 PER_REQUEST = 32  # the service's default max_files_per_request
 ARTIST_WORKS = 20  # references per enrolled artist
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             end = server.rss_mib()
             peak = max(sampler.samples + [end])
 
-    from service.card import load_card
+    from contract.card import load_card
 
     card = load_card(model_dir, verify_files=False)
     ref_dim = card.head.projection.output_dim if card.head.projection else None

@@ -5,9 +5,9 @@ Each script runs in its own process (so one's threads, sessions and TensorFlow d
 commands and every table. A script that fails is recorded as failed with the end of its output, the others
 still run, and the exit status is non-zero.
 
-    python bench/run_all.py                      # what `make bench` runs
-    python bench/run_all.py --quick --out /tmp/B.md
-    python bench/run_all.py --only verify_scaling,identify_scaling --providers cuda
+    python -m bench.run_all                      # what `make bench` runs
+    python -m bench.run_all --quick --out /tmp/B.md
+    python -m bench.run_all --only verify_scaling,identify_scaling --providers cuda
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+from bench import common as C
 
 SCRIPTS = ("backbone", "verify_scaling", "identify_scaling", "http_e2e", "memory")
 TAKES_MODEL_DIR = ("verify_scaling", "http_e2e", "memory")
@@ -32,8 +31,8 @@ TIMEOUT_S = 45 * 60
 
 def run_one(name: str, extra: list[str], workdir: Path) -> tuple[dict | None, str, float, str]:
     out = workdir / f"{name}.json"
-    cmd = [sys.executable, str(C.ROOT / "bench" / f"{name}.py"), *extra, "--json", str(out)]
-    shown = " ".join(["python", f"bench/{name}.py", *extra])
+    cmd = [sys.executable, "-m", f"bench.{name}", *extra, "--json", str(out)]
+    shown = " ".join(["python", "-m", f"bench.{name}", *extra])
     print(f"$ {shown}", flush=True)
     t0 = time.perf_counter()
     try:
@@ -55,7 +54,7 @@ def render(results: list[tuple[str, dict | None, str, float, str]], quick: bool,
     lines = [
         "# brushprint benchmarks",
         "",
-        "Written by `make bench` (`python bench/run_all.py`); do not edit by hand. Every figure compares brushprint "
+        "Written by `make bench` (`python -m bench.run_all`); do not edit by hand. Every figure compares brushprint "
         "with the way a user would otherwise do the same thing, measured in the same run on the same machine. "
         "Targets are aims, not guarantees; a missed target is reported as measured.",
         "",

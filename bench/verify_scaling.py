@@ -12,7 +12,7 @@ query's embedding is known — brushprint's path against the naive one.
 Reference embeddings are random non-negative vectors of the model's embedding dimension: the arithmetic does
 not depend on their values. Prints p50/p99, the speed-up and the growth exponent (log-log slope; 1 = linear).
 
-    python bench/verify_scaling.py [--quick] [--sizes 10,100,1000,10000] [--model-dir DIR] [--providers cuda]
+    python -m bench.verify_scaling [--quick] [--sizes 10,100,1000,10000] [--model-dir DIR] [--providers cuda]
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-
-from service.scoring import aggregate  # noqa: E402
+from bench import common as C
+from contract.aggregation import aggregate
 
 NAIVE_CHUNK = 4096  # pairs per head call: batched, so the naive path is not penalised by per-call overhead
 

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.config import Settings
-from service.errors import ApiError
+from service.errors import ServiceError
 from service.security import KeyInfo, KeyStore, Scope
 
 
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "reindex":
             return _reindex(args, settings)
         return _serve(settings)
-    except ApiError as e:
+    except ServiceError as e:
         print(f"error: {e.code}: {e.message}", file=sys.stderr)
         return 1
 

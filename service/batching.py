@@ -2,9 +2,10 @@
 
 Callers `await batcher.submit(item)`; one worker task takes the first waiting item, waits at most
 `max_wait_ms` for up to `max_batch` items in all, runs `fn(items)` in a worker thread (never on the event
-loop) and hands each caller its own result. A full queue raises `Overloaded` at once instead of queueing
-without bound (the HTTP layer answers 503 with Retry-After). If a batch fails, its items are retried one by
-one so an exception reaches only the caller whose item caused it. Covered by tests/service/test_batching.py.
+loop) and hands each caller its own result. A full queue raises `Overloaded` (service/errors.py) at once
+instead of queueing without bound (the HTTP layer answers 503 with Retry-After). If a batch fails, its items
+are retried one by one so an exception reaches only the caller whose item caused it.
+Covered by tests/service/test_batching.py.
 """
 
 from __future__ import annotations
@@ -16,27 +17,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from service.errors import Overloaded
+
+__all__ = ["MicroBatcher", "Overloaded"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
-
-
-class Overloaded(Exception):
-    """The queue is full (or the batcher is stopping): try again after `retry_after` seconds."""
-
-    def __init__(self, message: str = "the service is busy", retry_after: float = 1.0):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class BatchConfig:
-    max_batch: int = 16
-    max_wait_ms: float = 5.0
-    max_queue: int = 256
 
 
 class MicroBatcher(Generic[T, R]):
@@ -74,10 +63,6 @@ class MicroBatcher(Generic[T, R]):
         self.batches_run = 0
         self.items_run = 0
         self.recent_batch_sizes: deque[int] = deque(maxlen=1000)
-
-    @classmethod
-    def from_config(cls, fn: Callable[[list[T]], Sequence[R]], config: BatchConfig, **kw) -> MicroBatcher[T, R]:
-        return cls(fn, config.max_batch, config.max_wait_ms, config.max_queue, **kw)
 
     @property
     def queue_depth(self) -> int:

@@ -1,7 +1,8 @@
 """All of the service's settings in one place: one pydantic-settings class, env prefix `BRUSHPRINT_`.
 
 Every limit the service enforces is named here (CompreFace style), so an operator finds them in one file and the
-README can list them. Covered by tests/service/test_config.py.
+README can list them; this is the one place each default lives (`Engine.from_settings` / `Engine.build` read a
+`Settings`, nothing else). Covered by tests/service/test_config.py.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Settings(BaseSettings):
     )
     admin_key_name: str = Field(default="bootstrap-admin", min_length=1, max_length=64)
 
-    # --- image intake limits (the engine's imaging layer enforces them)
+    # --- image intake limits (the engine hands them to contract.decode, which enforces them)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest accepted image file")
     max_request_bytes: int = Field(
         default=100 * 1024 * 1024, gt=0, description="largest request body, checked from Content-Length before reading"
@@ -77,6 +78,9 @@ class Settings(BaseSettings):
         default="auto", description="onnxruntime providers: auto = CUDA when this onnxruntime offers it, else CPU"
     )
     identify_shortlist: int = Field(default=200, ge=1, description="faiss candidates rescored by the head in /identify")
+    gpu_index: bool | None = Field(
+        default=None, description="keep the faiss index on the GPU; unset means: when faiss sees a GPU"
+    )
 
     # --- abuse control
     rate_limit_per_minute: float = Field(

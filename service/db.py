@@ -3,7 +3,7 @@
 SQLite (a file in the data dir) by default, PostgreSQL by URL. For SQLite every connection turns on WAL (readers
 never block the writer), foreign keys (so deleting an artist cascades) and a busy timeout. Other modules
 (api keys, audit) declare their tables on the same `Base`; `init_db(engine)` creates whatever is declared.
-Covered by tests/service/test_gallery.py, and on PostgreSQL by tests/service/test_postgres.py.
+Covered by tests/service/test_store.py, and on PostgreSQL by tests/service/test_postgres.py.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
 """The service's logic behind one facade: compare, verify, identify, portfolios. No HTTP here.
 
-Routes call an `Engine` and turn its dataclasses into JSON; every caller-caused failure arrives as an
-`ApiError` (service/errors.py), a full model queue as `batching.Overloaded` (→ 503 + Retry-After).
-The request path: bytes → `imaging.load_image` (in a worker thread) → `preprocess` as the card says →
-`MicroBatcher` → backbone → reference vectors → head scores → `scoring` → decision.
-Covered by tests/service/test_engine.py.
+Built from the typed `Settings` (service/config.py), where every default lives. Routes call an `Engine` and
+turn its dataclasses into JSON; every caller-caused failure is a domain exception (service/errors.py; a full
+model queue is `Overloaded`) or a contract `ImageError` for a bad picture, mapped to HTTP by
+service/api/errors.py. The request path: bytes → `contract.decode.decode_bytes` (in a worker thread) →
+`contract.recipe.model_inputs` as the card says → `MicroBatcher` → backbone → reference vectors → head scores →
+`contract.aggregation` and `scoring` → decision. Before reading the index, verify and identify bring it up to
+date with other replicas' writes (`Gallery.sync`). `evidence=n` on compare and verify sends regions of the decoded
+query down the same path (service/evidence.py); `work_image` renders a reference work's original as a thumbnail
+(service/thumbnails.py). Covered by tests/service/test_engine.py and tests/service/test_evidence.py.
 """
 
 from __future__ import annotations
@@ -13,29 +17,29 @@ import asyncio
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from service.batching import BatchConfig, MicroBatcher, Overloaded
-from service.db import make_engine, sqlite_url
-from service.errors import ApiError
+from contract.aggregation import aggregate, top_m
+from contract.decode import Decoded, ImageError, ImageLimits, decode_bytes
+from service.batching import MicroBatcher
+from service.config import Settings
+from service.db import make_engine
+from service.errors import Conflict, Invalid, NoFiles, Overloaded
 from service.evidence import EvidenceMap, check_grid, evidence_map
-from service.gallery import Artist, Gallery, NewWork, ReindexResult, Work
-from service.imaging import DEFAULT_FORMATS, CheckedImage, ImageLimits, load_image
+from service.gallery import Artist, Gallery, NewWork, Portfolio, ReferenceSpace, ReindexResult, Work
 from service.model import Model
 from service.scoring import (
     OperatingPoint,
     Strictness,
-    aggregate,
     equal_error_point,
     portfolio_table,
     resolve,
-    top_m,
 )
 from service.thumbnails import Thumbnail, thumbnail
 from service.thumbnails import check_request as check_thumbnail
@@ -45,10 +49,10 @@ log = logging.getLogger(__name__)
 MAX_K = 50
 MAX_PAGE = 1000
 MAX_META_BYTES = 16_384
+ARTIST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 __all__ = [
     "Artist",
-    "BatchConfig",
     "Candidate",
     "Decision",
     "Engine",
@@ -78,7 +82,6 @@ class Decision:
 class Verdict(Decision):
     artist_id: str = ""
     portfolio_size: int = 0
-    calibration_k: int | None = None  # the simulated portfolio size whose table gave the expected rates
     top_references: list[tuple[str, float]] = field(default_factory=list)  # (work id, pair score), best first
 
 
@@ -90,12 +93,12 @@ class Candidate:
     references_scored: int
 
 
-def _formats(value: Any) -> frozenset[str]:
-    if value is None:
-        return DEFAULT_FORMATS
-    if isinstance(value, str):
-        value = [v for v in value.replace(";", ",").split(",") if v.strip()]
-    return frozenset(str(v).strip().upper() for v in value)
+def image_limits(settings: Settings) -> ImageLimits:
+    return ImageLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_pixels,
+        formats=frozenset(settings.allowed_formats),
+    )
 
 
 class Engine:
@@ -103,92 +106,38 @@ class Engine:
         self,
         model: Model,
         gallery: Gallery,
-        limits: ImageLimits | None = None,
-        batch: BatchConfig | None = None,
-        identify_shortlist: int = 100,
+        settings: Settings,
         on_batch: Callable[[int, float], None] | None = None,
     ):
         self.model = model
         self.gallery = gallery
-        self.limits = limits or ImageLimits()
-        self.batch = batch or BatchConfig()
-        self.identify_shortlist = identify_shortlist
-        self.batcher: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher.from_config(
-            self._embed_batch, self.batch, on_batch=on_batch, name="embed"
+        self.settings = settings
+        self.limits = image_limits(settings)
+        self.batcher: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
+            self._embed_batch,
+            max_batch=settings.batch_max_size,
+            max_wait_ms=settings.batch_max_wait_ms,
+            max_queue=settings.max_queue,
+            on_batch=on_batch,
+            name="embed",
         )
         # bounds the memory of concurrent decodes (a 40-Mpixel upload is ~120 MB as RGB)
         self._decode_slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
     # ---- construction -----------------------------------------------------------------------------------
     @classmethod
-    def create(
-        cls,
-        model_dir: str | Path,
-        data_dir: str | Path,
-        database_url: str | None = None,
-        limits: ImageLimits | None = None,
-        batch: BatchConfig | None = None,
-        providers: str = "auto",
-        identify_shortlist: int = 100,
-        on_batch: Callable[[int, float], None] | None = None,
-        use_gpu_index: bool | None = None,
-    ) -> Engine:
-        model = Model.load(model_dir, providers=providers)
-        return cls.build(model, data_dir, database_url, limits, batch, identify_shortlist, on_batch, use_gpu_index)
+    def from_settings(cls, settings: Settings, on_batch: Callable[[int, float], None] | None = None) -> Engine:
+        """The server's engine: loads the model `settings.model_dir` names."""
+        return cls.build(Model.load(settings.model_dir, providers=settings.providers), settings, on_batch)
 
     @classmethod
-    def build(
-        cls,
-        model: Model,
-        data_dir: str | Path,
-        database_url: str | None = None,
-        limits: ImageLimits | None = None,
-        batch: BatchConfig | None = None,
-        identify_shortlist: int = 100,
-        on_batch: Callable[[int, float], None] | None = None,
-        use_gpu_index: bool | None = None,
-    ) -> Engine:
+    def build(cls, model: Model, settings: Settings, on_batch: Callable[[int, float], None] | None = None) -> Engine:
         """An engine around an already loaded model (tests and tools share one model between engines)."""
-        data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        db = make_engine(database_url or sqlite_url(data_dir / "brushprint.db"))
-        gallery = Gallery(
-            db,
-            data_dir,
-            model.model_id,
-            model.embedding_dim,
-            model.reference_dim,
-            model.reference_vectors,
-            use_gpu=use_gpu_index,
-        )
-        return cls(model, gallery, limits, batch, identify_shortlist, on_batch)
-
-    @classmethod
-    def from_settings(cls, settings: Any, on_batch: Callable[[int, float], None] | None = None) -> Engine:
-        def get(name: str, default: Any) -> Any:
-            value = getattr(settings, name, default)
-            return default if value is None else value
-
-        limits = ImageLimits(
-            max_bytes=int(get("max_upload_bytes", 20 * 1024 * 1024)),
-            max_pixels=int(get("max_pixels", 40_000_000)),
-            formats=_formats(getattr(settings, "allowed_formats", None)),
-        )
-        batch = BatchConfig(
-            max_batch=int(get("batch_max_size", 16)),
-            max_wait_ms=float(get("batch_max_wait_ms", 5)),
-            max_queue=int(get("max_queue", 256)),
-        )
-        return cls.create(
-            model_dir=get("model_dir", "models/default"),
-            data_dir=get("data_dir", "data"),
-            database_url=getattr(settings, "database_url", None) or None,
-            limits=limits,
-            batch=batch,
-            providers=str(get("providers", "auto")),
-            identify_shortlist=int(get("identify_shortlist", 100)),
-            on_batch=on_batch,
-        )
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        assert settings.database_url is not None  # Settings fills it in (a SQLite file in data_dir)
+        db = make_engine(settings.database_url)
+        gallery = Gallery(db, settings.data_dir, ReferenceSpace.of(model), use_gpu=settings.gpu_index)
+        return cls(model, gallery, settings, on_batch)
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -205,28 +154,25 @@ class Engine:
         return self.model.model_id
 
     # ---- image → embedding ------------------------------------------------------------------------------
-    def _decode(self, data: bytes) -> CheckedImage:
+    def _decode_prepared(self, data: bytes) -> tuple[Decoded, np.ndarray]:
         with self._decode_slots:
-            return load_image(data, self.limits)
+            decoded = decode_bytes(data, self.limits)
+            return decoded, self.model.preprocess(decoded.image)
 
     def _prepare(self, data: bytes) -> tuple[np.ndarray, str]:
-        checked = self._decode(data)
-        return self.model.preprocess(checked.image), checked.sha256
-
-    def _decode_prepared(self, data: bytes) -> tuple[CheckedImage, np.ndarray]:
-        checked = self._decode(data)
-        return checked, self.model.preprocess(checked.image)
+        decoded, x = self._decode_prepared(data)
+        return x, decoded.sha256
 
     async def _evidence(
         self,
-        checked: CheckedImage,
+        decoded: Decoded,
         grid: int,
         score: Callable[[list[np.ndarray]], list[float]],
         threshold: float,
         target: str,
     ) -> EvidenceMap:
         return await evidence_map(
-            checked.image,
+            decoded.image,
             grid,
             prepare=self.model.preprocess,
             embed=self.batcher.submit,
@@ -247,8 +193,7 @@ class Engine:
 
     def _require_index(self) -> None:
         if self.gallery.reindex_required:
-            raise ApiError(
-                409,
+            raise Conflict(
                 "reindex_required",
                 f"{self.gallery.missing} enrolled works have no embedding for model {self.model_id}; "
                 "run `python -m service reindex`",
@@ -303,11 +248,10 @@ class Engine:
         """Portfolio score of an upload. `evidence=n` adds an n×n evidence map against the same portfolio."""
         grid = None if evidence is None else check_grid(evidence)
         self._require_index()
-        await asyncio.to_thread(self.gallery.get_artist, artist_id)  # 404 before any model work
-        portfolio = self.gallery.portfolio(artist_id)
+        portfolio = await asyncio.to_thread(self._current_portfolio, artist_id)  # 404 before any model work
         n = len(portfolio.work_ids)
         if n == 0:
-            raise ApiError(409, "empty_portfolio", f"artist {artist_id!r} has no enrolled works to verify against")
+            raise Conflict("empty_portfolio", f"artist {artist_id!r} has no enrolled works to verify against")
         cal = self.model.card.calibration
         table, k = portfolio_table(cal, n)
         # The card's recommended threshold is the pair-level EER point; a portfolio score (top-m mean) has its
@@ -318,7 +262,7 @@ class Engine:
             else (cal.recommended_threshold, cal.recommended_rule)
         )
         op = resolve(table, strictness or Strictness(), *recommended)
-        checked, x = await asyncio.to_thread(self._decode_prepared, image)
+        decoded, x = await asyncio.to_thread(self._decode_prepared, image)
         emb = await self.batcher.submit(x)
         scores = await asyncio.to_thread(self._score_portfolio, emb, portfolio.vectors)
         score = aggregate(scores, cal.aggregation)
@@ -329,16 +273,20 @@ class Engine:
             def against_portfolio(embs: list[np.ndarray]) -> list[float]:
                 return [aggregate(self._score_portfolio(e, portfolio.vectors), cal.aggregation) for e in embs]
 
-            emap = await self._evidence(checked, grid, against_portfolio, op.threshold, "portfolio")
+            emap = await self._evidence(decoded, grid, against_portfolio, op.threshold, "portfolio")
         return Verdict(
             **self._decided(score, op),
-            images=(checked.sha256,),
+            images=(decoded.sha256,),
             evidence=emap,
             artist_id=artist_id,
             portfolio_size=n,
-            calibration_k=k,
             top_references=[(portfolio.work_ids[i], float(scores[i])) for i in top],
         )
+
+    def _current_portfolio(self, artist_id: str) -> Portfolio:
+        self.gallery.sync()
+        self.gallery.get_artist(artist_id)
+        return self.gallery.portfolio(artist_id)
 
     def _score_portfolio(self, emb: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         return self.model.score_against(self._reference(emb), vectors)
@@ -348,14 +296,15 @@ class Engine:
         whole portfolio rescored by the head and aggregated as in verify. Fewer than k candidates when the
         shortlist holds fewer artists; an empty gallery gives an empty list."""
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise ApiError(422, "invalid_k", f"k must be an integer between 1 and {MAX_K}, not {k!r}")
+            raise Invalid("invalid_k", f"k must be an integer between 1 and {MAX_K}, not {k!r}")
         self._require_index()
         emb, _ = await self._embed(image)
         return await asyncio.to_thread(self._rank, emb, k)
 
     def _rank(self, emb: np.ndarray, k: int) -> list[Candidate]:
         query = self._reference(emb)
-        hits = self.gallery.search(query, self.identify_shortlist)
+        self.gallery.sync()
+        hits = self.gallery.search(query, self.settings.identify_shortlist)
         artists = list(dict.fromkeys(h.artist_id for h in hits))
         agg = self.model.card.calibration.aggregation
         scored: list[tuple[float, str, int]] = []
@@ -371,21 +320,23 @@ class Engine:
 
     # ---- artists and works ------------------------------------------------------------------------------
     def create_artist(self, artist_id: str, name: str, meta: dict | None = None) -> Artist:
+        if not isinstance(artist_id, str) or not ARTIST_ID_RE.fullmatch(artist_id):
+            raise Invalid("invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'")
         if not isinstance(name, str) or not name.strip() or len(name) > 256:
-            raise ApiError(422, "invalid_name", "name must be a non-empty string of at most 256 characters")
+            raise Invalid("invalid_name", "name must be a non-empty string of at most 256 characters")
         if meta is not None and not isinstance(meta, dict):
-            raise ApiError(422, "invalid_meta", "meta must be a JSON object")
+            raise Invalid("invalid_meta", "meta must be a JSON object")
         try:
             encoded = json.dumps(meta or {}, allow_nan=False)
         except (TypeError, ValueError) as e:
-            raise ApiError(422, "invalid_meta", f"meta must be plain JSON: {e}") from e
+            raise Invalid("invalid_meta", f"meta must be plain JSON: {e}") from e
         if len(encoded.encode()) > MAX_META_BYTES:
-            raise ApiError(422, "invalid_meta", f"meta must be at most {MAX_META_BYTES} bytes as JSON")
+            raise Invalid("invalid_meta", f"meta must be at most {MAX_META_BYTES} bytes as JSON")
         return self.gallery.create_artist(artist_id, name.strip(), meta or {})
 
     def list_artists(self, offset: int = 0, limit: int = 50) -> tuple[list[Artist], int]:
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
-            raise ApiError(422, "invalid_pagination", f"offset must be ≥ 0 and limit between 1 and {MAX_PAGE}")
+            raise Invalid("invalid_pagination", f"offset must be ≥ 0 and limit between 1 and {MAX_PAGE}")
         return self.gallery.list_artists(offset, limit)
 
     def get_artist(self, artist_id: str) -> Artist:
@@ -398,11 +349,11 @@ class Engine:
         """Enrol uploads into a portfolio, all or nothing: any bad file (its name is in the message) or a
         duplicate leaves the portfolio and the originals store as they were."""
         if not files:
-            raise ApiError(422, "no_files", "no image was uploaded")
+            raise NoFiles()
         await asyncio.to_thread(self.gallery.get_artist, artist_id)
         items: list[NewWork] = []
         # a chunk goes to the backbone queue at once: never more than the queue holds, or an idle server would shed it
-        step = max(1, min(self.batch.max_batch, self.batch.max_queue))
+        step = max(1, min(self.settings.batch_max_size, self.settings.max_queue))
         for start in range(0, len(files), step):
             chunk = files[start : start + step]
             prepared = await asyncio.gather(*(self._prepare_named(name, data) for name, data in chunk))
@@ -414,8 +365,9 @@ class Engine:
     async def _prepare_named(self, name: str, data: bytes) -> tuple[np.ndarray, str]:
         try:
             return await asyncio.to_thread(self._prepare, data)
-        except ApiError as e:
-            raise ApiError(e.status, e.code, f"{name or 'upload'}: {e.message}", e.headers) from e
+        except ImageError as e:
+            # the same error, naming the file: one bad file refuses the whole enrolment
+            raise e.about(name or "upload") from e
 
     def list_works(self, artist_id: str) -> list[Work]:
         return self.gallery.list_works(artist_id)
@@ -434,7 +386,7 @@ class Engine:
 
         def render() -> Thumbnail:
             with self._decode_slots:
-                return thumbnail(load_image(data, limits).image, max_side, fmt)
+                return thumbnail(decode_bytes(data, limits).image, max_side, fmt)
 
         return await asyncio.to_thread(render)
 
@@ -442,7 +394,7 @@ class Engine:
     def reindex(self, prune: bool = False) -> ReindexResult:
         """Re-embed every work lacking an embedding of the current model from its original (synchronous;
         the CLI runs it, a route would use a thread)."""
-        return self.gallery.reindex(self._embed_many, batch=self.batch.max_batch, prune=prune)
+        return self.gallery.reindex(self._embed_many, batch=self.settings.batch_max_size, prune=prune)
 
     def _embed_many(self, datas: list[bytes]) -> list[np.ndarray | Exception]:
         out: list[np.ndarray | Exception] = []
@@ -453,7 +405,7 @@ class Engine:
                 xs.append(self._prepare(data)[0])
                 slots.append(len(out))
                 out.append(np.zeros(0))
-            except ApiError as e:
+            except ImageError as e:  # the original no longer decodes under today's limits
                 out.append(e)
         if xs:
             for slot, emb in zip(slots, self.model.embed(np.stack(xs)), strict=True):
@@ -476,21 +428,3 @@ class Engine:
             "reindex_required": self.gallery.reindex_required,
             "queue_depth": self.batcher.queue_depth,
         }
-
-    def describe_model(self) -> dict[str, Any]:
-        card = self.model.card
-        return {
-            "model": self.model_id,
-            "name": card.name,
-            "version": card.version,
-            "head": card.head.kind,
-            "embedding_dim": card.backbone.embedding_dim,
-            "recommended_threshold": card.calibration.recommended_threshold,
-            "recommended_rule": card.calibration.recommended_rule,
-            "aggregation": card.calibration.aggregation.model_dump(mode="json"),
-        }
-
-
-def raise_overloaded(e: Overloaded) -> ApiError:
-    """How the HTTP layer may map `Overloaded` if it prefers one exception type: 503 + Retry-After."""
-    return ApiError(503, "overloaded", str(e), {"Retry-After": str(max(1, round(e.retry_after)))})

@@ -1,32 +1,82 @@
-"""Caller-caused failures: one exception type carrying an HTTP status and a stable error code.
+"""Caller-caused failures as domain exceptions, raised by the code that knows; no HTTP here.
 
-Routes never build error bodies by hand; `service/main.py` renders every ApiError as
-`{"error": {"code": ..., "message": ...}}`. Codes are part of the public contract (README lists them).
+Every one carries a stable `code` and a `message` for the caller (codes are part of the public contract: the
+README lists them), and `retry_after` (seconds) where waiting helps. The kind of failure is the class:
+`BadRequest`, `Unauthorized`, `Forbidden`, `NotFound`, `Conflict`, `TooLarge`, `Invalid`, `RateLimited`,
+`Unavailable`; failures raised from more than one place have a named subclass (`UnknownArtist`, `Overloaded`,
+...). `service/api/errors.py` alone maps kinds to HTTP statuses and writes the error body.
+Covered by tests/service/test_errors.py.
 """
 
 from __future__ import annotations
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+class ServiceError(Exception):
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None):
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
-        self.headers = headers or {}
+        self.retry_after = retry_after
 
 
-def bad_request(code: str, message: str) -> ApiError:
-    return ApiError(400, code, message)
+class BadRequest(ServiceError):
+    """The request is malformed or contradicts itself."""
 
 
-def not_found(code: str, message: str) -> ApiError:
-    return ApiError(404, code, message)
+class Unauthorized(ServiceError):
+    """No valid credentials."""
 
 
-def conflict(code: str, message: str) -> ApiError:
-    return ApiError(409, code, message)
+class Forbidden(ServiceError):
+    """Valid credentials that may not do this."""
 
 
-def unprocessable(code: str, message: str) -> ApiError:
-    return ApiError(422, code, message)
+class NotFound(ServiceError):
+    """What the request names does not exist."""
+
+
+class Conflict(ServiceError):
+    """The request clashes with the current state (exists already, not ready for it)."""
+
+
+class TooLarge(ServiceError):
+    """More than a limit allows."""
+
+
+class Invalid(ServiceError):
+    """Well-formed, but a value is out of range or of the wrong kind."""
+
+
+class RateLimited(ServiceError):
+    """Too many requests for this caller; `retry_after` says when to come back."""
+
+
+class Unavailable(ServiceError):
+    """The service cannot answer now; `retry_after`, when set, says when to try again."""
+
+
+class UnknownArtist(NotFound):
+    def __init__(self, artist_id: str):
+        super().__init__(code="unknown_artist", message=f"no artist with id {artist_id!r}")
+
+
+class UnknownWork(NotFound):
+    def __init__(self, artist_id: str, work_id: str):
+        super().__init__(code="unknown_work", message=f"artist {artist_id!r} has no work {work_id!r}")
+
+
+class DuplicateWork(Conflict):
+    def __init__(self, message: str):
+        super().__init__(code="duplicate_work", message=message)
+
+
+class NoFiles(Invalid):
+    def __init__(self) -> None:
+        super().__init__(code="no_files", message="no image was uploaded")
+
+
+class Overloaded(Unavailable):
+    """Too much work queued or in flight: try again after `retry_after` seconds."""
+
+    def __init__(self, message: str = "the service is busy", retry_after: float = 1.0):
+        super().__init__(code="overloaded", message=message, retry_after=retry_after)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from service.errors import ApiError
+from service.errors import Invalid
 
 MIN_GRID = 2
 MAX_GRID = 4
@@ -48,12 +48,10 @@ class EvidenceMap:
 
 
 def check_grid(value: object) -> int:
-    """The grid size a caller asked for, or 422 `invalid_evidence`."""
+    """The grid size a caller asked for, or `Invalid` (`invalid_evidence`)."""
     if isinstance(value, bool) or not isinstance(value, int) or not MIN_GRID <= value <= MAX_GRID:
-        raise ApiError(
-            422,
-            "invalid_evidence",
-            f"evidence must be an integer grid size from {MIN_GRID} to {MAX_GRID}, not {value!r}",
+        raise Invalid(
+            "invalid_evidence", f"evidence must be an integer grid size from {MIN_GRID} to {MAX_GRID}, not {value!r}"
         )
     return value
 

@@ -2,31 +2,25 @@
 
 Lifespan: load the model and the gallery (`Engine.from_settings`), start the micro-batcher, open the key store
 and the audit log on the same database, bootstrap the admin key. Every error leaves as
-`{"error": {"code", "message"}}`. Covered by tests/service/test_api_*.py.
+`{"error": {"code", "message"}}`, written by service/api/errors.py. Covered by tests/service/test_api_*.py.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api import ROUTERS
+from service.api.errors import install as install_error_handlers
 from service.api.middleware import Admission, AdmissionLimit, ApiKeyGate, BodySizeLimit, ObserveRequests
 from service.api.schemas import ErrorBody
 from service.audit import AuditLog
-from service.batching import Overloaded
 from service.config import Settings
 from service.engine import Engine
-from service.errors import ApiError
 from service.firstrun import announce
 from service.metrics import Metrics
 from service.security import KeyStore, RateLimiter, Scope
@@ -49,13 +43,6 @@ carries the expected false-positive and false-negative rates at the threshold it
 **Errors.** Always `{"error": {"code": "...", "message": "..."}}` with a stable `code`. A 5xx is a bug.
 """
 
-_HTTP_CODES = {
-    400: "malformed_body",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "request_too_large",
-    415: "unsupported_media_type",
-}
 # The requests that upload images for the model: the admission limit counts these and only these.
 ADMITTED_ROUTES = frozenset(
     {
@@ -65,71 +52,6 @@ ADMITTED_ROUTES = frozenset(
         ("POST", "/v1/artists/{artist_id}/works"),
     }
 )
-_STRICTNESS_CODES = {"threshold": "invalid_threshold", "max_fpr": "invalid_operating_point"}
-_STRICTNESS_CODES["min_precision"] = "invalid_operating_point"
-_STRICTNESS_CODES.update(evidence="invalid_evidence", max_side="invalid_max_side")  # same codes as the engine's
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-
-
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return _error(exc.status, exc.code, exc.message, exc.headers or None)
-
-
-async def _overloaded(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, Overloaded)
-    retry = max(1, math.ceil(exc.retry_after))
-    return _error(503, "overloaded", str(exc), {"Retry-After": str(retry)})
-
-
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = list(exc.errors())
-    parts, code = [], "invalid_request"
-    for e in errors[:5]:
-        loc = [str(p) for p in e.get("loc", ())]
-        where, field = (loc[0] if loc else "body"), ".".join(loc[1:])
-        what = "required, but missing" if e.get("type") == "missing" else e.get("msg", "invalid")
-        parts.append(f"{field} ({where}): {what}" if field else f"request {where}: {what}")
-        if len(errors) == 1 and field in _STRICTNESS_CODES:
-            code = _STRICTNESS_CODES[field]
-    if len(errors) > 5:
-        parts.append(f"and {len(errors) - 5} more")
-    return _error(422, code, "; ".join(parts) or "invalid request")
-
-
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    headers = dict(exc.headers or {})
-    if exc.status_code == 405:
-        headers["Allow"] = ", ".join(_allowed_methods(request.app, request.url.path))
-    return _error(exc.status_code, code, str(exc.detail), headers or None)
-
-
-def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method any route serves at `path`. Starlette's own Allow names only the first route matching the
-    path, and GET and POST of one resource are separate routes here."""
-    patterns = getattr(app.state, "path_methods", None)
-    if patterns is None:
-        patterns = [
-            (re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(p)) + "$"), {m.upper() for m in ops})
-            for p, ops in app.openapi().get("paths", {}).items()
-        ]
-        app.state.path_methods = patterns
-    methods = set().union(*(m for rx, m in patterns if rx.match(path)))
-    if "GET" in methods:
-        methods.add("HEAD")
-    return sorted(methods)
-
-
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Normally ObserveRequests answers first; this is the net under it.
-    log.error("unhandled error on %s", request.url.path, exc_info=exc)
-    return _error(500, "internal_error", "internal error")
 
 
 def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -199,11 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
 
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(Overloaded, _overloaded)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    install_error_handlers(app)
 
     # Added last = outermost. ObserveRequests sees (and times) every answer; then the key gate, so a caller
     # without a valid key gets 401 whatever its body; then the size check and the admission limit. All three

@@ -1,6 +1,6 @@
 """The exported model as onnxruntime sessions, checked against its card before it serves anything.
 
-`Model.load` verifies the files' sha256 (service.card.load_card), that each ONNX graph has the input and
+`Model.load` verifies the files' sha256 (contract.card.load_card), that each ONNX graph has the input and
 output names the card promises, and, by running one dummy input through every part, that the embedding and
 projection dimensions are the card's. Any mismatch is a `ModelError` naming the file and what differs.
 Covered by tests/service/test_model.py.
@@ -16,8 +16,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from service.card import Card, CardError, load_card
-from service.preprocess import preprocess
+from contract.card import Card, CardError, load_card
+from contract.recipe import model_inputs, single_input
 
 Providers = Literal["auto", "cpu", "cuda"]
 _CUDA = "CUDAExecutionProvider"
@@ -141,12 +141,13 @@ class Model:
         return np.asarray(out, dtype=np.float32)
 
     # ---- inference ----------------------------------------------------------------------------------------
-    @property
-    def symmetric(self) -> bool:
-        return self.card.head.kind == "symmetric"
+    def model_inputs(self, image: Image.Image) -> np.ndarray:
+        """A decoded picture → its backbone inputs [n_crops, H, W, 3], as the card's recipe says."""
+        return model_inputs(image, self.card.backbone)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        return preprocess(image, self.card.backbone.preprocessing)
+        """The one backbone input of a picture (single-crop recipes), no batch axis."""
+        return single_input(self.model_inputs(image))
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed images [N, H, W, 3] (layout per card) → embeddings [N, D]."""

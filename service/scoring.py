@@ -1,11 +1,13 @@
 """From scores to decisions: strictness → operating point on the card's calibration, portfolio aggregation.
 
-Pure functions over the card's tables; no model, no I/O. Covered by tests/service/test_scoring.py.
+Pure functions over the card's tables; no model, no I/O. Caller errors are domain errors (service/errors.py).
+Covered by tests/service/test_scoring.py.
 
 Semantics (README and API docs repeat them):
 - a pair/portfolio *matches* when `score >= threshold`;
 - `threshold=t`: expected rates are linearly interpolated between the two calibration rows bracketing t
-  (the grid is 0.01 apart, so this is within one row of either neighbour; outside the table the end row);
+  (rows are 0.01 apart, 0.001 below 0.01 and from 0.9, 0.0001 from 0.99 — as training/evaluate.py writes the
+  grid; outside the table, the end row);
 - `max_fpr=f`: the smallest calibrated threshold whose FPR ≤ f (most sensitive threshold still meeting f);
 - `min_precision=p`: the smallest calibrated threshold whose precision ≥ p;
 - nothing: the card's recommended threshold, rates as for `threshold`.
@@ -15,14 +17,13 @@ size (the smallest k when the portfolio is smaller than all of them; the pair ta
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from service.card import Aggregation, Calibration, CalibrationRow
-from service.errors import ApiError
+from contract.card import Calibration, CalibrationRow
+from service.errors import BadRequest, Invalid
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,7 @@ class Strictness:
     def __post_init__(self) -> None:
         given = [n for n in ("threshold", "max_fpr", "min_precision") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ApiError(
-                400,
+            raise BadRequest(
                 "conflicting_strictness",
                 f"give at most one of threshold, max_fpr, min_precision (got {', '.join(given)})",
             )
@@ -43,7 +43,7 @@ class Strictness:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 code = "invalid_threshold" if name == "threshold" else "invalid_operating_point"
-                raise ApiError(422, code, f"{name} must be a number between 0 and 1, not {value!r}")
+                raise Invalid(code, f"{name} must be a number between 0 and 1, not {value!r}")
             # NaN fails the range check above; infinities too
 
 
@@ -67,8 +67,7 @@ def resolve(
         f = strictness.max_fpr
         row = next((r for r in table if r.fpr <= f), None)
         if row is None:
-            raise ApiError(
-                422,
+            raise Invalid(
                 "operating_point_unreachable",
                 f"no calibrated threshold reaches a false-positive rate ≤ {f} (lowest is {min(r.fpr for r in table)})",
             )
@@ -77,8 +76,7 @@ def resolve(
         p = strictness.min_precision
         row = next((r for r in table if r.precision >= p), None)
         if row is None:
-            raise ApiError(
-                422,
+            raise Invalid(
                 "operating_point_unreachable",
                 f"no calibrated threshold reaches a precision ≥ {p} (highest is {max(r.precision for r in table)})",
             )
@@ -103,27 +101,6 @@ def rates_at(table: Sequence[CalibrationRow], threshold: float) -> tuple[float, 
     fpr = float(np.interp(threshold, ts, [r.fpr for r in table]))
     fnr = float(np.interp(threshold, ts, [r.fnr for r in table]))
     return fpr, fnr
-
-
-def top_m(scores: np.ndarray, aggregation: Aggregation) -> np.ndarray:
-    """Indices of the `top_m` highest scores, highest first (all of them if fewer)."""
-    scores = np.asarray(scores, np.float64)
-    m = min(aggregation.top_m, len(scores))
-    # stable on ties (lower index first) so decisions are reproducible
-    return np.argsort(-scores, kind="stable")[:m]
-
-
-def aggregate(scores: np.ndarray, aggregation: Aggregation) -> float:
-    """Mean of the top-m pair scores, as the portfolio calibration assumed."""
-    if len(scores) == 0:
-        raise ValueError("no scores to aggregate")
-    if aggregation.method != "top_mean":
-        raise ValueError(f"unknown aggregation {aggregation.method!r}")
-    s = np.asarray(scores, np.float64)
-    value = float(s[top_m(s, aggregation)].mean())
-    if not math.isfinite(value):
-        raise ValueError("non-finite score")
-    return value
 
 
 def portfolio_table(calibration: Calibration, portfolio_size: int) -> tuple[list[CalibrationRow], int | None]:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from service.db import Base, init_db
-from service.errors import ApiError
+from service.errors import Conflict, Invalid, NotFound, RateLimited, Unauthorized
 
 KEY_PREFIX = "bp_"
 # Shown in listings so an operator can tell keys apart; 7 random characters out of 43 reveal nothing useful.
@@ -114,7 +114,7 @@ class KeyStore:
         key = generate_key()
         with self._sessions.begin() as s:
             if self._active_by_name(s, name) is not None:
-                raise ApiError(409, "key_name_taken", f"an active key named {name!r} already exists")
+                raise Conflict("key_name_taken", f"an active key named {name!r} already exists")
             row = ApiKey(
                 name=name, prefix=display_prefix(key), key_hash=hash_key(key), scope=scope.value, created_at=_now()
             )
@@ -159,7 +159,7 @@ class KeyStore:
         """Revoke by id or by name (the active key of that name). Revoking twice is harmless."""
         if isinstance(ref, str) and "\x00" in ref:
             # no stored name holds NUL, and PostgreSQL would fail the query instead of finding nothing
-            raise ApiError(404, "unknown_key", f"no active key with id or name {ref!r}")
+            raise NotFound("unknown_key", f"no active key with id or name {ref!r}")
         with self._sessions.begin() as s:
             row = None
             if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18):
@@ -167,15 +167,15 @@ class KeyStore:
             if row is None and isinstance(ref, str):
                 row = self._active_by_name(s, ref)
             if row is None:
-                raise ApiError(404, "unknown_key", f"no active key with id or name {ref!r}")
+                raise NotFound("unknown_key", f"no active key with id or name {ref!r}")
             if row.revoked_at is None:
                 row.revoked_at = _now()
             return KeyInfo.of(row)
 
     def authenticate(self, presented: str | None) -> KeyInfo:
-        """The active key matching `presented`, else ApiError 401. Revoked keys are simply invalid."""
+        """The active key matching `presented`, else `Unauthorized`. Revoked keys are simply invalid."""
         if not presented:
-            raise ApiError(401, "missing_api_key", "send your API key in the X-API-Key header")
+            raise Unauthorized("missing_api_key", "send your API key in the X-API-Key header")
         if not MIN_PRESENTED_KEY_LEN <= len(presented) <= MAX_PRESENTED_KEY_LEN:
             raise _invalid()
         digest = hash_key(presented)
@@ -192,8 +192,8 @@ class KeyStore:
         return s.scalars(q).first()
 
 
-def _invalid() -> ApiError:
-    return ApiError(401, "invalid_api_key", "the API key is not valid (unknown or revoked)")
+def _invalid() -> Unauthorized:
+    return Unauthorized("invalid_api_key", "the API key is not valid (unknown or revoked)")
 
 
 def _now() -> datetime:
@@ -204,13 +204,13 @@ def _scope(scope: Scope | str) -> Scope:
     try:
         return Scope(scope)
     except ValueError:
-        raise ApiError(422, "invalid_request", f"scope must be one of {[s.value for s in Scope]}") from None
+        raise Invalid("invalid_request", f"scope must be one of {[s.value for s in Scope]}") from None
 
 
 def _name(name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 64 or "\x00" in name:
-        raise ApiError(422, "invalid_request", "key name must be 1 to 64 characters, none of them NUL")
+        raise Invalid("invalid_request", "key name must be 1 to 64 characters, none of them NUL")
     return name
 
 
@@ -251,6 +251,4 @@ class RateLimiter:
         wait = self.acquire(key)
         if wait > 0:
             retry = max(1, math.ceil(wait))
-            raise ApiError(
-                429, "rate_limited", f"rate limit exceeded; retry in {retry} s", headers={"Retry-After": str(retry)}
-            )
+            raise RateLimited("rate_limited", f"rate limit exceeded; retry in {retry} s", retry_after=retry)

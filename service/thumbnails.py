@@ -1,8 +1,8 @@
 """Reference works as small pictures: a stored original → a bounded JPEG or PNG, orientation applied.
 
 The page shows the works a verdict leaned on; integrators can fetch them too. The original is decoded by the same
-checked path as any upload (`imaging.load_image`), so a thumbnail never costs more than an upload did.
-Covered by tests/service/test_evidence.py (thumbnails) and tests/reliability (route-level).
+checked path as any upload (`contract.decode.decode_bytes`), so a thumbnail never costs more than an upload did.
+Covered by tests/service/test_evidence.py (thumbnails) and tests/reliability/test_access.py (route scope).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from service.errors import ApiError
+from service.errors import Invalid
 
 MIN_SIDE = 16
 MAX_SIDE = 512
@@ -30,9 +30,9 @@ class Thumbnail:
 
 def check_request(max_side: object, fmt: object) -> tuple[int, str]:
     if isinstance(max_side, bool) or not isinstance(max_side, int) or not MIN_SIDE <= max_side <= MAX_SIDE:
-        raise ApiError(422, "invalid_max_side", f"max_side must be an integer from {MIN_SIDE} to {MAX_SIDE}")
+        raise Invalid("invalid_max_side", f"max_side must be an integer from {MIN_SIDE} to {MAX_SIDE}")
     if fmt not in MEDIA_TYPES:
-        raise ApiError(422, "invalid_request", f"format must be one of {sorted(MEDIA_TYPES)}, not {fmt!r}")
+        raise Invalid("invalid_request", f"format must be one of {sorted(MEDIA_TYPES)}, not {fmt!r}")
     return max_side, str(fmt)
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.service.devmodel import build_dev_model
+from bench.devmodel import build_dev_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,8 @@ def test_verify_scaling_quick_runs_and_prints_its_headline(tmp_path: Path) -> No
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "bench" / "verify_scaling.py"),
+            "-m",
+            "bench.verify_scaling",
             "--quick",
             "--sizes",
             "10,100",

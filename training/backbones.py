@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from service.card import EmbeddingRecipe, Preprocessing
+from contract.card import EmbeddingRecipe, Preprocessing
 from training import weights as W
 
 ARCHS = ("efficientnet_lite2", "efficientnet_lite0", "inception_resnet_v2")

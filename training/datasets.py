@@ -3,7 +3,7 @@
 Readers: Painter by Numbers as published on Kaggle (`train_info.csv` or `all_data_info.csv` with image folders
 `train/` and `test/`), folder-per-artist (`root/<artist>/*.jpg`), and the synthetic corpus written by
 `training.synthetic` (folder-per-artist plus a `corpus.json`). Missing images are skipped and counted, a missing
-column is an error naming it, unreadable images are dropped by `drop_unreadable`.
+column is an error naming it, images the contract's decoder refuses are dropped by `drop_unreadable`.
 
 Splits are by artist, so validation and test measure what the service does: judge artists the model never saw.
 The original work's leaky protocol (held-out images of training artists) is available as a separate
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
-from PIL import Image
+
+from contract.decode import CORPUS_LIMITS, ImageError, decode_file
 
 log = logging.getLogger(__name__)
 
@@ -242,19 +243,19 @@ def load_corpus(spec: str) -> Manifest:
 
 
 def check_image(path: str | Path) -> str | None:
-    """None when Pillow can fully decode the file, else the reason."""
+    """None when the contract decodes the file (with `CORPUS_LIMITS`), else the reason."""
     try:
-        with Image.open(path) as im:
-            im.verify()  # structure/checksums; the image is unusable afterwards
-        with Image.open(path) as im:
-            im.load()  # catches truncated pixel data, which verify() does not
-    except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+        decode_file(path, CORPUS_LIMITS)
+    except ImageError as e:
+        return f"{e.code}: {e.message}"
+    except OSError as e:
         return f"{type(e).__name__}: {e}"
     return None
 
 
 def drop_unreadable(manifest: Manifest, workers: int = 1) -> tuple[Manifest, int]:
-    """Drop items Pillow cannot decode (corrupt, truncated, not an image); returns (kept, n_skipped)."""
+    """Drop items the contract's decoder refuses (corrupt, truncated, not an image in an accepted format, too
+    small, absurd proportions, animated: `CORPUS_LIMITS`); returns (kept, n_skipped)."""
     paths = manifest.paths()
     if workers > 1:  # Pillow decodes outside the GIL
         with ThreadPoolExecutor(workers) as pool:

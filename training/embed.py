@@ -21,15 +21,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image
 
-from service.card import sha256_file
-from service.preprocess import preprocess
+from contract.card import sha256_file
+from contract.decode import CORPUS_LIMITS, ImageError, decode_file
+from contract.recipe import model_inputs, single_input
 from training.datasets import Manifest
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+# 2: images decoded by the contract (EXIF orientation, alpha on white, 16-bit scaled), so pictures that
+# format 1 read raw through Pillow are embedded again rather than read back stale
+CACHE_FORMAT = 2
 
 
 class _Spec(Protocol):
@@ -144,14 +146,19 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def load_input(path: str | Path, preprocessing: Any) -> np.ndarray:
-    """One image file → backbone input (no batch axis), via the serving preprocessing."""
+def load_input(path: str | Path, spec: Any) -> np.ndarray:
+    """One image file → the backbone input the cache embeds (no batch axis).
+
+    Decoded and prepared by the contract exactly as the service does an upload of the same bytes
+    (`contract.decode` with `CORPUS_LIMITS`, which refuse no picture for its size that Pillow decodes, then
+    `contract.recipe` as `spec.preprocessing` says); tests/contract/test_parity.py holds the two paths to
+    identical arrays.
+    """
     try:
-        with Image.open(path) as im:
-            im.load()
-            return preprocess(im, preprocessing)
-    except Exception as e:
+        decoded = decode_file(path, CORPUS_LIMITS)
+    except (ImageError, OSError) as e:
         raise ValueError(f"cannot read image {path}: {e} (drop unreadable images first: drop_unreadable)") from e
+    return single_input(model_inputs(decoded.image, spec))
 
 
 def _run_model(model: Any, x: np.ndarray) -> np.ndarray:
@@ -161,15 +168,13 @@ def _run_model(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)
 
 
-def _batches(
-    paths: Sequence[Path], preprocessing: Any, batch_size: int, workers: int
-) -> Iterator[tuple[int, np.ndarray]]:
+def _batches(paths: Sequence[Path], spec: Any, batch_size: int, workers: int) -> Iterator[tuple[int, np.ndarray]]:
     """(start, batch) with decoding of the next batch overlapped with the model on the current one."""
     starts = range(0, len(paths), batch_size)
     with ThreadPoolExecutor(max(1, workers)) as pool:
 
         def submit(start: int) -> list[Future[np.ndarray]]:
-            return [pool.submit(load_input, p, preprocessing) for p in paths[start : start + batch_size]]
+            return [pool.submit(load_input, p, spec) for p in paths[start : start + batch_size]]
 
         pending = submit(starts[0]) if starts else None
         for k, start in enumerate(starts):
@@ -190,7 +195,7 @@ def embed_manifest(
     """float32 [len(manifest), spec.embedding_dim], row i the embedding of manifest[i].
 
     `model` is a Keras model (or anything with `predict_on_batch`, or callable as `model(x, training=False)`)
-    taking a batch preprocessed with `service.preprocess.preprocess(img, spec.preprocessing)`. Only images
+    taking a batch of `load_input(path, spec)` (the contract's decoding and recipe). Only images
     whose content is not yet in the cache are run; the last batch is padded to `batch_size` so the model sees
     one input shape. `workers` threads decode images ahead of the model.
     """
@@ -212,7 +217,7 @@ def embed_manifest(
 
             bar = tqdm(total=len(todo_keys), desc=f"embedding ({spec.arch})", unit="img")
         try:
-            for start, x in _batches(todo_paths, spec.preprocessing, batch_size, workers):
+            for start, x in _batches(todo_paths, spec, batch_size, workers):
                 n = len(x)
                 if n < batch_size:
                     x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), x.dtype)])

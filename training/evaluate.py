@@ -5,7 +5,7 @@
   finer near 0 and 1);
 - portfolio level: a query against k references of the claimed artist, scores aggregated exactly as the
   service does (mean of the top-m pair scores), one table per k;
-- plots (ROC, score histograms, confusion matrix) and REPORT.md.
+- plots (ROC, score histograms, confusion matrix); REPORT.md is written from these by training/report.py.
 
 Calibration tables come from VAL; metrics from TEST (unseen artists) and, apart, from `test_seen`.
 Covered by tests/training/test_evaluate.py.
@@ -13,7 +13,6 @@ Covered by tests/training/test_evaluate.py.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,8 @@ import matplotlib
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score, roc_curve
 
-from service.card import Aggregation, Calibration, CalibrationRow, PortfolioCalibration
+from contract.aggregation import aggregate_rows
+from contract.card import Aggregation, Calibration, CalibrationRow, PortfolioCalibration
 from training.heads import HeadModels
 from training.pairs import fixed_pairs
 
@@ -132,13 +132,6 @@ def at_threshold(y: np.ndarray, s: np.ndarray, threshold: float) -> dict:
 # -------------------------------------------------------------------------------------------- portfolio
 
 
-def top_mean(scores: np.ndarray, top_m: int = TOP_M) -> np.ndarray:
-    """Mean of the `top_m` highest scores per row (all of them if fewer): the service's aggregation."""
-    scores = np.asarray(scores, np.float64)
-    m = min(top_m, scores.shape[1])
-    return -np.mean(np.sort(-scores, axis=1)[:, :m], axis=1)
-
-
 def portfolio_trials(
     labels: np.ndarray, k: int, n_trials: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -181,7 +174,7 @@ def portfolio_scores(
         return None
     q, r, y = trials
     pair = score(np.repeat(q, k), r.reshape(-1)).reshape(len(q), k)
-    return y, top_mean(pair, top_m)
+    return y, aggregate_rows(pair, Aggregation(top_m=top_m))
 
 
 # ------------------------------------------------------------------------------------------ split level
@@ -353,7 +346,7 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-# --------------------------------------------------------------------------------------------- report
+# ------------------------------------------------------------------------------------------ selection
 
 
 def choose_head(evaluations: Sequence[HeadEvaluation]) -> tuple[HeadEvaluation, str]:
@@ -372,125 +365,3 @@ def choose_head(evaluations: Sequence[HeadEvaluation]) -> tuple[HeadEvaluation, 
             " portfolio runs only the small comparator per pair."
         )
     return best, why
-
-
-def _f(x: float | None, nd: int = 3) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
-
-
-def _table(rows: list[CalibrationRow], step: int = 5) -> list[str]:
-    out = ["| threshold | FPR | FNR | precision | recall |", "|---:|---:|---:|---:|---:|"]
-    for r in rows[::step]:
-        out.append(f"| {r.threshold:.2f} | {r.fpr:.3f} | {r.fnr:.3f} | {r.precision:.3f} | {r.recall:.3f} |")
-    return out
-
-
-def write_report(
-    path: Path,
-    evaluations: Sequence[HeadEvaluation],
-    chosen: HeadEvaluation,
-    why: str,
-    corpus: dict,
-    splits: dict,
-    command: str,
-    timings: dict[str, float],
-    backbone: dict | None = None,
-) -> Path:
-    """REPORT.md: corpus, splits, both heads side by side (unseen), seen apart, tables, plots, how to redo."""
-    L: list[str] = [f"# Model report — {corpus.get('name', 'model')}", ""]
-    total = sum(timings.values())
-    L += [f"Reproduce with `{command}` ({total / 60:.1f} min end to end on the machine that built it).", ""]
-    L += ["## Corpus and splits", ""]
-    for k, v in corpus.items():
-        L.append(f"- {k}: {v}")
-    L += ["", "| split | images | artists |", "|---|---:|---:|"]
-    for name, s in splits.items():
-        L.append(f"| {name} | {s['images']} | {s['artists']} |")
-    L += [
-        "",
-        "`val` and `test` artists are disjoint from `train` and from each other: the numbers under *unseen* "
-        "are what the service does with artists it never saw. `test_seen` (if present) holds other images of "
-        "training artists — the original work's leaky protocol — and is reported apart, never mixed in.",
-        "",
-    ]
-    if backbone:
-        L += ["## Backbone", ""] + [f"- {k}: {v}" for k, v in backbone.items()] + [""]
-
-    L += ["## Heads on unseen artists (test)", ""]
-    head_cols = " | ".join(f"`{e.kind}`" for e in evaluations)
-    L += [f"| metric | {head_cols} |", "|---|" + "---:|" * len(evaluations)]
-
-    def row(label: str, get) -> None:
-        vals = []
-        for e in evaluations:
-            try:
-                vals.append(get(e))
-            except KeyError:
-                vals.append("–")
-        L.append(f"| {label} | " + " | ".join(vals) + " |")
-
-    row("parameters", lambda e: f"{e.params:,}")
-    row("val pair AUC (selection)", lambda e: _f(e.val_auc))
-    row("pair AUC", lambda e: _f(e.metrics["unseen"]["pair"]["auc"]))
-    row("pair EER", lambda e: _f(e.metrics["unseen"]["pair"]["eer"]))
-    row("threshold (val EER)", lambda e: _f(e.calibration.recommended_threshold, 2))
-    row("accuracy @ threshold", lambda e: _f(e.metrics["unseen"]["pair"]["at_threshold"]["report"]["accuracy"]))
-    ks = sorted({int(k) for e in evaluations for k in e.metrics["unseen"]["portfolio"]})
-    for k in ks:
-        row(f"portfolio k={k} AUC", lambda e, k=k: _f(e.metrics["unseen"]["portfolio"][str(k)]["auc"]))
-        row(f"portfolio k={k} EER", lambda e, k=k: _f(e.metrics["unseen"]["portfolio"][str(k)]["eer"]))
-    if any(e.train_summary for e in evaluations):
-        row("epochs (best)", lambda e: f"{e.train_summary['epochs_run']} ({e.train_summary['best_epoch']})")
-        row("training time (s)", lambda e: f"{e.train_summary['seconds']:.0f}")
-    L += ["", f"**Shipped head: `{chosen.kind}`.** {why}", ""]
-
-    for e in evaluations:
-        L += [f"## `{e.kind}` head", ""]
-        for label in ("unseen", "seen"):
-            if label not in e.metrics:
-                continue
-            m = e.metrics[label]
-            at = m["pair"]["at_threshold"]
-            L += [
-                f"### {label} artists ({m['split']}: {m['images']} images, {m['artists']} artists)",
-                "",
-                f"Pair AUC {_f(m['pair']['auc'])}, EER {_f(m['pair']['eer'])} "
-                f"(at score {_f(m['pair']['eer_threshold'], 2)}), {m['pair']['n']} balanced pairs.",
-                "",
-                f"At the validation threshold {at['threshold']:.2f}: confusion matrix "
-                f"[[TN, FP], [FN, TP]] = {at['confusion']}",
-                "",
-                "```",
-                at["report_text"].rstrip(),
-                "```",
-                "",
-            ]
-            if m["portfolio"]:
-                L += ["| portfolio k | AUC | EER | trials |", "|---:|---:|---:|---:|"]
-                for k, p in m["portfolio"].items():
-                    L.append(f"| {k} | {_f(p['auc'])} | {_f(p['eer'])} | {p['n']} |")
-                L.append("")
-        if e.plots:
-            L += ["Plots: " + ", ".join(f"[{p}]({p})" for p in e.plots), ""]
-            L += [f"![{p}]({p})" for p in e.plots if p.endswith("_roc.png")] + [""]
-
-    c = chosen.calibration
-    L += [
-        f"## Calibration of the shipped head (`{chosen.kind}`, {c.split} artists)",
-        "",
-        f"Recommended threshold {c.recommended_threshold:.2f}: {c.recommended_rule}. Aggregation over a "
-        f"portfolio: mean of the top {c.aggregation.top_m} pair scores. Every 0.05 shown; model.json holds all "
-        "101 rows.",
-        "",
-        "### Pair",
-        "",
-        *_table(c.pair),
-        "",
-    ]
-    for p in c.portfolio:
-        L += [f"### Portfolio, k = {p.k} references", "", *_table(p.table), ""]
-    L += ["## Time taken", "", "| stage | seconds |", "|---|---:|"]
-    L += [f"| {k} | {v:.1f} |" for k, v in timings.items()] + [f"| total | {total:.1f} |", ""]
-    path = Path(path)
-    path.write_text("\n".join(L))
-    return path

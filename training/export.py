@@ -1,10 +1,10 @@
 """Keras → ONNX (tf2onnx, opset 17, dynamic batch), parity checks, and the model card.
 
 Every exported graph is run with onnxruntime (CPU) against its Keras original on real inputs — corpus
-images preprocessed by `service.preprocess` for the backbone, real embeddings for the head — and export
-fails if they differ by more than `PARITY_TOL`. The model directory ends up holding only what the service
-needs: the ONNX files, `model.json` (with a sha256 per file), REPORT.md and plots. Covered by
-tests/training/test_export.py and tests/training/test_e2e.py.
+images decoded and prepared by the contract (`training.embed.load_input`) for the backbone, real embeddings
+for the head — and export fails if they differ by more than `PARITY_TOL`. The model directory ends up holding
+only what the service needs: the ONNX files, `model.json` (with a sha256 per file), REPORT.md and plots.
+Covered by tests/training/test_export.py and tests/training/test_e2e.py.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import numpy as np
 import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
-from PIL import Image
 
-from service.card import BackboneSpec, Calibration, Card, HeadSpec, OnnxPart, sha256_file, write_card
-from service.preprocess import preprocess
+from contract.card import BackboneSpec, Calibration, Card, HeadSpec, OnnxPart, sha256_file, write_card
+from training.embed import load_input
 from training.heads import INPUT_A, INPUT_B, OUTPUT, HeadModels
 
 OPSET = 17
@@ -71,19 +70,15 @@ def check_parity(path: Path, keras_out: np.ndarray, feeds: dict[str, np.ndarray]
     return diff
 
 
-def load_images(paths: Sequence[Path], spec_preprocessing) -> np.ndarray:
-    """Real corpus images → the backbone's input batch, through the service's own preprocessing."""
-    batch = []
-    for p in paths:
-        with Image.open(p) as im:
-            batch.append(preprocess(im, spec_preprocessing))
-    return np.stack(batch)
+def load_images(paths: Sequence[Path], spec) -> np.ndarray:
+    """Real corpus images → the backbone's input batch, exactly as the embedding cache prepares them."""
+    return np.stack([load_input(p, spec) for p in paths])
 
 
 def export_backbone(embedder: keras.Model, spec, out_dir: Path, parity_images: Sequence[Path]) -> dict:
     size = tuple(int(d) for d in embedder.input_shape[1:])
     path = to_onnx(embedder, {"image": size}, "embedding", Path(out_dir) / BACKBONE_FILE)
-    x = load_images(parity_images, spec.preprocessing)
+    x = load_images(parity_images, spec)
     diff = check_parity(path, embedder.predict(x, verbose=0), {"image": x})
     return {"file": path.name, "max_abs_diff": diff, "images": len(x)}
 

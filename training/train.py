@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -17,24 +17,7 @@ import numpy as np
 
 from training.heads import HeadModels, build_head
 from training.pairs import PairDataset, PairSampler, fixed_pairs, pair_inputs
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 40
-    pairs_per_epoch: int = 20_000
-    batch_size: int = 256
-    val_pairs: int = 4_000
-    patience: int = 6
-    learning_rate: float | None = None  # None: the per-kind default below
-    seed: int = 0
-    # per-kind epoch caps: the 19M-parameter seed head costs ~10x the symmetric head per epoch
-    epochs_by_kind: dict = field(default_factory=dict)
-    # per-kind keyword arguments for build_head (dropout, widths, projection_dim, …)
-    head_kwargs: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from training.settings import TrainConfig
 
 
 @dataclass

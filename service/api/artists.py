@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile, statu
 
 from service.api.deps import AdminKey, EngineDep, UploadLimit, read_upload
 from service.api.schemas import ArtistIn, ArtistOut, Page, WorkOut, WorksOut, error_responses
-from service.errors import ApiError
+from service.errors import TooLarge
 
 router = APIRouter(prefix="/v1/artists", tags=["artists"])
 
@@ -82,7 +82,7 @@ async def add_works(
 ) -> WorksOut:
     most = request.app.state.settings.max_files_per_request
     if len(image) > most:
-        raise ApiError(413, "too_many_files", f"{len(image)} files in one request; the limit is {most}")
+        raise TooLarge("too_many_files", f"{len(image)} files in one request; the limit is {most}")
     files = [(f.filename or "", await read_upload(f, limit)) for f in image]
     works = await engine.add_works(artist_id, files)
     return WorksOut(works=[WorkOut.model_validate(w) for w in works])

@@ -11,7 +11,7 @@ from fastapi.security import APIKeyHeader
 
 from service.audit import AuditLog
 from service.engine import Engine
-from service.errors import ApiError
+from service.errors import Forbidden, TooLarge
 from service.evidence import MAX_GRID, MIN_GRID
 from service.scoring import Strictness
 from service.security import KeyInfo, KeyStore, RateLimiter, Scope, scope_allows
@@ -54,9 +54,7 @@ def _caller(request: Request, presented: str | None, need: Scope) -> KeyInfo:
         key = state.keys.authenticate(presented)
     request.state.key_name = key.name  # for the access log: the key's name, never the key
     if not scope_allows(key.scope, need):
-        raise ApiError(
-            403, "insufficient_scope", f"this route needs scope {need.value!r}; the key has {key.scope.value!r}"
-        )
+        raise Forbidden("insufficient_scope", f"this route needs scope {need.value!r}; the key has {key.scope.value!r}")
     limiter: RateLimiter = state.limiter
     limiter.check(key.id)
     return key
@@ -111,7 +109,7 @@ async def read_upload(file: UploadFile, limit: int) -> bytes:
     """The upload's bytes, reading at most limit + 1 so an oversized file costs no more than the limit."""
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise ApiError(413, "image_too_large", f"{file.filename or 'the upload'} is over the limit of {limit} bytes")
+        raise TooLarge("image_too_large", f"{file.filename or 'the upload'} is over the limit of {limit} bytes")
     return data
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from service.api.schemas import HealthOut, ReadyOut, error_responses
-from service.errors import ApiError
+from service.errors import Unavailable
 
 router = APIRouter(tags=["operations"])
 
@@ -28,13 +28,12 @@ async def healthz() -> HealthOut:
 def readyz(request: Request) -> ReadyOut:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
-        raise ApiError(503, "not_ready", "the model is not loaded")
+        raise Unavailable("not_ready", "the model is not loaded")
     checks: dict[str, Any] = engine.ready()
     if not checks.get("store"):
-        raise ApiError(503, "not_ready", "the database is unreachable")
+        raise Unavailable("not_ready", "the database is unreachable")
     if checks.get("reindex_required"):
-        raise ApiError(
-            503,
+        raise Unavailable(
             "not_ready",
             f"{checks.get('works_missing_embedding')} works lack embeddings of {checks.get('model')}: "
             "run `python -m service reindex`, then restart",

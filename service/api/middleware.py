@@ -1,12 +1,13 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and breaks streaming): the API-key gate and the
 admission limit, both answering before a byte of the body is read; the request-size limit; and one layer that
 gives every request an id, times it for Prometheus, writes the access log and turns any unexpected exception into
-a 500 `internal_error` without a traceback in the body.
+a 500 `internal_error` without a traceback in the body. Their answers are written by service/api/errors.py, as the
+exception handlers' are. Covered by tests/service/test_api_auth.py, tests/service/test_api_health.py and
+tests/reliability/test_admission.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -19,7 +20,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import ApiError
+from service.api.errors import headers_of, send_error, send_exception
+from service.errors import BadRequest, Overloaded, ServiceError, TooLarge
 from service.metrics import UNMATCHED_ROUTE, Metrics
 from service.security import KeyStore
 
@@ -33,14 +35,6 @@ KEYED_PREFIX = "/v1/"
 # a bigger or undeclared (chunked) one gets `Connection: close` so nobody can make us drain without end.
 DRAIN_LIMIT_BYTES = 1024 * 1024
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-async def send_error(send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
 
 
 class RequestTooLarge(HTTPException):
@@ -68,17 +62,14 @@ class BodySizeLimit:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.isdigit():
-                await send_error(send, 400, "invalid_request", "the Content-Length header is not a number")
+                await send_exception(send, BadRequest("invalid_request", "the Content-Length header is not a number"))
                 return
             if int(declared) > self.max_bytes:
-                # Connection: close, since the unread body is still on the socket.
-                await send_error(
-                    send,
-                    413,
-                    "request_too_large",
-                    f"the request body is {declared} bytes; the limit is {self.max_bytes}",
-                    {"Connection": "close"},
+                too_large = TooLarge(
+                    "request_too_large", f"the request body is {declared} bytes; the limit is {self.max_bytes}"
                 )
+                # Connection: close, since the unread body is still on the socket.
+                await send_exception(send, too_large, {"Connection": "close"})
                 return
 
         received = 0
@@ -104,7 +95,7 @@ class BodySizeLimit:
         except RequestTooLarge as e:
             if started:
                 raise
-            await send_error(send, 413, "request_too_large", str(e.detail), {"Connection": "close"})
+            await send_exception(send, TooLarge("request_too_large", str(e.detail)), {"Connection": "close"})
 
 
 def refusal_headers(scope: Scope, headers: dict[str, str] | None = None) -> dict[str, str] | None:
@@ -166,11 +157,11 @@ class ApiKeyGate:
                 store.authenticate(presented)  # raises 401 `missing_api_key` at once: no lookup to make
             # a database read: kept off the event loop
             key = await run_in_threadpool(store.authenticate, presented)
-        except ApiError as e:
+        except ServiceError as e:
             route = match_route(self.routes, scope)
             if route is not None:
                 scope["route"] = route
-            await send_error(send, e.status, e.code, e.message, refusal_headers(scope, e.headers))
+            await send_exception(send, e, refusal_headers(scope, headers_of(e)))
             return
         state = scope.setdefault("state", {})
         state["api_key"] = key
@@ -228,9 +219,11 @@ class AdmissionLimit:
             return
         if not self.admission.try_enter():
             scope["route"] = route
-            message = f"{self.admission.limit} scoring or enrolment requests are already being served; retry shortly"
-            headers = refusal_headers(scope, {"Retry-After": str(self.retry_after_s)})
-            await send_error(send, 503, "overloaded", message, headers)
+            refused = Overloaded(
+                f"{self.admission.limit} scoring or enrolment requests are already being served; retry shortly",
+                retry_after=self.retry_after_s,
+            )
+            await send_exception(send, refused, refusal_headers(scope, headers_of(refused)))
             return
         try:
             await self.app(scope, receive, send)

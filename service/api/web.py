@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from service.errors import ApiError
+from service.errors import NotFound
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
@@ -32,7 +32,7 @@ router = APIRouter(include_in_schema=False)
 def _asset(name: str) -> FileResponse:
     media_type = ASSETS.get(name)
     if media_type is None:
-        raise ApiError(404, "not_found", f"no page asset {name!r}")
+        raise NotFound("not_found", f"no page asset {name!r}")
     return FileResponse(WEB_DIR / name, media_type=media_type, headers=SECURITY_HEADERS)
 
 

@@ -1,5 +1,5 @@
 """brushprint_client (client/) against the real server: `python -m service` as a child process
-(tests/reliability/server.py), sync and async, every route, typed errors, Retry-After on 429."""
+(bench/server.py), sync and async, every route, typed errors, Retry-After on 429."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from brushprint_client import (
 )
 from PIL import Image
 
-from tests.reliability.pictures import painting_jpeg
-from tests.reliability.server import Server
+from bench.pictures import painting_jpeg
+from bench.server import Server
 
 ADMIN_KEY = "client-admin-key-0123456789abcdef"
 

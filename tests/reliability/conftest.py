@@ -16,9 +16,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from bench.pictures import painting_jpeg
 from service.config import Settings
 from service.main import create_app
-from tests.reliability.pictures import painting_jpeg
 
 # The session model fixture of the service tests: the shipped model when present, else the ONNX dev model.
 from tests.service.conftest import model_dir  # noqa: F401

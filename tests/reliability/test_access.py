@@ -22,6 +22,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from bench.pictures import painting_jpeg
 from service.config import Settings
 from service.main import create_app
 from tests.reliability.conftest import (
@@ -33,7 +34,6 @@ from tests.reliability.conftest import (
     make_settings,
     running_app,
 )
-from tests.reliability.pictures import painting_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]
 SCORING = {"/v1/compare", "/v1/verify", "/v1/identify"}

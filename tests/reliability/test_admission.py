@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.pictures import painting_jpeg
 from service.config import Settings
 from service.main import create_app
 from tests.reliability.conftest import admin, assert_error_envelope, documented_codes, make_settings
-from tests.reliability.pictures import painting_jpeg
 
 SHED_METRIC = 'brushprint_http_requests_total{method="POST",route="/v1/compare",status="503"}'
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.pictures import painting_jpeg
+from bench.server import Server
 from tests.reliability.conftest import ADMIN_KEY
-from tests.reliability.pictures import painting_jpeg
-from tests.reliability.server import Server
 
 ARTISTS = [f"crash-{i}" for i in range(3)]
 THREADS = 4

@@ -1,8 +1,9 @@
 """Every error code the service can answer with is documented, and every documented code exists.
 
 The fuzzers check that each rejection they provoke carries a documented code; this closes the gap for codes
-no fuzzer reached, by reading them out of the service's source (`ApiError(422, "code", …)`, `_error(503, …)`,
-status → code tables) and comparing with the README's error table and the OpenAPI response descriptions.
+no fuzzer reached, by reading them out of the service's source (`Invalid("code", …)`, `code="…"`,
+status → code tables) and the contract's image errors (`InvalidImage("code", …)`), and comparing with the
+README's error table and the OpenAPI response descriptions.
 """
 
 from __future__ import annotations
@@ -18,16 +19,22 @@ from tests.reliability.conftest import README_CODES, documented_codes
 
 ROOT = Path(__file__).resolve().parents[2]
 _STATUS_CODE = re.compile(r'\b([45]\d\d)\s*[,:]\s*"([a-z][a-z0-9_]*)"')
-_HELPER_CODE = re.compile(r'\b(?:bad_request|not_found|conflict|unprocessable)\(\s*"([a-z][a-z0-9_]+)"')
+# the kinds of service/errors.py, raised as `Invalid("code", …)`
+_KIND_CODE = re.compile(
+    r"\b(?:BadRequest|Unauthorized|Forbidden|NotFound|Conflict|TooLarge|Invalid|RateLimited|Unavailable)"
+    r'\(\s*"([a-z][a-z0-9_]+)"'
+)
 _ASSIGNED_CODE = re.compile(r'\bcode\s*=\s*"([a-z][a-z0-9_]+)"')
+_IMAGE_CODE = re.compile(r'\b(?:ImageTooLarge|UnsupportedImage|InvalidImage)\(\s*"([a-z][a-z0-9_]+)"')
 
 
 def codes_in_source() -> dict[str, set[str]]:
     """code → files that raise it."""
     found: dict[str, set[str]] = {}
-    for f in sorted((ROOT / "service").rglob("*.py")):
+    for f in sorted([*(ROOT / "service").rglob("*.py"), *(ROOT / "contract").rglob("*.py")]):
         text = f.read_text()
-        codes = [c for _, c in _STATUS_CODE.findall(text)] + _HELPER_CODE.findall(text) + _ASSIGNED_CODE.findall(text)
+        codes = [c for _, c in _STATUS_CODE.findall(text)] + _KIND_CODE.findall(text) + _ASSIGNED_CODE.findall(text)
+        codes += _IMAGE_CODE.findall(text)
         for code in codes:
             found.setdefault(code, set()).add(str(f.relative_to(ROOT)))
     return found
@@ -64,5 +71,5 @@ def test_every_code_in_the_source_is_documented(code: str):
 
 @pytest.mark.parametrize("code", sorted(README_CODES))
 def test_every_documented_code_is_raised_somewhere(code: str):
-    known = set(SOURCE) | {"invalid_operating_point"}  # chosen per field in main._STRICTNESS_CODES
+    known = set(SOURCE) | {"invalid_operating_point"}  # chosen per field in service/api/errors._STRICTNESS_CODES
     assert code in known, f"the README documents `{code}` but no code in service/ answers with it"

@@ -28,6 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from bench.pictures import painting, painting_jpeg
 from service.config import Settings
 from service.main import create_app
 from tests.reliability import hostile
@@ -41,7 +42,6 @@ from tests.reliability.conftest import (
     make_settings,
     running_app,
 )
-from tests.reliability.pictures import painting, painting_jpeg
 
 pytestmark = pytest.mark.fuzz
 

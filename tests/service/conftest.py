@@ -1,5 +1,5 @@
 """Shared fixtures for the service tests: a real ONNX model (the shipped one when present, else the dev model
-from tests/service/devmodel.py) and small deterministic test pictures."""
+from bench/devmodel.py) and small deterministic test pictures."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.devmodel import build_dev_model
 from service.model import Model
-from tests.service.devmodel import build_dev_model
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "default"

@@ -136,7 +136,7 @@ def test_identify_ranks_enrolled_artists(client: TestClient, verifier: dict[str,
 def test_identify_names_the_artist_whose_style_it_is(model_dir: Path, tmp_path: Path) -> None:
     # alice/bob above are unrelated noise pictures that the model rightly finds alike; here each artist has a
     # consistent style, and an unseen work in one artist's style must rank that artist first
-    from tests.reliability.pictures import painting_jpeg
+    from bench.pictures import painting_jpeg
 
     with running(model_dir, tmp_path) as c:
         for artist in (3, 4, 5):

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from service.batching import BatchConfig, MicroBatcher, Overloaded
+from service.batching import MicroBatcher, Overloaded
 from service.model import Model
 from tests.service.conftest import painting
 
@@ -132,8 +132,8 @@ async def test_cancelled_callers_cost_no_work() -> None:
     await batcher.stop()
 
 
-async def test_from_config_and_bad_config() -> None:
-    b = MicroBatcher.from_config(lambda items: items, BatchConfig(max_batch=3, max_wait_ms=1, max_queue=9))
+async def test_config_and_bad_config() -> None:
+    b = MicroBatcher(lambda items: items, max_batch=3, max_wait_ms=1, max_queue=9)
     assert (b.max_batch, b.max_queue) == (3, 9)
     assert await b.submit(5) == 5
     await b.stop()

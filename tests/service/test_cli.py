@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.devmodel import build_dev_model
 from service.__main__ import main
 from service.db import make_engine
 from service.security import KeyStore
 from tests.service.apitools import ADMIN, enrol, one, running
-from tests.service.devmodel import build_dev_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -53,7 +53,7 @@ def test_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_engine_reads_the_names_it_expects() -> None:
-    # Engine.from_settings reads these attribute names; a rename here would silently fall back to defaults
+    # the engine is built from these fields (its only source of defaults); each must have a value
     s = Settings()
     for name in (
         "model_dir",

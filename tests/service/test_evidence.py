@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from service.batching import BatchConfig
+from service.api.errors import status_of
+from service.config import Settings
 from service.engine import Engine
-from service.errors import ApiError
+from service.errors import ServiceError
 from service.evidence import check_grid, region_boxes
 from service.model import Model
 from tests.service.apitools import ADMIN, enrol, new_key, running
@@ -28,9 +29,7 @@ def batches() -> list[int]:
 def engine(tmp_path: Path, model: Model, batches: list[int]):  # type: ignore[no-untyped-def]
     e = Engine.build(
         model,
-        tmp_path / "data",
-        batch=BatchConfig(max_batch=16, max_wait_ms=20),
-        use_gpu_index=False,
+        Settings(data_dir=tmp_path / "data", gpu_index=False, batch_max_size=16, batch_max_wait_ms=20),
         on_batch=lambda size, _seconds: batches.append(size),
     )
     yield e
@@ -53,9 +52,9 @@ def test_region_boxes_tile_the_image_exactly():
 
 @pytest.mark.parametrize("bad", [0, 1, 5, 100, -3, True, 2.5, "3", None])
 def test_grid_sizes_outside_2_to_4_are_refused(bad: object):
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(ServiceError) as info:
         check_grid(bad)
-    assert (info.value.status, info.value.code) == (422, "invalid_evidence")
+    assert (status_of(info.value), info.value.code) == (422, "invalid_evidence")
 
 
 def _crop_png(data: bytes, box: tuple[int, int, int, int]) -> bytes:
@@ -108,7 +107,7 @@ async def test_compare_evidence_maps_image_a_against_image_b(engine: Engine):
 
 
 async def test_invalid_evidence_is_refused_before_any_model_work(engine: Engine, batches: list[int]):
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(ServiceError) as info:
         await engine.compare(png(1), png(2), evidence=9)
     assert info.value.code == "invalid_evidence" and batches == []
 
@@ -130,13 +129,13 @@ async def test_thumbnails_are_bounded_oriented_and_scoped_to_the_artist(engine: 
         (("nobody", w_big.id), "unknown_artist"),
         (("th", "no-such-work"), "unknown_work"),
     ]:
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(ServiceError) as info:
             await engine.work_image(*args)
-        assert (info.value.status, info.value.code) == (404, code)
+        assert (status_of(info.value), info.value.code) == (404, code)
     for side in (0, 15, 513, 10_000):
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(ServiceError) as info:
             await engine.work_image("th", w_big.id, max_side=side)
-        assert (info.value.status, info.value.code) == (422, "invalid_max_side")
+        assert (status_of(info.value), info.value.code) == (422, "invalid_max_side")
 
 
 def test_http_evidence_thumbnails_and_page(model_dir: Path, tmp_path: Path):

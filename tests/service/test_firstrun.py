@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 
+from bench.server import Server
 from service.config import Settings
 from service.firstrun import base_url, key_command, startup_lines
-from tests.reliability.server import Server
 
 
 def test_lines_name_the_page_the_docs_and_the_key_command():

@@ -1,4 +1,5 @@
-"""service/db.py + service/gallery.py: transactions, content-addressed originals, faiss in step with the store."""
+"""service/gallery.py: the store, the originals and the index composed — one transaction per enrolment, files and
+faiss in step with the database, restarts and model changes."""
 
 from __future__ import annotations
 
@@ -7,85 +8,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine as SqlEngine
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
-from service.db import EmbeddingRow, WorkRow, make_engine, make_sessionmaker, sqlite_url
-from service.errors import ApiError
-from service.gallery import Gallery, NewWork, OriginalStore
+from service.api.errors import status_of
+from service.db import EmbeddingRow, make_sessionmaker
+from service.errors import ServiceError
+from service.gallery import Gallery
 from service.model import Model
-
-
-def _gallery(data_dir: Path, model: Model, model_id: str | None = None) -> Gallery:
-    db = make_engine(sqlite_url(data_dir / "brushprint.db"))
-    return Gallery(
-        db,
-        data_dir,
-        model_id or model.model_id,
-        model.embedding_dim,
-        model.reference_dim,
-        model.reference_vectors,
-        use_gpu=False,
-    )
-
-
-def _work(model: Model, seed: int, name: str | None = None) -> NewWork:
-    data = f"picture-{seed}".encode() * 10
-    emb = np.random.default_rng(seed).normal(size=model.embedding_dim).astype(np.float32)
-    return NewWork(filename=name or f"w{seed}.png", data=data, sha256=hashlib.sha256(data).hexdigest(), embedding=emb)
-
-
-def _originals(data_dir: Path) -> list[Path]:
-    return sorted(p for p in (data_dir / "originals").rglob("*") if p.is_file())
-
-
-def _db_work_ids(g: Gallery) -> set[str]:
-    with make_sessionmaker(g.db)() as s:
-        return set(s.scalars(select(WorkRow.id)).all())
+from service.originals import OriginalStore
+from tests.service.galleries import db_work_ids, make_gallery, new_work, originals
 
 
 @pytest.fixture
 def gallery(tmp_path: Path, model: Model) -> Gallery:
-    g = _gallery(tmp_path, model)
+    g = make_gallery(tmp_path, model)
     g.create_artist("monet", "Claude Monet", {"born": 1840})
     g.create_artist("vangogh", "Vincent van Gogh")
     return g
 
 
-def test_sqlite_runs_wal_with_foreign_keys(tmp_path: Path) -> None:
-    db: SqlEngine = make_engine(sqlite_url(tmp_path / "x.db"))
-    with db.connect() as c:
-        assert c.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert c.execute(text("PRAGMA foreign_keys")).scalar() == 1
-
-
-def test_artists_crud(gallery: Gallery) -> None:
-    a = gallery.get_artist("monet")
-    assert (a.name, a.meta, a.works) == ("Claude Monet", {"born": 1840}, 0)
-    assert a.created.utcoffset() is not None  # aware UTC on every backend, SQLite included
-    with pytest.raises(ApiError) as e:
-        gallery.create_artist("monet", "again")
-    assert (e.value.status, e.value.code) == (409, "artist_exists")
-    for bad in ("", "a b", "x" * 65, "../etc", "é"):
-        with pytest.raises(ApiError) as e:
-            gallery.create_artist(bad, "n")
-        assert (e.value.status, e.value.code) == (422, "invalid_artist_id")
-    items, total = gallery.list_artists(0, 1)
-    assert total == 2 and [i.id for i in items] == ["monet"]
-    items, total = gallery.list_artists(1, 10)
-    assert [i.id for i in items] == ["vangogh"]
-    gallery.delete_artist("vangogh")
-    with pytest.raises(ApiError) as e:
-        gallery.get_artist("vangogh")
-    assert (e.value.status, e.value.code) == (404, "unknown_artist")
-    with pytest.raises(ApiError):
-        gallery.delete_artist("vangogh")
-
-
 def test_enrol_stores_originals_content_addressed(gallery: Gallery, tmp_path: Path, model: Model) -> None:
-    works = gallery.add_works("monet", [_work(model, 1), _work(model, 2)])
+    works = gallery.add_works("monet", [new_work(model, 1), new_work(model, 2)])
     assert [w.filename for w in works] == ["w1.png", "w2.png"]
-    files = _originals(tmp_path)
+    files = originals(tmp_path)
     assert len(files) == 2
     for w in works:
         p = tmp_path / "originals" / w.sha256[:2] / f"{w.sha256}.bin"
@@ -97,29 +42,44 @@ def test_enrol_stores_originals_content_addressed(gallery: Gallery, tmp_path: Pa
     assert p.work_ids == [w.id for w in works] and p.vectors.shape == (2, model.reference_dim)
 
 
+def test_original_reads_the_works_bytes_through_its_artist(gallery: Gallery, model: Model, tmp_path: Path) -> None:
+    item = new_work(model, 4)
+    (w,) = gallery.add_works("monet", [item])
+    assert gallery.original("monet", w.id) == item.data
+    for artist, code in [("vangogh", "unknown_work"), ("nobody", "unknown_artist")]:
+        with pytest.raises(ServiceError) as e:
+            gallery.original(artist, w.id)
+        assert (status_of(e.value), e.value.code) == (404, code)
+    (file,) = originals(tmp_path)
+    file.unlink()  # the row is there, its original is not: 404 as before the split, saying so
+    with pytest.raises(ServiceError) as e:
+        gallery.original("monet", w.id)
+    assert (status_of(e.value), e.value.code) == (404, "unknown_work") and "missing" in e.value.message
+
+
 def test_duplicates(gallery: Gallery, model: Model, tmp_path: Path) -> None:
-    gallery.add_works("monet", [_work(model, 1)])
-    with pytest.raises(ApiError) as e:
-        gallery.add_works("monet", [_work(model, 2), _work(model, 1, "again.png")])
-    assert (e.value.status, e.value.code) == (409, "duplicate_work")
-    with pytest.raises(ApiError) as e:
-        gallery.add_works("vangogh", [_work(model, 3), _work(model, 3, "copy.png")])
+    gallery.add_works("monet", [new_work(model, 1)])
+    with pytest.raises(ServiceError) as e:
+        gallery.add_works("monet", [new_work(model, 2), new_work(model, 1, "again.png")])
+    assert (status_of(e.value), e.value.code) == (409, "duplicate_work")
+    with pytest.raises(ServiceError) as e:
+        gallery.add_works("vangogh", [new_work(model, 3), new_work(model, 3, "copy.png")])
     assert e.value.code == "duplicate_work"
-    assert len(gallery) == 1 and len(_originals(tmp_path)) == 1
+    assert len(gallery) == 1 and len(originals(tmp_path)) == 1
     # the same picture may sit in two portfolios; the original is shared and outlives one deletion
-    (w,) = gallery.add_works("vangogh", [_work(model, 1)])
-    assert len(_originals(tmp_path)) == 1
+    (w,) = gallery.add_works("vangogh", [new_work(model, 1)])
+    assert len(originals(tmp_path)) == 1
     gallery.delete_work("vangogh", w.id)
-    assert len(_originals(tmp_path)) == 1
+    assert len(originals(tmp_path)) == 1
     gallery.delete_artist("monet")
-    assert _originals(tmp_path) == []
+    assert originals(tmp_path) == []
 
 
 def test_failing_file_in_enrolment_leaves_nothing(
     gallery: Gallery, model: Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gallery.add_works("monet", [_work(model, 9)])
-    before = (_originals(tmp_path), _db_work_ids(gallery), list(gallery.index.work_ids))
+    gallery.add_works("monet", [new_work(model, 9)])
+    before = (originals(tmp_path), db_work_ids(gallery), list(gallery.index.work_ids))
     real_put = OriginalStore.put
     calls = {"n": 0}
 
@@ -131,39 +91,39 @@ def test_failing_file_in_enrolment_leaves_nothing(
 
     monkeypatch.setattr(OriginalStore, "put", flaky_put)
     with pytest.raises(OSError, match="disk full"):
-        gallery.add_works("monet", [_work(model, 1), _work(model, 2), _work(model, 3)])
+        gallery.add_works("monet", [new_work(model, 1), new_work(model, 2), new_work(model, 3)])
     assert calls["n"] == 3
-    assert (_originals(tmp_path), _db_work_ids(gallery), list(gallery.index.work_ids)) == before
+    assert (originals(tmp_path), db_work_ids(gallery), list(gallery.index.work_ids)) == before
     gallery.index.check()
 
 
 def test_unknown_artist_and_work(gallery: Gallery, model: Model) -> None:
-    with pytest.raises(ApiError) as e:
-        gallery.add_works("nobody", [_work(model, 1)])
+    with pytest.raises(ServiceError) as e:
+        gallery.add_works("nobody", [new_work(model, 1)])
     assert e.value.code == "unknown_artist"
-    (w,) = gallery.add_works("monet", [_work(model, 1)])
-    with pytest.raises(ApiError) as e:
+    (w,) = gallery.add_works("monet", [new_work(model, 1)])
+    with pytest.raises(ServiceError) as e:
         gallery.delete_work("vangogh", w.id)  # exists, but not in this portfolio
-    assert (e.value.status, e.value.code) == (404, "unknown_work")
-    with pytest.raises(ApiError) as e:
+    assert (status_of(e.value), e.value.code) == (404, "unknown_work")
+    with pytest.raises(ServiceError) as e:
         gallery.list_works("nobody")
     assert e.value.code == "unknown_artist"
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(ServiceError) as e:
         gallery.add_works("monet", [])
     assert e.value.code == "no_files"
 
 
 def test_faiss_agrees_with_store_after_deletes(gallery: Gallery, model: Model) -> None:
     gallery.create_artist("degas", "Edgar Degas")
-    m = gallery.add_works("monet", [_work(model, s) for s in range(0, 4)])
-    v = gallery.add_works("vangogh", [_work(model, s) for s in range(10, 13)])
-    d = gallery.add_works("degas", [_work(model, s) for s in range(20, 22)])
+    m = gallery.add_works("monet", [new_work(model, s) for s in range(0, 4)])
+    v = gallery.add_works("vangogh", [new_work(model, s) for s in range(10, 13)])
+    d = gallery.add_works("degas", [new_work(model, s) for s in range(20, 22)])
     gallery.delete_work("monet", m[1].id)
     gallery.delete_artist("vangogh")
     gallery.index.check()
-    assert set(gallery.index.work_ids) == _db_work_ids(gallery) == {m[0].id, m[2].id, m[3].id, d[0].id, d[1].id}
+    assert set(gallery.index.work_ids) == db_work_ids(gallery) == {m[0].id, m[2].id, m[3].id, d[0].id, d[1].id}
     hits = gallery.search(gallery.portfolio("degas").vectors[1], 100)
-    assert {h.work_id for h in hits} == _db_work_ids(gallery)
+    assert {h.work_id for h in hits} == db_work_ids(gallery)
     assert hits[0].work_id == d[1].id and hits[0].artist_id == "degas"
     assert hits[0].similarity == pytest.approx(1.0, abs=1e-5)
     assert [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
@@ -172,9 +132,9 @@ def test_faiss_agrees_with_store_after_deletes(gallery: Gallery, model: Model) -
 
 
 def test_restart_rebuilds_the_same_index(gallery: Gallery, model: Model, tmp_path: Path) -> None:
-    gallery.add_works("monet", [_work(model, s) for s in range(3)])
-    gallery.add_works("vangogh", [_work(model, 7)])
-    again = _gallery(tmp_path, model)
+    gallery.add_works("monet", [new_work(model, s) for s in range(3)])
+    gallery.add_works("vangogh", [new_work(model, 7)])
+    again = make_gallery(tmp_path, model)
     assert again.index.work_ids == gallery.index.work_ids
     np.testing.assert_array_equal(again.index.vectors, gallery.index.vectors)
     assert [a.id for a in again.list_artists()[0]] == ["monet", "vangogh"]
@@ -182,8 +142,8 @@ def test_restart_rebuilds_the_same_index(gallery: Gallery, model: Model, tmp_pat
 
 
 def test_other_model_refuses_to_mix_then_reindexes(gallery: Gallery, model: Model, tmp_path: Path) -> None:
-    gallery.add_works("monet", [_work(model, s) for s in range(3)])
-    other = _gallery(tmp_path, model, model_id="other-model@1")
+    gallery.add_works("monet", [new_work(model, s) for s in range(3)])
+    other = make_gallery(tmp_path, model, model_id="other-model@1")
     assert other.missing == 3 and other.reindex_required
     assert len(other) == 0  # the first model's embeddings are never loaded into the other's index
     seen: list[bytes] = []
@@ -194,7 +154,7 @@ def test_other_model_refuses_to_mix_then_reindexes(gallery: Gallery, model: Mode
 
     result = other.reindex(embed_many, batch=2, prune=True)
     assert result.embedded == 3 and result.failed == [] and result.pruned == 3
-    assert sorted(seen) == sorted(_work(model, s).data for s in range(3))
+    assert sorted(seen) == sorted(new_work(model, s).data for s in range(3))
     assert not other.reindex_required and len(other) == 3
     with make_sessionmaker(other.db)() as s:
         assert s.scalar(select(func.count()).select_from(EmbeddingRow)) == 3
@@ -202,9 +162,9 @@ def test_other_model_refuses_to_mix_then_reindexes(gallery: Gallery, model: Mode
 
 
 def test_reindex_reports_missing_originals(gallery: Gallery, model: Model, tmp_path: Path) -> None:
-    works = gallery.add_works("monet", [_work(model, s) for s in range(2)])
+    works = gallery.add_works("monet", [new_work(model, s) for s in range(2)])
     (tmp_path / "originals" / works[0].sha256[:2] / f"{works[0].sha256}.bin").unlink()
-    other = _gallery(tmp_path, model, model_id="other-model@1")
+    other = make_gallery(tmp_path, model, model_id="other-model@1")
     result = other.reindex(lambda datas: [np.zeros(model.embedding_dim, np.float32) for _ in datas])
     assert result.embedded == 1 and result.failed == [works[0].id]
     assert other.reindex_required and other.missing == 1

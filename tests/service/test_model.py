@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.card import load_card
+from bench.devmodel import build_dev_model
+from contract.card import load_card
 from service.model import Model, ModelError, choose_providers
 from tests.service.conftest import painting
-from tests.service.devmodel import build_dev_model
 
 
 def _batch(model: Model, seeds: range) -> np.ndarray:
@@ -138,7 +138,7 @@ def test_wrong_projection_dim(dev_copy: Path) -> None:
 def test_swapped_files(dev_copy: Path, tmp_path: Path) -> None:
     # a graph that is not what the card names, with a matching checksum: caught by the name check
     shutil.copy(dev_copy / "head_comparator.onnx", dev_copy / "head_projection.onnx")
-    from service.card import sha256_file
+    from contract.card import sha256_file
 
     _edit_card(
         dev_copy, lambda c: c["files"].update({"head_projection.onnx": sha256_file(dev_copy / "head_projection.onnx")})

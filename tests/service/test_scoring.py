@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
-from service.card import Aggregation, Calibration, CalibrationRow, PortfolioCalibration
-from service.errors import ApiError
+from contract.card import Calibration, CalibrationRow, PortfolioCalibration
+from service.api.errors import status_of
+from service.errors import ServiceError
 from service.scoring import (
     OperatingPoint,
     Strictness,
-    aggregate,
     equal_error_point,
     portfolio_table,
     rates_at,
     resolve,
-    top_m,
 )
 
 
@@ -40,24 +38,24 @@ TABLE = [
     [dict(threshold=0.5, max_fpr=0.1), dict(max_fpr=0.1, min_precision=0.9), dict(threshold=0.1, min_precision=0.5)],
 )
 def test_conflicting_strictness(kw: dict) -> None:
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(ServiceError) as e:
         Strictness(**kw)
-    assert (e.value.status, e.value.code) == (400, "conflicting_strictness")
+    assert (status_of(e.value), e.value.code) == (400, "conflicting_strictness")
 
 
 @pytest.mark.parametrize("value", [-0.01, 1.01, math.nan, math.inf, "0.5", True])
 def test_threshold_range(value: object) -> None:
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(ServiceError) as e:
         Strictness(threshold=value)  # type: ignore[arg-type]
-    assert (e.value.status, e.value.code) == (422, "invalid_threshold")
+    assert (status_of(e.value), e.value.code) == (422, "invalid_threshold")
 
 
 @pytest.mark.parametrize("name", ["max_fpr", "min_precision"])
 @pytest.mark.parametrize("value", [-0.5, 2.0, math.nan])
 def test_operating_point_range(name: str, value: float) -> None:
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(ServiceError) as e:
         Strictness(**{name: value})
-    assert (e.value.status, e.value.code) == (422, "invalid_operating_point")
+    assert (status_of(e.value), e.value.code) == (422, "invalid_operating_point")
 
 
 def test_bounds_are_valid() -> None:
@@ -98,9 +96,9 @@ def test_max_fpr_takes_the_smallest_threshold_meeting_it(max_fpr: float, thresho
 
 def test_max_fpr_unreachable() -> None:
     table = TABLE[:-1]  # lowest FPR is 0.01
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(ServiceError) as e:
         resolve(table, Strictness(max_fpr=0.001), 0.4)
-    assert (e.value.status, e.value.code) == (422, "operating_point_unreachable")
+    assert (status_of(e.value), e.value.code) == (422, "operating_point_unreachable")
 
 
 @pytest.mark.parametrize(("p", "threshold"), [(0.9, 0.6), (0.94, 0.6), (0.95, 0.8), (0.5, 0.0)])
@@ -111,24 +109,9 @@ def test_min_precision(p: float, threshold: float) -> None:
 
 
 def test_min_precision_unreachable() -> None:
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(ServiceError) as e:
         resolve(TABLE[:-2], Strictness(min_precision=0.99), 0.4)
     assert e.value.code == "operating_point_unreachable"
-
-
-def test_aggregate_is_mean_of_top_m() -> None:
-    s = np.array([0.1, 0.9, 0.5, 0.7, 0.3])
-    assert aggregate(s, Aggregation(top_m=2)) == pytest.approx(0.8)
-    assert aggregate(s, Aggregation(top_m=5)) == pytest.approx(0.5)
-    assert aggregate(s, Aggregation(top_m=50)) == pytest.approx(0.5)  # all of them when fewer
-    assert aggregate(np.array([0.42]), Aggregation(top_m=5)) == pytest.approx(0.42)
-    assert top_m(s, Aggregation(top_m=3)).tolist() == [1, 3, 2]
-
-
-def test_aggregate_ties_are_stable_and_empty_is_an_error() -> None:
-    assert top_m(np.array([0.5, 0.5, 0.5]), Aggregation(top_m=2)).tolist() == [0, 1]
-    with pytest.raises(ValueError):
-        aggregate(np.array([]), Aggregation())
 
 
 def _cal(ks: list[int]) -> Calibration:

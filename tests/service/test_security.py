@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from service.api.errors import headers_of, status_of
 from service.db import make_engine
-from service.errors import ApiError
+from service.errors import ServiceError
 from service.security import (
     DISPLAY_PREFIX_LEN,
     KeyStore,
@@ -64,9 +65,9 @@ def test_authenticate(store: KeyStore) -> None:
         ("bp_" + "A" * 43, "invalid_api_key"),
         ("x" * 10_000, "invalid_api_key"),
     ]:
-        with pytest.raises(ApiError) as e:
+        with pytest.raises(ServiceError) as e:
             store.authenticate(presented)
-        assert (e.value.status, e.value.code) == (401, code)
+        assert (status_of(e.value), e.value.code) == (401, code)
 
 
 def test_final_check_is_constant_time() -> None:
@@ -81,22 +82,22 @@ def test_revoke_by_name_and_id(store: KeyStore) -> None:
     assert store.revoke("a").revoked_at is not None
     assert store.revoke(b.id).name == "b"
     for key in (key_a, key_b):
-        with pytest.raises(ApiError) as e:
+        with pytest.raises(ServiceError) as e:
             store.authenticate(key)
         assert e.value.code == "invalid_api_key"
     assert store.revoke(str(b.id)).revoked_at is not None  # twice is harmless
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(ServiceError) as e:
         store.revoke("a")  # no *active* key of that name any more
-    assert (e.value.status, e.value.code) == (404, "unknown_key")
+    assert (status_of(e.value), e.value.code) == (404, "unknown_key")
     assert [k.active for k in store.list()] == [False, False]
     assert store.list(include_revoked=False) == []
 
 
 def test_names_are_unique_among_active_keys(store: KeyStore) -> None:
     store.create("dealer", "verify")
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(ServiceError) as e:
         store.create("dealer", "admin")
-    assert (e.value.status, e.value.code) == (409, "key_name_taken")
+    assert (status_of(e.value), e.value.code) == (409, "key_name_taken")
     store.revoke("dealer")
     info, _ = store.create("dealer", "admin")
     assert info.scope == Scope.admin
@@ -104,9 +105,9 @@ def test_names_are_unique_among_active_keys(store: KeyStore) -> None:
 
 def test_bad_scope_or_name(store: KeyStore) -> None:
     for name, scope in [("x", "root"), ("", "verify"), ("y" * 65, "verify")]:
-        with pytest.raises(ApiError) as e:
+        with pytest.raises(ServiceError) as e:
             store.create(name, scope)
-        assert e.value.status == 422
+        assert status_of(e.value) == 422
 
 
 def test_ensure_bootstraps_idempotently_and_rotates(store: KeyStore) -> None:
@@ -119,12 +120,12 @@ def test_ensure_bootstraps_idempotently_and_rotates(store: KeyStore) -> None:
     # a new value under the same name replaces the old key
     rotated = store.ensure("bootstrap-admin", "operator-chosen-secret-2")
     assert rotated.id != first.id
-    with pytest.raises(ApiError):
+    with pytest.raises(ServiceError):
         store.authenticate("operator-chosen-secret-1")
     # an operator's revocation sticks across restarts
     store.revoke(rotated.id)
     assert store.ensure("bootstrap-admin", "operator-chosen-secret-2").revoked_at is not None
-    with pytest.raises(ApiError):
+    with pytest.raises(ServiceError):
         store.authenticate("operator-chosen-secret-2")
 
 
@@ -168,9 +169,9 @@ def test_check_raises_429_with_whole_seconds() -> None:
     clock = Clock()
     limiter = RateLimiter(per_minute=2, burst=1, clock=clock)  # one token per 30 s
     limiter.check("k")
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(ServiceError) as e:
         limiter.check("k")
-    assert (e.value.status, e.value.code, e.value.headers) == (429, "rate_limited", {"Retry-After": "30"})
+    assert (status_of(e.value), e.value.code, headers_of(e.value)) == (429, "rate_limited", {"Retry-After": "30"})
 
 
 def test_zero_rate_disables_the_limiter() -> None:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from service.preprocess import preprocess
+from contract.recipe import preprocess
 from training import backbones as B
 from training import weights as W
 

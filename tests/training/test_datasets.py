@@ -24,7 +24,7 @@ from training.datasets import (
 
 def _image(path: Path, colour: tuple[int, int, int] = (200, 30, 30), fmt: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (12, 9), colour).save(path, format=fmt)
+    Image.new("RGB", (24, 18), colour).save(path, format=fmt)
     return path
 
 

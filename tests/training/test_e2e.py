@@ -16,8 +16,8 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from service.card import load_card
-from service.preprocess import preprocess
+from contract.card import load_card
+from contract.recipe import preprocess
 from training.cli import main
 from training.evaluate import GRID
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.card import EmbeddingRecipe, Preprocessing
-from service.preprocess import preprocess
+from contract.card import EmbeddingRecipe, Preprocessing
+from contract.recipe import preprocess
 from training.datasets import Item, Manifest
 from training.embed import EmbeddingCache, cache_key, embed_manifest
 

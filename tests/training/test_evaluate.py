@@ -1,11 +1,11 @@
-"""training/evaluate.py: metrics, calibration tables, portfolio simulation, plots and the report."""
+"""training/evaluate.py: metrics, calibration tables, portfolio simulation, plots; training/report.py: the report."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from service.card import Calibration
+from contract.card import Calibration
 from training.evaluate import (
     GRID,
     at_threshold,
@@ -15,10 +15,9 @@ from training.evaluate import (
     portfolio_trials,
     roc_summary,
     threshold_table,
-    top_mean,
-    write_report,
 )
 from training.heads import build_head
+from training.report import write_report
 
 
 def test_roc_summary_perfect_and_crossing():
@@ -51,12 +50,6 @@ def test_at_threshold_confusion_and_report():
     assert res["confusion"] == [[1, 1], [1, 1]]
     assert res["report"]["same"]["precision"] == 0.5
     assert "different" in res["report_text"]
-
-
-def test_top_mean():
-    s = np.array([[0.1, 0.9, 0.5, 0.7], [0.2, 0.2, 0.2, 0.2]])
-    np.testing.assert_allclose(top_mean(s, 2), [0.8, 0.2])
-    np.testing.assert_allclose(top_mean(s, 10), [0.55, 0.2])  # fewer than m: all of them
 
 
 def test_portfolio_trials_follow_the_protocol():

@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from service.card import CardError, EmbeddingRecipe, load_card
+from contract.card import CardError, EmbeddingRecipe, load_card
 from training.backbones import EmbedderSpec, preprocessing_for
 from training.evaluate import SplitScores, calibrate
 from training.export import (
@@ -63,7 +63,7 @@ def test_to_onnx_names_and_dynamic_batch(tmp_path, images):
     s = _sess(path)
     assert [i.name for i in s.get_inputs()] == ["image"]
     assert [o.name for o in s.get_outputs()] == ["embedding"]
-    x = load_images(images, spec.preprocessing)
+    x = load_images(images, spec)
     for n in (1, 3):
         assert onnx_run(path, {"image": x[:n]}).shape == (n, DIM)
     assert check_parity(path, model.predict(x, verbose=0), {"image": x}) < 1e-4
@@ -72,7 +72,7 @@ def test_to_onnx_names_and_dynamic_batch(tmp_path, images):
 def test_parity_failure_raises(tmp_path, images):
     model, spec = _tiny_embedder()
     path = to_onnx(model, {"image": (32, 32, 3)}, "embedding", tmp_path / "b.onnx")
-    x = load_images(images, spec.preprocessing)
+    x = load_images(images, spec)
     want = model.predict(x, verbose=0)
     with pytest.raises(ParityError, match="differs"):
         check_parity(path, want + 1e-3, {"image": x})

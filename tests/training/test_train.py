@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from training.pairs import fixed_pairs, pair_inputs
-from training.train import TrainConfig, embedding_stats, load_head, train_head
+from training.settings import TrainConfig
+from training.train import embedding_stats, load_head, train_head
 
 
 def _clusters(n_artists: int, per: int, dim: int, seed: int, offset: int = 0):

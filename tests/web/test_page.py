@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 from playwright import sync_api as playwright_sync
 
-from tests.reliability.pictures import painting_jpeg
-from tests.reliability.server import Server
+from bench.pictures import painting_jpeg
+from bench.server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "default"
@@ -175,6 +175,8 @@ def test_a_dealer_walks_through_the_page(server: Server, browser, shots: Path, t
     page.click("#admin-tab")
     page.click("#audit-load")
     page.wait_for_selector("#audit-table:not([hidden])")
+    # the table is already shown (loaded once, empty, while enrolling): wait for this load's rows
+    _wait(page, "() => document.querySelector('#audit-table tbody').rows.length > 0")
     rows = page.inner_text("#audit-table tbody")
     assert "compare" in rows and "verify" in rows
 

@@ -1,17 +1,31 @@
-"""RGB image → backbone input, exactly as the model card says.
+"""RGB image → backbone inputs, exactly as the model card says.
 
 The single implementation used by training (embedding extraction, export parity) and serving, so the two
-halves can never drift apart. numpy + Pillow only. Covered by tests/service/test_preprocess.py.
+halves can never drift apart. numpy + Pillow only. Covered by tests/contract/test_recipe.py and
+tests/contract/test_parity.py.
+
+`model_inputs` is the recipe's entry point: one picture → `[n_crops, H, W, 3]` (NHWC; `[n_crops, 3, H, W]`
+for an NCHW card). Today every card describes one centre crop, so n_crops is 1; `single_input` is how the
+single-crop consumers (the embedding cache, the service's micro-batcher) take that one input.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 from PIL import Image
 
-from service.card import Preprocessing
+from contract.card import Preprocessing
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+class HasPreprocessing(Protocol):
+    """A card's `BackboneSpec`, or training's `EmbedderSpec` before the card is written."""
+
+    @property
+    def preprocessing(self) -> Preprocessing: ...
 
 
 def resize_and_crop(image: Image.Image, p: Preprocessing) -> Image.Image:
@@ -41,5 +55,17 @@ def to_input(pixels: np.ndarray, p: Preprocessing) -> np.ndarray:
 
 
 def preprocess(image: Image.Image, p: Preprocessing) -> np.ndarray:
-    """PIL image (any mode) → float32 model input for one image (no batch axis)."""
+    """PIL image (any mode) → float32 input of the centre crop (no batch axis)."""
     return to_input(np.asarray(resize_and_crop(image, p), dtype=np.uint8), p)
+
+
+def model_inputs(image: Image.Image, backbone: HasPreprocessing) -> np.ndarray:
+    """A decoded picture → float32 [n_crops, H, W, 3], the backbone inputs the card's recipe asks for."""
+    return preprocess(image, backbone.preprocessing)[None]
+
+
+def single_input(inputs: np.ndarray) -> np.ndarray:
+    """The one input of a single-crop recipe's `model_inputs` (no batch axis)."""
+    if len(inputs) != 1:
+        raise ValueError(f"the recipe gives {len(inputs)} crops per picture; this consumer embeds exactly one")
+    return inputs[0]

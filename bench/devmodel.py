@@ -1,4 +1,4 @@
-"""A small but real model directory for service tests, built with onnx.helper (no TensorFlow).
+"""A small but real model directory for service tests and benchmarks, built with onnx.helper (no TensorFlow).
 
 Backbone: NHWC image → strided conv + ReLU → per-channel mean/std of the feature map, plus per-channel mean/std
 of the input ("style statistics") → embedding [N, 2C + 6]. Symmetric head: projection = L2-normalised MatMul,
@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from service.card import (
+from contract.card import (
     Aggregation,
     BackboneSpec,
     Calibration,

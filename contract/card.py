@@ -1,7 +1,7 @@
 """The model card (`model.json`): the one contract between training and serving.
 
 Training writes it (`training/export.py`), the service reads nothing else about a model. Pure pydantic:
-importable by both halves without TensorFlow or onnxruntime. Covered by tests/service/test_card.py.
+importable by both halves without TensorFlow or onnxruntime. Covered by tests/contract/test_card.py.
 """
 
 from __future__ import annotations

@@ -1,22 +1,66 @@
-"""Upload bytes → a checked RGB image, or a 4xx ApiError naming what is wrong.
+"""Bytes or a file → a checked 8-bit RGB image, or an `ImageError` naming what is wrong.
+
+The one decoder of both halves: the service decodes uploads with `decode_bytes`, training decodes corpus
+files with `decode_file` (which reads the bytes and hands them to `decode_bytes`), so a picture becomes the
+same pixels wherever it is read. EXIF orientation is applied; transparency (RGBA, LA, PA, palette with tRNS)
+is composited on white; 16/32-bit and float grey are scaled to 8 bits; CMYK, grey and palette become RGB.
 
 Everything here treats the bytes as hostile: the format is detected from the content with only the allowed
 Pillow plugins enabled (so e.g. the EPS plugin, which shells out to Ghostscript, is never reached), the pixel
 count is checked from the header before any pixel is decoded, and the image must decode completely.
-Bytes only: this module never opens a path or a URL. Covered by tests/service/test_imaging.py.
+`decode_bytes` never opens a path or a URL. Errors are plain exceptions with a stable `code`; the service maps
+their classes to HTTP statuses at its edge (`ImageTooLarge` 413, `UnsupportedImage` 415, `InvalidImage` 422).
+Covered by tests/contract/test_decode.py and tests/contract/test_parity.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.errors import ApiError
+
+class ImageError(Exception):
+    """A picture that cannot be used, with a stable `code` and a message for a person."""
+
+    codes: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, code: str, message: str):
+        if self.codes and code not in self.codes:
+            raise ValueError(f"{type(self).__name__} has no code {code!r} (it has {sorted(self.codes)})")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def about(self, name: str) -> ImageError:
+        """The same error with its message prefixed by `name` (the file it is about)."""
+        return type(self)(self.code, f"{name}: {self.message}")
+
+
+class ImageTooLarge(ImageError):
+    """More bytes or pixels than the limits allow (HTTP 413)."""
+
+    codes = frozenset({"image_too_large", "image_too_many_pixels"})
+
+
+class UnsupportedImage(ImageError):
+    """Not a picture in an accepted format, or a moving one (HTTP 415)."""
+
+    codes = frozenset({"unsupported_format", "animated_image"})
+
+
+class InvalidImage(ImageError):
+    """A picture in an accepted format that is empty, damaged or of unusable proportions (HTTP 422)."""
+
+    codes = frozenset({"empty_image", "corrupt_image", "image_too_small", "extreme_aspect_ratio"})
+
 
 DEFAULT_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"})
 
@@ -45,12 +89,18 @@ class ImageLimits:
 
 
 @dataclass(frozen=True)
-class CheckedImage:
-    image: Image.Image  # RGB, 8 bit, EXIF orientation applied
-    sha256: str
-    format: str
-    width: int
-    height: int
+class Decoded:
+    image: Image.Image  # RGB, 8 bit, EXIF orientation applied, transparency on white
+    sha256: str  # of the bytes as given
+    format: str  # Pillow's name of the detected format (JPEG, PNG, MPO, ...)
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
 
 
 def _plugins(limits: ImageLimits) -> list[str]:
@@ -68,19 +118,39 @@ def _ensure_plugins() -> None:
         Image.init()
 
 
-def load_image(data: bytes | bytearray | memoryview, limits: ImageLimits | None = None) -> CheckedImage:
-    """Validate and decode an upload. Raises ApiError (413/415/422) for anything a caller can get wrong."""
+# Corpus files are the trainer's own, not hostile uploads, and the recipe shrinks them anyway: they may be as large
+# as Pillow itself decodes (its bomb guard, 2 × Image.MAX_IMAGE_PIXELS, is what training accepted before) and any
+# number of bytes. Every other check is the service's, so a model never learns from a picture the service would
+# refuse for its content (too small, absurd proportions, animated, another format).
+CORPUS_LIMITS = ImageLimits(max_bytes=1 << 40, max_pixels=178_956_970)
+
+
+def decode_file(path: str | os.PathLike[str], limits: ImageLimits | None = None) -> Decoded:
+    """A picture file, checked and decoded exactly as `decode_bytes` does its bytes.
+
+    `limits` default to `ImageLimits()`, the service's upload limits; training passes `CORPUS_LIMITS`. A file
+    too large is refused from its size, before it is read. A missing or unreadable file is an OSError (not an
+    ImageError: nothing is wrong with a picture).
+    """
+    limits = limits or ImageLimits()
+    path = Path(path)
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise _too_many_bytes(size, limits)
+    return decode_bytes(path.read_bytes(), limits)
+
+
+def decode_bytes(data: bytes | bytearray | memoryview, limits: ImageLimits | None = None) -> Decoded:
+    """Validate and decode a picture's bytes. Raises an ImageError for anything wrong with them."""
     limits = limits or ImageLimits()
     if not isinstance(data, bytes | bytearray | memoryview):
         # a str here would be a path or URL: refuse rather than guess
-        raise TypeError(f"load_image takes the uploaded bytes, not {type(data).__name__}")
+        raise TypeError(f"decode_bytes takes the picture's bytes, not {type(data).__name__}")
     data = bytes(data)
     if len(data) == 0:
-        raise ApiError(422, "empty_image", "the uploaded file is empty")
+        raise InvalidImage("empty_image", "the uploaded file is empty")
     if len(data) > limits.max_bytes:
-        raise ApiError(
-            413, "image_too_large", f"the upload is {len(data)} bytes; the limit is {limits.max_bytes} bytes"
-        )
+        raise _too_many_bytes(len(data), limits)
     sha = hashlib.sha256(data).hexdigest()
     _ensure_plugins()
 
@@ -89,13 +159,11 @@ def load_image(data: bytes | bytearray | memoryview, limits: ImageLimits | None 
     except Image.DecompressionBombError as e:
         raise _too_many_pixels(None, limits) from e
     except UnidentifiedImageError as e:
-        raise ApiError(
-            415,
-            "unsupported_format",
-            f"not an image in an accepted format ({', '.join(sorted(limits.formats))})",
+        raise UnsupportedImage(
+            "unsupported_format", f"not an image in an accepted format ({', '.join(sorted(limits.formats))})"
         ) from e
     except Exception as e:  # a plugin choking on a malformed header
-        raise ApiError(422, "corrupt_image", f"the image header could not be read: {e}") from e
+        raise InvalidImage("corrupt_image", f"the image header could not be read: {e}") from e
 
     with im:
         fmt = im.format or "unknown"
@@ -104,12 +172,11 @@ def load_image(data: bytes | bytearray | memoryview, limits: ImageLimits | None 
         if w * h > limits.max_pixels:
             raise _too_many_pixels((w, h), limits)
         if min(w, h) < limits.min_side:
-            raise ApiError(
-                422, "image_too_small", f"the image is {w}×{h}; each side must be at least {limits.min_side} px"
+            raise InvalidImage(
+                "image_too_small", f"the image is {w}×{h}; each side must be at least {limits.min_side} px"
             )
         if max(w, h) > limits.max_aspect * min(w, h):
-            raise ApiError(
-                422,
+            raise InvalidImage(
                 "extreme_aspect_ratio",
                 f"the image is {w}×{h}; the longer side may be at most {limits.max_aspect:g} times the shorter",
             )
@@ -117,10 +184,9 @@ def load_image(data: bytes | bytearray | memoryview, limits: ImageLimits | None 
             # finding a second frame means parsing past the first one, which can fail on damaged files
             animated = fmt not in _MULTI_PICTURE_OK and bool(getattr(im, "is_animated", False))
         except Exception as e:
-            raise ApiError(422, "corrupt_image", f"the image could not be read: {e}") from e
+            raise InvalidImage("corrupt_image", f"the image could not be read: {e}") from e
         if animated:
-            raise ApiError(
-                415,
+            raise UnsupportedImage(
                 "animated_image",
                 "animated or multi-frame images are not accepted; upload a single still picture",
             )
@@ -129,14 +195,18 @@ def load_image(data: bytes | bytearray | memoryview, limits: ImageLimits | None 
         except Image.DecompressionBombError as e:
             raise _too_many_pixels((w, h), limits) from e
         except Exception as e:  # truncated data, bad chunks, decoder errors: Pillow raises many kinds
-            raise ApiError(422, "corrupt_image", f"the image could not be decoded completely: {e}") from e
+            raise InvalidImage("corrupt_image", f"the image could not be decoded completely: {e}") from e
         rgb = _to_rgb(_oriented(im))
-    return CheckedImage(image=rgb, sha256=sha, format=fmt, width=rgb.width, height=rgb.height)
+    return Decoded(image=rgb, sha256=sha, format=fmt)
 
 
-def _too_many_pixels(size: tuple[int, int] | None, limits: ImageLimits) -> ApiError:
+def _too_many_bytes(size: int, limits: ImageLimits) -> ImageTooLarge:
+    return ImageTooLarge("image_too_large", f"the upload is {size} bytes; the limit is {limits.max_bytes} bytes")
+
+
+def _too_many_pixels(size: tuple[int, int] | None, limits: ImageLimits) -> ImageTooLarge:
     what = f"{size[0]}×{size[1]} = {size[0] * size[1]} pixels" if size else "too many pixels"
-    return ApiError(413, "image_too_many_pixels", f"the image has {what}; the limit is {limits.max_pixels}")
+    return ImageTooLarge("image_too_many_pixels", f"the image has {what}; the limit is {limits.max_pixels}")
 
 
 def _oriented(im: Image.Image) -> Image.Image:
@@ -162,7 +232,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     try:
         return im.convert("RGB")
     except ValueError as e:
-        raise ApiError(415, "unsupported_format", f"colour mode {mode} is not supported") from e
+        raise UnsupportedImage("unsupported_format", f"colour mode {mode} is not supported") from e
 
 
 def _wide_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""service/imaging.py: every way an upload can be wrong gives its 4xx; every mode decodes to 8-bit RGB."""
+"""contract/decode.py: every way a picture can be wrong gives its error class and code (the service answers
+ImageTooLarge 413, UnsupportedImage 415, InvalidImage 422: tests/service/test_image_errors.py); every mode decodes
+to 8-bit RGB; a file decodes as its bytes do."""
 
 from __future__ import annotations
 
@@ -11,14 +13,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.errors import ApiError
-from service.imaging import ImageLimits, load_image
+from contract.decode import (
+    CORPUS_LIMITS,
+    ImageError,
+    ImageLimits,
+    ImageTooLarge,
+    InvalidImage,
+    UnsupportedImage,
+    decode_bytes,
+    decode_file,
+)
 from tests.service.conftest import encode, painting
 
 
-def _error(data: bytes, limits: ImageLimits | None = None) -> ApiError:
-    with pytest.raises(ApiError) as info:
-        load_image(data, limits)
+def _error(data: bytes, limits: ImageLimits | None = None) -> ImageError:
+    with pytest.raises(ImageError) as info:
+        decode_bytes(data, limits)
     return info.value
 
 
@@ -35,7 +45,7 @@ def _png_claiming(width: int, height: int) -> bytes:
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"])
 def test_accepted_formats_decode_to_rgb(fmt: str) -> None:
     data = encode(painting(1), fmt)
-    out = load_image(data)
+    out = decode_bytes(data)
     assert out.image.mode == "RGB"
     assert out.image.size == (48, 40) == (out.width, out.height)
     assert out.format == fmt
@@ -44,23 +54,23 @@ def test_accepted_formats_decode_to_rgb(fmt: str) -> None:
 
 def test_png_pixels_are_exact() -> None:
     img = painting(2)
-    assert np.array_equal(np.asarray(load_image(encode(img, "PNG")).image), np.asarray(img))
+    assert np.array_equal(np.asarray(decode_bytes(encode(img, "PNG")).image), np.asarray(img))
 
 
 def test_zero_bytes() -> None:
     e = _error(b"")
-    assert (e.status, e.code) == (422, "empty_image")
+    assert (type(e), e.code) == (InvalidImage, "empty_image")
 
 
 def test_text_named_jpg_is_unsupported() -> None:
     # the name never matters: only the bytes are looked at
     e = _error(b"this is not a picture, whatever photo.jpg says\n" * 10)
-    assert (e.status, e.code) == (415, "unsupported_format")
+    assert (type(e), e.code) == (UnsupportedImage, "unsupported_format")
 
 
 def test_format_outside_the_allow_list() -> None:
     e = _error(encode(painting(3), "JPEG"), ImageLimits(formats=frozenset({"PNG"})))
-    assert (e.status, e.code) == (415, "unsupported_format")
+    assert (type(e), e.code) == (UnsupportedImage, "unsupported_format")
     assert "PNG" in e.message
 
 
@@ -72,33 +82,33 @@ def test_unknown_format_in_limits_is_a_config_error() -> None:
 def test_byte_limit() -> None:
     data = encode(painting(4), "PNG")
     e = _error(data, ImageLimits(max_bytes=len(data) - 1))
-    assert (e.status, e.code) == (413, "image_too_large")
-    assert load_image(data, ImageLimits(max_bytes=len(data))).width == 48
+    assert (type(e), e.code) == (ImageTooLarge, "image_too_large")
+    assert decode_bytes(data, ImageLimits(max_bytes=len(data))).width == 48
 
 
 def test_truncated_jpeg() -> None:
     data = encode(painting(5, (64, 64)), "JPEG", quality=95)
     e = _error(data[: len(data) // 2])
-    assert (e.status, e.code) == (422, "corrupt_image")
+    assert (type(e), e.code) == (InvalidImage, "corrupt_image")
 
 
 def test_truncated_png() -> None:
     data = encode(painting(5, (64, 64)), "PNG")
     e = _error(data[: len(data) - 40])
-    assert (e.status, e.code) == (422, "corrupt_image")
+    assert (type(e), e.code) == (InvalidImage, "corrupt_image")
 
 
 def test_20000_square_png_is_refused_from_its_header() -> None:
     data = _png_claiming(20000, 20000)
     assert len(data) < 200  # nothing close to 1.2 GB of pixels is ever allocated
     e = _error(data)
-    assert (e.status, e.code) == (413, "image_too_many_pixels")
+    assert (type(e), e.code) == (ImageTooLarge, "image_too_many_pixels")
 
 
 def test_pixel_limit_below_pillows_own() -> None:
     # 8000×6000 = 48 Mpx: under Pillow's bomb threshold, over ours
     e = _error(_png_claiming(8000, 6000))
-    assert (e.status, e.code) == (413, "image_too_many_pixels")
+    assert (type(e), e.code) == (ImageTooLarge, "image_too_many_pixels")
     e = _error(encode(painting(6, (40, 40)), "PNG"), ImageLimits(max_pixels=40 * 40 - 1))
     assert e.code == "image_too_many_pixels"
 
@@ -108,36 +118,36 @@ def test_animated_gif() -> None:
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
     e = _error(buf.getvalue())
-    assert (e.status, e.code) == (415, "animated_image")
+    assert (type(e), e.code) == (UnsupportedImage, "animated_image")
 
 
 def test_multi_frame_tiff() -> None:
     buf = io.BytesIO()
     painting(1, (32, 32)).save(buf, "TIFF", save_all=True, append_images=[painting(2, (32, 32))])
     e = _error(buf.getvalue())
-    assert (e.status, e.code) == (415, "animated_image")
+    assert (type(e), e.code) == (UnsupportedImage, "animated_image")
 
 
 def test_still_gif_is_fine() -> None:
-    assert load_image(encode(painting(1, (32, 32)).convert("P"), "GIF")).image.mode == "RGB"
+    assert decode_bytes(encode(painting(1, (32, 32)).convert("P"), "GIF")).image.mode == "RGB"
 
 
 def test_too_small() -> None:
     e = _error(encode(painting(1, (15, 200)), "PNG"))
-    assert (e.status, e.code) == (422, "image_too_small")
-    assert load_image(encode(painting(1, (16, 16)), "PNG")).width == 16
+    assert (type(e), e.code) == (InvalidImage, "image_too_small")
+    assert decode_bytes(encode(painting(1, (16, 16)), "PNG")).width == 16
 
 
 def test_extreme_aspect_ratio() -> None:
     # checked from the header: 16×100000 would be scaled up to 224×1.4M pixels by preprocessing
     e = _error(_png_claiming(100_000, 16))
-    assert (e.status, e.code) == (422, "extreme_aspect_ratio")
-    assert load_image(encode(painting(1, (400, 16)), "PNG")).width == 400
+    assert (type(e), e.code) == (InvalidImage, "extreme_aspect_ratio")
+    assert decode_bytes(encode(painting(1, (400, 16)), "PNG")).width == 400
 
 
 def test_cmyk_jpeg() -> None:
     cmyk = Image.new("CMYK", (32, 32), (0, 255, 255, 0))  # pure red in CMYK
-    out = load_image(encode(cmyk, "JPEG", quality=95)).image
+    out = decode_bytes(encode(cmyk, "JPEG", quality=95)).image
     r, g, b = np.asarray(out).reshape(-1, 3).mean(axis=0)
     assert out.mode == "RGB" and r > 200 and g < 60 and b < 60
 
@@ -147,7 +157,7 @@ def test_16_bit_grey_png_keeps_tones() -> None:
     a[:, :10] = 32896  # 128 * 257
     im = Image.fromarray(a)
     assert im.mode.startswith("I")
-    out = np.asarray(load_image(encode(im, "PNG")).image)
+    out = np.asarray(decode_bytes(encode(im, "PNG")).image)
     assert out.dtype == np.uint8 and out.shape == (20, 20, 3)
     assert out[0, 0].tolist() == [128, 128, 128]
     assert out[0, 19].tolist() == [255, 255, 255]
@@ -155,7 +165,7 @@ def test_16_bit_grey_png_keeps_tones() -> None:
 
 def test_float_tiff() -> None:
     a = np.linspace(0, 1, 400, dtype=np.float32).reshape(20, 20)
-    out = np.asarray(load_image(encode(Image.fromarray(a, "F"), "TIFF")).image)
+    out = np.asarray(decode_bytes(encode(Image.fromarray(a, "F"), "TIFF")).image)
     assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255
 
 
@@ -164,7 +174,7 @@ def test_palette_with_transparency_composites_on_white() -> None:
     im.putpalette([255, 0, 0] + [0, 0, 255] * 255)
     im.paste(1, (0, 0, 10, 20))
     im.info["transparency"] = 0  # the red index is transparent
-    out = np.asarray(load_image(encode(im, "PNG", transparency=0)).image)
+    out = np.asarray(decode_bytes(encode(im, "PNG", transparency=0)).image)
     assert out[0, 15].tolist() == [255, 255, 255]  # transparent → white, not red
     assert out[0, 5].tolist() == [0, 0, 255]
 
@@ -172,12 +182,12 @@ def test_palette_with_transparency_composites_on_white() -> None:
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])
 def test_alpha_composites_on_white(mode: str) -> None:
     im = Image.new(mode, (20, 20), (0, 0) if mode == "LA" else (0, 0, 0, 0))
-    out = np.asarray(load_image(encode(im, "PNG")).image)
+    out = np.asarray(decode_bytes(encode(im, "PNG")).image)
     assert out.min() == 255  # fully transparent black is white paper
 
 
 def test_half_transparent_black_is_grey() -> None:
-    out = np.asarray(load_image(encode(Image.new("RGBA", (20, 20), (0, 0, 0, 128)), "PNG")).image)
+    out = np.asarray(decode_bytes(encode(Image.new("RGBA", (20, 20), (0, 0, 0, 128)), "PNG")).image)
     assert 120 <= out[0, 0, 0] <= 130
 
 
@@ -186,7 +196,7 @@ def test_exif_orientation_applied() -> None:
     img.paste((0, 0, 255), (0, 0, 10, 20))  # blue strip on the left
     exif = Image.Exif()
     exif[0x0112] = 6  # stored rotated; display = rotate 90° clockwise
-    out = load_image(encode(img, "JPEG", exif=exif.tobytes(), quality=95)).image
+    out = decode_bytes(encode(img, "JPEG", exif=exif.tobytes(), quality=95)).image
     assert out.size == (20, 40)
     top = np.asarray(out)[2, 10]
     assert top[2] > 200 and top[0] < 60  # the left strip is now on top
@@ -196,20 +206,20 @@ def test_paths_are_never_opened(tmp_path) -> None:
     p = tmp_path / "x.png"
     p.write_bytes(encode(painting(1), "PNG"))
     with pytest.raises(TypeError):
-        load_image(str(p))  # type: ignore[arg-type]
+        decode_bytes(str(p))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        load_image(p)  # type: ignore[arg-type]
+        decode_bytes(p)  # type: ignore[arg-type]
 
 
 def test_bytearray_and_memoryview_accepted() -> None:
     data = encode(painting(1), "PNG")
-    assert load_image(bytearray(data)).sha256 == load_image(memoryview(data)).sha256
+    assert decode_bytes(bytearray(data)).sha256 == decode_bytes(memoryview(data)).sha256
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"])
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_damaged_files_only_ever_give_api_errors(fmt: str) -> None:
-    """Truncations and byte flips: an ApiError (4xx) or a valid image, never any other exception (a 5xx)."""
+def test_damaged_files_only_ever_give_image_errors(fmt: str) -> None:
+    """Truncations and byte flips: an ImageError (a 4xx) or a valid image, never any other exception (a 5xx)."""
     data = encode(painting(1, (40, 40)), fmt)
     rng = np.random.default_rng(0)
     outcomes = set()
@@ -221,10 +231,66 @@ def test_damaged_files_only_ever_give_api_errors(fmt: str) -> None:
             for _ in range(int(rng.integers(1, 8))):
                 d[int(rng.integers(len(d)))] = int(rng.integers(256))
         try:
-            out = load_image(bytes(d))
+            out = decode_bytes(bytes(d))
             assert out.image.mode == "RGB"
             outcomes.add("ok")
-        except ApiError as e:
-            assert 400 <= e.status < 500
+        except ImageError as e:
+            assert type(e) in (ImageTooLarge, UnsupportedImage, InvalidImage) and e.code in type(e).codes
             outcomes.add(e.code)
     assert outcomes - {"ok"}  # the damage was noticed at least sometimes
+
+
+def test_a_file_decodes_as_its_bytes(tmp_path) -> None:
+    data = encode(painting(7), "JPEG", quality=90)
+    p = tmp_path / "x.jpg"
+    p.write_bytes(data)
+    from_file, from_bytes = decode_file(p), decode_bytes(data)
+    assert (
+        (from_file.sha256, from_file.format)
+        == (from_bytes.sha256, from_bytes.format)
+        == (
+            hashlib.sha256(data).hexdigest(),
+            "JPEG",
+        )
+    )
+    assert np.array_equal(np.asarray(from_file.image), np.asarray(from_bytes.image))
+    assert decode_file(str(p)).sha256 == from_file.sha256
+
+
+def test_a_file_is_held_to_the_same_limits(tmp_path) -> None:
+    data = encode(painting(4), "PNG")
+    p = tmp_path / "x.png"
+    p.write_bytes(data)
+    with pytest.raises(ImageTooLarge) as info:
+        decode_file(p, ImageLimits(max_bytes=len(data) - 1))  # refused from its size
+    assert info.value.code == "image_too_large"
+    small = tmp_path / "small.png"
+    small.write_bytes(encode(painting(1, (15, 200)), "PNG"))
+    with pytest.raises(InvalidImage, match="at least 16"):
+        decode_file(small)  # the default limits are the service's
+    with pytest.raises(FileNotFoundError):
+        decode_file(tmp_path / "missing.png")  # not a picture's fault: not an ImageError
+
+
+def test_error_classes_own_their_codes() -> None:
+    assert ImageTooLarge.codes & UnsupportedImage.codes == set() == InvalidImage.codes & ImageTooLarge.codes
+    with pytest.raises(ValueError, match="no code"):
+        ImageTooLarge("corrupt_image", "a corrupt image is not a large one")
+    named = InvalidImage("corrupt_image", "the image could not be read").about("a.png")
+    assert (type(named), named.code) == (InvalidImage, "corrupt_image")
+    assert named.message == "a.png: the image could not be read"
+
+
+def test_corpus_limits_lift_only_the_size_caps(tmp_path) -> None:
+    service = ImageLimits()
+    assert CORPUS_LIMITS.max_pixels == 2 * Image.MAX_IMAGE_PIXELS > service.max_pixels  # Pillow's own guard
+    assert CORPUS_LIMITS.max_bytes > service.max_bytes
+    assert (CORPUS_LIMITS.min_side, CORPUS_LIMITS.max_aspect, CORPUS_LIMITS.formats) == (
+        service.min_side,
+        service.max_aspect,
+        service.formats,
+    )
+    p = tmp_path / "bomb.png"
+    p.write_bytes(_png_claiming(20000, 20000))
+    with pytest.raises(ImageTooLarge):
+        decode_file(p, CORPUS_LIMITS)  # still refused from the header, nothing decoded

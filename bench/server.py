@@ -1,7 +1,8 @@
 """The real server as a child process on loopback: `python -m service --host 127.0.0.1 --port <free port>`.
 
-Used by the crash-durability test (which must SIGKILL a real process, not an in-process app) and by
-`bench/load.py`. Configuration goes through the same `BRUSHPRINT_*` environment an operator would use.
+Used by the crash-durability test (which must SIGKILL a real process, not an in-process app), by
+`bench/load.py`, and, set up for benchmarks, as `bench.common.Server`. Configuration goes through the same
+`BRUSHPRINT_*` environment an operator would use.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 
 

@@ -1,0 +1,46 @@
+"""Keeping this process's in-memory index in step with other processes sharing the database (replicas on
+PostgreSQL, the CLI), through the `gallery_state` version row every write bumps (service/store.py).
+
+`ReplicaSync` remembers the version the index reflects. After its own committed write, the gallery asks
+`applied(version)`: True when nobody else wrote since (the index is updated in place, exactly), else it reloads.
+Before reading the index, the engine calls `sync()` as an explicit step: a reload happens only when another
+process moved the version. Covered by tests/service/test_replicas.py and, across two apps on PostgreSQL, by
+tests/service/test_postgres.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+
+class ReplicaSync:
+    def __init__(self, current_version: Callable[[], int], reload: Callable[[], None], lock: threading.RLock):
+        """`current_version()` reads the store's version; `reload()` rebuilds the index and calls `loaded`;
+        `lock` is the one the gallery holds while it writes or reloads."""
+        self._current_version = current_version
+        self._reload = reload
+        self._lock = lock
+        self.version = -1  # the version the in-memory index reflects; -1 before the first load
+
+    def loaded(self, version: int) -> None:
+        self.version = version
+
+    def applied(self, version: int) -> bool:
+        """After committing the change that made `version`: True when the index was at the version just before,
+        so updating it in place is exact; else another process wrote too, and the caller reloads instead."""
+        if version == self.version + 1:
+            self.version = version
+            return True
+        return False
+
+    def sync(self) -> bool:
+        """Reload if another process changed works or embeddings since the last load; True if it reloaded."""
+        if self._current_version() == self.version:
+            return False  # the common case, without waiting on the lock behind a write in progress
+        with self._lock:
+            # re-read: the difference may have been this process's own write, applied while we waited
+            if self._current_version() != self.version:
+                self._reload()
+                return True
+        return False

@@ -1,0 +1,367 @@
+"""The SQL repository of portfolios: artists, works and their embeddings (SQLAlchemy, SQLite or PostgreSQL).
+
+Nothing here touches files or the vector index. Each write is one transaction, and the first statement of every
+write bumps the `gallery_state` version row: the row lock then orders writers across processes, and the
+version a write returns tells its caller whether any other process wrote in between (service/replicas.py).
+Enrolment stays one transaction with the originals: `add_works` calls `save` for each work's bytes *inside* the
+transaction, before the commit, so a committed work always has its original. Embeddings are tagged with the
+model id; only one model's are ever read back. Values PostgreSQL text cannot hold (NUL) never match a row.
+Covered by tests/service/test_store.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import Engine as SqlEngine
+from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.db import (
+    ArtistRow,
+    EmbeddingRow,
+    GalleryStateRow,
+    WorkRow,
+    init_db,
+    make_sessionmaker,
+    session_scope,
+    utcnow,
+)
+from service.errors import Conflict, DuplicateWork, Invalid, UnknownArtist, UnknownWork
+
+
+@dataclass(frozen=True)
+class Artist:
+    id: str
+    name: str
+    meta: dict
+    created: datetime
+    works: int
+
+
+@dataclass(frozen=True)
+class Work:
+    id: str
+    artist_id: str
+    filename: str
+    sha256: str
+    size_bytes: int
+    created: datetime
+
+
+@dataclass(frozen=True)
+class NewWork:
+    """A validated upload ready to enrol: its bytes, their sha256 and its embedding under the current model."""
+
+    filename: str
+    data: bytes
+    sha256: str
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every work with an embedding of one model, in row order, and the version they were read at."""
+
+    version: int
+    work_ids: list[str]
+    artist_ids: list[str]
+    embeddings: np.ndarray  # [n, D]
+    missing: int  # works without an embedding of this model
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What a committed delete took: the works, and the originals they pointed at."""
+
+    version: int
+    work_ids: list[str]
+    paths: list[str]
+
+
+SaveOriginal = Callable[[str, bytes], str]  # (sha256, bytes) -> path stored with the work
+
+
+def storable(text: str) -> bool:
+    """PostgreSQL text cannot hold NUL (SQLite can): such a value is never stored, so it never matches a row, and
+    sending it to PostgreSQL would fail the statement (a 500) instead of answering."""
+    return "\x00" not in text
+
+
+def artist_exists(artist_id: str) -> Conflict:
+    return Conflict("artist_exists", f"artist {artist_id!r} already exists")
+
+
+def _artist(row: ArtistRow, works: int) -> Artist:
+    return Artist(id=row.id, name=row.name, meta=dict(row.meta or {}), created=row.created, works=works)
+
+
+def _work(row: WorkRow) -> Work:
+    return Work(
+        id=row.id,
+        artist_id=row.artist_id,
+        filename=row.filename,
+        sha256=row.sha256,
+        size_bytes=row.size_bytes,
+        created=row.created,
+    )
+
+
+class Store:
+    def __init__(self, db: SqlEngine):
+        self.db = db
+        self._sessions = make_sessionmaker(db)
+        init_db(db)
+        self._ensure_state_row()
+
+    def _ensure_state_row(self) -> None:
+        try:
+            with session_scope(self._sessions) as s:
+                if s.get(GalleryStateRow, 1) is None:
+                    s.add(GalleryStateRow(id=1, version=0))
+        except IntegrityError:
+            pass  # another process starting at the same time inserted it
+
+    # ---- the version row ----------------------------------------------------------------------------------
+    @staticmethod
+    def _read_version(s: Session) -> int:
+        return int(s.scalar(select(GalleryStateRow.version).where(GalleryStateRow.id == 1)) or 0)
+
+    @staticmethod
+    def _bump(s: Session) -> int:
+        """Count this transaction as a change (first thing in it: the row lock then orders writers)."""
+        s.execute(update(GalleryStateRow).where(GalleryStateRow.id == 1).values(version=GalleryStateRow.version + 1))
+        return Store._read_version(s)
+
+    def version(self) -> int:
+        with self._sessions() as s:
+            return self._read_version(s)
+
+    def ping(self) -> bool:
+        with self._sessions() as s:
+            s.execute(select(1))
+        return True
+
+    # ---- embeddings ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _lacking_embedding(model_id: str):  # type: ignore[no-untyped-def]
+        has = exists().where(and_(EmbeddingRow.work_id == WorkRow.id, EmbeddingRow.model_id == model_id))
+        return ~has
+
+    def _count_missing(self, s: Session, model_id: str) -> int:
+        return int(s.scalar(select(func.count(WorkRow.id)).where(self._lacking_embedding(model_id))) or 0)
+
+    def count_missing(self, model_id: str) -> int:
+        with self._sessions() as s:
+            return self._count_missing(s, model_id)
+
+    def snapshot(self, model_id: str, dim: int) -> Snapshot:
+        with self._sessions() as s:
+            # read first: a change committed between the two reads is then loaded and reloaded, never missed
+            version = self._read_version(s)
+            rows = s.execute(
+                select(WorkRow.id, WorkRow.artist_id, EmbeddingRow.vector, EmbeddingRow.dim)
+                .join(EmbeddingRow, and_(EmbeddingRow.work_id == WorkRow.id, EmbeddingRow.model_id == model_id))
+                .order_by(WorkRow.created, WorkRow.id)
+            ).all()
+            emb = np.zeros((len(rows), dim), np.float32)
+            for i, r in enumerate(rows):
+                if r.dim != dim:
+                    raise RuntimeError(f"embedding of work {r.id} has dim {r.dim}; model {model_id} makes {dim}")
+                emb[i] = np.frombuffer(r.vector, dtype="<f4")
+            missing = self._count_missing(s, model_id)
+        return Snapshot(version, [r.id for r in rows], [r.artist_id for r in rows], emb, missing)
+
+    def lacking_embeddings(self, model_id: str) -> list[tuple[str, str]]:
+        """(work id, original's path) of every work without an embedding of `model_id`."""
+        with self._sessions() as s:
+            rows = s.execute(
+                select(WorkRow.id, WorkRow.path).where(self._lacking_embedding(model_id)).order_by(WorkRow.id)
+            ).all()
+            return [(r.id, r.path) for r in rows]
+
+    def add_embeddings(self, model_id: str, vectors: Sequence[tuple[str, np.ndarray]]) -> int:
+        """Store (work id, embedding) pairs of `model_id`; returns the version committed."""
+        with session_scope(self._sessions) as s:
+            version = self._bump(s)
+            for work_id, e in vectors:
+                vec = np.ascontiguousarray(e, "<f4").reshape(-1)
+                s.add(EmbeddingRow(work_id=work_id, model_id=model_id, dim=len(vec), vector=vec.tobytes()))
+            return version
+
+    def prune(self, model_id: str) -> tuple[int, int]:
+        """Drop every embedding of other models; returns (version committed, embeddings dropped)."""
+        with session_scope(self._sessions) as s:
+            version = self._bump(s)
+            stale = select(func.count()).select_from(EmbeddingRow).where(EmbeddingRow.model_id != model_id)
+            pruned = int(s.scalar(stale) or 0)
+            s.execute(delete(EmbeddingRow).where(EmbeddingRow.model_id != model_id))
+            return version, pruned
+
+    # ---- artists ------------------------------------------------------------------------------------------
+    def create_artist(self, artist_id: str, name: str, meta: dict) -> Artist:
+        if not storable(name):
+            raise Invalid("invalid_request", "name must not contain NUL characters")
+        try:
+            with session_scope(self._sessions) as s:
+                if s.get(ArtistRow, artist_id) is not None:
+                    raise artist_exists(artist_id)
+                row = ArtistRow(id=artist_id, name=name, meta=dict(meta))
+                s.add(row)
+                s.flush()
+                return _artist(row, 0)
+        except IntegrityError as e:
+            raise artist_exists(artist_id) from e
+
+    def get_artist(self, artist_id: str) -> Artist:
+        if not storable(artist_id):
+            raise UnknownArtist(artist_id)
+        with self._sessions() as s:
+            row = s.get(ArtistRow, artist_id)
+            if row is None:
+                raise UnknownArtist(artist_id)
+            n = s.scalar(select(func.count(WorkRow.id)).where(WorkRow.artist_id == artist_id)) or 0
+            return _artist(row, int(n))
+
+    def artist_names(self, artist_ids: Sequence[str]) -> dict[str, str]:
+        with self._sessions() as s:
+            rows = s.execute(select(ArtistRow.id, ArtistRow.name).where(ArtistRow.id.in_(list(artist_ids)))).all()
+            return {r.id: r.name for r in rows}
+
+    def list_artists(self, offset: int, limit: int) -> tuple[list[Artist], int]:
+        counts = select(WorkRow.artist_id, func.count(WorkRow.id).label("n")).group_by(WorkRow.artist_id).subquery()
+        with self._sessions() as s:
+            total = int(s.scalar(select(func.count(ArtistRow.id))) or 0)
+            rows = s.execute(
+                select(ArtistRow, func.coalesce(counts.c.n, 0))
+                .outerjoin(counts, counts.c.artist_id == ArtistRow.id)
+                .order_by(ArtistRow.created, ArtistRow.id)
+                .offset(offset)
+                .limit(limit)
+            ).all()
+            return [_artist(a, int(n)) for a, n in rows], total
+
+    def delete_artist(self, artist_id: str) -> Removed:
+        if not storable(artist_id):
+            raise UnknownArtist(artist_id)
+        with session_scope(self._sessions) as s:
+            version = self._bump(s)
+            row = s.get(ArtistRow, artist_id)
+            if row is None:
+                raise UnknownArtist(artist_id)
+            works = s.execute(select(WorkRow.id, WorkRow.path).where(WorkRow.artist_id == artist_id)).all()
+            # explicit deletes, child first: correct whether or not the backend enforces ON DELETE CASCADE
+            ids = [w.id for w in works]
+            if ids:
+                s.execute(delete(EmbeddingRow).where(EmbeddingRow.work_id.in_(ids)))
+                s.execute(delete(WorkRow).where(WorkRow.id.in_(ids)))
+            s.delete(row)
+        return Removed(version, ids, [w.path for w in works])
+
+    # ---- works --------------------------------------------------------------------------------------------
+    def add_works(
+        self, artist_id: str, model_id: str, items: Sequence[NewWork], save: SaveOriginal
+    ) -> tuple[int, list[Work]]:
+        """Insert the works and their embeddings in one transaction; returns (version committed, works).
+
+        `save(sha256, data)` is called for each work inside the transaction and returns the path to record;
+        if anything fails, nothing is committed (the caller removes the originals it saved)."""
+        if not storable(artist_id):
+            raise UnknownArtist(artist_id)
+        names = {it.sha256: it.filename for it in items}
+        try:
+            with session_scope(self._sessions) as s:
+                version = self._bump(s)
+                if s.get(ArtistRow, artist_id) is None:
+                    raise UnknownArtist(artist_id)
+                dup = s.execute(
+                    select(WorkRow.id, WorkRow.sha256).where(
+                        WorkRow.artist_id == artist_id, WorkRow.sha256.in_(list(names))
+                    )
+                ).first()
+                if dup is not None:
+                    raise DuplicateWork(
+                        f"{names[dup.sha256]!r} is already in artist {artist_id!r}'s portfolio as work {dup.id}"
+                    )
+                rows = []
+                now = utcnow()
+                for i, it in enumerate(items):
+                    work = WorkRow(
+                        artist_id=artist_id,
+                        sha256=it.sha256,
+                        filename=_clean_filename(it.filename),
+                        path=save(it.sha256, it.data),
+                        size_bytes=len(it.data),
+                        # listings order by creation time: a microsecond apart keeps the upload order
+                        created=now + timedelta(microseconds=i),
+                    )
+                    work.embeddings.append(
+                        EmbeddingRow(
+                            model_id=model_id,
+                            dim=len(it.embedding),
+                            vector=np.ascontiguousarray(it.embedding, "<f4").tobytes(),
+                        )
+                    )
+                    s.add(work)
+                    rows.append(work)
+                s.flush()
+                return version, [_work(r) for r in rows]
+        except IntegrityError as e:
+            raise DuplicateWork("this work is already in the portfolio") from e
+
+    def list_works(self, artist_id: str) -> list[Work]:
+        if not storable(artist_id):
+            raise UnknownArtist(artist_id)
+        with self._sessions() as s:
+            if s.get(ArtistRow, artist_id) is None:
+                raise UnknownArtist(artist_id)
+            rows = s.scalars(
+                select(WorkRow).where(WorkRow.artist_id == artist_id).order_by(WorkRow.created, WorkRow.id)
+            ).all()
+            return [_work(r) for r in rows]
+
+    def work_path(self, artist_id: str, work_id: str) -> str:
+        """Where (relative to the data dir) the original of one of the artist's works is kept."""
+        if not storable(artist_id):
+            raise UnknownArtist(artist_id)
+        with self._sessions() as s:
+            if s.get(ArtistRow, artist_id) is None:
+                raise UnknownArtist(artist_id)
+            row = s.get(WorkRow, work_id) if storable(work_id) else None
+            if row is None or row.artist_id != artist_id:
+                raise UnknownWork(artist_id, work_id)
+            return row.path
+
+    def delete_work(self, artist_id: str, work_id: str) -> Removed:
+        if not storable(artist_id):
+            raise UnknownArtist(artist_id)
+        if not storable(work_id):
+            raise UnknownWork(artist_id, work_id)
+        with session_scope(self._sessions) as s:
+            version = self._bump(s)
+            if s.get(ArtistRow, artist_id) is None:
+                raise UnknownArtist(artist_id)
+            row = s.get(WorkRow, work_id)
+            if row is None or row.artist_id != artist_id:
+                raise UnknownWork(artist_id, work_id)
+            path = row.path
+            s.execute(delete(EmbeddingRow).where(EmbeddingRow.work_id == work_id))
+            s.delete(row)
+        return Removed(version, [work_id], [path])
+
+    def unreferenced(self, paths: Sequence[str]) -> list[str]:
+        """The paths among `paths` that no work points at any more."""
+        with self._sessions() as s:
+            return [rel for rel in sorted(set(paths)) if not s.scalar(select(exists().where(WorkRow.path == rel)))]
+
+
+def _clean_filename(name: str | None) -> str:
+    """Kept as a label only (never used as a path): basename, printable, bounded."""
+    base = os.path.basename((name or "").replace("\\", "/"))
+    base = "".join(ch for ch in base if ch.isprintable())
+    return base[:255]

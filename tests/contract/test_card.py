@@ -1,0 +1,85 @@
+"""contract/card.py: the model card round-trips, refuses files that are not its own, and validates its tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from contract.card import CARD_FILE, Calibration, Card, CardError, HeadSpec, load_card, sha256_file, write_card
+
+
+@pytest.fixture
+def card_dir(model_dir: Path, tmp_path: Path) -> Path:
+    """A model directory whose ONNX files are small stand-ins, with the card's sha256 updated to match."""
+    card = load_card(model_dir, verify_files=False)
+    files = {}
+    for name in card.onnx_files():
+        (tmp_path / name).write_bytes(f"stand-in for {name}".encode())
+        files[name] = sha256_file(tmp_path / name)
+    write_card(card.model_copy(update={"files": files}), tmp_path)
+    return tmp_path
+
+
+def test_round_trip(card_dir: Path, tmp_path: Path) -> None:
+    card = load_card(card_dir)
+    again = tmp_path / "again"
+    again.mkdir()
+    write_card(card, again)
+    assert Card.model_validate(json.loads((again / CARD_FILE).read_text())) == card
+    assert card.model_id.startswith(f"{card.name}@{card.version}+") and len(card.model_id.split("+")[1]) == 12
+
+
+def test_model_id_follows_the_files(card_dir: Path) -> None:
+    card = load_card(card_dir)
+    other = card.model_copy(update={"files": {**card.files, card.backbone.file: "0" * 64}})
+    assert other.model_id != card.model_id
+    assert load_card(card_dir).model_id == card.model_id
+
+
+def test_changed_file_is_refused(card_dir: Path) -> None:
+    card = load_card(card_dir)
+    (card_dir / card.head.file).write_bytes(b"other weights")
+    with pytest.raises(CardError, match="does not match"):
+        load_card(card_dir)
+    assert load_card(card_dir, verify_files=False) == card
+
+
+def test_missing_file_card_and_checksum(card_dir: Path, tmp_path: Path) -> None:
+    card = load_card(card_dir)
+    (card_dir / card.backbone.file).unlink()
+    with pytest.raises(CardError, match="does not exist"):
+        load_card(card_dir)
+    with pytest.raises(CardError, match="no model.json"):
+        load_card(tmp_path / "nowhere")
+    (card_dir / card.backbone.file).write_bytes(b"x")
+    write_card(card.model_copy(update={"files": {}}), card_dir)
+    with pytest.raises(CardError, match="no sha256"):
+        load_card(card_dir)
+
+
+def test_invalid_json_and_unknown_fields(card_dir: Path) -> None:
+    path = card_dir / CARD_FILE
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, "surprise": 1}))
+    with pytest.raises(CardError, match="not a valid model card"):
+        load_card(card_dir)
+    path.write_text("{not json")
+    with pytest.raises(CardError, match="not a valid model card"):
+        load_card(card_dir)
+
+
+def test_calibration_tables_must_be_sorted_and_non_empty(card_dir: Path) -> None:
+    cal = load_card(card_dir).calibration.model_dump()
+    with pytest.raises(ValueError, match="sorted"):
+        Calibration.model_validate({**cal, "pair": list(reversed(cal["pair"]))})
+    with pytest.raises(ValueError, match="empty"):
+        Calibration.model_validate({**cal, "pair": []})
+
+
+def test_projection_and_comparator_come_together(card_dir: Path) -> None:
+    head = load_card(card_dir).head.model_dump()
+    part = {"file": "p.onnx", "input_names": ["embedding"], "output_name": "projection"}
+    with pytest.raises(ValueError, match="together"):
+        HeadSpec.model_validate({**head, "projection": part, "comparator": None})
