@@ -1,8 +1,9 @@
 """Evidence cost: /v1/verify's engine path with and without `evidence=n`, on one model, in this process.
 
 Times one verify of a query against a 10-work portfolio for n = none, 2, 3, 4 (the engine as the server builds
-it from `Settings`, no HTTP) and the ratio to a plain verify. The regions go through the backbone as one
-micro-batch, so n×n regions cost less than n×n verifies. Pictures are bench/pictures.py paintings.
+it from `Settings`, no HTTP) and the ratio to a plain verify. The regions are submitted to the backbone
+together (one run while their crops fit `batch_max_size`), so n×n regions cost less than n×n verifies.
+Pictures are bench/pictures.py paintings.
 
     python -m bench.evidence_cost [--quick] [--repeats 10] [--size 640x480] [--model-dir DIR] [--providers cuda]
 """
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = stats[grid_name(LARGEST)]
     report.headline = (
         f"plain verify {C.fmt(plain, 0)} ms p50; evidence={LARGEST} {C.fmt(worst.p50_ms, 0)} ms "
-        f"({C.fmt(C.ratio(worst.p50_ms, plain))}× plain) for {LARGEST**2} extra backbone passes"
+        f"({C.fmt(C.ratio(worst.p50_ms, plain))}× plain) for {LARGEST**2} extra embeddings"
     )
     report.emit(args.json)
     return 0

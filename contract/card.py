@@ -25,9 +25,10 @@ class Preprocessing(_Strict):
     """How an RGB uint8 image becomes the backbone's input.
 
     1. resize so the shorter side is `resize_shorter` (bilinear, aspect kept);
-    2. centre-crop `crop` = [height, width];
+    2. cut `grid` = [rows, cols] crops of `crop` = [height, width], spread evenly from edge to edge of the
+       resized picture (neighbours overlap when the picture is smaller than the grid); [1, 1] is one centre crop;
     3. x = (pixel * scale - mean[c]) / std[c], channels in `channel_order`;
-    4. `layout` NHWC float32 batch.
+    4. `layout` NHWC float32 batch, crops row by row.
     """
 
     resize_shorter: int = Field(gt=0)
@@ -38,6 +39,17 @@ class Preprocessing(_Strict):
     std: tuple[float, float, float]
     channel_order: Literal["RGB", "BGR"] = "RGB"
     layout: Literal["NHWC", "NCHW"] = "NHWC"
+    grid: tuple[int, int] = (1, 1)
+
+    @model_validator(mode="after")
+    def _grid(self) -> Preprocessing:
+        if not (1 <= self.grid[0] <= 8 and 1 <= self.grid[1] <= 8):
+            raise ValueError("preprocessing.grid must be 1..8 rows and columns")
+        return self
+
+    @property
+    def n_crops(self) -> int:
+        return self.grid[0] * self.grid[1]
 
 
 class EmbeddingRecipe(_Strict):
@@ -47,6 +59,11 @@ class EmbeddingRecipe(_Strict):
     style_layers: list[str] = Field(default_factory=list, description="layers whose per-channel mean/std are appended")
     style_dim: int = Field(default=0, ge=0)
     description: str = ""
+    # How the backbone's per-crop outputs become the one embedding of a picture (contract.recipe.combine):
+    # keep `crop_features` = [start, stop) of each crop's output (None: all of it), then `mean` them, or
+    # L2-normalise each crop first and average (`l2_mean`, so every crop weighs the same).
+    crop_features: tuple[int, int] | None = None
+    combine: Literal["mean", "l2_mean"] = "mean"
 
 
 class BackboneSpec(_Strict):
@@ -54,10 +71,27 @@ class BackboneSpec(_Strict):
     arch: str
     input_name: str
     output_name: str
-    embedding_dim: int = Field(gt=0)
+    embedding_dim: int = Field(gt=0, description="the picture's embedding, after the crops are combined")
     embedding: EmbeddingRecipe
     preprocessing: Preprocessing
     weights: str = Field(description="where the ImageNet/backbone weights came from")
+    output_dim: int | None = Field(default=None, gt=0, description="backbone output per crop; None: embedding_dim")
+
+    @property
+    def crop_dim(self) -> int:
+        return self.output_dim or self.embedding_dim
+
+    @model_validator(mode="after")
+    def _dims(self) -> BackboneSpec:
+        sl = self.embedding.crop_features
+        kept = self.crop_dim if sl is None else sl[1] - sl[0]
+        if sl is not None and not 0 <= sl[0] < sl[1] <= self.crop_dim:
+            raise ValueError(f"embedding.crop_features {sl} is not a slice of the {self.crop_dim}-d crop output")
+        if kept != self.embedding_dim:
+            raise ValueError(
+                f"the crops combine to {kept} dimensions, the card says embedding_dim {self.embedding_dim}"
+            )
+        return self
 
 
 class OnnxPart(_Strict):
@@ -67,25 +101,42 @@ class OnnxPart(_Strict):
     output_dim: int | None = None
 
 
+class CosineSpec(_Strict):
+    """A `cosine` head: no trained pair weights. The projection centres the embedding, PCA-whitens it
+    (`dim` directions scaled by eigenvalue**`power`, fitted on `fitted_on`) and L2-normalises it; the
+    comparator maps the cosine of two projections to P(same artist) = sigmoid(`slope` * cosine + `bias`),
+    fitted on artist-disjoint out-of-fold pairs."""
+
+    dim: int = Field(gt=0)
+    power: float
+    fitted_on: str
+    slope: float
+    bias: float
+
+
 class HeadSpec(_Strict):
     """Pair head. `file` takes two [N, D] embeddings and returns the same-artist probability [N].
 
-    For `symmetric` heads the per-image projection and the comparator are also exported, so the
+    For `symmetric` and `cosine` heads the per-image projection and the comparator are also exported, so the
     service can project each reference once and compare many pairs cheaply; composing them equals `file`.
     """
 
-    kind: Literal["seed", "symmetric"]
+    kind: Literal["seed", "symmetric", "cosine"]
     file: str
     input_names: tuple[str, str]
     output_name: str
     params: int = Field(ge=0)
     projection: OnnxPart | None = None
     comparator: OnnxPart | None = None
+    cosine: CosineSpec | None = None
+    selected_on: str = Field(default="", description="the evaluation this head won, against which candidates")
 
     @model_validator(mode="after")
     def _parts_together(self) -> HeadSpec:
         if (self.projection is None) != (self.comparator is None):
             raise ValueError("head.projection and head.comparator come together or not at all")
+        if self.kind == "cosine" and (self.cosine is None or self.projection is None):
+            raise ValueError("a cosine head has its cosine spec, a projection and a comparator")
         return self
 
 

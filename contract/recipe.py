@@ -5,8 +5,10 @@ halves can never drift apart. numpy + Pillow only. Covered by tests/contract/tes
 tests/contract/test_parity.py.
 
 `model_inputs` is the recipe's entry point: one picture → `[n_crops, H, W, 3]` (NHWC; `[n_crops, 3, H, W]`
-for an NCHW card). Today every card describes one centre crop, so n_crops is 1; `single_input` is how the
-single-crop consumers (the embedding cache, the service's micro-batcher) take that one input.
+for an NCHW card): the picture resized so its shorter side is `resize_shorter`, then a `grid` of crops spread
+evenly over it (texture near native resolution, which carries the brushwork). The backbone runs every crop;
+`combine` turns its per-crop outputs into the picture's one embedding, as the card's `EmbeddingRecipe` says.
+A [1, 1] grid is the old single centre crop; `single_input` is how single-crop-only code takes that input.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from contract.card import Preprocessing
+from contract.card import EmbeddingRecipe, Preprocessing
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -28,18 +30,39 @@ class HasPreprocessing(Protocol):
     def preprocessing(self) -> Preprocessing: ...
 
 
-def resize_and_crop(image: Image.Image, p: Preprocessing) -> Image.Image:
-    """Shorter side to `resize_shorter` (aspect kept), then centre-crop to `crop`."""
+def resized(image: Image.Image, p: Preprocessing) -> Image.Image:
+    """Shorter side to `resize_shorter` (aspect kept), never smaller than the crop in either direction."""
     if image.mode != "RGB":
         image = image.convert("RGB")
     w, h = image.size
     s = p.resize_shorter / min(w, h)
     crop_h, crop_w = p.crop
-    # never smaller than the crop, whatever the aspect ratio
     new_w, new_h = max(crop_w, round(w * s)), max(crop_h, round(h * s))
     if (new_w, new_h) != (w, h):
         image = image.resize((new_w, new_h), _RESAMPLE[p.resample])
-    left, top = (new_w - crop_w) // 2, (new_h - crop_h) // 2
+    return image
+
+
+def _starts(length: int, crop: int, n: int) -> list[int]:
+    if n == 1:
+        return [(length - crop) // 2]
+    return [round(i * (length - crop) / (n - 1)) for i in range(n)]
+
+
+def crop_boxes(size: tuple[int, int], p: Preprocessing) -> list[tuple[int, int, int, int]]:
+    """(left, top, right, bottom) of each crop in the resized picture of `size` (w, h), row by row."""
+    w, h = size
+    crop_h, crop_w = p.crop
+    rows, cols = p.grid
+    return [(x, y, x + crop_w, y + crop_h) for y in _starts(h, crop_h, rows) for x in _starts(w, crop_w, cols)]
+
+
+def resize_and_crop(image: Image.Image, p: Preprocessing) -> Image.Image:
+    """Shorter side to `resize_shorter` (aspect kept), then centre-crop to `crop`."""
+    image = resized(image, p)
+    w, h = image.size
+    crop_h, crop_w = p.crop
+    left, top = (w - crop_w) // 2, (h - crop_h) // 2
     return image.crop((left, top, left + crop_w, top + crop_h))
 
 
@@ -61,7 +84,24 @@ def preprocess(image: Image.Image, p: Preprocessing) -> np.ndarray:
 
 def model_inputs(image: Image.Image, backbone: HasPreprocessing) -> np.ndarray:
     """A decoded picture → float32 [n_crops, H, W, 3], the backbone inputs the card's recipe asks for."""
-    return preprocess(image, backbone.preprocessing)[None]
+    p = backbone.preprocessing
+    if p.grid == (1, 1):
+        return preprocess(image, p)[None]
+    big = np.asarray(resized(image, p), dtype=np.uint8)
+    return np.stack([to_input(big[t:b, left:r], p) for left, t, r, b in crop_boxes((big.shape[1], big.shape[0]), p)])
+
+
+def combine(crop_outputs: np.ndarray, recipe: EmbeddingRecipe) -> np.ndarray:
+    """The backbone's outputs for one picture's crops [n_crops, crop_dim] → its embedding [embedding_dim]."""
+    x = np.asarray(crop_outputs, np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"expected [n_crops, dim] crop outputs, got shape {x.shape}")
+    if recipe.crop_features is not None:
+        x = x[:, recipe.crop_features[0] : recipe.crop_features[1]]
+    if recipe.combine == "l2_mean":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
+    out: np.ndarray = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    return out
 
 
 def single_input(inputs: np.ndarray) -> np.ndarray:

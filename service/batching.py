@@ -1,10 +1,13 @@
 """Async micro-batching: concurrent requests share one backbone run.
 
 Callers `await batcher.submit(item)`; one worker task takes the first waiting item, waits at most
-`max_wait_ms` for up to `max_batch` items in all, runs `fn(items)` in a worker thread (never on the event
-loop) and hands each caller its own result. A full queue raises `Overloaded` (service/errors.py) at once
-instead of queueing without bound (the HTTP layer answers 503 with Retry-After). If a batch fails, its items
-are retried one by one so an exception reaches only the caller whose item caused it.
+`max_wait_ms` for up to `max_batch` items in all (or, with a `weight` function, items whose weights add up to
+at most `max_batch`: the engine weighs a picture by its crops, so one run packs the crops of concurrent
+requests and never cuts a picture's crops apart; an item heavier than `max_batch` runs alone), runs
+`fn(items)` in a worker thread (never on the event loop) and hands each caller its own result. A full queue
+raises `Overloaded` (service/errors.py) at once instead of queueing without bound (the HTTP layer answers 503
+with Retry-After). If a batch fails, its items are retried one by one so an exception reaches only the caller
+whose item caused it.
 Covered by tests/service/test_batching.py.
 """
 
@@ -44,6 +47,7 @@ class MicroBatcher(Generic[T, R]):
         max_queue: int = 256,
         on_batch: Callable[[int, float], None] | None = None,
         name: str = "batcher",
+        weight: Callable[[T], int] | None = None,
     ):
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_queue must be ≥ 1 and max_wait_ms ≥ 0")
@@ -53,9 +57,13 @@ class MicroBatcher(Generic[T, R]):
         self.max_queue = max_queue
         self.on_batch = on_batch
         self.name = name
+        self.weight: Callable[[T], int] = weight or (lambda _: 1)
         # one thread: batches are serialised by the single worker anyway, and the model parallelises inside
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], int]] | None = None
+        self._carry: tuple[T, asyncio.Future[R], int] | None = None  # taken from the queue, next batch's first
+        self._queued_weight = 0
+        self._head_weight = 0  # the item the worker holds while it waits for more
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._enough: asyncio.Event | None = None
@@ -78,6 +86,8 @@ class MicroBatcher(Generic[T, R]):
             return
         self._loop = loop
         self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._carry = None
+        self._queued_weight = 0
         self._enough = asyncio.Event()
         self._worker = loop.create_task(self._work(), name=f"{self.name}-worker")
 
@@ -90,8 +100,11 @@ class MicroBatcher(Generic[T, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         if queue is not None:
+            waiting = [self._carry] if self._carry is not None else []
+            self._carry = None
             while not queue.empty():
-                _, fut = queue.get_nowait()
+                waiting.append(queue.get_nowait())
+            for _, fut, _w in waiting:
                 if not fut.done():
                     fut.set_exception(Overloaded("the service is shutting down"))
 
@@ -107,14 +120,16 @@ class MicroBatcher(Generic[T, R]):
             await self.start()
         assert self._queue is not None and self._enough is not None and self._loop is not None
         fut: asyncio.Future[R] = self._loop.create_future()
+        w = max(1, int(self.weight(item)))
         try:
-            self._queue.put_nowait((item, fut))
+            self._queue.put_nowait((item, fut, w))
         except asyncio.QueueFull:
             raise Overloaded(
                 f"{self.max_queue} requests are already waiting for the model",
                 retry_after=max(1.0, self.max_wait * 4),
             ) from None
-        if self._queue.qsize() >= self.max_batch - 1:
+        self._queued_weight += w
+        if self._queued_weight + self._head_weight >= self.max_batch:
             self._enough.set()
         return await fut
 
@@ -123,29 +138,42 @@ class MicroBatcher(Generic[T, R]):
         queue, enough = self._queue, self._enough
         loop = asyncio.get_running_loop()
         while True:
-            first = await queue.get()
-            if queue.qsize() < self.max_batch - 1 and self.max_wait > 0:
+            if self._carry is not None:
+                first, self._carry = self._carry, None
+            else:
+                first = await queue.get()
+                self._queued_weight -= first[2]
+            if first[2] + self._queued_weight < self.max_batch and self.max_wait > 0:
                 enough.clear()
+                self._head_weight = first[2]
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(enough.wait(), self.max_wait)
-            batch = [first]
-            while len(batch) < self.max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
+                self._head_weight = 0
+            batch, total = [first], first[2]
+            while total < self.max_batch and not queue.empty():
+                nxt = queue.get_nowait()
+                self._queued_weight -= nxt[2]
+                if total + nxt[2] > self.max_batch:
+                    self._carry = nxt
+                    break
+                batch.append(nxt)
+                total += nxt[2]
             # a caller that went away (client disconnect → task cancelled) costs no model time
-            live = [(item, fut) for item, fut in batch if not fut.done()]
+            live = [(item, fut, w) for item, fut, w in batch if not fut.done()]
             if not live:
                 continue
+            size = sum(w for _, _, w in live)
             t0 = time.perf_counter()
-            results = await self._run(loop, [item for item, _ in live])
+            results = await self._run(loop, [item for item, _, _ in live])
             self.batches_run += 1
             self.items_run += len(live)
-            self.recent_batch_sizes.append(len(live))
+            self.recent_batch_sizes.append(size)
             if self.on_batch is not None:
                 try:
-                    self.on_batch(len(live), time.perf_counter() - t0)
+                    self.on_batch(size, time.perf_counter() - t0)
                 except Exception:  # a metrics hook must never stall inference
                     log.exception("%s: on_batch hook failed", self.name)
-            for (_, fut), res in zip(live, results, strict=True):
+            for (_, fut, _w), res in zip(live, results, strict=True):
                 if fut.done():
                     continue
                 if isinstance(res, BaseException):

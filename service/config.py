@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     max_files_per_request: int = Field(default=32, ge=1, le=1000, description="works per enrolment request")
 
     # --- micro-batching and inference
-    batch_max_size: int = Field(default=16, ge=1, le=1024)
+    batch_max_size: int = Field(
+        default=32, ge=1, le=1024, description="backbone inputs (crops) per run; a picture's crops never split"
+    )
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     max_queue: int = Field(default=256, ge=1, description="images waiting for the backbone before 503 overloaded")
     max_inflight: int = Field(

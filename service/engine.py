@@ -115,6 +115,7 @@ class Engine:
         self.limits = image_limits(settings)
         self.batcher: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
             self._embed_batch,
+            weight=len,  # a picture weighs its crops: `batch_max_size` counts backbone inputs
             max_batch=settings.batch_max_size,
             max_wait_ms=settings.batch_max_wait_ms,
             max_queue=settings.max_queue,
@@ -157,7 +158,7 @@ class Engine:
     def _decode_prepared(self, data: bytes) -> tuple[Decoded, np.ndarray]:
         with self._decode_slots:
             decoded = decode_bytes(data, self.limits)
-            return decoded, self.model.preprocess(decoded.image)
+            return decoded, self.model.model_inputs(decoded.image)
 
     def _prepare(self, data: bytes) -> tuple[np.ndarray, str]:
         decoded, x = self._decode_prepared(data)
@@ -174,7 +175,7 @@ class Engine:
         return await evidence_map(
             decoded.image,
             grid,
-            prepare=self.model.preprocess,
+            prepare=self.model.model_inputs,
             embed=self.batcher.submit,
             score=score,
             threshold=threshold,
@@ -182,7 +183,7 @@ class Engine:
         )
 
     def _embed_batch(self, xs: list[np.ndarray]) -> list[np.ndarray]:
-        return list(self.model.embed(np.stack(xs)))
+        return list(self.model.embed_pictures(xs))
 
     async def _embed(self, data: bytes) -> tuple[np.ndarray, str]:
         x, sha = await asyncio.to_thread(self._prepare, data)
@@ -408,7 +409,7 @@ class Engine:
             except ImageError as e:  # the original no longer decodes under today's limits
                 out.append(e)
         if xs:
-            for slot, emb in zip(slots, self.model.embed(np.stack(xs)), strict=True):
+            for slot, emb in zip(slots, self.model.embed_pictures(xs), strict=True):
                 out[slot] = emb
         return out
 

@@ -1,10 +1,11 @@
 """Evidence maps: how strongly each region of a query image, on its own, matches the other side of a decision.
 
 The query (the decoded, orientation-corrected image that was scored) is cut into an n×n grid of equal regions.
-Each region goes through exactly the path a whole upload takes — the engine's preprocessing as the model card
-says, the backbone through the engine's micro-batcher (all regions submitted at once, so they share a batch),
-the head — and is scored against the same target with the same aggregation: the artist's portfolio for verify,
-the other image for compare. Each region's score is judged at the decision's own threshold.
+Each region goes through exactly the path a whole upload takes — the backbone inputs (crops) the model card's
+recipe asks for, the backbone through the engine's micro-batcher (all regions submitted at once, so they share
+backbone runs: one run while their crops fit `batch_max_size`), the head — and is scored against the same
+target with the same aggregation: the artist's portfolio for verify, the other image for compare. Each
+region's score is judged at the decision's own threshold.
 
 What it is: which parts of the picture look, to this model, like the portfolio. What it is not: proof, a
 localisation of a signature or a forgery, or a calibrated statement about a region (the calibration tables
@@ -75,8 +76,9 @@ async def evidence_map(
 ) -> EvidenceMap:
     """Score each region of `image`.
 
-    `prepare` is the engine's image → model input step, `embed` its micro-batcher, `score` turns the regions'
-    embeddings into one score each against the target (run in a worker thread, like `prepare`).
+    `prepare` is the engine's image → backbone inputs step (`Model.model_inputs`), `embed` its micro-batcher,
+    `score` turns the regions' embeddings into one score each against the target (run in a worker thread,
+    like `prepare`).
     """
     grid = check_grid(grid)
     boxes = region_boxes(image.width, image.height, grid)

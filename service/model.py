@@ -8,6 +8,7 @@ Covered by tests/service/test_model.py.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,7 +18,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from contract.card import Card, CardError, load_card
-from contract.recipe import model_inputs, single_input
+from contract.recipe import combine, model_inputs, single_input
 
 Providers = Literal["auto", "cpu", "cuda"]
 _CUDA = "CUDAExecutionProvider"
@@ -114,13 +115,14 @@ class Model:
 
     def _check_shapes(self) -> None:
         p = self.card.backbone.preprocessing
-        x = self.preprocess(Image.new("RGB", (p.crop[1], p.crop[0]), (128, 128, 128)))[None]
-        emb = self._run("backbone", x)
-        if emb.ndim != 2 or emb.shape != (1, self.embedding_dim):
+        x = self.model_inputs(Image.new("RGB", (p.crop[1], p.crop[0]), (128, 128, 128)))[:1]
+        out = self._run("backbone", x)
+        if out.ndim != 2 or out.shape != (1, self.card.backbone.crop_dim):
             raise ModelError(
-                f"{self.card.backbone.file}: output {self.card.backbone.output_name} has shape {emb.shape}, "
-                f"the card says [N, {self.embedding_dim}]"
+                f"{self.card.backbone.file}: output {self.card.backbone.output_name} has shape {out.shape}, "
+                f"the card says [N, {self.card.backbone.crop_dim}]"
             )
+        emb = self.combine(out)[None]
         scores = self._run("head", emb, emb)
         if scores.shape != (1,):
             raise ModelError(f"{self.card.head.file}: output has shape {scores.shape}, expected [N]")
@@ -150,10 +152,25 @@ class Model:
         return single_input(self.model_inputs(image))
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """Preprocessed images [N, H, W, 3] (layout per card) → embeddings [N, D]."""
+        """Backbone inputs [N, H, W, 3] (crops, layout per card) → backbone outputs [N, crop_dim]; for a
+        single-crop recipe that is the picture's embedding."""
         if len(batch) == 0:
-            return np.zeros((0, self.embedding_dim), np.float32)
+            return np.zeros((0, self.card.backbone.crop_dim), np.float32)
         return self._run("backbone", batch)
+
+    def combine(self, crop_outputs: np.ndarray) -> np.ndarray:
+        """One picture's backbone outputs [n_crops, crop_dim] → its embedding [D], as the card says."""
+        return combine(crop_outputs, self.card.backbone.embedding)
+
+    def embed_pictures(self, inputs: Sequence[np.ndarray], max_rows: int = 256) -> np.ndarray:
+        """Pictures' backbone inputs (each [n_crops, H, W, 3], from `model_inputs`) → embeddings [len, D].
+        The crops of all pictures go through the backbone together, in runs of at most `max_rows` (memory)."""
+        if not inputs:
+            return np.zeros((0, self.embedding_dim), np.float32)
+        crops = np.concatenate(list(inputs))
+        outputs = np.concatenate([self.embed(crops[i : i + max_rows]) for i in range(0, len(crops), max_rows)])
+        ends = np.cumsum([len(x) for x in inputs])
+        return np.stack([self.combine(part) for part in np.split(outputs, ends[:-1])])
 
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The exported pair head as is: same-artist probability for rows of a and b, [N]."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from contract.card import sha256_file
 from contract.decode import CORPUS_LIMITS, ImageError, decode_file
-from contract.recipe import model_inputs, single_input
+from contract.recipe import combine, model_inputs
 from training.datasets import Manifest
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def load_input(path: str | Path, spec: Any) -> np.ndarray:
-    """One image file → the backbone input the cache embeds (no batch axis).
+    """One image file → the backbone inputs the cache embeds, [n_crops, H, W, 3].
 
     Decoded and prepared by the contract exactly as the service does an upload of the same bytes
     (`contract.decode` with `CORPUS_LIMITS`, which refuse no picture for its size that Pillow decodes, then
@@ -158,7 +158,7 @@ def load_input(path: str | Path, spec: Any) -> np.ndarray:
         decoded = decode_file(path, CORPUS_LIMITS)
     except (ImageError, OSError) as e:
         raise ValueError(f"cannot read image {path}: {e} (drop unreadable images first: drop_unreadable)") from e
-    return single_input(model_inputs(decoded.image, spec))
+    return model_inputs(decoded.image, spec)
 
 
 def _run_model(model: Any, x: np.ndarray) -> np.ndarray:
@@ -168,8 +168,8 @@ def _run_model(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)
 
 
-def _batches(paths: Sequence[Path], spec: Any, batch_size: int, workers: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, batch) with decoding of the next batch overlapped with the model on the current one."""
+def _batches(paths: Sequence[Path], spec: Any, batch_size: int, workers: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """(start, pictures' inputs) with decoding of the next batch overlapped with the model on the current one."""
     starts = range(0, len(paths), batch_size)
     with ThreadPoolExecutor(max(1, workers)) as pool:
 
@@ -180,7 +180,7 @@ def _batches(paths: Sequence[Path], spec: Any, batch_size: int, workers: int) ->
         for k, start in enumerate(starts):
             current = pending
             pending = submit(starts[k + 1]) if k + 1 < len(starts) else None
-            yield start, np.stack([f.result() for f in current])  # type: ignore[union-attr]
+            yield start, [f.result() for f in current]  # type: ignore[union-attr]
 
 
 def embed_manifest(
@@ -195,9 +195,10 @@ def embed_manifest(
     """float32 [len(manifest), spec.embedding_dim], row i the embedding of manifest[i].
 
     `model` is a Keras model (or anything with `predict_on_batch`, or callable as `model(x, training=False)`)
-    taking a batch of `load_input(path, spec)` (the contract's decoding and recipe). Only images
-    whose content is not yet in the cache are run; the last batch is padded to `batch_size` so the model sees
-    one input shape. `workers` threads decode images ahead of the model.
+    taking a batch of the crops `load_input(path, spec)` gives (the contract's decoding and recipe); each
+    picture's outputs are combined as `contract.recipe.combine` says, the function the service uses. Only images
+    whose content is not yet in the cache are run; the last batch is padded to `batch_size` pictures' worth of
+    crops so the model sees one input shape. `workers` threads decode images ahead of the model.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be ≥ 1")
@@ -217,11 +218,16 @@ def embed_manifest(
 
             bar = tqdm(total=len(todo_keys), desc=f"embedding ({spec.arch})", unit="img")
         try:
-            for start, x in _batches(todo_paths, spec, batch_size, workers):
-                n = len(x)
-                if n < batch_size:
-                    x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
-                y = _run_model(model, x)[:n]
+            for start, pictures in _batches(todo_paths, spec, batch_size, workers):
+                n = len(pictures)
+                x = np.concatenate(pictures)
+                rows = len(x)
+                full = batch_size * len(pictures[0])
+                if rows < full:
+                    x = np.concatenate([x, np.zeros((full - rows, *x.shape[1:]), x.dtype)])
+                out = _run_model(model, x)[:rows]
+                ends = np.cumsum([len(p) for p in pictures])[:-1]
+                y = np.stack([combine(part, spec.recipe) for part in np.split(out, ends)])
                 cache.put(todo_keys[start : start + n], y)
                 if bar is not None:
                     bar.update(n)

@@ -72,7 +72,7 @@ def check_parity(path: Path, keras_out: np.ndarray, feeds: dict[str, np.ndarray]
 
 def load_images(paths: Sequence[Path], spec) -> np.ndarray:
     """Real corpus images → the backbone's input batch, exactly as the embedding cache prepares them."""
-    return np.stack([load_input(p, spec) for p in paths])
+    return np.concatenate([load_input(p, spec) for p in paths])  # every crop of every picture
 
 
 def export_backbone(embedder: keras.Model, spec, out_dir: Path, parity_images: Sequence[Path]) -> dict:

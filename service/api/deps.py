@@ -100,7 +100,7 @@ EvidenceGrid = Annotated[
         ge=MIN_GRID,
         le=MAX_GRID,
         description=f"ask for an evidence map: the query cut into n×n regions (n from {MIN_GRID} to {MAX_GRID}), "
-        "each scored on its own against the same target; costs n² extra backbone passes, in one batch",
+        "each scored on its own against the same target; costs n² extra embeddings, submitted to the backbone together",
     ),
 ]
 

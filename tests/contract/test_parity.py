@@ -127,10 +127,12 @@ def test_the_embedding_cache_feeds_the_backbone_what_the_service_does(
 ) -> None:
     b = model.card.backbone
     spec = _Spec(b.arch, b.embedding_dim, b.embedding, b.preprocessing, b.weights)
-    recorder = _Recorder(b.embedding_dim)
+    recorder = _Recorder(b.crop_dim)
     embed_manifest(corpus, recorder, spec, tmp_path / "cache", batch_size=len(corpus), progress=False)
     (batch,) = recorder.batches  # one batch, no padding: every file is distinct
-    for name, trained in zip([it.image_id for it in corpus], batch, strict=True):
+    n = b.preprocessing.n_crops
+    for i, name in enumerate(it.image_id for it in corpus):
+        trained = batch[i * n : (i + 1) * n]  # this picture's crops, as the backbone saw them
         assert trained.dtype == served[name].dtype == np.float32
         assert trained.shape == served[name].shape, name
         assert np.array_equal(trained, served[name]), f"{name}: training and serving inputs differ"
@@ -139,7 +141,7 @@ def test_the_embedding_cache_feeds_the_backbone_what_the_service_does(
 
 def test_the_cases_are_the_hard_ones(model: Model, corpus: Manifest, served: dict[str, np.ndarray]) -> None:
     """The arrays compared above carry the decoding the issue found missing on the training side."""
-    white = model.preprocess(Image.new("RGB", (48, 40), (255, 255, 255)))
+    white = model.model_inputs(Image.new("RGB", (48, 40), (255, 255, 255)))
     assert np.array_equal(served["transparent.png"], white)  # transparent is white paper, not black
     by_name = {it.image_id: it.path for it in corpus}
     for o in range(1, 9):
