@@ -15,7 +15,8 @@ SERVE_EXTRAS ?=
 comma := ,
 SERVE_SPEC := $(ACCEL)$(if $(SERVE_EXTRAS),$(comma)$(SERVE_EXTRAS))
 
-.PHONY: run test venv-serve venv-all check-serve-install postgres-deps browser-deps model lint fuzz load bench clean help
+.PHONY: run test venv-serve venv-all check-serve-install postgres-deps deploy-deps browser-deps model lint fuzz load \
+	bench clean help
 
 help:
 	@echo "make run    serve $(MODEL_DIR) on $(HOST):$(PORT) (creates $(VENV), extra [$(ACCEL)])"
@@ -62,6 +63,14 @@ postgres-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else echo "warning: the PostgreSQL tests will fail: install the server (Debian: sudo apt-get install -y postgresql)" >&2; fi
 
+# tests/deploy/ runs the compose topology without Docker: PostgreSQL as above, and HAProxy (Debian `haproxy`)
+# with deploy/haproxy/haproxy.cfg in front of real replicas.
+deploy-deps: postgres-deps
+	@if command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
+	else echo "warning: the deployment tests will fail: install HAProxy (Debian: sudo apt-get install -y haproxy)" >&2; fi
+
 # tests/web drive the page in headless Chromium through Playwright; Playwright cannot download its own browsers
 # here, so the tests use Debian's chromium (BRUSHPRINT_CHROMIUM names another binary).
 browser-deps:
@@ -70,7 +79,7 @@ browser-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "warning: the browser tests will fail: install Chromium (Debian: sudo apt-get install -y chromium)" >&2; fi
 
-test: venv-all postgres-deps browser-deps
+test: venv-all deploy-deps browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv-all

@@ -88,11 +88,12 @@ class Server:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 180.0) -> Server:
+    def start(self, timeout: float = 180.0, port: int | None = None) -> Server:
+        """Start on `port` (a restart behind a proxy keeps its address), else on a free one."""
         if self.proc is not None and self.proc.poll() is None:
             raise ServerError("already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed when it ends
         log.write(f"\n===== start {self.starts + 1} on port {self.port}\n".encode())
         log.flush()

@@ -5,6 +5,8 @@
     python -m service keys list [--json]                                        names and prefixes, never keys
     python -m service keys revoke (--name N | --id I)
     python -m service reindex [--prune]                                         re-embed after a model change
+    python -m service export|import|enrol|upgrade …                             backup, restore, bulk enrolment,
+                                                                                model upgrade while serving
 
 Settings come from `BRUSHPRINT_*` environment variables; the flags override them. Covered by
 tests/service/test_cli.py.
@@ -20,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service import opscli
 from service.config import Settings
 from service.errors import ServiceError
 from service.security import KeyInfo, KeyStore, Scope
@@ -33,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data directory: originals and the default SQLite file (BRUSHPRINT_DATA_DIR)")
     p.add_argument("--database-url", help="SQLAlchemy URL (BRUSHPRINT_DATABASE_URL)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (BRUSHPRINT_LOG_LEVEL)")
-    sub = p.add_subparsers(dest="command", metavar="{serve,keys,reindex}")
+    sub = p.add_subparsers(dest="command", metavar="{serve,keys,reindex,export,import,enrol,upgrade}")
     sub.add_parser("serve", help="serve HTTP with uvicorn (the default)")
 
     keys = sub.add_parser("keys", help="create, list or revoke API keys").add_subparsers(
@@ -52,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
     reindex = sub.add_parser("reindex", help="embed every work lacking an embedding of the current model")
     reindex.add_argument("--prune", action="store_true", help="also drop embeddings of other models")
+    opscli.add_commands(sub)
     return p
 
 
@@ -166,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keys(args, settings)
         if args.command == "reindex":
             return _reindex(args, settings)
+        if args.command in opscli.COMMANDS:
+            return opscli.run(args, settings)
         return _serve(settings)
     except ServiceError as e:
         print(f"error: {e.code}: {e.message}", file=sys.stderr)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="onnxruntime providers: auto = CUDA when this onnxruntime offers it, else CPU"
     )
+    model_poll_seconds: float = Field(
+        default=1.0, gt=0.0, le=60.0, description="how often a replica checks the database for a model upgrade"
+    )
     identify_shortlist: int = Field(default=200, ge=1, description="faiss candidates rescored by the head in /identify")
     gpu_index: bool | None = Field(
         default=None, description="keep the faiss index on the GPU; unset means: when faiss sees a GPU"

@@ -392,10 +392,19 @@ class Engine:
         return await asyncio.to_thread(render)
 
     # ---- operations -------------------------------------------------------------------------------------
-    def reindex(self, prune: bool = False) -> ReindexResult:
+    def reindex(
+        self, prune: bool = False, on_progress: Callable[[int], None] | None = None, announce: bool = True
+    ) -> ReindexResult:
         """Re-embed every work lacking an embedding of the current model from its original (synchronous;
-        the CLI runs it, a route would use a thread)."""
-        return self.gallery.reindex(self._embed_many, batch=self.settings.batch_max_size, prune=prune)
+        the CLI runs it, a route would use a thread). `on_progress(n)` hears of each batch of n originals."""
+
+        def embed_many(datas: list[bytes]) -> list[np.ndarray | Exception]:
+            out = self._embed_many(datas)
+            if on_progress is not None:
+                on_progress(len(datas))
+            return out
+
+        return self.gallery.reindex(embed_many, batch=self.settings.batch_max_size, prune=prune, announce=announce)
 
     def _embed_many(self, datas: list[bytes]) -> list[np.ndarray | Exception]:
         out: list[np.ndarray | Exception] = []

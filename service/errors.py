@@ -80,3 +80,15 @@ class Overloaded(Unavailable):
 
     def __init__(self, message: str = "the service is busy", retry_after: float = 1.0):
         super().__init__(code="overloaded", message=message, retry_after=retry_after)
+
+
+class ModelSwitching(Unavailable):
+    """An enrolment on a replica that has not yet swapped to the model the deployment switched to
+    (service/upgrade.py): refused inside its transaction, so no work is stored without the new embedding."""
+
+    def __init__(self, model_id: str):
+        super().__init__(
+            code="model_switching",
+            message=f"the service is switching to model {model_id}; retry in a moment",
+            retry_after=1.0,
+        )

@@ -214,12 +214,18 @@ class Gallery:
 
     # ---- model change -----------------------------------------------------------------------------------
     def reindex(
-        self, embed_many: Callable[[list[bytes]], list[np.ndarray | Exception]], batch: int = 16, prune: bool = False
+        self,
+        embed_many: Callable[[list[bytes]], list[np.ndarray | Exception]],
+        batch: int = 16,
+        prune: bool = False,
+        announce: bool = True,
     ) -> ReindexResult:
         """Embed, from their originals, every work lacking an embedding of the current model; then reload.
 
         Works whose original is missing or no longer decodes are listed in `failed` and keep the service in
-        "reindex required" until they are deleted. `prune` drops embeddings of other models.
+        "reindex required" until they are deleted. `prune` drops embeddings of other models. `announce=False`
+        writes the embeddings without bumping `gallery_state`: for a model no other process serves yet (an
+        upgrade), so serving replicas do not reload their index after every batch.
         """
         result = ReindexResult()
         todo = self.store.lacking_embeddings(self.model_id)
@@ -242,7 +248,7 @@ class Gallery:
                     continue
                 vectors.append((work_id, e))
             with self._lock:
-                self.store.add_embeddings(self.model_id, vectors)
+                self.store.add_embeddings(self.model_id, vectors, announce=announce)
             result.embedded += len(vectors)
         if prune:
             with self._lock:

@@ -24,6 +24,7 @@ from service.engine import Engine
 from service.firstrun import announce
 from service.metrics import Metrics
 from service.security import KeyStore, RateLimiter, Scope
+from service.upgrade import ModelGate, ModelSwitch
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,12 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         engine = Engine.from_settings(settings, on_batch=metrics.observe_batch)
         try:
             await engine.start()
+            switch = ModelSwitch(engine, settings.model_dir, settings.providers, settings.model_poll_seconds)
+            switch.on_switch = lambda m: metrics.set_model(
+                m.model_id, m.card.name, m.card.version, m.card.backbone.arch, m.card.head.kind
+            )
+            await switch.start()
+            app.state.model_switch = switch
             db = engine.gallery.db
             keys, audit = KeyStore(db), AuditLog(db)
             if settings.admin_key is not None:
@@ -90,6 +97,9 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             )
             yield
         finally:
+            if app.state.model_switch is not None:
+                await app.state.model_switch.stop()
+                app.state.model_switch = None
             await engine.stop()
             engine.close()
             app.state.engine = None
@@ -111,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.engine = None
+    app.state.model_switch = None
     app.state.keys = None
     app.state.admission = Admission(settings.max_inflight)
     app.state.metrics.gauge_from(
@@ -127,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # without a valid key gets 401 whatever its body; then the size check and the admission limit. All three
     # answer from the headers, before anything reads the body.
     routes = [route for router in ROUTERS for route in router.routes]
+    app.add_middleware(ModelGate, switch=lambda: app.state.model_switch)
     app.add_middleware(AdmissionLimit, admission=app.state.admission, routes=routes, limited=ADMITTED_ROUTES)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(ApiKeyGate, keys=lambda: app.state.keys, routes=routes)

@@ -218,7 +218,8 @@ class RateLimiter:
     """Per-key token bucket: `burst` requests at once, refilled at `per_minute` / 60 per second.
 
     In-process only: with several replicas each enforces its own bucket, so a key gets up to N times the limit.
-    Deployments with more than one replica should put a shared limiter (gateway, Redis) in front.
+    The compose deployment's proxy holds the per-minute total over all replicas (deploy/haproxy/haproxy.cfg,
+    tested by tests/deploy/test_replicas.py); this bucket still caps each replica's bursts.
     """
 
     def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic):

@@ -4,15 +4,18 @@ Nothing here touches files or the vector index. Each write is one transaction, a
 write bumps the `gallery_state` version row: the row lock then orders writers across processes, and the
 version a write returns tells its caller whether any other process wrote in between (service/replicas.py).
 Enrolment stays one transaction with the originals: `add_works` calls `save` for each work's bytes *inside* the
-transaction, before the commit, so a committed work always has its original. Embeddings are tagged with the
-model id; only one model's are ever read back. Values PostgreSQL text cannot hold (NUL) never match a row.
+transaction, before the commit, so a committed work always has its original; its `write_guard` hook runs right
+after the row lock and may refuse it (service/upgrade.py). The one write that may leave the version alone is
+`add_embeddings(announce=False)`, for a model nobody serves yet. Embeddings are tagged with the model id; only
+one model's are ever read back. Values PostgreSQL text cannot hold (NUL) never match a row.
 Covered by tests/service/test_store.py.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -116,6 +119,9 @@ class Store:
     def __init__(self, db: SqlEngine):
         self.db = db
         self._sessions = make_sessionmaker(db)
+        # called inside every enrolment transaction right after its gallery_state row lock, where it may refuse
+        # the enrolment (service/upgrade.py does once another model serves)
+        self.write_guard: Callable[[Session], None] | None = None
         init_db(db)
         self._ensure_state_row()
 
@@ -142,6 +148,14 @@ class Store:
         with self._sessions() as s:
             return self._read_version(s)
 
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction for a caller whose change spans more than this module's tables (a model switch,
+        a restore), counted like every write here: the version row is bumped, and so locked, first."""
+        with session_scope(self._sessions) as s:
+            self._bump(s)
+            yield s
+
     def ping(self) -> bool:
         with self._sessions() as s:
             s.execute(select(1))
@@ -156,7 +170,10 @@ class Store:
     def _count_missing(self, s: Session, model_id: str) -> int:
         return int(s.scalar(select(func.count(WorkRow.id)).where(self._lacking_embedding(model_id))) or 0)
 
-    def count_missing(self, model_id: str) -> int:
+    def count_missing(self, model_id: str, session: Session | None = None) -> int:
+        """Works without an embedding of `model_id`; read inside `session` when given (a `write()` transaction)."""
+        if session is not None:
+            return self._count_missing(session, model_id)
         with self._sessions() as s:
             return self._count_missing(s, model_id)
 
@@ -185,10 +202,12 @@ class Store:
             ).all()
             return [(r.id, r.path) for r in rows]
 
-    def add_embeddings(self, model_id: str, vectors: Sequence[tuple[str, np.ndarray]]) -> int:
-        """Store (work id, embedding) pairs of `model_id`; returns the version committed."""
+    def add_embeddings(self, model_id: str, vectors: Sequence[tuple[str, np.ndarray]], announce: bool = True) -> int:
+        """Store (work id, embedding) pairs of `model_id`; returns the version committed. `announce=False` leaves
+        the version as it is: for a model no process serves yet (an upgrade), whose embeddings no index reflects,
+        so other processes need not reload."""
         with session_scope(self._sessions) as s:
-            version = self._bump(s)
+            version = self._bump(s) if announce else self._read_version(s)
             for work_id, e in vectors:
                 vec = np.ascontiguousarray(e, "<f4").reshape(-1)
                 s.add(EmbeddingRow(work_id=work_id, model_id=model_id, dim=len(vec), vector=vec.tobytes()))
@@ -277,6 +296,8 @@ class Store:
         try:
             with session_scope(self._sessions) as s:
                 version = self._bump(s)
+                if self.write_guard is not None:
+                    self.write_guard(s)
                 if s.get(ArtistRow, artist_id) is None:
                     raise UnknownArtist(artist_id)
                 dup = s.execute(

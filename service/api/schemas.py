@@ -207,7 +207,8 @@ _ERROR_DOCS = {
     "`invalid_operating_point`, `operating_point_unreachable`, `invalid_evidence`, `invalid_max_side`, "
     "`invalid_artist_id`, `invalid_name`, `invalid_meta`",
     429: "`rate_limited`: retry after the `Retry-After` header's seconds",
-    503: "`overloaded` (retry after `Retry-After`) or `not_ready`",
+    503: "`overloaded` (retry after `Retry-After`), `not_ready`, or `model_switching` (an enrolment while the "
+    "deployment switches models; retry after `Retry-After`)",
 }
 
 

@@ -19,6 +19,7 @@ from service.errors import (
     DuplicateWork,
     Forbidden,
     Invalid,
+    ModelSwitching,
     NoFiles,
     NotFound,
     Overloaded,
@@ -80,6 +81,12 @@ def test_overloaded_maps_to_503() -> None:
     assert headers_of(Overloaded("busy", retry_after=0.2)) == {"Retry-After": "1"}
     assert headers_of(RateLimited("rate_limited", "m", retry_after=30)) == {"Retry-After": "30"}
     assert headers_of(NotFound("unknown_key", "m")) == {}
+
+
+def test_model_switching_maps_to_503_with_retry_after() -> None:
+    err = ModelSwitching("pbn@2")
+    assert (status_of(err), err.code, headers_of(err)) == (503, "model_switching", {"Retry-After": "1"})
+    assert "pbn@2" in err.message
 
 
 async def test_middleware_and_handler_write_the_same_body() -> None:

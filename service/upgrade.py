@@ -1,0 +1,463 @@
+"""Model upgrade while serving: re-embed with a new model beside the old one, then switch every replica at once.
+
+The database holds which model serves (`serving_model`, one row) and what each replica has loaded (`replicas`,
+a heartbeat per process). `python -m service upgrade --to DIR` (`run_upgrade`) then:
+
+1. embeds every stored original with the new model (embeddings are tagged by model id, so the old model's
+   answers never see them), with a progress bar; it repeats until no work lacks one;
+2. stages the new model: every replica loads it and builds its index beside the serving one, and says so in
+   its heartbeat; the upgrade waits until every live replica is ready;
+3. switches in ONE transaction that first takes the `gallery_state` row lock (which every enrolment takes
+   too), checks that no work lacks a new-model embedding (else it embeds the stragglers and tries again) and
+   sets `serving_model`.
+
+Each replica (`ModelSwitch`, wired by service/main.py) reads `serving_model` at the start of every `/v1`
+request (and once a second in the background): when it changed, it lets the requests in flight finish, brings
+its staged index up to date and swaps model and index between two requests. So a request that starts after the
+switch committed is answered by the new model on every replica, and no answer mixes the two. An enrolment
+served by a replica that has not swapped yet is refused inside its transaction with 503 `model_switching`
+(Retry-After 1) instead of storing a work without the new embedding. A failure or interruption before step 3
+leaves `serving_model` as it was (the staged model is dropped again); nothing is half-switched.
+Covered by tests/service/test_upgrade.py and, across PostgreSQL replicas, tests/deploy/test_replicas.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from starlette.types import ASGIApp, Receive, Scope, Send
+from tqdm import tqdm
+
+from service.db import Base, UTCDateTime, init_db, make_sessionmaker, utcnow
+from service.errors import ModelSwitching
+
+log = logging.getLogger(__name__)
+
+LIVE_AFTER = timedelta(seconds=10)  # a replica whose heartbeat is older is taken for gone
+
+
+class ServingModelRow(Base):
+    """One row (id 1): the model every replica serves, and the one being staged by an upgrade in progress."""
+
+    __tablename__ = "serving_model"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    model_id: Mapped[str] = mapped_column(sa.String(128))
+    model_dir: Mapped[str] = mapped_column(sa.String(1024))
+    staged_model_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    staged_model_dir: Mapped[str | None] = mapped_column(sa.String(1024), nullable=True)
+    switched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ReplicaRow(Base):
+    """A serving process's heartbeat: what it serves and which staged model it has ready."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    model_id: Mapped[str] = mapped_column(sa.String(128))
+    staged_ready: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
+    error: Mapped[str | None] = mapped_column(sa.String(1024), nullable=True)
+    seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+_TABLES = [Base.metadata.tables[ServingModelRow.__tablename__], Base.metadata.tables[ReplicaRow.__tablename__]]
+
+
+class UpgradeError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _serving(s: Session) -> ServingModelRow | None:
+    return s.get(ServingModelRow, 1)
+
+
+def ensure_serving_row(db: sa.Engine, model_id: str, model_dir: str) -> ServingModelRow:
+    """The serving row, created with this model when the deployment has none yet (its first start)."""
+    init_db(db, tables=_TABLES)
+    sessions = make_sessionmaker(db)
+    try:
+        with sessions.begin() as s:
+            row = _serving(s)
+            if row is None:
+                row = ServingModelRow(id=1, model_id=model_id, model_dir=model_dir)
+                s.add(row)
+            return row
+    except sa.exc.IntegrityError:  # another replica starting at the same time inserted it
+        with sessions() as s:
+            row = _serving(s)
+            assert row is not None
+            return row
+
+
+# ---- replica side --------------------------------------------------------------------------------------------
+class _Gate:
+    """Requests share it; a swap takes it alone, after the requests in flight are done."""
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._active = 0
+        self._closed = False
+
+    async def enter(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._closed)
+            self._active += 1
+
+    async def leave(self) -> None:
+        async with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    async def exclusive(self, fn: Callable[[], Any]) -> Any:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._closed)
+            self._closed = True
+            await self._cond.wait_for(lambda: self._active == 0)
+        try:
+            return await asyncio.to_thread(fn)
+        finally:
+            async with self._cond:
+                self._closed = False
+                self._cond.notify_all()
+
+
+@dataclass
+class _Prepared:
+    model: Any
+    gallery: Any
+
+
+class ModelSwitch:
+    """Keeps one serving process on the model `serving_model` names (see the module docstring)."""
+
+    def __init__(self, engine: Any, model_dir: str | Path, providers: str = "auto", poll_s: float = 1.0):
+        self.engine = engine
+        self.db: sa.Engine = engine.gallery.db
+        self.providers = providers
+        self.poll_s = poll_s
+        self.replica_id = uuid.uuid4().hex
+        self._sessions = make_sessionmaker(self.db)
+        self._gate = _Gate()
+        self._prepared: _Prepared | None = None
+        self._prepare_lock = threading.Lock()
+        self._error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.on_switch: Callable[[Any], None] | None = None
+        own_dir = str(Path(model_dir).resolve())
+        row = ensure_serving_row(self.db, engine.model_id, own_dir)
+        self._guard(engine.gallery)
+        if row.model_id != engine.model_id:
+            if live_replicas(self._sessions):
+                # the deployment switched while this process was down: serve what the others serve
+                log.info(
+                    "model switch: serving %s like the running replicas (configured: %s)", row.model_id, engine.model_id
+                )
+                self._install(self._prepare(row.model_id, row.model_dir))
+            else:
+                # nothing else serves: the operator changed the model offline (stop, reindex, start)
+                with self._sessions.begin() as s:
+                    current = _serving(s)
+                    assert current is not None
+                    current.model_id, current.model_dir = engine.model_id, own_dir
+                    current.staged_model_id = current.staged_model_dir = None
+                    current.switched_at = utcnow()
+                log.info("model switch: %s serves from now on (was %s)", engine.model_id, row.model_id)
+
+    # -- lifecycle
+    async def start(self) -> None:
+        await asyncio.to_thread(self._heartbeat)
+        self._task = asyncio.create_task(self._poll(), name="model-switch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            with self._sessions.begin() as s:
+                s.execute(sa.delete(ReplicaRow).where(ReplicaRow.id == self.replica_id))
+        except Exception:  # noqa: BLE001 - a stale heartbeat expires by itself
+            log.warning("model switch: could not remove this replica's heartbeat", exc_info=True)
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                await self.follow()
+                await asyncio.to_thread(self._heartbeat)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a store hiccup must not end the loop
+                log.warning("model switch: poll failed", exc_info=True)
+            await asyncio.sleep(self.poll_s)
+
+    # -- per request
+    async def serve(self, call: Callable[[], Any]) -> None:
+        try:
+            await self.follow(stage=False)
+        except Exception:  # noqa: BLE001 - the store is unreachable: serve on with the model this process has
+            log.warning("model switch: could not read the serving model", exc_info=True)
+        await self._gate.enter()
+        try:
+            await call()
+        finally:
+            await self._gate.leave()
+
+    async def follow(self, stage: bool = True) -> None:
+        """Swap to the serving model if the database names another; with `stage`, load a staged one (the
+        background poll does that, never a request)."""
+        row = await asyncio.to_thread(self._read)
+        if row is None:
+            return
+        model_id, model_dir, staged_id, staged_dir = row
+        if model_id != self.engine.model_id:
+            await self._gate.exclusive(lambda: self._switch(model_id, model_dir))
+        elif not stage:
+            return
+        elif (
+            staged_id
+            and staged_id != model_id
+            and (self._prepared is None or self._prepared.model.model_id != staged_id)
+        ):
+            await asyncio.to_thread(self._stage, staged_id, staged_dir)
+        elif not staged_id and self._prepared is not None:
+            self._prepared = None  # the upgrade was abandoned: free the staged model
+
+    def _read(self) -> tuple[str, str, str | None, str | None] | None:
+        with self._sessions() as s:
+            r = _serving(s)
+            return None if r is None else (r.model_id, r.model_dir, r.staged_model_id, r.staged_model_dir)
+
+    def _heartbeat(self) -> None:
+        with self._sessions.begin() as s:
+            row = s.get(ReplicaRow, self.replica_id)
+            if row is None:
+                row = ReplicaRow(id=self.replica_id, host=socket.gethostname()[:255], pid=os.getpid(), model_id="")
+                s.add(row)
+            row.model_id = self.engine.model_id
+            row.staged_ready = self._prepared.model.model_id if self._prepared is not None else None
+            row.error = self._error
+            row.seen = utcnow()
+
+    # -- staging and switching (worker threads)
+    def _prepare(self, model_id: str, model_dir: str | None) -> _Prepared:
+        from service.gallery import Gallery, ReferenceSpace
+        from service.model import Model
+
+        if not model_dir:
+            raise UpgradeError("model_unavailable", f"no directory recorded for model {model_id}")
+        model = Model.load(model_dir, providers=self.providers)
+        if model.model_id != model_id:
+            raise UpgradeError("model_mismatch", f"{model_dir} holds {model.model_id}, not {model_id}")
+        old = self.engine.gallery
+        gallery = Gallery(old.db, old.data_dir, ReferenceSpace.of(model), use_gpu=old.index.use_gpu)
+        self._guard(gallery)
+        return _Prepared(model, gallery)
+
+    def _stage(self, model_id: str, model_dir: str | None) -> None:
+        with self._prepare_lock:
+            if self._prepared is not None and self._prepared.model.model_id == model_id:
+                return
+            try:
+                self._prepared = self._prepare(model_id, model_dir)
+                self._error = None
+                log.info("model switch: %s staged", model_id)
+            except Exception as e:  # noqa: BLE001 - reported to the upgrade through the heartbeat
+                self._error = f"{type(e).__name__}: {e}"[:1024]
+                log.error("model switch: staging %s failed: %s", model_id, self._error)
+        self._heartbeat()
+
+    def _switch(self, model_id: str, model_dir: str) -> None:
+        """Runs with no request in flight on this replica."""
+        if self.engine.model_id == model_id:  # another request or the poll switched first
+            return
+        with self._prepare_lock:
+            prepared = self._prepared
+            if prepared is None or prepared.model.model_id != model_id:
+                prepared = self._prepare(model_id, model_dir)
+            self._install(prepared)
+            self._prepared = None
+        self._heartbeat()
+
+    def _install(self, prepared: _Prepared) -> None:
+        # the switch bumped gallery_state, so this reloads the staged index with everything written since staging
+        prepared.gallery.sync()
+        old_model = self.engine.model
+        self.engine.model, self.engine.gallery = prepared.model, prepared.gallery
+        log.info("model switch: now serving %s (was %s)", prepared.model.model_id, old_model.model_id)
+        if self.on_switch is not None:
+            self.on_switch(prepared.model)
+
+    def _guard(self, gallery: Any) -> None:
+        model_id = gallery.model_id
+
+        def guard(s: Session) -> None:
+            # inside the enrolment's transaction, after its gallery_state row lock: ordered with the switch
+            serving = s.scalar(sa.select(ServingModelRow.model_id).where(ServingModelRow.id == 1))
+            if serving is not None and serving != model_id:
+                raise ModelSwitching(serving)
+
+        gallery.store.write_guard = guard
+
+
+class ModelGate:
+    """ASGI middleware: every `/v1` request first follows the serving model (service/main.py adds it)."""
+
+    def __init__(self, app: ASGIApp, switch: Callable[[], ModelSwitch | None]):
+        self.app = app
+        self.switch = switch
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        switch = self.switch() if scope["type"] == "http" and scope["path"].startswith("/v1/") else None
+        if switch is None:
+            await self.app(scope, receive, send)
+            return
+        await switch.serve(lambda: self.app(scope, receive, send))
+
+
+# ---- the upgrade command -------------------------------------------------------------------------------------
+@dataclass
+class UpgradeResult:
+    old_model: str
+    new_model: str
+    embedded: int
+    replicas: int
+    switched: bool
+    seconds: float
+
+
+def _stage_row(sessions: Any, model_id: str | None, model_dir: str | None) -> None:
+    with sessions.begin() as s:
+        row = _serving(s)
+        assert row is not None
+        row.staged_model_id, row.staged_model_dir = model_id, model_dir
+
+
+def live_replicas(sessions: Any) -> list[ReplicaRow]:
+    with sessions() as s:
+        cutoff = utcnow() - LIVE_AFTER
+        return list(s.scalars(sa.select(ReplicaRow).where(ReplicaRow.seen >= cutoff).order_by(ReplicaRow.id)))
+
+
+def run_upgrade(
+    settings: Any,
+    new_model_dir: str | Path,
+    wait_s: float = 120.0,
+    progress: bool = True,
+    print_fn: Callable[[str], None] = lambda m: print(m, flush=True),
+) -> UpgradeResult:
+    """Steps 1–3 of the module docstring. Raises UpgradeError (the old model still serving) on any failure."""
+    from service.engine import Engine
+
+    t0 = time.monotonic()
+    new_dir = str(Path(new_model_dir).resolve())
+    engine = Engine.from_settings(settings.model_copy(update={"model_dir": Path(new_dir)}))
+    db = engine.gallery.db
+    sessions = make_sessionmaker(db)
+    staged = False
+    try:
+        init_db(db, tables=_TABLES)
+        with sessions() as s:
+            row = _serving(s)
+        if row is None:
+            raise UpgradeError("not_serving", "no serving model is recorded: start the service once before upgrading")
+        old, new = row.model_id, engine.model_id
+        if old == new:
+            return UpgradeResult(old, new, 0, len(live_replicas(sessions)), False, time.monotonic() - t0)
+        print_fn(f"upgrade {old} -> {new}: embedding {engine.gallery.missing} works with the new model")
+        embedded = 0
+        for attempt in range(6):
+            embedded += _embed_missing(engine, progress)
+            # stage (once), wait for every live replica, then switch in one transaction
+            if not staged:
+                _stage_row(sessions, new, new_dir)
+                staged = True
+                n = _wait_for_replicas(sessions, new, wait_s, print_fn)
+            store = engine.gallery.store
+            with store.write() as s:
+                # the gallery_state row lock first: every enrolment takes it, so none slips past this check
+                lacking = store.count_missing(new, s)
+                if lacking == 0:
+                    row2 = _serving(s)
+                    assert row2 is not None
+                    row2.model_id, row2.model_dir = new, new_dir
+                    row2.staged_model_id = row2.staged_model_dir = None
+                    row2.switched_at = utcnow()
+            if lacking == 0:
+                staged = False
+                print_fn(f"switched to {new}: {n} replica(s) follow on their next request (at most 1 s)")
+                return UpgradeResult(old, new, embedded, n, True, time.monotonic() - t0)
+            print_fn(f"{lacking} works were enrolled meanwhile; embedding them too (attempt {attempt + 2})")
+        raise UpgradeError("upgrade_not_converging", "works keep arriving faster than they are embedded; retry later")
+    finally:
+        if staged:
+            try:
+                _stage_row(sessions, None, None)
+            except Exception:  # noqa: BLE001 - the original error matters more
+                log.warning("upgrade: could not clear the staged model", exc_info=True)
+        engine.close()
+
+
+def _embed_missing(engine: Any, progress: bool) -> int:
+    with tqdm(total=engine.gallery.missing, desc="re-embed", unit="work", disable=not progress) as bar:
+        # not announced: the serving replicas need not reload for embeddings of a model they do not serve; the
+        # staged indexes reload when the switch bumps gallery_state
+        result = engine.reindex(on_progress=bar.update, announce=False)
+    if result.failed:
+        raise UpgradeError(
+            "reembed_failed",
+            f"{len(result.failed)} works could not be embedded with the new model (e.g. {result.failed[0]}); "
+            "delete or re-upload them, then run the upgrade again",
+        )
+    return int(result.embedded)
+
+
+def _wait_for_replicas(sessions: Any, new: str, wait_s: float, print_fn: Callable[[str], None]) -> int:
+    deadline = time.monotonic() + wait_s
+    last = ""
+    while True:
+        live = live_replicas(sessions)
+        failed = [r for r in live if r.error]
+        if failed:
+            raise UpgradeError("staging_failed", f"replica {failed[0].host}:{failed[0].pid}: {failed[0].error}")
+        ready = sum(1 for r in live if r.staged_ready == new)
+        line = f"replicas ready with {new}: {ready}/{len(live)}"
+        if line != last:
+            print_fn(line)
+            last = line
+        if ready == len(live):
+            return len(live)
+        if time.monotonic() > deadline:
+            raise UpgradeError("staging_timeout", f"{line} after {wait_s:.0f} s; the old model keeps serving")
+        time.sleep(0.2)
+
+
+def abort_upgrade(db: sa.Engine) -> bool:
+    """Drop a staged model left by an interrupted upgrade; True when there was one."""
+    init_db(db, tables=_TABLES)
+    sessions = make_sessionmaker(db)
+    with sessions.begin() as s:
+        row = _serving(s)
+        if row is None or row.staged_model_id is None:
+            return False
+        row.staged_model_id = row.staged_model_dir = None
+        return True
