@@ -91,8 +91,9 @@ def model_inputs(image: Image.Image, backbone: HasPreprocessing) -> np.ndarray:
     return np.stack([to_input(big[t:b, left:r], p) for left, t, r, b in crop_boxes((big.shape[1], big.shape[0]), p)])
 
 
-def combine(crop_outputs: np.ndarray, recipe: EmbeddingRecipe) -> np.ndarray:
-    """The backbone's outputs for one picture's crops [n_crops, crop_dim] → its embedding [embedding_dim]."""
+def crop_features(crop_outputs: np.ndarray, recipe: EmbeddingRecipe) -> np.ndarray:
+    """Backbone outputs of crops [n, crop_dim] → the per-crop vectors `combine` averages [n, embedding_dim]
+    (training fits the whitening on these)."""
     x = np.asarray(crop_outputs, np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"expected [n_crops, dim] crop outputs, got shape {x.shape}")
@@ -100,7 +101,12 @@ def combine(crop_outputs: np.ndarray, recipe: EmbeddingRecipe) -> np.ndarray:
         x = x[:, recipe.crop_features[0] : recipe.crop_features[1]]
     if recipe.combine == "l2_mean":
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
-    out: np.ndarray = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    return x
+
+
+def combine(crop_outputs: np.ndarray, recipe: EmbeddingRecipe) -> np.ndarray:
+    """The backbone's outputs for one picture's crops [n_crops, crop_dim] → its embedding [embedding_dim]."""
+    out: np.ndarray = crop_features(crop_outputs, recipe).mean(axis=0, dtype=np.float64).astype(np.float32)
     return out
 
 

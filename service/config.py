@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         default=1.0, gt=0.0, le=60.0, description="how often a replica checks the database for a model upgrade"
     )
     identify_shortlist: int = Field(default=200, ge=1, description="faiss candidates rescored by the head in /identify")
+    gallery_calibration: bool = Field(
+        default=True, description="derive error rates from the enrolled works once the gallery is large enough"
+    )
+    gallery_calibration_min_artists: int = Field(
+        default=5, ge=2, description="artists with 2 or more works before the gallery calibrates itself"
+    )
     gpu_index: bool | None = Field(
         default=None, description="keep the faiss index on the GPU; unset means: when faiss sees a GPU"
     )

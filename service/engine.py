@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from contract.aggregation import aggregate, top_m
+from contract.card import CalibrationRow
 from contract.decode import Decoded, ImageError, ImageLimits, decode_bytes
 from service.batching import MicroBatcher
+from service.calibration import MODEL_CARD, CalibrationUsed, GalleryCalibrator, GalleryTables
 from service.config import Settings
 from service.db import make_engine
 from service.errors import Conflict, Invalid, NoFiles, Overloaded
@@ -75,6 +77,7 @@ class Decision:
     rule: str
     model: str
     images: tuple[str, ...] = ()  # sha256 of the scored uploads, for the audit log
+    calibration: CalibrationUsed = MODEL_CARD  # which tables gave the threshold and the expected rates
     evidence: EvidenceMap | None = None  # per-region scores of the query, when asked for (service/evidence.py)
 
 
@@ -121,6 +124,13 @@ class Engine:
             max_queue=settings.max_queue,
             on_batch=on_batch,
             name="embed",
+        )
+        self.calibrator = GalleryCalibrator(
+            self.gallery.snapshot,
+            self.model.symmetric_scores,
+            model.card.calibration.aggregation,
+            min_artists=settings.gallery_calibration_min_artists,
+            enabled=settings.gallery_calibration,
         )
         # bounds the memory of concurrent decodes (a 40-Mpixel upload is ~120 MB as RGB)
         self._decode_slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
@@ -201,13 +211,43 @@ class Engine:
             )
 
     # ---- scoring routes ---------------------------------------------------------------------------------
+    def _gallery_tables(self) -> GalleryTables | None:
+        """The gallery's own tables when it has them (asking for newer ones if the gallery moved), else None."""
+        self.calibrator.poke(self.gallery.replicas.version)
+        return self.calibrator.tables
+
+    def _pair_calibration(self) -> tuple[list[CalibrationRow], tuple[float, str], CalibrationUsed]:
+        """(table, default point, source) for a pair score: the gallery's pairs once it has enough, else the card."""
+        tables = self._gallery_tables()
+        if tables is not None:
+            return tables.pair, equal_error_point(tables.pair, "this gallery's own pairs"), tables.used("pair")
+        cal = self.model.card.calibration
+        return list(cal.pair), (cal.recommended_threshold, cal.recommended_rule), MODEL_CARD
+
+    def _portfolio_calibration(self, n: int) -> tuple[list[CalibrationRow], tuple[float, str], CalibrationUsed]:
+        """(table, default point, source) for a portfolio of n works."""
+        tables = self._gallery_tables()
+        if tables is not None:
+            point = equal_error_point(tables.portfolio, "this gallery's leave-one-out portfolios")
+            return tables.portfolio, point, tables.used("portfolio")
+        cal = self.model.card.calibration
+        table, k = portfolio_table(cal, n)
+        # The card's recommended threshold is the pair-level EER point; a portfolio score (top-m mean) has its
+        # own distribution, so verify's default is the EER point of the portfolio table it is judged by.
+        recommended = (
+            equal_error_point(table, f"the k={k} portfolio calibration")
+            if k is not None
+            else (cal.recommended_threshold, cal.recommended_rule)
+        )
+        return table, recommended, MODEL_CARD
+
     async def compare(
         self, image_a: bytes, image_b: bytes, strictness: Strictness | None = None, evidence: int | None = None
     ) -> Decision:
         """Pair score of two uploads. `evidence=n` adds an n×n evidence map of image_a against image_b."""
         grid = None if evidence is None else check_grid(evidence)
-        cal = self.model.card.calibration
-        op = resolve(cal.pair, strictness or Strictness(), cal.recommended_threshold, cal.recommended_rule)
+        table, recommended, used = self._pair_calibration()
+        op = resolve(table, strictness or Strictness(), *recommended)
         (ca, xa), (cb, xb) = await asyncio.gather(
             asyncio.to_thread(self._decode_prepared, image_a), asyncio.to_thread(self._decode_prepared, image_b)
         )
@@ -225,7 +265,7 @@ class Engine:
                 return [float(s) for s in self.model.score_against(other, regions)]
 
             emap = await self._evidence(ca, grid, against_b, op.threshold, "image_b")
-        return Decision(**self._decided(score, op), images=(sa, sb), evidence=emap)
+        return Decision(**self._decided(score, op), images=(sa, sb), calibration=used, evidence=emap)
 
     def _decided(self, score: float, op: OperatingPoint) -> dict[str, Any]:
         """The fields every decision shares: the score judged at the operating point, with its expected rates."""
@@ -254,14 +294,7 @@ class Engine:
         if n == 0:
             raise Conflict("empty_portfolio", f"artist {artist_id!r} has no enrolled works to verify against")
         cal = self.model.card.calibration
-        table, k = portfolio_table(cal, n)
-        # The card's recommended threshold is the pair-level EER point; a portfolio score (top-m mean) has its
-        # own distribution, so verify's default is the EER point of the portfolio table it is judged by.
-        recommended = (
-            equal_error_point(table, f"the k={k} portfolio calibration")
-            if k is not None
-            else (cal.recommended_threshold, cal.recommended_rule)
-        )
+        table, recommended, used = self._portfolio_calibration(n)
         op = resolve(table, strictness or Strictness(), *recommended)
         decoded, x = await asyncio.to_thread(self._decode_prepared, image)
         emb = await self.batcher.submit(x)
@@ -278,6 +311,7 @@ class Engine:
         return Verdict(
             **self._decided(score, op),
             images=(decoded.sha256,),
+            calibration=used,
             evidence=emap,
             artist_id=artist_id,
             portfolio_size=n,

@@ -205,6 +205,11 @@ class Gallery:
             rows = self.index.rows_of(artist_id)
             return Portfolio(artist_id, [self.index.work_ids[i] for i in rows], self.index.vectors[rows])
 
+    def snapshot(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(version, artist of each reference, reference vectors), read together (gallery calibration)."""
+        with self._lock:
+            return self.replicas.version, np.array(self.index.artist_ids), self.index.vectors.copy()
+
     def search(self, query_vec: np.ndarray, n: int) -> list[Hit]:
         with self._lock:
             return self.index.search(np.asarray(query_vec, np.float32), n)

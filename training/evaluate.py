@@ -22,7 +22,8 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score, roc_curve
 
 from contract.aggregation import aggregate_rows
-from contract.card import Aggregation, Calibration, CalibrationRow, PortfolioCalibration
+from contract.calibration import threshold_table
+from contract.card import Aggregation, Calibration, PortfolioCalibration
 from training.heads import HeadModels
 from training.pairs import fixed_pairs
 
@@ -31,16 +32,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 PORTFOLIO_KS = (1, 3, 5, 10, 20)
 TOP_M = Aggregation().top_m
-# 0.01 steps everywhere, finer towards the ends: strict operating points (max_fpr=0.01, min_precision=0.99) live
-# where scores crowd near 1, and a 0.01 grid there forced needlessly high thresholds (FNR 0.84 at 1 % FPR).
-GRID = tuple(
-    sorted(
-        {round(i / 100, 2) for i in range(101)}
-        | {round(0.9 + i / 1000, 3) for i in range(100)}
-        | {round(0.99 + i / 10_000, 4) for i in range(100)}
-        | {round(i / 1000, 3) for i in range(1, 10)}
-    )
-)
 # a portfolio table from fewer eligible artists than this would describe a handful of people, not a model
 MIN_PORTFOLIO_ARTISTS = 3
 CLASS_NAMES = ("different", "same")
@@ -87,32 +78,6 @@ def roc_summary(y: np.ndarray, s: np.ndarray) -> dict:
         "n": int(len(y)),
         "n_same": int(y.sum()),
     }
-
-
-def threshold_table(y: np.ndarray, s: np.ndarray, grid: Sequence[float] = GRID) -> list[CalibrationRow]:
-    """One row per threshold: a pair is called "same" when its score >= threshold.
-
-    Precision with no accepted pair is reported as 1.0: no false acceptances were made.
-    """
-    y = np.asarray(y).astype(bool)
-    s = np.asarray(s, np.float64)
-    pos, neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
-    rows = []
-    for t in grid:
-        accept = s >= t
-        tp = int((accept & y).sum())
-        fp = int((accept & ~y).sum())
-        fn = int((~accept & y).sum())
-        rows.append(
-            CalibrationRow(
-                threshold=float(t),
-                fpr=fp / neg,
-                fnr=fn / pos,
-                precision=tp / (tp + fp) if tp + fp else 1.0,
-                recall=tp / pos,
-            )
-        )
-    return rows
 
 
 def at_threshold(y: np.ndarray, s: np.ndarray, threshold: float) -> dict:

@@ -166,3 +166,100 @@ def write_report(
     path = Path(path)
     path.write_text("\n".join(L))
     return path
+
+
+def _ci(v: Sequence[float]) -> str:
+    return f"[{v[0]:.3f}, {v[1]:.3f}]"
+
+
+def _head_line(card: Card) -> str:
+    h = card.head
+    if h.cosine is None:
+        return f"- head `{h.kind}`."
+    c = h.cosine
+    return (
+        f"- head `{h.kind}`: whitening to {c.dim} dims (eigenvalue power {c.power:g}) fitted on {c.fitted_on}; "
+        f"P(same) = sigmoid({c.slope:.3f} x cosine {c.bias:+.3f}), fitted on out-of-fold pairs."
+    )
+
+
+def write_real_report(path: Path, card: Card, command: str, seconds: float) -> Path:
+    """REPORT.md for a model built on real paintings (training/realmodel.py): everything from its card."""
+    real = card.metrics["real"]
+    pair, verify = real["pair"], real["verify_loo"]
+    h, b = card.head, card.backbone
+    lines = [
+        f"# {card.model_id}",
+        "",
+        f"Built by `{command or 'python -m training make-real'}` in {seconds / 60:.1f} min (CPU).",
+        "",
+        "## Corpus",
+        "",
+        f"- `{card.training_data.get('corpus')}`: {real['images']} paintings by {real['artists']} artists, "
+        f"{real['artists_with_2_or_more']} of them with 2 or more works.",
+    ]
+    src = card.training_data.get("source")
+    if isinstance(src, dict):
+        lines.append(f"- source: {src.get('source')}; kept {src.get('kept')} of {src.get('objects')} objects "
+                     f"(dropped: {', '.join(f'{k} {v}' for k, v in src.get('dropped', {}).items())}).")  # fmt: skip
+    lines += [
+        "",
+        "## Model",
+        "",
+        f"- backbone `{b.arch}` ({b.weights}); {b.embedding.description}.",
+        _head_line(card),
+        f"- selected on {h.selected_on}.",
+        "",
+        "## How sure is it? (real paintings, artists never fitted on)",
+        "",
+        f"Protocol: {real['protocol']}. About {pair['same_artist_pairs_per_repeat']} same-artist pairs among "
+        f"{pair['pairs_per_repeat']} per repeat: a small set, so the intervals are wide and the rates at strict "
+        "operating points rest on few same-artist pairs.",
+        "",
+        "| measure | value | 95 % CI |",
+        "|---|---:|---|",
+        f"| pair ROC AUC | {pair['auc']:.3f} | {_ci(pair['auc_ci95'])} |",
+        f"| pair EER | {pair['eer']:.3f} | {_ci(pair['eer_ci95'])} |",
+        f"| verify (leave-one-out, portfolios of 1-3 works) AUC | {verify['auc']:.3f} | {_ci(verify['auc_ci95'])} |",
+        "",
+        f"Verify trials: {verify['genuine_trials']} genuine, {verify['impostor_trials']} impostor, "
+        f"{verify['query_artists']} query artists.",
+        "",
+        "### Candidates (same out-of-fold pairs)",
+        "",
+        "| candidate | pair AUC |",
+        "|---|---:|",
+        *[f"| {k} | {v:.3f} |" for k, v in real["candidates_pair_auc"].items()],
+        "",
+        "### Do the claimed error rates hold? (nested: fitted on half the artists, checked on the other half)",
+        "",
+        "| level | operating point | claimed FPR | observed FPR (range) | claimed FNR | observed FNR (range) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for op in real["operating_points"]:
+        lines.append(
+            f"| {op['level']} | {op['rule']} | {op['claimed_fpr']:.3f} | {op['observed_fpr']:.3f} "
+            f"{_ci(op['observed_fpr_range'])} | {op['claimed_fnr']:.3f} | {op['observed_fnr']:.3f} "
+            f"{_ci(op['observed_fnr_range'])} |"
+        )
+    syn = card.metrics.get("synthetic")
+    if syn:
+        lines += ["", "## Synthetic paintings (apart)", "", f"{syn['corpus']}: pair AUC {syn['pair_auc']:.3f}, "
+                  f"EER {syn['pair_eer']:.3f}. Synthetic figures say nothing about real artists."]  # fmt: skip
+    cal = card.calibration
+    lines += [
+        "",
+        "## Calibration the service uses (from the out-of-fold real pairs)",
+        "",
+        f"Default threshold {cal.recommended_threshold:.4f}: {cal.recommended_rule}.",
+        "",
+        *_table(cal.pair, step=10),
+        "",
+        "Verify's portfolio table (k=1) comes from leave-one-out trials with portfolios of 1-3 works; a gallery",
+        "with enough artists of its own calibrates itself instead (the reply's `calibration.source` says which).",
+        "",
+        *[f"![{p}]({p})" for p in card.metrics.get("plots", [])],
+        "",
+    ]
+    path.write_text("\n".join(lines))
+    return path

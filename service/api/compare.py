@@ -30,7 +30,6 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     "in the two images. Strictness: at most one of `threshold`, `max_fpr`, `min_precision`; none means the model "
     "card's recommended operating point. The answer carries the error rates expected at that threshold. "
     "`evidence=n` (2 to 4) adds an evidence map: each of n×n regions of `image_a` scored on its own against `image_b`.",
-    response_model_exclude_none=True,
     responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
 )
 async def compare(

@@ -6,7 +6,7 @@ Engine results (dataclasses) are read with `from_attributes`, so the routes only
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -57,16 +57,29 @@ class EvidenceOut(_Out):
     regions: list[RegionOut] = Field(description="row-major, n×n entries")
 
 
+class CalibrationOut(_Out):
+    source: Literal["gallery", "model_card"] = Field(
+        description="`gallery`: error rates from this deployment's own enrolled works (once it holds enough artists "
+        "with 2 or more works); `model_card`: from the model's evaluation on real paintings"
+    )
+    genuine_pairs: int | None = Field(
+        default=None, description="gallery: same-artist pairs (compare) or leave-one-out trials (verify) behind it"
+    )
+    impostor_pairs: int | None = Field(default=None, description="gallery: different-artist pairs or trials")
+
+
 class DecisionOut(_Out):
     score: float = Field(description="same-artist score in [0, 1]; symmetric in the two images")
     threshold: float = Field(description="the threshold the decision used: `match` is `score >= threshold`")
     match: bool
-    expected_fpr: float = Field(description="false-positive rate expected at this threshold (validation data)")
-    expected_fnr: float = Field(description="false-negative rate expected at this threshold (validation data)")
+    expected_fpr: float = Field(description="false-positive rate expected at this threshold (see `calibration`)")
+    expected_fnr: float = Field(description="false-negative rate expected at this threshold (see `calibration`)")
     rule: str = Field(description="how the threshold was chosen, e.g. `threshold=0.8`, `max_fpr<=0.01` or an EER rule")
     model: str = Field(description="id of the model that scored: name@version+hash of its files")
+    calibration: CalibrationOut = Field(description="which calibration tables gave the threshold and the rates")
     evidence: EvidenceOut | None = Field(
         None,
+        exclude_if=lambda v: v is None,  # absent, not null, unless asked for: other answers are exactly as before
         description="only when the request had `evidence=n`: which regions of the query, each on its own, match "
         "the target. Regions that look like it to the model, not proof",
     )

@@ -30,7 +30,6 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     "pair scores as the portfolio calibration assumed; expected error rates come from the portfolio-level "
     "calibration for a portfolio of this size. Strictness as in /v1/compare. `evidence=n` (2 to 4) adds an evidence "
     "map: each of n×n regions of the image scored on its own against the same portfolio.",
-    response_model_exclude_none=True,
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
 )
 async def verify(

@@ -208,7 +208,7 @@ function calibrationText(r) {
   const c = r.calibration;
   if (!c || typeof c !== "object") return "Calibration: model card.";
   const source = c.source === "gallery" ? "this gallery's enrolled works" : c.source === "model_card" ? "model card" : String(c.source);
-  const extra = Object.entries(c).filter(([k]) => k !== "source").map(([k, v]) => `${k} ${v}`).join(", ");
+  const extra = Object.entries(c).filter(([k, v]) => k !== "source" && v != null).map(([k, v]) => `${k} ${v}`).join(", ");
   return `Calibration: ${source}${extra ? " (" + extra + ")" : ""}.`;
 }
 

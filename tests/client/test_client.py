@@ -80,6 +80,7 @@ def test_every_route_through_the_sync_client(bp: Client, server: Server, tmp_pat
     assert {r.work_id for r in v.top_references} == {w.id for w in works}
     plain = bp.verify(painting_jpeg(1, 4), "monet", threshold=0.5)
     assert plain.evidence is None and plain.threshold == 0.5 and plain.score == pytest.approx(v.score)
+    assert plain.calibration is not None and plain.calibration["source"] == "model_card"  # one artist: the card's
 
     ident = bp.identify(painting_jpeg(1, 5), k=3)
     assert [c.artist_id for c in ident.candidates] == ["monet"] and ident.model == d.model

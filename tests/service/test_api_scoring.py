@@ -14,7 +14,7 @@ from service.main import create_app
 from tests.service.apitools import ADMIN, enrol, error_code, make_settings, new_key, one, pair, running
 from tests.service.conftest import png
 
-DECISION_FIELDS = {"score", "threshold", "match", "expected_fpr", "expected_fnr", "rule", "model"}
+DECISION_FIELDS = {"score", "threshold", "match", "expected_fpr", "expected_fnr", "rule", "model", "calibration"}
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,8 @@ def test_compare_answers_a_calibrated_decision(client: TestClient, verifier: dic
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == DECISION_FIELDS
+    # an empty gallery cannot speak for itself: the rates are the model card's
+    assert body["calibration"] == {"source": "model_card", "genuine_pairs": None, "impostor_pairs": None}
     assert 0.0 <= body["score"] <= 1.0
     assert body["match"] == (body["score"] >= body["threshold"])
     assert body["rule"] == "recommended" or body["rule"]

