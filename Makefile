@@ -15,7 +15,8 @@ SERVE_EXTRAS ?=
 comma := ,
 SERVE_SPEC := $(ACCEL)$(if $(SERVE_EXTRAS),$(comma)$(SERVE_EXTRAS))
 
-.PHONY: run test venv-serve venv-all check-serve-install postgres-deps deploy-deps model model-synthetic realset lint fuzz load bench clean help
+.PHONY: run test venv-serve venv-all check-serve-install postgres-deps deploy-deps browser-deps model model-synthetic \
+	realset lint fuzz load bench clean help
 
 help:
 	@echo "make run    serve $(MODEL_DIR) on $(HOST):$(PORT) (creates $(VENV), extra [$(ACCEL)])"
@@ -34,8 +35,8 @@ $(VENV)/.serve-$(ACCEL): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e ".[$(SERVE_SPEC)]"
 	@touch $@
 
-$(VENV)/.all-$(ACCEL): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e ".[$(ACCEL),train,dev,postgres]"
+$(VENV)/.all-$(ACCEL): pyproject.toml client/pyproject.toml | $(PY)
+	$(PIP) install --quiet -e ".[$(ACCEL),train,dev,postgres]" -e ./client
 	@touch $@ $(VENV)/.serve-$(ACCEL)
 
 venv-serve: $(VENV)/.serve-$(ACCEL)
@@ -70,12 +71,20 @@ deploy-deps: postgres-deps
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
 	else echo "warning: the deployment tests will fail: install HAProxy (Debian: sudo apt-get install -y haproxy)" >&2; fi
 
-test: venv-all deploy-deps
+# tests/web drive the page in headless Chromium through Playwright; Playwright cannot download its own browsers
+# here, so the tests use Debian's chromium (BRUSHPRINT_CHROMIUM names another binary).
+browser-deps:
+	@if command -v chromium >/dev/null || [ -n "$$BRUSHPRINT_CHROMIUM" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "warning: the browser tests will fail: install Chromium (Debian: sudo apt-get install -y chromium)" >&2; fi
+
+test: venv-all deploy-deps browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv-all
-	$(VENV)/bin/ruff check contract service training tests bench
-	$(VENV)/bin/ruff format --check contract service training tests bench
+	$(VENV)/bin/ruff check contract service training tests bench client
+	$(VENV)/bin/ruff format --check contract service training tests bench client
 	$(VENV)/bin/mypy
 
 # Reproduces the shipped model (see models/default/REPORT.md for the time it took).

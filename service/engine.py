@@ -6,7 +6,9 @@ model queue is `Overloaded`) or a contract `ImageError` for a bad picture, mappe
 service/api/errors.py. The request path: bytes → `contract.decode.decode_bytes` (in a worker thread) →
 `contract.recipe.model_inputs` as the card says → `MicroBatcher` → backbone → reference vectors → head scores →
 `contract.aggregation` and `scoring` → decision. Before reading the index, verify and identify bring it up to
-date with other replicas' writes (`Gallery.sync`). Covered by tests/service/test_engine.py.
+date with other replicas' writes (`Gallery.sync`). `evidence=n` on compare and verify sends regions of the decoded
+query down the same path (service/evidence.py); `work_image` renders a reference work's original as a thumbnail
+(service/thumbnails.py). Covered by tests/service/test_engine.py and tests/service/test_evidence.py.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import numpy as np
 
 from contract.aggregation import aggregate, top_m
 from contract.card import CalibrationRow
-from contract.decode import ImageError, ImageLimits, decode_bytes
+from contract.decode import Decoded, ImageError, ImageLimits, decode_bytes
 from service.batching import MicroBatcher
 from service.calibration import MODEL_CARD, CalibrationUsed, GalleryCalibrator, GalleryTables
 from service.config import Settings
 from service.db import make_engine
 from service.errors import Conflict, Invalid, NoFiles, Overloaded
+from service.evidence import EvidenceMap, check_grid, evidence_map
 from service.gallery import Artist, Gallery, NewWork, Portfolio, ReferenceSpace, ReindexResult, Work
 from service.model import Model
 from service.scoring import (
@@ -40,6 +43,8 @@ from service.scoring import (
     portfolio_table,
     resolve,
 )
+from service.thumbnails import Thumbnail, thumbnail
+from service.thumbnails import check_request as check_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,7 @@ class Decision:
     model: str
     images: tuple[str, ...] = ()  # sha256 of the scored uploads, for the audit log
     calibration: CalibrationUsed = MODEL_CARD  # which tables gave the threshold and the expected rates
+    evidence: EvidenceMap | None = None  # per-region scores of the query, when asked for (service/evidence.py)
 
 
 @dataclass(frozen=True)
@@ -159,10 +165,32 @@ class Engine:
         return self.model.model_id
 
     # ---- image → embedding ------------------------------------------------------------------------------
-    def _prepare(self, data: bytes) -> tuple[np.ndarray, str]:
+    def _decode_prepared(self, data: bytes) -> tuple[Decoded, np.ndarray]:
         with self._decode_slots:
             decoded = decode_bytes(data, self.limits)
-            return self.model.model_inputs(decoded.image), decoded.sha256
+            return decoded, self.model.model_inputs(decoded.image)
+
+    def _prepare(self, data: bytes) -> tuple[np.ndarray, str]:
+        decoded, x = self._decode_prepared(data)
+        return x, decoded.sha256
+
+    async def _evidence(
+        self,
+        decoded: Decoded,
+        grid: int,
+        score: Callable[[list[np.ndarray]], list[float]],
+        threshold: float,
+        target: str,
+    ) -> EvidenceMap:
+        return await evidence_map(
+            decoded.image,
+            grid,
+            prepare=self.model.model_inputs,
+            embed=self.batcher.submit,
+            score=score,
+            threshold=threshold,
+            target=target,
+        )
 
     def _embed_batch(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         return list(self.model.embed_pictures(xs))
@@ -215,17 +243,31 @@ class Engine:
         )
         return table, recommended, MODEL_CARD
 
-    async def compare(self, image_a: bytes, image_b: bytes, strictness: Strictness | None = None) -> Decision:
+    async def compare(
+        self, image_a: bytes, image_b: bytes, strictness: Strictness | None = None, evidence: int | None = None
+    ) -> Decision:
+        """Pair score of two uploads. `evidence=n` adds an n×n evidence map of image_a against image_b."""
+        grid = None if evidence is None else check_grid(evidence)
         table, recommended, used = self._pair_calibration()
         op = resolve(table, strictness or Strictness(), *recommended)
-        (xa, sa), (xb, sb) = await asyncio.gather(
-            asyncio.to_thread(self._prepare, image_a), asyncio.to_thread(self._prepare, image_b)
+        (ca, xa), (cb, xb) = await asyncio.gather(
+            asyncio.to_thread(self._decode_prepared, image_a), asyncio.to_thread(self._decode_prepared, image_b)
         )
+        sa, sb = ca.sha256, cb.sha256
         # submitted in a canonical order so compare(a, b) and compare(b, a) run the very same batch
         first, second = (xa, xb) if sa <= sb else (xb, xa)
         e1, e2 = await asyncio.gather(self.batcher.submit(first), self.batcher.submit(second))
         score = float(await asyncio.to_thread(self._pair_score, e1, e2))
-        return Decision(**self._decided(score, op), images=(sa, sb), calibration=used)
+        emap = None
+        if grid is not None:
+            other = self._reference(e2 if sa <= sb else e1)
+
+            def against_b(embs: list[np.ndarray]) -> list[float]:
+                regions = self.model.reference_vectors(np.stack(embs))
+                return [float(s) for s in self.model.score_against(other, regions)]
+
+            emap = await self._evidence(ca, grid, against_b, op.threshold, "image_b")
+        return Decision(**self._decided(score, op), images=(sa, sb), calibration=used, evidence=emap)
 
     def _decided(self, score: float, op: OperatingPoint) -> dict[str, Any]:
         """The fields every decision shares: the score judged at the operating point, with its expected rates."""
@@ -243,7 +285,11 @@ class Engine:
         va, vb = self.model.reference_vectors(np.stack([ea, eb]))
         return float(self.model.symmetric_scores(va[None], vb[None])[0])
 
-    async def verify(self, image: bytes, artist_id: str, strictness: Strictness | None = None) -> Verdict:
+    async def verify(
+        self, image: bytes, artist_id: str, strictness: Strictness | None = None, evidence: int | None = None
+    ) -> Verdict:
+        """Portfolio score of an upload. `evidence=n` adds an n×n evidence map against the same portfolio."""
+        grid = None if evidence is None else check_grid(evidence)
         self._require_index()
         portfolio = await asyncio.to_thread(self._current_portfolio, artist_id)  # 404 before any model work
         n = len(portfolio.work_ids)
@@ -252,14 +298,23 @@ class Engine:
         cal = self.model.card.calibration
         table, recommended, used = self._portfolio_calibration(n)
         op = resolve(table, strictness or Strictness(), *recommended)
-        emb, sha = await self._embed(image)
+        decoded, x = await asyncio.to_thread(self._decode_prepared, image)
+        emb = await self.batcher.submit(x)
         scores = await asyncio.to_thread(self._score_portfolio, emb, portfolio.vectors)
         score = aggregate(scores, cal.aggregation)
         top = top_m(scores, cal.aggregation)
+        emap = None
+        if grid is not None:
+
+            def against_portfolio(embs: list[np.ndarray]) -> list[float]:
+                return [aggregate(self._score_portfolio(e, portfolio.vectors), cal.aggregation) for e in embs]
+
+            emap = await self._evidence(decoded, grid, against_portfolio, op.threshold, "portfolio")
         return Verdict(
             **self._decided(score, op),
-            images=(sha,),
+            images=(decoded.sha256,),
             calibration=used,
+            evidence=emap,
             artist_id=artist_id,
             portfolio_size=n,
             top_references=[(portfolio.work_ids[i], float(scores[i])) for i in top],
@@ -356,6 +411,21 @@ class Engine:
 
     def delete_work(self, artist_id: str, work_id: str) -> None:
         self.gallery.delete_work(artist_id, work_id)
+
+    async def work_image(self, artist_id: str, work_id: str, max_side: int = 256, fmt: str = "jpeg") -> Thumbnail:
+        """A reference work's original, scaled to at most `max_side` px, as JPEG or PNG."""
+        check_thumbnail(max_side, fmt)
+        data = await asyncio.to_thread(self.gallery.original, artist_id, work_id)
+        # it passed these checks at enrolment; the byte limit is lifted so a later, smaller limit cannot hide it
+        limits = ImageLimits(
+            max_bytes=max(len(data), 1), max_pixels=self.limits.max_pixels, formats=self.limits.formats
+        )
+
+        def render() -> Thumbnail:
+            with self._decode_slots:
+                return thumbnail(decode_bytes(data, limits).image, max_side, fmt)
+
+        return await asyncio.to_thread(render)
 
     # ---- operations -------------------------------------------------------------------------------------
     def reindex(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import Engine as SqlEngine
 
-from service.errors import DuplicateWork, NoFiles
+from service.errors import DuplicateWork, NoFiles, NotFound
 from service.index import Hit, ReferenceIndex, gpu_available
 from service.originals import OriginalStore
 from service.replicas import ReplicaSync
@@ -178,6 +178,14 @@ class Gallery:
 
     def list_works(self, artist_id: str) -> list[Work]:
         return self.store.list_works(artist_id)
+
+    def original(self, artist_id: str, work_id: str) -> bytes:
+        """The uploaded bytes of one of the artist's works (for thumbnails)."""
+        path = self.store.work_path(artist_id, work_id)
+        try:
+            return self.originals.read(path)
+        except OSError as e:
+            raise NotFound("unknown_work", f"the original of work {work_id!r} is missing from the store") from e
 
     def delete_work(self, artist_id: str, work_id: str) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ from service.api.schemas import ErrorBody
 from service.audit import AuditLog
 from service.config import Settings
 from service.engine import Engine
+from service.firstrun import announce
 from service.metrics import Metrics
 from service.security import KeyStore, RateLimiter, Scope
 from service.upgrade import ModelGate, ModelSwitch
@@ -83,6 +84,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 lambda: engine.gallery.missing,
             )
             app.state.engine, app.state.keys, app.state.audit = engine, keys, audit
+            announce(settings, keys)
             log.info(
                 "ready",
                 extra={

@@ -346,6 +346,18 @@ class Store:
             ).all()
             return [_work(r) for r in rows]
 
+    def work_path(self, artist_id: str, work_id: str) -> str:
+        """Where (relative to the data dir) the original of one of the artist's works is kept."""
+        if not storable(artist_id):
+            raise UnknownArtist(artist_id)
+        with self._sessions() as s:
+            if s.get(ArtistRow, artist_id) is None:
+                raise UnknownArtist(artist_id)
+            row = s.get(WorkRow, work_id) if storable(work_id) else None
+            if row is None or row.artist_id != artist_id:
+                raise UnknownWork(artist_id, work_id)
+            return row.path
+
     def delete_work(self, artist_id: str, work_id: str) -> Removed:
         if not storable(artist_id):
             raise UnknownArtist(artist_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api import artists, audit, compare, health, identify, keys, verify
+from service.api import artists, audit, compare, health, identify, images, keys, verify, web
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -12,6 +12,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     verify.router,
     identify.router,
     artists.router,
+    images.router,
     keys.router,
     audit.router,
+    web.router,
 )

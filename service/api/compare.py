@@ -6,7 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from service.api.deps import AuditDep, EngineDep, RequestId, StrictnessDep, UploadLimit, VerifyKey, read_upload
+from service.api.deps import (
+    AuditDep,
+    EngineDep,
+    EvidenceGrid,
+    RequestId,
+    StrictnessDep,
+    UploadLimit,
+    VerifyKey,
+    read_upload,
+)
 from service.api.schemas import DecisionOut, error_responses
 from service.audit import record_match
 
@@ -19,7 +28,8 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     summary="Compare two paintings",
     description="Scores whether `image_a` and `image_b` were painted by the same artist. The score is symmetric "
     "in the two images. Strictness: at most one of `threshold`, `max_fpr`, `min_precision`; none means the model "
-    "card's recommended operating point. The answer carries the error rates expected at that threshold.",
+    "card's recommended operating point. The answer carries the error rates expected at that threshold. "
+    "`evidence=n` (2 to 4) adds an evidence map: each of n×n regions of `image_a` scored on its own against `image_b`.",
     responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
 )
 async def compare(
@@ -31,9 +41,10 @@ async def compare(
     request_id: RequestId,
     image_a: Annotated[UploadFile, File(description="first painting (JPEG, PNG, WebP, TIFF, BMP, still GIF)")],
     image_b: Annotated[UploadFile, File(description="second painting")],
+    evidence: EvidenceGrid = None,
 ) -> DecisionOut:
     a = await read_upload(image_a, limit)
     b = await read_upload(image_b, limit)
-    decision = await engine.compare(a, b, strictness)
+    decision = await engine.compare(a, b, strictness, evidence)
     await record_match(audit, key_name=key.name, route="compare", decision=decision, request_id=request_id)
     return DecisionOut.model_validate(decision)

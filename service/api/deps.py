@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader
 from service.audit import AuditLog
 from service.engine import Engine
 from service.errors import Forbidden, TooLarge
+from service.evidence import MAX_GRID, MIN_GRID
 from service.scoring import Strictness
 from service.security import KeyInfo, KeyStore, RateLimiter, Scope, scope_allows
 
@@ -92,6 +93,16 @@ def strictness_form(
 
 
 StrictnessDep = Annotated[Strictness, Depends(strictness_form)]
+
+EvidenceGrid = Annotated[
+    int | None,
+    Form(
+        ge=MIN_GRID,
+        le=MAX_GRID,
+        description=f"ask for an evidence map: the query cut into n×n regions (n from {MIN_GRID} to {MAX_GRID}), "
+        "each scored on its own against the same target; costs n² extra embeddings, submitted to the backbone together",
+    ),
+]
 
 
 async def read_upload(file: UploadFile, limit: int) -> bytes:

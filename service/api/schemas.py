@@ -40,6 +40,23 @@ class ErrorBody(BaseModel):
 
 
 # ---- scoring ----------------------------------------------------------------------------------------------
+class RegionOut(_Out):
+    row: int
+    col: int
+    box: list[int] = Field(description="[left, top, right, bottom] in pixels of the decoded, oriented query")
+    score: float = Field(description="this region alone scored like a whole image against the same target")
+    match: bool = Field(description="score >= the decision's threshold")
+
+
+class EvidenceOut(_Out):
+    grid: int = Field(description="n: the query was cut into n×n equal regions")
+    width: int = Field(description="width of the decoded, orientation-corrected query the boxes refer to")
+    height: int
+    threshold: float = Field(description="the decision's threshold, which each region's `match` used")
+    target: str = Field(description="`portfolio` (verify: the artist's works) or `image_b` (compare)")
+    regions: list[RegionOut] = Field(description="row-major, n×n entries")
+
+
 class CalibrationOut(_Out):
     source: Literal["gallery", "model_card"] = Field(
         description="`gallery`: error rates from this deployment's own enrolled works (once it holds enough artists "
@@ -60,6 +77,12 @@ class DecisionOut(_Out):
     rule: str = Field(description="how the threshold was chosen, e.g. `threshold=0.8`, `max_fpr<=0.01` or an EER rule")
     model: str = Field(description="id of the model that scored: name@version+hash of its files")
     calibration: CalibrationOut = Field(description="which calibration tables gave the threshold and the rates")
+    evidence: EvidenceOut | None = Field(
+        None,
+        exclude_if=lambda v: v is None,  # absent, not null, unless asked for: other answers are exactly as before
+        description="only when the request had `evidence=n`: which regions of the query, each on its own, match "
+        "the target. Regions that look like it to the model, not proof",
+    )
 
 
 class ReferenceScore(BaseModel):
@@ -194,7 +217,7 @@ _ERROR_DOCS = {
     415: "`unsupported_format` or `animated_image`",
     422: "`invalid_request` (the message names the field), `empty_image`, `corrupt_image`, `image_too_small`, "
     "`no_files`, `extreme_aspect_ratio`, `invalid_k`, `invalid_pagination`, `invalid_threshold`, "
-    "`invalid_operating_point`, `operating_point_unreachable`, "
+    "`invalid_operating_point`, `operating_point_unreachable`, `invalid_evidence`, `invalid_max_side`, "
     "`invalid_artist_id`, `invalid_name`, `invalid_meta`",
     429: "`rate_limited`: retry after the `Retry-After` header's seconds",
     503: "`overloaded` (retry after `Retry-After`), `not_ready`, or `model_switching` (an enrolment while the "

@@ -6,7 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from service.api.deps import AuditDep, EngineDep, RequestId, StrictnessDep, UploadLimit, VerifyKey, read_upload
+from service.api.deps import (
+    AuditDep,
+    EngineDep,
+    EvidenceGrid,
+    RequestId,
+    StrictnessDep,
+    UploadLimit,
+    VerifyKey,
+    read_upload,
+)
 from service.api.schemas import VerifyOut, error_responses
 from service.audit import record_match
 
@@ -19,7 +28,8 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     summary="Verify a painting against an artist's portfolio",
     description="Scores `image` pairwise against every reference work of `artist_id` and aggregates the best "
     "pair scores as the portfolio calibration assumed; expected error rates come from the portfolio-level "
-    "calibration for a portfolio of this size. Strictness as in /v1/compare.",
+    "calibration for a portfolio of this size. Strictness as in /v1/compare. `evidence=n` (2 to 4) adds an evidence "
+    "map: each of n×n regions of the image scored on its own against the same portfolio.",
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
 )
 async def verify(
@@ -31,9 +41,10 @@ async def verify(
     request_id: RequestId,
     image: Annotated[UploadFile, File(description="the painting to verify")],
     artist_id: Annotated[str, Form(min_length=1, max_length=64, description="the claimed artist's id")],
+    evidence: EvidenceGrid = None,
 ) -> VerifyOut:
     data = await read_upload(image, limit)
-    verdict = await engine.verify(data, artist_id, strictness)
+    verdict = await engine.verify(data, artist_id, strictness, evidence)
     await record_match(
         audit, key_name=key.name, route="verify", decision=verdict, artist_id=artist_id, request_id=request_id
     )

@@ -35,7 +35,7 @@ def call(client: TestClient, method: str, path: str, headers: dict[str, str] | N
 def test_every_route_is_either_open_or_under_v1(client: TestClient) -> None:
     schema = client.app.openapi()
     assert set(schema["paths"]) - OPEN_PATHS == {p for _, p in v1_routes(client)}
-    assert len(v1_routes(client)) == 14
+    assert len(v1_routes(client)) == 15  # 14 + the reference-work picture (GET …/works/{work_id}/image)
     for method, path in v1_routes(client):
         assert schema["paths"][path][method.lower()]["security"] == [{"ApiKey": []}], (method, path)
     assert schema["components"]["securitySchemes"]["ApiKey"] == {
@@ -66,6 +66,9 @@ def test_verify_scope_reaches_scoring_routes_only(client: TestClient) -> None:
         if (method, path) in VERIFY_ROUTES:
             # past authentication: what is missing now is the body
             assert r.status_code == 422, (method, path, r.text)
+        elif path.endswith("/works/{work_id}/image"):
+            # the pictures of the works a verdict names: past the scope check, the placeholder artist is unknown
+            assert (r.status_code, error_code(r)) == (404, "unknown_artist"), (method, path)
         else:
             assert (r.status_code, error_code(r)) == (403, "insufficient_scope"), (method, path)
 

@@ -42,6 +42,21 @@ def test_enrol_stores_originals_content_addressed(gallery: Gallery, tmp_path: Pa
     assert p.work_ids == [w.id for w in works] and p.vectors.shape == (2, model.reference_dim)
 
 
+def test_original_reads_the_works_bytes_through_its_artist(gallery: Gallery, model: Model, tmp_path: Path) -> None:
+    item = new_work(model, 4)
+    (w,) = gallery.add_works("monet", [item])
+    assert gallery.original("monet", w.id) == item.data
+    for artist, code in [("vangogh", "unknown_work"), ("nobody", "unknown_artist")]:
+        with pytest.raises(ServiceError) as e:
+            gallery.original(artist, w.id)
+        assert (status_of(e.value), e.value.code) == (404, code)
+    (file,) = originals(tmp_path)
+    file.unlink()  # the row is there, its original is not: 404 as before the split, saying so
+    with pytest.raises(ServiceError) as e:
+        gallery.original("monet", w.id)
+    assert (status_of(e.value), e.value.code) == (404, "unknown_work") and "missing" in e.value.message
+
+
 def test_duplicates(gallery: Gallery, model: Model, tmp_path: Path) -> None:
     gallery.add_works("monet", [new_work(model, 1)])
     with pytest.raises(ServiceError) as e:

@@ -76,6 +76,24 @@ def test_unknown_artist_and_work(store: Store, model: Model) -> None:
     assert e.value.code == "unknown_work"
 
 
+def test_work_path_is_found_only_through_the_works_artist(store: Store, model: Model) -> None:
+    item = new_work(model, 3)
+    _, (w,) = store.add_works("monet", model.model_id, [item], _path)
+    v = store.version()
+    assert store.work_path("monet", w.id) == _path(item.sha256, item.data) and store.version() == v  # a read
+    for artist, work, code in [
+        ("vangogh", w.id, "unknown_work"),  # exists, but not in this portfolio
+        ("nobody", w.id, "unknown_artist"),
+        ("nobody", "a\x00b", "unknown_artist"),  # the artist is judged first
+        ("monet", "no-such-work", "unknown_work"),
+        ("monet", "a\x00b", "unknown_work"),
+        ("a\x00b", w.id, "unknown_artist"),
+    ]:
+        with pytest.raises(ServiceError) as e:
+            store.work_path(artist, work)
+        assert (status_of(e.value), e.value.code) == (404, code), (artist, work)
+
+
 def test_every_write_bumps_the_version(store: Store, model: Model) -> None:
     v0 = store.version()
     v1, works = store.add_works("monet", model.model_id, [new_work(model, 1), new_work(model, 2)], _path)

@@ -1,0 +1,77 @@
+"""brushprint_client: the brushprint API from Python, sync (`Client`) and async (`AsyncClient`).
+
+Every route has a typed method; images may be paths, bytes or binary file objects; failures raise a
+`BrushprintError` subclass carrying the API's stable `code`; 429 and 503 are retried a bounded number of times,
+waiting what `Retry-After` says.
+"""
+
+from brushprint_client._client import AsyncClient, Client, ImageInput, RetryPolicy
+from brushprint_client._errors import (
+    BadRequest,
+    BrushprintError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    RateLimited,
+    ServerError,
+    TransportFailed,
+    Unauthorized,
+    UnknownArtist,
+    UnknownWork,
+    Unprocessable,
+    UnsupportedMedia,
+)
+from brushprint_client._types import (
+    Artist,
+    ArtistPage,
+    AuditEntry,
+    AuditPage,
+    Candidate,
+    CreatedKey,
+    Decision,
+    Evidence,
+    Identification,
+    Key,
+    ReferenceScore,
+    Region,
+    Verdict,
+    Work,
+)
+
+__all__ = [
+    "Artist",
+    "ArtistPage",
+    "AsyncClient",
+    "AuditEntry",
+    "AuditPage",
+    "BadRequest",
+    "BrushprintError",
+    "Candidate",
+    "Client",
+    "Conflict",
+    "CreatedKey",
+    "Decision",
+    "Evidence",
+    "Forbidden",
+    "Identification",
+    "ImageInput",
+    "Key",
+    "NotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "RateLimited",
+    "ReferenceScore",
+    "Region",
+    "RetryPolicy",
+    "ServerError",
+    "TransportFailed",
+    "Unauthorized",
+    "UnknownArtist",
+    "UnknownWork",
+    "Unprocessable",
+    "UnsupportedMedia",
+    "Verdict",
+    "Work",
+]
