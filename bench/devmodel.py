@@ -9,13 +9,15 @@ comparator = sigmoid(w · [|a−b|, a*b] + b) → [N]; the pair head is the two 
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from contract.card import (
     Aggregation,
@@ -31,27 +33,18 @@ from contract.card import (
     sha256_file,
     write_card,
 )
+from training.onnxgraph import init as _init
+from training.onnxgraph import save
+from training.onnxgraph import value as _f
 
-OPSET = 17
 CROP = 32
 CHANNELS = 16
 EMBEDDING_DIM = 2 * CHANNELS + 6
 PROJECTION_DIM = 16
 
 
-def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(array, np.float32), name)
-
-
-def _save(graph: onnx.GraphProto, path: Path) -> None:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="devmodel")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def _f(name: str, *shape: int | str) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+def _save_dev(graph: onnx.GraphProto, path: Path) -> None:
+    save(graph, path, producer="devmodel")
 
 
 def _mean_std(x: str, out_mean: str, out_std: str, prefix: str) -> list[onnx.NodeProto]:
@@ -85,7 +78,7 @@ def _backbone(path: Path, rng: np.random.Generator) -> None:
     graph = helper.make_graph(
         nodes, "backbone", [_f("image", "N", CROP, CROP, 3)], [_f("embedding", "N", EMBEDDING_DIM)], inits
     )
-    _save(graph, path)
+    _save_dev(graph, path)
 
 
 def _projection_nodes(src: str, dst: str, tag: str) -> list[onnx.NodeProto]:
@@ -114,7 +107,7 @@ def _symmetric_head(out: Path, rng: np.random.Generator) -> int:
     cmp_w = np.concatenate([np.full(PROJECTION_DIM, -1.5), np.full(PROJECTION_DIM, 2.0)])[:, None]
     cmp = [_init("cmp_w", cmp_w), _init("cmp_b", np.array([0.5])), numpy_helper.from_array(np.array([-1]), "flat")]
     proj = [_init("proj_w", proj_w)]
-    _save(
+    _save_dev(
         helper.make_graph(
             _projection_nodes("embedding", "projection", "p"),
             "projection",
@@ -124,7 +117,7 @@ def _symmetric_head(out: Path, rng: np.random.Generator) -> int:
         ),
         out / "head_projection.onnx",
     )
-    _save(
+    _save_dev(
         helper.make_graph(
             _comparator_nodes("projection_a", "projection_b"),
             "comparator",
@@ -134,7 +127,7 @@ def _symmetric_head(out: Path, rng: np.random.Generator) -> int:
         ),
         out / "head_comparator.onnx",
     )
-    _save(
+    _save_dev(
         helper.make_graph(
             _projection_nodes("embedding_a", "pa", "a")
             + _projection_nodes("embedding_b", "pb", "b")
@@ -168,7 +161,7 @@ def _seed_head(out: Path, rng: np.random.Generator, hidden: int = 8) -> int:
         [_f("probability", "N")],
         inits,
     )
-    _save(graph, out / "head.onnx")
+    _save_dev(graph, out / "head.onnx")
     return w1.size + w2.size
 
 
@@ -265,4 +258,32 @@ def build_dev_model(
     )
     files = {name: sha256_file(out / name) for name in card.onnx_files()}
     write_card(card.model_copy(update={"files": files}), out)
+    return out
+
+
+def single_crop_copy(model_dir: Path, out: Path, crop_side: int | None = None) -> Path:
+    """A copy of a model directory whose recipe is ONE centre crop (same ONNX files, linked not copied).
+
+    Same backbone, head and calibration; only `preprocessing.grid` becomes (1, 1) and `resize_shorter` the crop
+    side, and the version says so (so its model id differs). The service tests run on it: the serving path the
+    shipped model takes, at a sixteenth of its backbone work. Benchmarks use it as the single-crop baseline.
+    """
+    from contract.card import load_card
+
+    card = load_card(model_dir)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in card.onnx_files():
+        target = out / name
+        if not target.exists():
+            try:
+                os.link(Path(model_dir) / name, target)
+            except OSError:
+                shutil.copyfile(Path(model_dir) / name, target)
+    p = card.backbone.preprocessing
+    side = crop_side or p.crop[0]
+    backbone = card.backbone.model_copy(
+        update={"preprocessing": p.model_copy(update={"grid": (1, 1), "resize_shorter": side})}
+    )
+    write_card(card.model_copy(update={"backbone": backbone, "version": f"{card.version}-1crop"}), out)
     return out

@@ -251,11 +251,14 @@ def _members(path: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
 def _read_member(f: IO[bytes], keep: bool) -> tuple[bytes, str, int]:
     """(the bytes when `keep`, else b"", sha256, bytes read): originals are hashed in chunks, never held."""
     h, n, kept = hashlib.sha256(), 0, io.BytesIO()
-    while chunk := f.read(_CHUNK):
-        h.update(chunk)
-        n += len(chunk)
-        if keep:
-            kept.write(chunk)
+    try:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+            if keep:
+                kept.write(chunk)
+    except (tarfile.TarError, EOFError, OSError) as e:  # the archive ends inside this member
+        raise BackupError("archive_truncated", f"the archive ends inside a member: {e}") from e
     return kept.getvalue(), h.hexdigest(), n
 
 

@@ -52,3 +52,83 @@ def test_verify_scaling_quick_runs_and_prints_its_headline(tmp_path: Path) -> No
     assert report["data"]["head"] == "symmetric"
     # the table printed above the headline carries both sizes
     assert "| 10 |" in proc.stdout and "| 100 |" in proc.stdout
+
+
+def _multi_crop_dev_model(out: Path) -> Path:
+    """The dev model with a 2×2 grid over a 64-px shorter side: the multi-crop recipe, the same ONNX files."""
+    from contract.card import load_card, write_card
+
+    model_dir = build_dev_model(out)
+    card = load_card(model_dir)
+    pre = card.backbone.preprocessing.model_copy(update={"grid": (2, 2), "resize_shorter": 64})
+    write_card(card.model_copy(update={"backbone": card.backbone.model_copy(update={"preprocessing": pre})}), model_dir)
+    return model_dir
+
+
+def test_recipe_cost_old_recipe_is_the_same_model_with_one_centre_crop(tmp_path: Path) -> None:
+    from bench.recipe_cost import old_recipe_dir
+    from contract.card import load_card
+
+    new_dir = _multi_crop_dev_model(tmp_path / "model")
+    old_dir = old_recipe_dir(new_dir, tmp_path / "old")
+    new, old = load_card(new_dir), load_card(old_dir)  # verifies the copied files against the card's hashes
+    assert old.backbone.preprocessing.grid == (1, 1) and old.backbone.preprocessing.n_crops == 1
+    assert old.backbone.preprocessing.resize_shorter == max(new.backbone.preprocessing.crop)
+    assert old.files == new.files and old.head == new.head
+    assert old.backbone.preprocessing.model_copy(update={"grid": (2, 2), "resize_shorter": 64}) == (
+        new.backbone.preprocessing
+    )
+    assert (old_dir / old.backbone.file).read_bytes() == (new_dir / new.backbone.file).read_bytes()
+
+
+def test_recipe_cost_quick_runs_and_prints_its_headline(tmp_path: Path) -> None:
+    model_dir = _multi_crop_dev_model(tmp_path / "model")
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.recipe_cost",
+            "--quick",
+            "--repeat",
+            "4",
+            "--duration",
+            "1",
+            "--http-duration",
+            "2",
+            "--model-dir",
+            str(model_dir),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("HEADLINE recipe_cost: /v1/compare p50 at 1 client over HTTP: 4-crop recipe "), last
+    assert "crop micro-batching" in last and "CPUExecutionProvider" in last
+
+    report = json.loads(out.read_text())
+    data = report["data"]
+    assert report["headline"] in last
+    assert data["crops"] == {"old": 1, "new": 4}
+    for recipe in ("old", "new"):
+        for stage in ("decode", "model_inputs", "backbone_combine", "total"):
+            st = data["per_picture"][recipe][stage]
+            assert st["n"] >= 3 and 0 < st["p50_ms"] <= st["p99_ms"]
+        assert data["http"][recipe]["ok"] > 0 and set(data["http"][recipe]["codes"]) == {"200"}
+    cells = data["throughput"]["cells"]
+    assert sorted(cells) == ["new, batch 16", "new, batch 64", "old, batch 64"]
+    for label, cell in cells.items():
+        assert cell["crops"] > 0 and cell["pictures_per_s"] > 0
+        assert 1 <= cell["mean_crops_per_run"] <= int(label.rsplit(" ", 1)[1])
+    assert data["batching_gain"] > 0 and data["http_p50_ratio"] > 0
+    assert [t["aim"] for t in report["targets"]] == [
+        "/v1/compare p50 at 1 client, new recipe ≤ 3× the single-crop one (CPU)"
+    ]
+    # the tables printed above the headline carry both recipes and all three measurements
+    assert "| old (1 crop) |" in proc.stdout and "| new (4 crops) |" in proc.stdout
+    assert "| **per picture** |" in proc.stdout and "| new, batch 16 |" in proc.stdout

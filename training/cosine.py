@@ -19,9 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
-OPSET = 17
+from training.onnxgraph import init as _init
+from training.onnxgraph import save as _save
+from training.onnxgraph import value as _f
+
 DEFAULT_DIM = 64
 DEFAULT_POWER = -0.5
 _EPS = 1e-6
@@ -97,21 +100,6 @@ def fit_calibration(cosines: np.ndarray, same: np.ndarray) -> tuple[float, float
 
 
 # ------------------------------------------------------------------------------------------------ export
-
-
-def _f(name: str, *shape: int | str) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
-
-
-def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(array, np.float32), name)
-
-
-def _save(graph: onnx.GraphProto, path: Path) -> None:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="brushprint")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
 
 
 def _project_nodes(src: str, dst: str, tag: str) -> list[onnx.NodeProto]:

