@@ -224,7 +224,7 @@ def http_p50(dirs: dict[str, Path], pool: list[bytes], duration: float, provider
         for key in keys + keys[::-1]:
             parts[key].append(asyncio.run(drive(servers[key].url, "/v1/compare", pool, 1, duration / 2)))
         provider = servers[keys[0]].provider
-    out = {k: summarise(v) for k, v in parts.items()}
+    out: dict = {k: summarise(v) for k, v in parts.items()}
     for k, s in out.items():
         bad = {c: n for c, n in s["codes"].items() if c != 200}
         if bad or not s["ok"]:
@@ -297,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             [label, C.fmt(o), C.fmt(n), f"**{C.ratio(n, o):.1f}×**" if s == "total" else f"{C.ratio(n, o):.1f}×"]
         )
     report.table(
-        f"Per picture at batch 1 (800×600 JPEG), median of {stage['old']['total'].n} ms; ratio = new ÷ old",
+        f"Per picture at batch 1 (800×600 JPEG): median ms over {stage['old']['total'].n} pictures per recipe; "
+        "ratio = new ÷ old",
         ["stage", f"old ms: {recipes['old']}", f"new ms: {recipes['new']}", "new ÷ old"],
         rows,
     )

@@ -255,8 +255,12 @@ def test_a_cosine_head_needs_its_spec_and_its_projection() -> None:
         HeadSpec.model_validate(_head(projection=_PART, comparator=_COMP, cosine={**_COSINE, "dim": 0}))
 
 
-def test_old_cards_without_the_new_fields_load_as_one_centre_crop(model_dir: Path, tmp_path: Path) -> None:
-    raw = json.loads((model_dir / CARD_FILE).read_text())
+def test_old_cards_without_the_new_fields_load_as_one_centre_crop(tmp_path: Path) -> None:
+    # a card written before the multi-crop fields existed: the dev model's (single crop, symmetric head)
+    from bench.devmodel import build_dev_model
+
+    old = build_dev_model(tmp_path / "dev")
+    raw = json.loads((old / CARD_FILE).read_text())
     bb = raw["backbone"]
     bb.pop("output_dim", None)
     bb["preprocessing"].pop("grid", None)
