@@ -8,7 +8,7 @@ tests/contract/test_parity.py.
 for an NCHW card): the picture resized so its shorter side is `resize_shorter`, then a `grid` of crops spread
 evenly over it (texture near native resolution, which carries the brushwork). The backbone runs every crop;
 `combine` turns its per-crop outputs into the picture's one embedding, as the card's `EmbeddingRecipe` says.
-A [1, 1] grid is the old single centre crop; `single_input` is how single-crop-only code takes that input.
+A [1, 1] grid is the old single centre crop.
 """
 
 from __future__ import annotations
@@ -108,10 +108,3 @@ def combine(crop_outputs: np.ndarray, recipe: EmbeddingRecipe) -> np.ndarray:
     """The backbone's outputs for one picture's crops [n_crops, crop_dim] → its embedding [embedding_dim]."""
     out: np.ndarray = crop_features(crop_outputs, recipe).mean(axis=0, dtype=np.float64).astype(np.float32)
     return out
-
-
-def single_input(inputs: np.ndarray) -> np.ndarray:
-    """The one input of a single-crop recipe's `model_inputs` (no batch axis)."""
-    if len(inputs) != 1:
-        raise ValueError(f"the recipe gives {len(inputs)} crops per picture; this consumer embeds exactly one")
-    return inputs[0]

@@ -18,7 +18,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from contract.card import Card, CardError, load_card
-from contract.recipe import combine, model_inputs, single_input
+from contract.recipe import combine, model_inputs
 
 Providers = Literal["auto", "cpu", "cuda"]
 _CUDA = "CUDAExecutionProvider"
@@ -146,10 +146,6 @@ class Model:
     def model_inputs(self, image: Image.Image) -> np.ndarray:
         """A decoded picture → its backbone inputs [n_crops, H, W, 3], as the card's recipe says."""
         return model_inputs(image, self.card.backbone)
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        """The one backbone input of a picture (single-crop recipes), no batch axis."""
-        return single_input(self.model_inputs(image))
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """Backbone inputs [N, H, W, 3] (crops, layout per card) → backbone outputs [N, crop_dim]; for a

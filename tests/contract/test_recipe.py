@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from contract.card import Preprocessing
-from contract.recipe import model_inputs, preprocess, resize_and_crop, single_input, to_input
+from contract.recipe import model_inputs, preprocess, resize_and_crop, to_input
 from tests.service.conftest import painting
 
 P = Preprocessing(resize_shorter=32, crop=(24, 28), scale=1 / 255, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5))
@@ -59,6 +59,3 @@ def test_model_inputs_is_one_crop_today() -> None:
     x = model_inputs(img, _Spec(P))
     assert x.shape == (1, 24, 28, 3) and x.dtype == np.float32
     assert np.array_equal(x[0], preprocess(img, P))
-    assert np.array_equal(single_input(x), x[0])
-    with pytest.raises(ValueError, match="2 crops"):
-        single_input(np.concatenate([x, x]))
