@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import sys
 import tempfile
 import time
@@ -31,33 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from bench import common as C
+from bench.devmodel import single_crop_copy
 from bench.pictures import painting_jpeg
 
 TARGET_P50_RATIO = 3.0
 PICTURE_SIZE = (800, 600)
 POOL = 8  # distinct pictures; http_e2e.request_for pairs i with 7i+3 (mod 8), never itself
 BATCH_ON, BATCH_OFF, BATCH_DEFAULT = 64, 16, 32
-
-
-def old_recipe_dir(model_dir: Path, out: Path) -> Path:
-    """A model directory with `model_dir`'s ONNX files and card, but the old recipe: one centre crop."""
-    from contract.card import load_card, write_card
-
-    card = load_card(model_dir, verify_files=True)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in card.onnx_files():
-        shutil.copy2(model_dir / name, out / name)
-    b = card.backbone
-    pre = b.preprocessing.model_copy(update={"grid": (1, 1), "resize_shorter": max(b.preprocessing.crop)})
-    old = card.model_copy(
-        update={
-            "version": f"{card.version}-single-crop",
-            "backbone": b.model_copy(update={"preprocessing": pre}),
-        }
-    )
-    write_card(old, out)
-    load_card(out, verify_files=True)  # the copied files still match the card's hashes
-    return out
 
 
 def pictures(n: int, seed: int = 0) -> list[bytes]:
@@ -263,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="brushprint-bench-") as tmp_name:
         tmp = Path(tmp_name)
         model_dir, which = C.resolve_model_dir(args.model_dir, tmp, build=not args.quick)
-        dirs = {"old": old_recipe_dir(Path(model_dir), tmp / "old-recipe"), "new": Path(model_dir)}
+        dirs = {"old": single_crop_copy(Path(model_dir), tmp / "old-recipe"), "new": Path(model_dir)}
         models = {k: Model.load(d, providers=args.providers) for k, d in dirs.items()}
         crops = {k: m.card.backbone.preprocessing.n_crops for k, m in models.items()}
         recipes = {k: _recipe(m) for k, m in models.items()}

@@ -16,29 +16,28 @@ from bench.devmodel import build_dev_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _run_bench(*args: str, timeout: int) -> str:
+    """`python -m <args>` from the repository root, as a user runs it; what it printed."""
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
 def test_verify_scaling_quick_runs_and_prints_its_headline(tmp_path: Path) -> None:
     model_dir = build_dev_model(tmp_path / "model")
     out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.verify_scaling",
-            "--quick",
-            "--sizes",
-            "10,100",
-            "--model-dir",
-            str(model_dir),
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    stdout = _run_bench(
+        "bench.verify_scaling",
+        "--quick",
+        "--sizes",
+        "10,100",
+        "--model-dir",
+        str(model_dir),
+        "--json",
+        str(out),
         timeout=120,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    last = proc.stdout.strip().splitlines()[-1]
+    last = stdout.strip().splitlines()[-1]
     assert last.startswith("HEADLINE verify_scaling: 100 references: brushprint p50 "), last
     assert "faster than the naive pair head" in last and "CPUExecutionProvider" in last
 
@@ -51,7 +50,7 @@ def test_verify_scaling_quick_runs_and_prints_its_headline(tmp_path: Path) -> No
             assert 0 < entry[path]["p50_ms"] <= entry[path]["p99_ms"]
     assert report["data"]["head"] == "symmetric"
     # the table printed above the headline carries both sizes
-    assert "| 10 |" in proc.stdout and "| 100 |" in proc.stdout
+    assert "| 10 |" in stdout and "| 100 |" in stdout
 
 
 def _multi_crop_dev_model(out: Path) -> Path:
@@ -66,11 +65,11 @@ def _multi_crop_dev_model(out: Path) -> Path:
 
 
 def test_recipe_cost_old_recipe_is_the_same_model_with_one_centre_crop(tmp_path: Path) -> None:
-    from bench.recipe_cost import old_recipe_dir
+    from bench.devmodel import single_crop_copy
     from contract.card import load_card
 
     new_dir = _multi_crop_dev_model(tmp_path / "model")
-    old_dir = old_recipe_dir(new_dir, tmp_path / "old")
+    old_dir = single_crop_copy(new_dir, tmp_path / "old")
     new, old = load_card(new_dir), load_card(old_dir)  # verifies the copied files against the card's hashes
     assert old.backbone.preprocessing.grid == (1, 1) and old.backbone.preprocessing.n_crops == 1
     assert old.backbone.preprocessing.resize_shorter == max(new.backbone.preprocessing.crop)
@@ -84,30 +83,22 @@ def test_recipe_cost_old_recipe_is_the_same_model_with_one_centre_crop(tmp_path:
 def test_recipe_cost_quick_runs_and_prints_its_headline(tmp_path: Path) -> None:
     model_dir = _multi_crop_dev_model(tmp_path / "model")
     out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.recipe_cost",
-            "--quick",
-            "--repeat",
-            "4",
-            "--duration",
-            "1",
-            "--http-duration",
-            "2",
-            "--model-dir",
-            str(model_dir),
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    stdout = _run_bench(
+        "bench.recipe_cost",
+        "--quick",
+        "--repeat",
+        "4",
+        "--duration",
+        "1",
+        "--http-duration",
+        "2",
+        "--model-dir",
+        str(model_dir),
+        "--json",
+        str(out),
         timeout=180,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    last = proc.stdout.strip().splitlines()[-1]
+    last = stdout.strip().splitlines()[-1]
     assert last.startswith("HEADLINE recipe_cost: /v1/compare p50 at 1 client over HTTP: 4-crop recipe "), last
     assert "crop micro-batching" in last and "CPUExecutionProvider" in last
 
@@ -130,5 +121,5 @@ def test_recipe_cost_quick_runs_and_prints_its_headline(tmp_path: Path) -> None:
         "/v1/compare p50 at 1 client, new recipe ≤ 3× the single-crop one (CPU)"
     ]
     # the tables printed above the headline carry both recipes and all three measurements
-    assert "| old (1 crop) |" in proc.stdout and "| new (4 crops) |" in proc.stdout
-    assert "| **per picture** |" in proc.stdout and "| new, batch 16 |" in proc.stdout
+    assert "| old (1 crop) |" in stdout and "| new (4 crops) |" in stdout
+    assert "| **per picture** |" in stdout and "| new, batch 16 |" in stdout
