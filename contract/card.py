@@ -162,8 +162,50 @@ class Aggregation(_Strict):
     top_m: int = Field(default=5, gt=0)
 
 
+class QualityModel(_Strict):
+    """How an upload's measures (contract.quality.Measures) become its quality in [0, 1]:
+    quality = clip(intercept + coef · ((features − mean) / scale), 0, 1), a linear prediction of `target`
+    fitted on copies of real paintings under acquisition conditions. Below `floor` the model's error rates were
+    never measured: the service refuses to judge (422 `image_quality_too_low`)."""
+
+    features: list[str] = Field(min_length=1)
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    floor: float = Field(ge=0.0, le=1.0)
+    target: str = Field(description="what the quality predicts")
+    fitted_on: str = ""
+    metrics: dict = Field(default_factory=dict, description="how well it predicts, on pictures it was not fitted on")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> QualityModel:
+        n = len(self.features)
+        if not (len(self.mean) == len(self.scale) == len(self.coef) == n):
+            raise ValueError("quality model: features, mean, scale and coef must have the same length")
+        if any(s <= 0 for s in self.scale):
+            raise ValueError("quality model: every scale must be positive")
+        return self
+
+
+class QualityBand(_Strict):
+    """Error rates of pairs whose quality (the lower of the two pictures') is at least `min_quality` and below
+    the next band's: the calibration a reply uses when its pictures' quality falls here."""
+
+    min_quality: float = Field(ge=0.0, le=1.0)
+    pair: list[CalibrationRow]
+    portfolio: list[CalibrationRow] = Field(default_factory=list)
+    recommended_threshold: float = Field(ge=0.0, le=1.0)
+    recommended_rule: str
+    measured_on: str = ""
+
+
 class Calibration(_Strict):
-    """Tables measured on artist-disjoint validation pairs, sorted by threshold ascending."""
+    """Tables measured on artist-disjoint validation pairs, sorted by threshold ascending.
+
+    `pair`/`portfolio` describe pictures as the corpus published them. With a `quality` model, `bands` hold the
+    tables measured at each quality (highest band first); a pair's quality picks its band
+    (contract.quality.band_for)."""
 
     split: str = "val"
     pair: list[CalibrationRow]
@@ -171,10 +213,20 @@ class Calibration(_Strict):
     portfolio: list[PortfolioCalibration] = Field(default_factory=list)
     recommended_threshold: float = Field(ge=0.0, le=1.0)
     recommended_rule: str
+    quality: QualityModel | None = None
+    bands: list[QualityBand] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _sorted(self) -> Calibration:
+        if self.bands and self.quality is None:
+            raise ValueError("calibration bands need a quality model")
+        mins = [b.min_quality for b in self.bands]
+        if mins != sorted(mins, reverse=True) or len(set(mins)) != len(mins):
+            raise ValueError("calibration bands must be ordered by min_quality, highest first, without repeats")
+        if self.bands and self.quality is not None and mins[-1] > self.quality.floor + 1e-9:
+            raise ValueError("the lowest calibration band must reach down to the quality floor")
         tables = [self.pair] + [p.table for p in self.portfolio]
+        tables += [b.pair for b in self.bands] + [b.portfolio for b in self.bands if b.portfolio]
         for table in tables:
             if not table:
                 raise ValueError("calibration tables must not be empty")

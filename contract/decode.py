@@ -26,6 +26,8 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from contract.quality import jpeg_quality
+
 
 class ImageError(Exception):
     """A picture that cannot be used, with a stable `code` and a message for a person."""
@@ -93,6 +95,8 @@ class Decoded:
     image: Image.Image  # RGB, 8 bit, EXIF orientation applied, transparency on white
     sha256: str  # of the bytes as given
     format: str  # Pillow's name of the detected format (JPEG, PNG, MPO, ...)
+    n_bytes: int = 0  # size of the bytes as given
+    jpeg_quality: int | None = None  # estimated from a JPEG's quantisation tables (contract.quality), else None
 
     @property
     def width(self) -> int:
@@ -196,8 +200,9 @@ def decode_bytes(data: bytes | bytearray | memoryview, limits: ImageLimits | Non
             raise _too_many_pixels((w, h), limits) from e
         except Exception as e:  # truncated data, bad chunks, decoder errors: Pillow raises many kinds
             raise InvalidImage("corrupt_image", f"the image could not be decoded completely: {e}") from e
+        quant = getattr(im, "quantization", None) if fmt in ("JPEG", "MPO") else None
         rgb = _to_rgb(_oriented(im))
-    return Decoded(image=rgb, sha256=sha, format=fmt)
+    return Decoded(image=rgb, sha256=sha, format=fmt, n_bytes=len(data), jpeg_quality=jpeg_quality(quant))
 
 
 def _too_many_bytes(size: int, limits: ImageLimits) -> ImageTooLarge:

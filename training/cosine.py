@@ -86,6 +86,68 @@ def fit_whitening(vectors: np.ndarray, dim: int = DEFAULT_DIM, power: float = DE
     return Whitening(mean=mean, matrix=matrix * signs, power=float(power), fitted_on=int(len(x)))
 
 
+@dataclass(frozen=True)
+class Principal:
+    """The principal subspace of a set of vectors: their mean, the top directions [D, P] and variances [P]."""
+
+    mean: np.ndarray
+    basis: np.ndarray
+    variance: np.ndarray
+    fitted_on: int
+
+
+def principal(vectors: np.ndarray, subspace: int = 256) -> Principal:
+    """Top `subspace` principal directions of [M, D] vectors (an SVD of the centred vectors: cheaper than the
+    D x D covariance when M < D, and reusable by every `fit_robust` on the same vectors)."""
+    x = np.asarray(vectors, np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError("a principal subspace needs a [M, D] matrix with M >= 2")
+    mean = x.mean(axis=0)
+    _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)
+    keep = int(min(subspace, np.sum(sv > sv[0] * 1e-6), len(x) - 1))
+    return Principal(mean, vt[:keep].T, sv[:keep] ** 2 / (len(x) - 1), int(len(x)))
+
+
+def fit_robust(
+    vectors: np.ndarray | Principal,
+    nuisance: np.ndarray,
+    dim: int = DEFAULT_DIM,
+    power: float = DEFAULT_POWER,
+    shrink: float = 0.1,
+    subspace: int = 256,
+) -> Whitening:
+    """A whitening that ignores the camera: directions where paintings differ a lot and copies of one painting
+    under different acquisition conditions differ little.
+
+    `vectors` [M, D]: crops (or embeddings) of real paintings as published, no labels; `nuisance` [K, D]: for
+    copies of those paintings under acquisition conditions, the copy's embedding minus the published one's —
+    uncentred, so a condition's systematic shift (every JPEG-40 copy moving the same way) counts as nuisance too.
+    In the top `subspace` principal directions of `vectors`, solve the generalised eigenproblem
+    S_total v = λ S_nuisance v (LDA with "same painting" as the class; the nuisance covariance shrunk by
+    `shrink` towards its mean eigenvalue, since K is small), keep the `dim` directions of highest λ (each with
+    unit nuisance variance) and scale them by λ**power: −0.5 gives the published paintings unit variance in every
+    direction, as `fit_whitening` does; 0 keeps each direction weighed by how far it stands above the nuisance.
+    One linear map: exported and served exactly as the whitening."""
+    from scipy.linalg import eigh
+
+    pca = vectors if isinstance(vectors, Principal) else principal(vectors, subspace)
+    d = np.asarray(nuisance, np.float64)
+    if d.ndim != 2 or d.shape[1] != pca.mean.shape[0] or len(d) < 2:
+        raise ValueError("robust whitening needs [K, D] nuisance differences, K >= 2")
+    mean, basis = pca.mean, pca.basis[:, :subspace]
+    keep = basis.shape[1]
+    total = np.diag(pca.variance[:keep])
+    dp = d @ basis
+    noise = dp.T @ dp / len(dp)
+    noise = (1 - shrink) * noise + shrink * np.trace(noise) / keep * np.eye(keep)
+    evals, evecs = eigh(total, noise)  # evecs normalised so that v' noise v = 1
+    order = np.argsort(evals)[::-1][: min(dim, keep)]
+    lam = np.maximum(evals[order], _EPS)
+    matrix = basis @ (evecs[:, order] * np.power(lam, power))
+    signs = np.sign(matrix[np.argmax(np.abs(matrix), axis=0), np.arange(matrix.shape[1])])
+    return Whitening(mean=mean, matrix=matrix * signs, power=float(power), fitted_on=pca.fitted_on)
+
+
 def fit_calibration(cosines: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     """Logistic map cosine → P(same artist), fitted on out-of-fold pairs with balanced class weights
     (so 0.5 sits between the two classes however rare same-artist pairs are in the sample)."""

@@ -83,3 +83,27 @@ def test_projection_and_comparator_come_together(card_dir: Path) -> None:
     part = {"file": "p.onnx", "input_names": ["embedding"], "output_name": "projection"}
     with pytest.raises(ValueError, match="together"):
         HeadSpec.model_validate({**head, "projection": part, "comparator": None})
+
+
+def test_quality_bands_are_checked(card_dir: Path) -> None:
+    cal = load_card(card_dir).calibration.model_dump()
+    quality = {
+        "features": ["sharpness"], "mean": [0.5], "scale": [0.1], "coef": [0.1], "intercept": 0.9, "floor": 0.6,
+        "target": "t",
+    }  # fmt: skip
+    band = {"pair": cal["pair"], "recommended_threshold": 0.5, "recommended_rule": "r"}
+    ok = Calibration.model_validate(
+        {**cal, "quality": quality, "bands": [{**band, "min_quality": 0.8}, {**band, "min_quality": 0.6}]}
+    )
+    assert [b.min_quality for b in ok.bands] == [0.8, 0.6]
+    with pytest.raises(ValueError, match="need a quality model"):
+        Calibration.model_validate({**cal, "bands": [{**band, "min_quality": 0.8}]})
+    with pytest.raises(ValueError, match="highest first"):
+        Calibration.model_validate(
+            {**cal, "quality": quality, "bands": [{**band, "min_quality": 0.6}, {**band, "min_quality": 0.8}]}
+        )
+    with pytest.raises(ValueError, match="floor"):
+        Calibration.model_validate({**cal, "quality": quality, "bands": [{**band, "min_quality": 0.8}]})
+    with pytest.raises(ValueError, match="same length"):
+        Calibration.model_validate({**cal, "quality": {**quality, "coef": [0.1, 0.2]}})
+    assert load_card(card_dir).calibration.quality is None  # cards without them load as before
