@@ -72,21 +72,25 @@ def choose(card: Table, gallery: Table | None, why_not_gallery: str = "") -> tup
     module docstring) — and what the reply says about it. `why_not_gallery`: why there is no gallery table."""
     if gallery is not None:
         if not card.counted:
-            why = f"the gallery's own {_counts(gallery)}; the model card's table does not record how many it rests on"
+            why = (
+                f"the gallery's own {_counts(gallery)} give confidence bounds; the model card's table does not "
+                f"record how many {card.unit} it rests on"
+            )
             return gallery, CalibrationUsed.of("gallery", gallery, why)
         g, c = gallery, card
         assert g.genuine is not None and g.impostor is not None and c.genuine is not None and c.impostor is not None
         if g.genuine >= c.genuine and g.impostor >= c.impostor:
             why = f"the gallery's own {_counts(gallery)} are at least as many as the model card's {_counts(card)}"
             return gallery, CalibrationUsed.of("gallery", gallery, why)
-        why_not_gallery = (
-            f"the gallery's own {_counts(gallery)} are fewer than the model card's {_counts(card)}: "
-            "its rates would be less certain"
+        why = (
+            f"the gallery's own {_counts(gallery)} are fewer than the model card's {_counts(card)} (each kind "
+            "must be at least as many): its rates would be less certain"
         )
+        return card, CalibrationUsed.of("model_card", card, why)
     card_note = (
         f"the model card's {_counts(card)}"
         if card.counted
-        else "the model card's table does not record how many pairs it rests on: no confidence bounds"
+        else f"the model card's table does not record how many {card.unit} it rests on: no confidence bounds"
     )
     return card, CalibrationUsed.of(
         "model_card", card, f"{why_not_gallery}; {card_note}" if why_not_gallery else card_note

@@ -224,9 +224,10 @@ function calibrationText(r) {
   const c = r.calibration;
   if (!c || typeof c !== "object") return "Calibration: model card.";
   const source = c.source === "gallery" ? "this gallery's enrolled works" : c.source === "model_card" ? "model card" : String(c.source);
+  // without counts the reason says that the table does not record them
   const counts = c.genuine_pairs != null && c.impostor_pairs != null
     ? ` (${c.genuine_pairs} same-artist / ${c.impostor_pairs} different-artist; bounds at ${Math.round((c.confidence ?? 0.95) * 100)} % confidence)`
-    : " (how many pairs it rests on is not recorded: no confidence bounds)";
+    : "";
   return `Calibration: ${source}${counts}.${c.reason ? " Why: " + c.reason + "." : ""}`;
 }
 

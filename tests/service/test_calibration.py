@@ -297,7 +297,10 @@ async def test_engine_answers_with_the_gallery_tables_once_it_has_enough(
         assert d.calibration.source == "gallery"
         assert (d.calibration.genuine_pairs, d.calibration.impostor_pairs) == (4, 6)
         assert d.calibration.confidence == 0.95
-        assert "the model card's table does not record how many it rests on" in d.calibration.reason
+        assert d.calibration.reason == (
+            "the gallery's own 4 same-artist / 6 different-artist pairs give confidence bounds; "
+            "the model card's table does not record how many pairs it rests on"
+        )
         threshold, rule = equal_error_point(tables.pair, "this gallery's own pairs")
         assert (d.threshold, d.rule) == (threshold, rule)
         assert (d.expected_fpr, d.expected_fnr) == rates_at(tables.pair, d.threshold)
