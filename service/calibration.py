@@ -155,10 +155,13 @@ def build_tables(
         ii, jj = np.triu_indices(n, 1)
         cross = artist_ids[ii] != artist_ids[jj]
         ii, jj = ii[cross], jj[cross]
-    else:  # sampled with replacement, at most MAX_PAIRS
+    else:  # sampled, at most MAX_PAIRS distinct ones: a pair drawn twice would count twice but show no more
         ii, jj = rng.integers(0, n, 4 * MAX_PAIRS), rng.integers(0, n, 4 * MAX_PAIRS)
         cross = artist_ids[ii] != artist_ids[jj]
-        ii, jj = ii[cross][:MAX_PAIRS], jj[cross][:MAX_PAIRS]
+        ii, jj = ii[cross], jj[cross]
+        _, first = np.unique(np.minimum(ii, jj) * n + np.maximum(ii, jj), return_index=True)
+        drawn = np.sort(first)[:MAX_PAIRS]  # in the order drawn, not by index
+        ii, jj = ii[drawn], jj[drawn]
     genuine = score_pairs(vectors[gi], vectors[gj])
     impostor = score_pairs(vectors[ii], vectors[jj])
     y = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])

@@ -148,6 +148,23 @@ def test_large_galleries_are_sampled_within_the_bounds(monkeypatch: pytest.Monke
     assert again == t, "a fixed seed: the same gallery gives the same tables"
 
 
+def test_sampled_cross_artist_pairs_are_distinct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The impostor count is what the bounds rest on: a pair drawn twice must not count twice."""
+    monkeypatch.setattr(calibration, "MAX_PAIRS", 300)
+    ids, vecs = clustered({f"artist{i}": 3 for i in range(10)})  # 435 pairs, 405 cross-artist: sampled
+    calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def recording(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        calls.append((a, b))
+        return dot_scorer(a, b)
+
+    t = build_tables(ids, vecs, recording, AGG, version=1, min_artists=2)
+    assert t is not None and t.impostor_pairs == 300
+    a, b = calls[1]  # genuine pairs first, then the impostor sample
+    rows = {tuple(sorted((x.tobytes(), y.tobytes()))) for x, y in zip(a, b, strict=True)}
+    assert len(rows) == len(a) == 300
+
+
 # ---- GalleryCalibrator --------------------------------------------------------------------------------------
 class FakeGallery:
     """A snapshot source whose version and contents the test moves; `hold` blocks snapshots until set."""
