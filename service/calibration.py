@@ -221,11 +221,18 @@ class GalleryCalibrator:
         self.min_artists = min_artists
         self.enabled = enabled
         self.tables: GalleryTables | None = None
-        # why there are no tables, for replies: until the first build, then the gallery's size
-        self.why_none = "the gallery's own tables are not built yet"
         self._built_version: int | None = None  # also set when the gallery was too small
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+
+    @property
+    def why_none(self) -> str:
+        """Why a reply has no gallery tables, for `CalibrationUsed.reason`. The same words whether or not the
+        background build has run yet, so an answer does not depend on that timing."""
+        return (
+            f"the gallery has no calibration tables of its own: they need {self.min_artists} artists with "
+            f"{MIN_WORKS} or more works and are built in the background once it has them"
+        )
 
     def poke(self, version: int) -> None:
         """Called on the request path: start a rebuild if the tables are older than `version` (never waits)."""
@@ -258,12 +265,6 @@ class GalleryCalibrator:
             return
         self.tables = tables
         self._built_version = version
-        if tables is None:
-            eligible = len(eligible_artists(artist_ids))
-            self.why_none = (
-                f"the gallery holds {eligible} artist{'' if eligible == 1 else 's'} with {MIN_WORKS} or more works; "
-                f"{self.min_artists} are needed before it calibrates itself"
-            )
         if tables is not None:
             log.info(
                 "gallery calibration v%d: %d artists, %d genuine / %d impostor pairs",
