@@ -4,7 +4,9 @@ Backbone: NHWC image → strided conv + ReLU → per-channel mean/std of the fea
 of the input ("style statistics") → embedding [N, 2C + 6]. Symmetric head: projection = L2-normalised MatMul,
 comparator = sigmoid(w · [|a−b|, a*b] + b) → [N]; the pair head is the two composed. A `seed`-kind head
 (concat → MLP → sigmoid, not symmetric) is available too. The card carries monotone calibration tables on the
-0.00..1.00 grid and the files' sha256, exactly as training/export.py writes them.
+0.00..1.00 grid with the pair (trial) counts a balanced validation set of that size would have (`DEV_PAIRS`,
+`DEV_TRIALS`) and the rows' upper bounds for them, and the files' sha256, exactly as training/export.py writes
+them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from contract.card import (
     sha256_file,
     write_card,
 )
+from contract.operating import rate_upper
 from training.onnxgraph import init as _init
 from training.onnxgraph import save
 from training.onnxgraph import value as _f
@@ -165,8 +168,13 @@ def _seed_head(out: Path, rng: np.random.Generator, hidden: int = 8) -> int:
     return w1.size + w2.size
 
 
-def _table(sharpness: float) -> list[CalibrationRow]:
-    """Monotone rates on the 0.00..1.00 grid: FPR falls and FNR rises with the threshold."""
+# balanced: same-artist = different-artist pairs (trials) behind each dev table
+DEV_PAIRS = 2000
+DEV_TRIALS = 500
+
+
+def _table(sharpness: float, n: int) -> list[CalibrationRow]:
+    """Monotone rates on the 0.00..1.00 grid: FPR falls and FNR rises with the threshold; n pairs of each class."""
     rows = []
     for i in range(101):
         t = i / 100
@@ -180,6 +188,8 @@ def _table(sharpness: float) -> list[CalibrationRow]:
                 fnr=round(fnr, 6),
                 precision=round(min(precision, 1.0), 6),
                 recall=round(tp, 6),
+                fpr_upper=rate_upper(round(fpr, 6), n),
+                fnr_upper=rate_upper(round(fnr, 6), n),
             )
         )
     return rows
@@ -246,9 +256,16 @@ def build_dev_model(
             **parts,
         ),
         calibration=Calibration(
-            pair=_table(2.0),
+            pair=_table(2.0, DEV_PAIRS),
+            genuine_pairs=DEV_PAIRS,
+            impostor_pairs=DEV_PAIRS,
             aggregation=Aggregation(top_m=3),
-            portfolio=[PortfolioCalibration(k=k, table=_table(2.0 + k / 5)) for k in (1, 3, 5, 10, 20)],
+            portfolio=[
+                PortfolioCalibration(
+                    k=k, table=_table(2.0 + k / 5, DEV_TRIALS), genuine_trials=DEV_TRIALS, impostor_trials=DEV_TRIALS
+                )
+                for k in (1, 3, 5, 10, 20)
+            ],
             recommended_threshold=0.5,
             recommended_rule="EER on synthetic dev pairs",
         ),

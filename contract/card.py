@@ -140,19 +140,39 @@ class HeadSpec(_Strict):
         return self
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+# Optional fields added after cards were first shipped are left out when unset, so an older card reads and
+# writes back exactly as it was.
+def _optional_count(description: str) -> int | None:
+    return Field(default=None, ge=0, exclude_if=_absent, description=description)  # type: ignore[no-any-return]
+
+
 class CalibrationRow(_Strict):
     threshold: float = Field(ge=0.0, le=1.0)
     fpr: float = Field(ge=0.0, le=1.0)
     fnr: float = Field(ge=0.0, le=1.0)
     precision: float = Field(ge=0.0, le=1.0)
     recall: float = Field(ge=0.0, le=1.0)
+    # For readers of the card: the one-sided 95 % Clopper–Pearson upper bounds of fpr and fnr given the table's
+    # counts (contract.operating.rate_upper; None in cards written before the counts were). The service
+    # recomputes them from the counts with the same function, so they cannot disagree.
+    fpr_upper: float | None = Field(default=None, ge=0.0, le=1.0, exclude_if=_absent)
+    fnr_upper: float | None = Field(default=None, ge=0.0, le=1.0, exclude_if=_absent)
 
 
 class PortfolioCalibration(_Strict):
-    """Verify-level calibration: a query against `k` references of the claimed artist, aggregated."""
+    """Verify-level calibration: a query against `k` references of the claimed artist, aggregated.
+
+    `genuine_trials` / `impostor_trials`: the effective number of leave-one-out trials behind the table (for
+    repeated cross-validation, per repeat); None in older cards (bounds unknown)."""
 
     k: int = Field(gt=0)
     table: list[CalibrationRow]
+    genuine_trials: int | None = _optional_count("effective same-artist trials behind the table")
+    impostor_trials: int | None = _optional_count("effective different-artist trials behind the table")
 
 
 class Aggregation(_Strict):
@@ -194,7 +214,11 @@ class QualityBand(_Strict):
 
     min_quality: float = Field(ge=0.0, le=1.0)
     pair: list[CalibrationRow]
+    genuine_pairs: int | None = _optional_count("effective same-artist pairs behind the band's pair table")
+    impostor_pairs: int | None = _optional_count("effective different-artist pairs behind the band's pair table")
     portfolio: list[CalibrationRow] = Field(default_factory=list)
+    genuine_trials: int | None = _optional_count("effective same-artist trials behind the band's portfolio table")
+    impostor_trials: int | None = _optional_count("effective different-artist trials behind its portfolio table")
     recommended_threshold: float = Field(ge=0.0, le=1.0)
     recommended_rule: str
     measured_on: str = ""
@@ -203,12 +227,18 @@ class QualityBand(_Strict):
 class Calibration(_Strict):
     """Tables measured on artist-disjoint validation pairs, sorted by threshold ascending.
 
+    `genuine_pairs` / `impostor_pairs`: the effective number of same-/different-artist pairs behind the pair
+    table — what its error rates can show (contract.operating); for pairs scored in repeated cross-validation,
+    pairs per repeat, not the total. None in older cards: the bounds are then unknown, never invented.
+
     `pair`/`portfolio` describe pictures as the corpus published them. With a `quality` model, `bands` hold the
     tables measured at each quality (highest band first); a pair's quality picks its band
     (contract.quality.band_for)."""
 
     split: str = "val"
     pair: list[CalibrationRow]
+    genuine_pairs: int | None = _optional_count("effective same-artist pairs behind the pair table")
+    impostor_pairs: int | None = _optional_count("effective different-artist pairs behind the pair table")
     aggregation: Aggregation = Aggregation()
     portfolio: list[PortfolioCalibration] = Field(default_factory=list)
     recommended_threshold: float = Field(ge=0.0, le=1.0)

@@ -9,8 +9,14 @@ function that built the card's, over bounded random samples so a large gallery c
 
 `GalleryCalibrator` keeps them current off the request path: a request reports the gallery version it saw
 (`poke`); when that differs from the tables' version, one background thread rebuilds them from a snapshot while
-requests go on using the previous tables (or the card's, until the first tables exist). Every reply names the
-tables it used (`CalibrationUsed`). Covered by tests/service/test_calibration.py.
+requests go on using the previous tables (or the card's, until the first tables exist).
+
+The gallery's tables take over from the card's only when they are at least as certain (`choose`): their
+same-artist and different-artist counts each at least the card's effective counts for that level, so every bound
+they give is at least as tight as the card's would be at the same observed rate. A card that does not record
+its counts (older cards) cannot be compared: there the gallery's counted tables are preferred, since only they
+can say how sure they are. Every reply names the tables it used, their counts and confidence, and why
+(`CalibrationUsed`). Covered by tests/service/test_calibration.py.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 from contract.aggregation import aggregate
 from contract.calibration import threshold_table
 from contract.card import Aggregation, CalibrationRow
+from contract.operating import Table
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +51,50 @@ class CalibrationUsed:
 
     source: str  # "gallery" or "model_card"
     genuine_pairs: int | None = None  # pairs (compare) or leave-one-out trials (verify) behind the table
-    impostor_pairs: int | None = None
+    impostor_pairs: int | None = None  # None: the card does not record them (no bounds then)
+    confidence: float | None = None  # of the upper bounds in the reply (None: no bounds)
+    reason: str = ""  # why this source and not the other
+
+    @classmethod
+    def of(cls, source: str, table: Table, reason: str) -> CalibrationUsed:
+        return cls(source, table.genuine, table.impostor, table.confidence, reason)
 
 
 MODEL_CARD = CalibrationUsed("model_card")
+
+
+def _counts(table: Table) -> str:
+    return f"{table.genuine} same-artist / {table.impostor} different-artist {table.unit}"
+
+
+def choose(card: Table, gallery: Table | None, why_not_gallery: str = "") -> tuple[Table, CalibrationUsed]:
+    """The table a decision is judged by — the gallery's only when at least as certain as the card's (see the
+    module docstring) — and what the reply says about it. `why_not_gallery`: why there is no gallery table."""
+    if gallery is not None:
+        if not card.counted:
+            why = (
+                f"the gallery's own {_counts(gallery)} give confidence bounds; the model card's table does not "
+                f"record how many {card.unit} it rests on"
+            )
+            return gallery, CalibrationUsed.of("gallery", gallery, why)
+        g, c = gallery, card
+        assert g.genuine is not None and g.impostor is not None and c.genuine is not None and c.impostor is not None
+        if g.genuine >= c.genuine and g.impostor >= c.impostor:
+            why = f"the gallery's own {_counts(gallery)} are at least as many as the model card's {_counts(card)}"
+            return gallery, CalibrationUsed.of("gallery", gallery, why)
+        why = (
+            f"the gallery's own {_counts(gallery)} are fewer than the model card's {_counts(card)} (each kind "
+            "must be at least as many): its rates would be less certain"
+        )
+        return card, CalibrationUsed.of("model_card", card, why)
+    card_note = (
+        f"the model card's {_counts(card)}"
+        if card.counted
+        else f"the model card's table does not record how many {card.unit} it rests on: no confidence bounds"
+    )
+    return card, CalibrationUsed.of(
+        "model_card", card, f"{why_not_gallery}; {card_note}" if why_not_gallery else card_note
+    )
 
 
 @dataclass(frozen=True)
@@ -61,10 +108,11 @@ class GalleryTables:
     genuine_trials: int
     impostor_trials: int
 
-    def used(self, level: str) -> CalibrationUsed:
-        if level == "pair":
-            return CalibrationUsed("gallery", self.genuine_pairs, self.impostor_pairs)
-        return CalibrationUsed("gallery", self.genuine_trials, self.impostor_trials)
+    def pair_table(self) -> Table:
+        return Table(self.pair, self.genuine_pairs, self.impostor_pairs, "pairs")
+
+    def portfolio_table(self) -> Table:
+        return Table(self.portfolio, self.genuine_trials, self.impostor_trials, "trials")
 
 
 def eligible_artists(artist_ids: np.ndarray) -> list[str]:
@@ -107,10 +155,13 @@ def build_tables(
         ii, jj = np.triu_indices(n, 1)
         cross = artist_ids[ii] != artist_ids[jj]
         ii, jj = ii[cross], jj[cross]
-    else:  # sampled with replacement, at most MAX_PAIRS
+    else:  # sampled, at most MAX_PAIRS distinct ones: a pair drawn twice would count twice but show no more
         ii, jj = rng.integers(0, n, 4 * MAX_PAIRS), rng.integers(0, n, 4 * MAX_PAIRS)
         cross = artist_ids[ii] != artist_ids[jj]
-        ii, jj = ii[cross][:MAX_PAIRS], jj[cross][:MAX_PAIRS]
+        ii, jj = ii[cross], jj[cross]
+        _, first = np.unique(np.minimum(ii, jj) * n + np.maximum(ii, jj), return_index=True)
+        drawn = np.sort(first)[:MAX_PAIRS]  # in the order drawn, not by index
+        ii, jj = ii[drawn], jj[drawn]
     genuine = score_pairs(vectors[gi], vectors[gj])
     impostor = score_pairs(vectors[ii], vectors[jj])
     y = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
@@ -173,6 +224,15 @@ class GalleryCalibrator:
         self._built_version: int | None = None  # also set when the gallery was too small
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+
+    @property
+    def why_none(self) -> str:
+        """Why a reply has no gallery tables, for `CalibrationUsed.reason`. The same words whether or not the
+        background build has run yet, so an answer does not depend on that timing."""
+        return (
+            f"the gallery has no calibration tables of its own: they need {self.min_artists} artists with "
+            f"{MIN_WORKS} or more works and are built in the background once it has them"
+        )
 
     def poke(self, version: int) -> None:
         """Called on the request path: start a rebuild if the tables are older than `version` (never waits)."""

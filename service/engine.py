@@ -26,23 +26,17 @@ from typing import Any
 import numpy as np
 
 from contract.aggregation import aggregate, top_m
-from contract.card import CalibrationRow
 from contract.decode import Decoded, ImageError, ImageLimits, decode_bytes
+from contract.operating import OperatingPoint, Table, equal_error_point
 from service.batching import MicroBatcher
-from service.calibration import MODEL_CARD, CalibrationUsed, GalleryCalibrator, GalleryTables
+from service.calibration import MODEL_CARD, CalibrationUsed, GalleryCalibrator, GalleryTables, choose
 from service.config import Settings
 from service.db import make_engine
 from service.errors import Conflict, Invalid, NoFiles, Overloaded
 from service.evidence import EvidenceMap, check_grid, evidence_map
 from service.gallery import Artist, Gallery, NewWork, Portfolio, ReferenceSpace, ReindexResult, Work
 from service.model import Model
-from service.scoring import (
-    OperatingPoint,
-    Strictness,
-    equal_error_point,
-    portfolio_table,
-    resolve,
-)
+from service.scoring import Strictness, portfolio_table, resolve
 from service.thumbnails import Thumbnail, thumbnail
 from service.thumbnails import check_request as check_thumbnail
 
@@ -76,6 +70,9 @@ class Decision:
     expected_fnr: float
     rule: str
     model: str
+    # one-sided 95 % upper bounds of the expected rates for the pairs behind the table (None: not recorded)
+    expected_fpr_upper: float | None = None
+    expected_fnr_upper: float | None = None
     images: tuple[str, ...] = ()  # sha256 of the scored uploads, for the audit log
     calibration: CalibrationUsed = MODEL_CARD  # which tables gave the threshold and the expected rates
     evidence: EvidenceMap | None = None  # per-region scores of the query, when asked for (service/evidence.py)
@@ -211,37 +208,41 @@ class Engine:
             )
 
     # ---- scoring routes ---------------------------------------------------------------------------------
-    def _gallery_tables(self) -> GalleryTables | None:
-        """The gallery's own tables when it has them (asking for newer ones if the gallery moved), else None."""
+    def _gallery_tables(self) -> tuple[GalleryTables | None, str]:
+        """The gallery's own tables when it has them (asking for newer ones if the gallery moved), else None and
+        why not."""
         if not self.calibrator.enabled:
-            return None
+            return None, "gallery calibration is off (BRUSHPRINT_GALLERY_CALIBRATION=false)"
         self.calibrator.poke(self.gallery.replicas.version)
-        return self.calibrator.tables
+        tables = self.calibrator.tables
+        return tables, "" if tables is not None else self.calibrator.why_none
 
-    def _pair_calibration(self) -> tuple[list[CalibrationRow], tuple[float, str], CalibrationUsed]:
-        """(table, default point, source) for a pair score: the gallery's pairs once it has enough, else the card."""
-        tables = self._gallery_tables()
-        if tables is not None:
-            return tables.pair, equal_error_point(tables.pair, "this gallery's own pairs"), tables.used("pair")
+    def _pair_calibration(self) -> tuple[Table, tuple[float, str], CalibrationUsed]:
+        """(table, default point, source) for a pair score: the gallery's pairs when they are at least as certain
+        as the card's (service/calibration.py `choose`), else the card's."""
         cal = self.model.card.calibration
-        return list(cal.pair), (cal.recommended_threshold, cal.recommended_rule), MODEL_CARD
+        tables, why_not = self._gallery_tables()
+        table, used = choose(Table.pair_of(cal), tables.pair_table() if tables else None, why_not)
+        if used.source == "gallery":
+            return table, equal_error_point(table.rows, "this gallery's own pairs"), used
+        return table, (cal.recommended_threshold, cal.recommended_rule), used
 
-    def _portfolio_calibration(self, n: int) -> tuple[list[CalibrationRow], tuple[float, str], CalibrationUsed]:
+    def _portfolio_calibration(self, n: int) -> tuple[Table, tuple[float, str], CalibrationUsed]:
         """(table, default point, source) for a portfolio of n works."""
-        tables = self._gallery_tables()
-        if tables is not None:
-            point = equal_error_point(tables.portfolio, "this gallery's leave-one-out portfolios")
-            return tables.portfolio, point, tables.used("portfolio")
         cal = self.model.card.calibration
-        table, k = portfolio_table(cal, n)
+        card_table, k = portfolio_table(cal, n)
+        tables, why_not = self._gallery_tables()
+        table, used = choose(card_table, tables.portfolio_table() if tables else None, why_not)
+        if used.source == "gallery":
+            return table, equal_error_point(table.rows, "this gallery's leave-one-out portfolios"), used
         # The card's recommended threshold is the pair-level EER point; a portfolio score (top-m mean) has its
         # own distribution, so verify's default is the EER point of the portfolio table it is judged by.
         recommended = (
-            equal_error_point(table, f"the k={k} portfolio calibration")
+            equal_error_point(table.rows, f"the k={k} portfolio calibration")
             if k is not None
             else (cal.recommended_threshold, cal.recommended_rule)
         )
-        return table, recommended, MODEL_CARD
+        return table, recommended, used
 
     async def compare(
         self, image_a: bytes, image_b: bytes, strictness: Strictness | None = None, evidence: int | None = None
@@ -249,7 +250,7 @@ class Engine:
         """Pair score of two uploads. `evidence=n` adds an n×n evidence map of image_a against image_b."""
         grid = None if evidence is None else check_grid(evidence)
         table, recommended, used = self._pair_calibration()
-        op = resolve(table, strictness or Strictness(), *recommended)
+        op = resolve(table, strictness or Strictness(), recommended)
         (ca, xa), (cb, xb) = await asyncio.gather(
             asyncio.to_thread(self._decode_prepared, image_a), asyncio.to_thread(self._decode_prepared, image_b)
         )
@@ -275,8 +276,10 @@ class Engine:
             score=score,
             threshold=op.threshold,
             match=score >= op.threshold,
-            expected_fpr=op.expected_fpr,
-            expected_fnr=op.expected_fnr,
+            expected_fpr=op.fpr,
+            expected_fnr=op.fnr,
+            expected_fpr_upper=op.fpr_upper,
+            expected_fnr_upper=op.fnr_upper,
             rule=op.rule,
             model=self.model_id,
         )
@@ -297,7 +300,7 @@ class Engine:
             raise Conflict("empty_portfolio", f"artist {artist_id!r} has no enrolled works to verify against")
         cal = self.model.card.calibration
         table, recommended, used = self._portfolio_calibration(n)
-        op = resolve(table, strictness or Strictness(), *recommended)
+        op = resolve(table, strictness or Strictness(), recommended)
         decoded, x = await asyncio.to_thread(self._decode_prepared, image)
         emb = await self.batcher.submit(x)
         scores = await asyncio.to_thread(self._score_portfolio, emb, portfolio.vectors)

@@ -7,8 +7,10 @@
   service does (mean of the top-m pair scores), one table per k;
 - plots (ROC, score histograms, confusion matrix); REPORT.md is written from these by training/report.py.
 
-Calibration tables come from VAL; metrics from TEST (unseen artists) and, apart, from `test_seen`.
-Covered by tests/training/test_evaluate.py.
+Calibration tables come from VAL, with the distinct pairs (trials) behind each (sampling repeats pairs of a small
+split; the card records the counts, the service bounds its rates by them); the recommended threshold is the
+table's equal-error point as contract.operating defines it. Metrics from TEST (unseen artists) and, apart, from
+`test_seen`. Covered by tests/training/test_evaluate.py.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score, roc_curve
 
 from contract.aggregation import aggregate_rows
-from contract.calibration import threshold_table
+from contract.calibration import SampleSize, sample_size, threshold_table
 from contract.card import Aggregation, Calibration, PortfolioCalibration
+from contract.operating import Table, operating_point
 from training.heads import HeadModels
 from training.pairs import fixed_pairs
 
@@ -142,6 +145,16 @@ def portfolio_scores(
     return y, aggregate_rows(pair, Aggregation(top_m=top_m))
 
 
+def portfolio_counts(labels: np.ndarray, k: int, n_trials: int, seed: int = 0) -> SampleSize | None:
+    """Distinct trials of `portfolio_trials(labels, k, n_trials, seed)` per class: a trial drawn twice shows no
+    more than once (small splits repeat trials)."""
+    trials = portfolio_trials(labels, k, n_trials, seed)
+    if trials is None:
+        return None
+    q, r, y = trials
+    return sample_size(y, ids=np.column_stack([q, np.sort(r, axis=1)]))
+
+
 # ------------------------------------------------------------------------------------------ split level
 
 
@@ -155,6 +168,9 @@ class SplitScores:
     portfolio: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     n_images: int = 0
     n_artists: int = 0
+    # distinct pairs / trials behind the scores (sampling repeats them); None: count the scores themselves
+    counts: SampleSize | None = None
+    portfolio_counts: dict[int, SampleSize] = field(default_factory=dict)
 
 
 def score_split(
@@ -171,25 +187,42 @@ def score_split(
     score = pair_scorer(head, embeddings)
     ia, ib, y = fixed_pairs(labels, n_pairs, seed=seed)
     out = SplitScores(split, y, score(ia, ib), n_images=len(labels), n_artists=len(np.unique(labels)))
+    out.counts = sample_size(y, ids=np.sort(np.column_stack([ia, ib]), axis=1))
     for k in ks:
         res = portfolio_scores(score, labels, k, n_trials, top_m, seed=seed + k)
-        if res is not None:
+        counts = portfolio_counts(labels, k, n_trials, seed=seed + k)
+        if res is not None and counts is not None:
             out.portfolio[k] = res
+            out.portfolio_counts[k] = counts
     return out
 
 
 def calibrate(val: SplitScores, top_m: int = TOP_M) -> Calibration:
-    """The card's calibration: tables on validation artists, threshold at the validation EER."""
-    eer = roc_summary(val.y, val.s)
+    """The card's calibration: tables on validation artists with the pairs (trials) behind them, threshold at
+    the equal-error point of the pair table, chosen as the service chooses its default (contract.operating)."""
+    pairs = val.counts or sample_size(val.y)
+    pair = threshold_table(val.y, val.s, counts=pairs)
+    eer = operating_point(Table(pair, pairs.genuine, pairs.impostor))
+    portfolio = []
+    for k, (y, s) in sorted(val.portfolio.items()):
+        trials = val.portfolio_counts.get(k) or sample_size(y)
+        portfolio.append(
+            PortfolioCalibration(
+                k=k,
+                table=threshold_table(y, s, counts=trials),
+                genuine_trials=trials.genuine,
+                impostor_trials=trials.impostor,
+            )
+        )
     return Calibration(
         split=val.split,
-        pair=threshold_table(val.y, val.s),
+        pair=pair,
+        genuine_pairs=pairs.genuine,
+        impostor_pairs=pairs.impostor,
         aggregation=Aggregation(top_m=top_m),
-        portfolio=[
-            PortfolioCalibration(k=k, table=threshold_table(y, s)) for k, (y, s) in sorted(val.portfolio.items())
-        ],
-        recommended_threshold=round(eer["eer_threshold"], 4),
-        recommended_rule=f"equal error rate on {val.split} pairs (FPR = FNR = {eer['eer']:.3f})",
+        portfolio=portfolio,
+        recommended_threshold=eer.threshold,
+        recommended_rule=f"equal error rate on {val.split} pairs (FPR {eer.fpr:.3f}, FNR {eer.fnr:.3f})",
     )
 
 

@@ -293,9 +293,10 @@ def make_real(
     slope, bias = cosine.fit_calibration(oof.score, oof.same)
     head = cosine.CosineHead(realeval.fit_on(crops, np.arange(len(crops)), dim, power), slope, bias)
     prob = oof.with_scores(head.probability(oof.score))
-    pair_table = realeval.threshold_table(prob.same, prob.score)
+    # counted per repeat: the repeats score the same pairs again, they do not add pairs (contract.calibration)
+    pair_table = realeval.counted_table(prob.same, prob.score, repeats)
     vs, vy, vq = realeval.verify_trials(prob, labels, aggregation)
-    portfolio_table = realeval.threshold_table(vy, vs)
+    portfolio_table = realeval.counted_table(vy, vs, repeats, "trials")
     eer_row = realeval.operating_point(pair_table, "default", None)
     metrics: dict[str, Any] = {
         "real": {
@@ -331,9 +332,18 @@ def make_real(
     plots = _plots(prob, vs, vy, eer_row.threshold, staging)
     calibration = Calibration(
         split="real: out-of-fold pairs of the corpus (artist-disjoint CV)",
-        pair=pair_table,
+        pair=list(pair_table.rows),
+        genuine_pairs=pair_table.genuine,
+        impostor_pairs=pair_table.impostor,
         aggregation=aggregation,
-        portfolio=[PortfolioCalibration(k=1, table=portfolio_table)],
+        portfolio=[
+            PortfolioCalibration(
+                k=1,
+                table=list(portfolio_table.rows),
+                genuine_trials=portfolio_table.genuine,
+                impostor_trials=portfolio_table.impostor,
+            )
+        ],
         recommended_threshold=eer_row.threshold,
         recommended_rule=f"equal error rate on out-of-fold real pairs (FPR {eer_row.fpr:.3f}, FNR {eer_row.fnr:.3f})",
     )

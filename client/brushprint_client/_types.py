@@ -51,8 +51,12 @@ class Decision:
     expected_fnr: float
     rule: str
     model: str
+    # one-sided 95 % upper bounds of the expected rates (None: the server's table does not record its counts)
+    expected_fpr_upper: float | None = None
+    expected_fnr_upper: float | None = None
     evidence: Evidence | None = None
-    calibration: dict[str, Any] | None = None  # where the expected rates came from, when the server says
+    # where the expected rates came from: source, genuine_pairs, impostor_pairs, confidence, reason
+    calibration: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

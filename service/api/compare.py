@@ -28,7 +28,8 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     summary="Compare two paintings",
     description="Scores whether `image_a` and `image_b` were painted by the same artist. The score is symmetric "
     "in the two images. Strictness: at most one of `threshold`, `max_fpr`, `min_precision`; none means the model "
-    "card's recommended operating point. The answer carries the error rates expected at that threshold. "
+    "card's recommended operating point. The answer carries the error rates expected at that threshold and their "
+    "95 % upper bounds for the pairs behind them (`expected_fpr_upper`, `expected_fnr_upper`). "
     "`evidence=n` (2 to 4) adds an evidence map: each of n×n regions of `image_a` scored on its own against `image_b`.",
     responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
 )

@@ -81,11 +81,22 @@ def strictness_form(
     ] = None,
     max_fpr: Annotated[
         float | None,
-        Form(ge=0.0, le=1.0, description=f"largest acceptable expected false-positive rate, {_UNIT}"),
+        Form(
+            ge=0.0,
+            le=1.0,
+            description=f"largest acceptable false-positive rate, {_UNIT}: the threshold chosen is the lowest whose "
+            "95 % upper bound is at most this (422 `operating_point_unreachable` when the calibration pairs "
+            "cannot show so low a rate)",
+        ),
     ] = None,
     min_precision: Annotated[
         float | None,
-        Form(ge=0.0, le=1.0, description=f"smallest acceptable expected precision, {_UNIT}"),
+        Form(
+            ge=0.0,
+            le=1.0,
+            description=f"smallest acceptable precision, {_UNIT}: the lowest threshold whose 95 % lower bound "
+            "of precision is at least this",
+        ),
     ] = None,
 ) -> Strictness:
     """At most one of the three; none means the default operating point (see the API description)."""

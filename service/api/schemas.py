@@ -60,21 +60,43 @@ class EvidenceOut(_Out):
 class CalibrationOut(_Out):
     source: Literal["gallery", "model_card"] = Field(
         description="`gallery`: error rates from this deployment's own enrolled works (once it holds enough artists "
-        "with 2 or more works); `model_card`: from the model's evaluation on real paintings"
+        "with 2 or more works and they are at least as many as the model card's); `model_card`: from the model's "
+        "evaluation on real paintings"
     )
     genuine_pairs: int | None = Field(
-        default=None, description="gallery: same-artist pairs (compare) or leave-one-out trials (verify) behind it"
+        default=None,
+        description="same-artist pairs (compare) or leave-one-out trials (verify) behind the table; for the card, "
+        "the effective count (per cross-validation repeat). null: the card does not record it",
     )
-    impostor_pairs: int | None = Field(default=None, description="gallery: different-artist pairs or trials")
+    impostor_pairs: int | None = Field(
+        default=None, description="different-artist pairs or trials behind the table (null: not recorded)"
+    )
+    confidence: float | None = Field(
+        default=None,
+        description="confidence of the `expected_*_upper` bounds (0.95); null when the table's counts are not "
+        "recorded and so no bound can be given",
+    )
+    reason: str = Field(default="", description="why this source was used and not the other")
 
 
 class DecisionOut(_Out):
     score: float = Field(description="same-artist score in [0, 1]; symmetric in the two images")
     threshold: float = Field(description="the threshold the decision used: `match` is `score >= threshold`")
     match: bool
-    expected_fpr: float = Field(description="false-positive rate expected at this threshold (see `calibration`)")
-    expected_fnr: float = Field(description="false-negative rate expected at this threshold (see `calibration`)")
-    rule: str = Field(description="how the threshold was chosen, e.g. `threshold=0.8`, `max_fpr<=0.01` or an EER rule")
+    expected_fpr: float = Field(description="false-positive rate measured at this threshold (see `calibration`)")
+    expected_fnr: float = Field(description="false-negative rate measured at this threshold (see `calibration`)")
+    expected_fpr_upper: float | None = Field(
+        description="one-sided 95 % Clopper–Pearson upper bound of the false-positive rate, for the number of "
+        "different-artist pairs behind the table: the rate this threshold is shown not to exceed. null: the "
+        "table does not record its counts"
+    )
+    expected_fnr_upper: float | None = Field(
+        description="the same bound for the false-negative rate, from the same-artist pairs (null: not recorded)"
+    )
+    rule: str = Field(
+        description="how the threshold was chosen, e.g. `threshold=0.8`, `max_fpr<=0.01` (its upper bound ≤ 0.01) "
+        "or an EER rule"
+    )
     model: str = Field(description="id of the model that scored: name@version+hash of its files")
     calibration: CalibrationOut = Field(description="which calibration tables gave the threshold and the rates")
     evidence: EvidenceOut | None = Field(

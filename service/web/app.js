@@ -194,13 +194,29 @@ function pct(rate) {
   return (rate * 100).toFixed(rate < 0.01 ? 2 : 1) + " %";
 }
 
+// "at most 1 in 19 with 95 % confidence": what the pairs behind the table can show (rounded so that it still
+// holds); nothing when the table does not record how many pairs it rests on (the bound is null then)
+function atMost(upper, confidence) {
+  if (upper == null) return "";
+  const conf = `${Math.round((confidence ?? 0.95) * 100)} % confidence`;
+  if (upper >= 0.5) return `at most ${Math.ceil(upper * 100)} % with ${conf}`;
+  return `at most 1 in ${Math.floor(1 / upper)} with ${conf}`;
+}
+
 function inWords(r, unit) {
+  const c = r.calibration || {};
+  const fpBound = atMost(r.expected_fpr_upper, c.confidence);
+  const fnBound = atMost(r.expected_fnr_upper, c.confidence);
+  const negatives = c.impostor_pairs != null ? `${c.impostor_pairs} ${unit.negatives}` : unit.negatives;
+  const positives = c.genuine_pairs != null ? `${c.genuine_pairs} ${unit.positives}` : unit.positives;
   const fp = r.expected_fpr <= 0
-    ? `none of the ${unit.negatives} in the calibration data was called a match`
-    : `${howMany(r.expected_fpr, unit.negatives, "called a match")} (false-positive rate ${pct(r.expected_fpr)})`;
+    ? `none of the ${negatives} in the calibration data was called a match${fpBound ? " (" + fpBound + ")" : ""}`
+    : `${howMany(r.expected_fpr, unit.negatives, "called a match")} (false-positive rate ${pct(r.expected_fpr)}` +
+      `${fpBound ? "; " + fpBound : ""})`;
   const fn = r.expected_fnr <= 0
-    ? `none of the ${unit.positives} was missed`
-    : `${howMany(r.expected_fnr, unit.positives, "missed")} (false-negative rate ${pct(r.expected_fnr)})`;
+    ? `none of the ${positives} was missed${fnBound ? " (" + fnBound + ")" : ""}`
+    : `${howMany(r.expected_fnr, unit.positives, "missed")} (false-negative rate ${pct(r.expected_fnr)}` +
+      `${fnBound ? "; " + fnBound : ""})`;
   return `At this strictness (threshold ${r.threshold.toFixed(3)}), ${fp}, and ${fn}.`;
 }
 
@@ -208,8 +224,11 @@ function calibrationText(r) {
   const c = r.calibration;
   if (!c || typeof c !== "object") return "Calibration: model card.";
   const source = c.source === "gallery" ? "this gallery's enrolled works" : c.source === "model_card" ? "model card" : String(c.source);
-  const extra = Object.entries(c).filter(([k, v]) => k !== "source" && v != null).map(([k, v]) => `${k} ${v}`).join(", ");
-  return `Calibration: ${source}${extra ? " (" + extra + ")" : ""}.`;
+  // without counts the reason says that the table does not record them
+  const counts = c.genuine_pairs != null && c.impostor_pairs != null
+    ? ` (${c.genuine_pairs} same-artist / ${c.impostor_pairs} different-artist; bounds at ${Math.round((c.confidence ?? 0.95) * 100)} % confidence)`
+    : "";
+  return `Calibration: ${source}${counts}.${c.reason ? " Why: " + c.reason + "." : ""}`;
 }
 
 function el(tag, cls, text) {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from contract.calibration import GRID, threshold_table
+from contract.calibration import GRID, SampleSize, sample_size, threshold_table
+from contract.operating import rate_upper
 
 
 def naive_table(y: np.ndarray, s: np.ndarray, grid: tuple[float, ...]) -> list[tuple[float, ...]]:
@@ -120,3 +121,31 @@ def test_grid_properties() -> None:
     assert np.max(np.diff(g[g <= 0.01])) <= 0.001 + 1e-12
     assert np.max(np.diff(g)) <= 0.01 + 1e-12
     assert 0.9999 in GRID and 0.001 in GRID
+
+
+def test_sample_size_counts_repeats_once_and_duplicates_once() -> None:
+    y = np.array([True, True, False, False, False, False])
+    assert sample_size(y) == SampleSize(2, 4)
+    # the same pairs scored in 2 cross-validation repeats: counted per repeat
+    assert sample_size(np.concatenate([y, y]), repeats=2) == SampleSize(2, 4)
+    # a pair drawn twice (a, b and b, a sorted alike) counts once
+    ids = np.array([[0, 1], [0, 1], [2, 3], [2, 3], [2, 4], [3, 4]])
+    assert sample_size(y, ids=ids) == SampleSize(1, 3)
+    with pytest.raises(ValueError):
+        sample_size(y, repeats=0)
+
+
+def test_rows_carry_upper_bounds_for_the_counts_behind_them() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.random(400) < 0.25
+    s = rng.random(400)
+    rows = threshold_table(y, s)
+    n = sample_size(y)
+    for r in rows:
+        assert r.fpr_upper == rate_upper(r.fpr, n.impostor) and r.fnr_upper == rate_upper(r.fnr, n.genuine)
+        assert r.fpr <= (r.fpr_upper or 0) and r.fnr <= (r.fnr_upper or 0)
+    # fewer effective pairs (the same pairs in 4 repeats): the same rates, wider bounds
+    wide = threshold_table(y, s, counts=sample_size(y, repeats=4))
+    assert [r.fpr for r in wide] == [r.fpr for r in rows]
+    assert all((w.fpr_upper or 0) >= (r.fpr_upper or 0) for w, r in zip(wide, rows, strict=True))
+    assert wide[len(wide) // 2].fpr_upper > rows[len(rows) // 2].fpr_upper  # type: ignore[operator]

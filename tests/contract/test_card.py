@@ -107,3 +107,50 @@ def test_quality_bands_are_checked(card_dir: Path) -> None:
     with pytest.raises(ValueError, match="same length"):
         Calibration.model_validate({**cal, "quality": {**quality, "coef": [0.1, 0.2]}})
     assert load_card(card_dir).calibration.quality is None  # cards without them load as before
+
+
+def test_old_cards_without_counts_load_and_write_back_unchanged(card_dir: Path, tmp_path: Path) -> None:
+    """Counts and row bounds are optional: a card from before them loads (its bounds are then unknown) and is
+    written back byte for byte, with no nulls added."""
+    raw = json.loads((card_dir / CARD_FILE).read_text())
+    cal = raw["calibration"]
+    for key in ("genuine_pairs", "impostor_pairs"):
+        cal.pop(key, None)
+    for row in cal["pair"]:
+        row.pop("fpr_upper", None)
+        row.pop("fnr_upper", None)
+    for p in cal["portfolio"]:
+        p.pop("genuine_trials", None)
+        p.pop("impostor_trials", None)
+        for row in p["table"]:
+            row.pop("fpr_upper", None)
+            row.pop("fnr_upper", None)
+    (card_dir / CARD_FILE).write_text(json.dumps(raw, indent=2) + "\n")
+    old = load_card(card_dir)
+    assert old.calibration.genuine_pairs is None and old.calibration.impostor_pairs is None
+    assert all(r.fpr_upper is None for r in old.calibration.pair)
+    out = tmp_path / "old-again"
+    out.mkdir()
+    write_card(old, out)
+    assert (out / CARD_FILE).read_text() == (card_dir / CARD_FILE).read_text()
+
+
+def test_counts_round_trip_and_must_not_be_negative(card_dir: Path, tmp_path: Path) -> None:
+    card = load_card(card_dir)
+    cal = card.calibration
+    portfolio = [p.model_copy(update={"genuine_trials": 64, "impostor_trials": 3682}) for p in cal.portfolio]
+    counted = card.model_copy(
+        update={
+            "calibration": cal.model_copy(update={"genuine_pairs": 57, "impostor_pairs": 6025, "portfolio": portfolio})
+        }
+    )
+    out = tmp_path / "counted"
+    out.mkdir()
+    write_card(counted, out)
+    raw = json.loads((out / CARD_FILE).read_text())
+    assert (raw["calibration"]["genuine_pairs"], raw["calibration"]["impostor_pairs"]) == (57, 6025)
+    back = Card.model_validate(raw)
+    assert back == counted
+    raw["calibration"]["impostor_pairs"] = -1
+    with pytest.raises(ValueError):
+        Card.model_validate(raw)

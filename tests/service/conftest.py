@@ -3,11 +3,15 @@
 `model_dir` is the shipped model with a single centre crop (bench/devmodel.py `single_crop_copy`: the same ONNX
 files, backbone and cosine head) — the serving path the shipped model takes at a sixteenth of its backbone work
 — or the dev model when no model is shipped. `shipped_model_dir` is models/default as it is, multi-crop recipe
-included (tests/service/test_shipped_model.py, the browser tests)."""
+included (tests/service/test_shipped_model.py, the browser tests). `recounted` gives a model directory whose card
+records given pair/trial counts (or none, as cards before them): the calibration tests choose what the card
+claims to rest on, whatever models/default records."""
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ import pytest
 from PIL import Image
 
 from bench.devmodel import build_dev_model, single_crop_copy
+from contract.card import load_card, write_card
 from service.model import Model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +48,48 @@ def model(model_dir: Path) -> Model:
 def other_model(tmp_path_factory: pytest.TempPathFactory) -> Model:
     """A second, different model (other weights → other model id) for model-change tests."""
     return Model.load(build_dev_model(tmp_path_factory.mktemp("othermodel"), seed=7, version="other"), "cpu")
+
+
+Counts = tuple[int, int] | None  # (genuine, impostor) behind a table; None: not recorded
+
+
+def recounted(model_dir: Path, out: Path, pair: Counts, portfolio: Counts) -> Path:
+    """A copy of `model_dir` (ONNX files linked) whose card records these effective counts for its pair table and
+    every portfolio table; None leaves them out, like a card written before counts were."""
+    card = load_card(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in card.onnx_files():
+        if not (out / name).exists():
+            try:
+                os.link(model_dir / name, out / name)
+            except OSError:
+                shutil.copyfile(model_dir / name, out / name)
+    cal = card.calibration
+    tables = [
+        p.model_copy(update=dict(zip(("genuine_trials", "impostor_trials"), portfolio or (None, None), strict=True)))
+        for p in cal.portfolio
+    ]
+    counts = dict(zip(("genuine_pairs", "impostor_pairs"), pair or (None, None), strict=True))
+    write_card(card.model_copy(update={"calibration": cal.model_copy(update={**counts, "portfolio": tables})}), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def uncounted_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test model with a card that records no counts (how models/default shipped before them)."""
+    return recounted(model_dir, tmp_path_factory.mktemp("uncounted"), None, None)
+
+
+@pytest.fixture(scope="session")
+def uncounted_model(uncounted_model_dir: Path) -> Model:
+    return Model.load(uncounted_model_dir, providers="cpu")
+
+
+@pytest.fixture(scope="session")
+def counted_model(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Model:
+    """The test model with the counts a card of the Met-set protocol records: 57 same-artist / 6025
+    different-artist pairs per cross-validation repeat, 64 / 3682 leave-one-out trials."""
+    return Model.load(recounted(model_dir, tmp_path_factory.mktemp("counted"), (57, 6025), (64, 3682)), "cpu")
 
 
 @pytest.fixture

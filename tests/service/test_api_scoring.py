@@ -10,11 +10,23 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from contract.operating import rate_upper
 from service.main import create_app
 from tests.service.apitools import ADMIN, enrol, error_code, make_settings, new_key, one, pair, running
 from tests.service.conftest import png
 
-DECISION_FIELDS = {"score", "threshold", "match", "expected_fpr", "expected_fnr", "rule", "model", "calibration"}
+DECISION_FIELDS = {
+    "score",
+    "threshold",
+    "match",
+    "expected_fpr",
+    "expected_fnr",
+    "expected_fpr_upper",
+    "expected_fnr_upper",
+    "rule",
+    "model",
+    "calibration",
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +47,18 @@ def test_compare_answers_a_calibrated_decision(client: TestClient, verifier: dic
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == DECISION_FIELDS
-    # an empty gallery cannot speak for itself: the rates are the model card's
-    assert body["calibration"] == {"source": "model_card", "genuine_pairs": None, "impostor_pairs": None}
+    # an empty gallery cannot speak for itself: the rates are the model card's, with its counts (None: not recorded)
+    card = client.app.state.engine.model.card.calibration
+    cal = body["calibration"]
+    assert set(cal) == {"source", "genuine_pairs", "impostor_pairs", "confidence", "reason"}
+    assert (cal["source"], cal["genuine_pairs"], cal["impostor_pairs"]) == (
+        "model_card",
+        card.genuine_pairs,
+        card.impostor_pairs,
+    )
+    assert body["expected_fpr_upper"] == rate_upper(body["expected_fpr"], card.impostor_pairs)
+    assert body["expected_fnr_upper"] == rate_upper(body["expected_fnr"], card.genuine_pairs)
+    assert cal["confidence"] == (None if card.impostor_pairs is None else 0.95)
     assert 0.0 <= body["score"] <= 1.0
     assert body["match"] == (body["score"] >= body["threshold"])
     assert body["rule"] == "recommended" or body["rule"]

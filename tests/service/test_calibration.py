@@ -1,5 +1,7 @@
 """service/calibration.py: gallery calibration tables from enrolled works (build_tables), kept current off the
-request path (GalleryCalibrator), and named in every compare/verify reply (engine and HTTP)."""
+request path (GalleryCalibrator), taking over from the card's only when at least as certain (choose), and named —
+source, counts, confidence, why — in every compare/verify reply (engine and HTTP). The small-gallery case of issue
+15 (14 same-artist works: 14 genuine / 56 impostor verify trials) answers max_fpr=0.001 with 422."""
 
 from __future__ import annotations
 
@@ -10,17 +12,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy.stats import beta
 
 import service.calibration as calibration
 from contract.aggregation import aggregate
 from contract.calibration import threshold_table
 from contract.card import Aggregation
-from service.calibration import GalleryCalibrator, GalleryTables, build_tables, eligible_artists
+from contract.operating import Table, equal_error_point, rate_upper, rates_at
+from service.calibration import GalleryCalibrator, GalleryTables, build_tables, choose, eligible_artists
 from service.config import Settings
 from service.engine import Engine
+from service.errors import ServiceError
 from service.model import Model
-from service.scoring import Strictness, equal_error_point, rates_at
-from tests.service.apitools import enrol, new_key, one, pair, running
+from service.scoring import Strictness
+from tests.service.apitools import enrol, error_code, new_key, one, pair, running
 from tests.service.conftest import png
 
 AGG = Aggregation(top_m=2)
@@ -143,6 +148,23 @@ def test_large_galleries_are_sampled_within_the_bounds(monkeypatch: pytest.Monke
     assert again == t, "a fixed seed: the same gallery gives the same tables"
 
 
+def test_sampled_cross_artist_pairs_are_distinct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The impostor count is what the bounds rest on: a pair drawn twice must not count twice."""
+    monkeypatch.setattr(calibration, "MAX_PAIRS", 300)
+    ids, vecs = clustered({f"artist{i}": 3 for i in range(10)})  # 435 pairs, 405 cross-artist: sampled
+    calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def recording(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        calls.append((a, b))
+        return dot_scorer(a, b)
+
+    t = build_tables(ids, vecs, recording, AGG, version=1, min_artists=2)
+    assert t is not None and t.impostor_pairs == 300
+    a, b = calls[1]  # genuine pairs first, then the impostor sample
+    rows = {tuple(sorted((x.tobytes(), y.tobytes()))) for x, y in zip(a, b, strict=True)}
+    assert len(rows) == len(a) == 300
+
+
 # ---- GalleryCalibrator --------------------------------------------------------------------------------------
 class FakeGallery:
     """A snapshot source whose version and contents the test moves; `hold` blocks snapshots until set."""
@@ -263,18 +285,27 @@ async def _enrol(engine: Engine, artist: str, seeds: range) -> None:
 
 
 @pytest.mark.anyio
-async def test_engine_answers_with_the_gallery_tables_once_it_has_enough(tmp_path: Path, model: Model) -> None:
+async def test_engine_answers_with_the_gallery_tables_once_it_has_enough(
+    tmp_path: Path, uncounted_model: Model
+) -> None:
+    model = uncounted_model
     engine = _engine(tmp_path, model)
     try:
         card = model.card.calibration
         d = await engine.compare(png(1), png(2))
         assert d.calibration.source == "model_card" and d.calibration.genuine_pairs is None
+        assert d.calibration.confidence is None and d.expected_fpr_upper is None  # no counts: no bounds invented
+        assert "does not record how many pairs" in d.calibration.reason
         assert d.threshold == card.recommended_threshold
         await _enrol(engine, "monet", range(10, 13))
         v = await engine.verify(png(1), "monet")
         engine.calibrator.wait(30)
         assert v.calibration.source == "model_card"  # one artist: not enough
         assert engine.calibrator.tables is None
+        v = await engine.verify(png(1), "monet")
+        assert v.calibration.reason.startswith(
+            "the gallery has no calibration tables of its own: they need 2 artists with 2 or more works"
+        )
         await _enrol(engine, "manet", range(20, 22))
         tables = engine.calibrator.refresh()
         assert tables is not None and tables.version == engine.gallery.replicas.version
@@ -284,9 +315,18 @@ async def test_engine_answers_with_the_gallery_tables_once_it_has_enough(tmp_pat
         d = await engine.compare(png(1), png(2))
         assert d.calibration.source == "gallery"
         assert (d.calibration.genuine_pairs, d.calibration.impostor_pairs) == (4, 6)
+        assert d.calibration.confidence == 0.95
+        assert d.calibration.reason == (
+            "the gallery's own 4 same-artist / 6 different-artist pairs give confidence bounds; "
+            "the model card's table does not record how many pairs it rests on"
+        )
         threshold, rule = equal_error_point(tables.pair, "this gallery's own pairs")
         assert (d.threshold, d.rule) == (threshold, rule)
         assert (d.expected_fpr, d.expected_fnr) == rates_at(tables.pair, d.threshold)
+        assert (d.expected_fpr_upper, d.expected_fnr_upper) == (
+            rate_upper(d.expected_fpr, 6),
+            rate_upper(d.expected_fnr, 4),
+        )
         fixed = await engine.compare(png(1), png(2), Strictness(threshold=0.5))
         assert fixed.calibration.source == "gallery"
         assert (fixed.expected_fpr, fixed.expected_fnr) == rates_at(tables.pair, 0.5)
@@ -303,7 +343,8 @@ async def test_engine_answers_with_the_gallery_tables_once_it_has_enough(tmp_pat
 
 
 @pytest.mark.anyio
-async def test_engine_rebuilds_in_the_background_after_a_write(tmp_path: Path, model: Model) -> None:
+async def test_engine_rebuilds_in_the_background_after_a_write(tmp_path: Path, uncounted_model: Model) -> None:
+    model = uncounted_model
     engine = _engine(tmp_path, model)
     try:
         await _enrol(engine, "monet", range(10, 12))
@@ -337,7 +378,8 @@ async def test_engine_rebuilds_in_the_background_after_a_write(tmp_path: Path, m
 
 
 @pytest.mark.anyio
-async def test_engine_with_gallery_calibration_off_keeps_the_card(tmp_path: Path, model: Model) -> None:
+async def test_engine_with_gallery_calibration_off_keeps_the_card(tmp_path: Path, uncounted_model: Model) -> None:
+    model = uncounted_model
     engine = _engine(tmp_path, model, gallery_calibration=False)
     try:
         await _enrol(engine, "monet", range(10, 12))
@@ -347,6 +389,7 @@ async def test_engine_with_gallery_calibration_off_keeps_the_card(tmp_path: Path
         engine.calibrator.wait(30)
         d2 = await engine.compare(png(1), png(2))
         assert {d.calibration.source, v.calibration.source, d2.calibration.source} == {"model_card"}
+        assert "gallery calibration is off" in d2.calibration.reason
         assert engine.calibrator.tables is None
         card = model.card.calibration
         assert d2.threshold == card.recommended_threshold
@@ -356,18 +399,176 @@ async def test_engine_with_gallery_calibration_off_keeps_the_card(tmp_path: Path
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------------------
-def test_compare_and_verify_replies_name_their_calibration(model_dir: Path, tmp_path: Path) -> None:
-    with running(model_dir, tmp_path / "data", gallery_calibration_min_artists=2) as client:
+def test_compare_and_verify_replies_name_their_calibration(uncounted_model_dir: Path, tmp_path: Path) -> None:
+    with running(uncounted_model_dir, tmp_path / "data", gallery_calibration_min_artists=2) as client:
         key = {"X-API-Key": new_key(client, "dealer", "verify")}
         r = client.post("/v1/compare", files=pair(1, 2), headers=key)
         assert r.status_code == 200, r.text
-        assert r.json()["calibration"] == {"source": "model_card", "genuine_pairs": None, "impostor_pairs": None}
+        body = r.json()
+        cal = body["calibration"]
+        assert {k: v for k, v in cal.items() if k != "reason"} == {
+            "source": "model_card",
+            "genuine_pairs": None,
+            "impostor_pairs": None,
+            "confidence": None,
+        }
+        # why not the gallery, why no bounds
+        assert cal["reason"].startswith("the gallery has no calibration tables of its own")
+        assert cal["reason"].endswith(
+            "the model card's table does not record how many pairs it rests on: no confidence bounds"
+        )
+        assert body["expected_fpr_upper"] is None and body["expected_fnr_upper"] is None
         enrol(client, "monet", [10, 11, 12])
         enrol(client, "manet", [20, 21])
         client.post("/v1/compare", files=pair(1, 2), headers=key)  # asks for the gallery's tables
         client.app.state.engine.calibrator.wait(30)
         body = client.post("/v1/compare", files=pair(1, 2), headers=key).json()
-        assert body["calibration"] == {"source": "gallery", "genuine_pairs": 4, "impostor_pairs": 6}
+        cal = body["calibration"]
+        assert (cal["source"], cal["genuine_pairs"], cal["impostor_pairs"], cal["confidence"]) == (
+            "gallery",
+            4,
+            6,
+            0.95,
+        )
+        assert body["expected_fpr_upper"] == rate_upper(body["expected_fpr"], 6)
         r = client.post("/v1/verify", files=one(11), data={"artist_id": "monet"}, headers=key)
         assert r.status_code == 200, r.text
-        assert r.json()["calibration"] == {"source": "gallery", "genuine_pairs": 5, "impostor_pairs": 5}
+        cal = r.json()["calibration"]
+        assert (cal["source"], cal["genuine_pairs"], cal["impostor_pairs"]) == ("gallery", 5, 5)
+        assert cal["reason"].startswith("the gallery's own 5 same-artist / 5 different-artist trials")
+
+
+# ---- which tables: the gallery's only when at least as certain --------------------------------------------------
+ROWS = threshold_table(np.array([True, False]), np.array([0.9, 0.1]))
+
+
+def test_choose_prefers_the_gallery_only_when_at_least_as_certain() -> None:
+    card = Table(ROWS, 57, 6025)
+    more = Table(ROWS, 60, 6025)
+    table, used = choose(card, more)
+    assert table is more and used.source == "gallery" and used.confidence == 0.95
+    assert used.reason == (
+        "the gallery's own 60 same-artist / 6025 different-artist pairs are at least as many as the model card's "
+        "57 same-artist / 6025 different-artist pairs"
+    )
+    lopsided = Table(ROWS, 412, 6000)  # more same-artist pairs, fewer different-artist ones: not as certain
+    table, used = choose(card, lopsided)
+    assert table is card and used.source == "model_card"
+    assert (used.genuine_pairs, used.impostor_pairs, used.confidence) == (57, 6025, 0.95)
+    assert used.reason.startswith(
+        "the gallery's own 412 same-artist / 6000 different-artist pairs are fewer than the model card's "
+        "57 same-artist / 6025 different-artist pairs"
+    )
+    # a card without counts cannot be compared: the gallery's tables, which can say how sure they are
+    table, used = choose(Table(ROWS), lopsided)
+    assert table is lopsided and used.source == "gallery"
+    # no gallery tables at all: the card's, and why
+    table, used = choose(card, None, "gallery calibration is off")
+    assert table is card and used.reason == (
+        "gallery calibration is off; the model card's 57 same-artist / 6025 different-artist pairs"
+    )
+
+
+# 14 works of 5 artists: 14 same-artist / 77 different-artist pairs, 14 / 56 leave-one-out verify trials
+SMALL_GALLERY = {
+    "amber": [30, 31, 32, 33],
+    "birch": [40, 41, 42],
+    "cedar": [50, 51, 52],
+    "dune": [60, 61],
+    "elm": [70, 71],
+}
+
+
+def _clopper_pearson(rate: float, n: int) -> float:
+    """The 95 % one-sided upper bound of k = rate·n of n, straight from its Beta form (k rounded: counts)."""
+    k = round(rate * n)
+    return 1.0 if k >= n else float(beta.ppf(0.95, k + 1, n - k))
+
+
+def test_small_gallery_cannot_promise_what_its_pairs_cannot_show(uncounted_model_dir: Path, tmp_path: Path) -> None:
+    """Issue 15: a gallery with 14 genuine / 56 impostor trials answered max_fpr=0.001 with expected_fpr 0.0."""
+    with running(uncounted_model_dir, tmp_path / "data", gallery_calibration_min_artists=5) as client:
+        key = {"X-API-Key": new_key(client, "desk", "verify")}
+        for artist, seeds in SMALL_GALLERY.items():
+            enrol(client, artist, seeds)
+        client.post("/v1/compare", files=pair(1, 2), headers=key)  # asks for the gallery's tables
+        client.app.state.engine.calibrator.wait(30)
+        tables = client.app.state.engine.calibrator.tables
+        assert (tables.genuine_pairs, tables.impostor_pairs, tables.genuine_trials, tables.impostor_trials) == (
+            14,
+            77,
+            14,
+            56,
+        )
+
+        r = client.post("/v1/verify", files=one(34), data={"artist_id": "amber", "max_fpr": "0.001"}, headers=key)
+        assert r.status_code == 422 and error_code(r) == "operating_point_unreachable", r.text
+        assert (
+            "with 56 different-artist trials the lowest false-positive rate shown at 95 % confidence is 0.052"
+            in r.json()["error"]["message"]
+        )
+        r = client.post("/v1/compare", files=pair(1, 2), data={"max_fpr": "0.001"}, headers=key)
+        assert r.status_code == 422 and error_code(r) == "operating_point_unreachable", r.text
+        assert "with 77 different-artist pairs the lowest false-positive rate shown" in r.json()["error"]["message"]
+
+        r = client.post("/v1/verify", files=one(34), data={"artist_id": "amber", "max_fpr": "0.1"}, headers=key)
+        assert r.status_code == 200, r.text
+        v = r.json()
+        assert (v["calibration"]["source"], v["calibration"]["genuine_pairs"], v["calibration"]["impostor_pairs"]) == (
+            "gallery",
+            14,
+            56,
+        )
+        assert v["rule"] == "max_fpr<=0.1"
+        assert v["expected_fpr_upper"] >= _clopper_pearson(v["expected_fpr"], 56) - 1e-9
+        assert 1 - 0.05 ** (1 / 56) <= v["expected_fpr_upper"] <= 0.1  # never below what 56 trials can show
+        assert v["expected_fnr_upper"] >= _clopper_pearson(v["expected_fnr"], 14) - 1e-9
+        d = client.post("/v1/compare", files=pair(1, 2), data={"max_fpr": "0.1"}, headers=key).json()
+        assert _clopper_pearson(d["expected_fpr"], 77) - 1e-9 <= d["expected_fpr_upper"] <= 0.1
+
+
+@pytest.mark.anyio
+async def test_a_gallery_less_certain_than_the_card_declines_and_says_so(tmp_path: Path, counted_model: Model) -> None:
+    engine = _engine(tmp_path, counted_model, gallery_calibration_min_artists=5)
+    try:
+        for artist, seeds in SMALL_GALLERY.items():
+            await _enrol(engine, artist, range(seeds[0], seeds[-1] + 1))
+        assert engine.calibrator.refresh() is not None
+        d = await engine.compare(png(1), png(2), Strictness(max_fpr=0.05))
+        assert d.calibration.source == "model_card"
+        assert (d.calibration.genuine_pairs, d.calibration.impostor_pairs, d.calibration.confidence) == (57, 6025, 0.95)
+        assert d.calibration.reason.startswith(
+            "the gallery's own 14 same-artist / 77 different-artist pairs are fewer than the model card's "
+            "57 same-artist / 6025 different-artist pairs"
+        )
+        assert d.expected_fpr_upper == rate_upper(d.expected_fpr, 6025) and d.expected_fpr_upper <= 0.05
+        v = await engine.verify(png(34), "amber")
+        assert v.calibration.source == "model_card" and v.calibration.impostor_pairs == 3682
+        assert "the gallery's own 14 same-artist / 56 different-artist trials are fewer" in v.calibration.reason
+        assert v.expected_fnr_upper == rate_upper(v.expected_fnr, 64)
+    finally:
+        engine.close()
+
+
+@pytest.mark.anyio
+async def test_a_gallery_at_least_as_certain_as_the_card_takes_over(model_dir: Path, tmp_path: Path) -> None:
+    from tests.service.conftest import recounted
+
+    thin = Model.load(recounted(model_dir, tmp_path / "thin", (10, 50), (10, 40)), "cpu")
+    engine = _engine(tmp_path, thin, gallery_calibration_min_artists=5)
+    try:
+        for artist, seeds in SMALL_GALLERY.items():
+            await _enrol(engine, artist, range(seeds[0], seeds[-1] + 1))
+        engine.calibrator.refresh()
+        d = await engine.compare(png(1), png(2))
+        assert (d.calibration.source, d.calibration.genuine_pairs, d.calibration.impostor_pairs) == ("gallery", 14, 77)
+        assert "are at least as many as the model card's 10 same-artist / 50 different-artist pairs" in (
+            d.calibration.reason
+        )
+        v = await engine.verify(png(34), "amber")
+        assert (v.calibration.source, v.calibration.genuine_pairs, v.calibration.impostor_pairs) == ("gallery", 14, 56)
+        with pytest.raises(ServiceError) as e:
+            await engine.verify(png(34), "amber", Strictness(max_fpr=0.001))
+        assert e.value.code == "operating_point_unreachable"
+    finally:
+        engine.close()

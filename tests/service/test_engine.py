@@ -12,12 +12,13 @@ import pytest
 
 from contract.card import load_card
 from contract.decode import ImageError, decode_bytes
+from contract.operating import equal_error_point, rate_upper, rates_at
 from service.api.errors import status_of
 from service.config import Settings
 from service.engine import Candidate, Decision, Engine, Verdict
 from service.errors import ServiceError
 from service.model import Model
-from service.scoring import Strictness, equal_error_point, portfolio_table, rates_at
+from service.scoring import Strictness, portfolio_table
 from tests.service.conftest import encode, painting, png
 
 pytestmark = pytest.mark.anyio
@@ -63,6 +64,9 @@ async def test_compare_is_symmetric_and_calibrated(engine: Engine, model: Model)
     assert ab.threshold == cal.recommended_threshold and ab.rule == cal.recommended_rule
     assert ab.match == (ab.score >= ab.threshold)
     assert (ab.expected_fpr, ab.expected_fnr) == rates_at(cal.pair, ab.threshold)
+    # bounds for the card's counts; a card that records none has none (null), never an invented one
+    assert ab.expected_fpr_upper == rate_upper(ab.expected_fpr, cal.impostor_pairs)
+    assert ab.expected_fnr_upper == rate_upper(ab.expected_fnr, cal.genuine_pairs)
     assert ab.model == model.model_id
     assert ab.images == (decode_bytes(a).sha256, decode_bytes(b).sha256)
 
@@ -113,9 +117,9 @@ async def test_enrol_and_verify(engine: Engine, model: Model) -> None:
     assert scores == sorted(scores, reverse=True)
     assert v.score == pytest.approx(float(np.mean(scores)), abs=1e-6)
     table, k = portfolio_table(model.card.calibration, 4)
-    assert (v.expected_fpr, v.expected_fnr) == rates_at(table, v.threshold)
+    assert (v.expected_fpr, v.expected_fnr) == rates_at(table.rows, v.threshold)
     if k is not None:  # by default verify sits at the EER point of the portfolio table it is judged by
-        assert (v.threshold, v.rule) == equal_error_point(table, f"the k={k} portfolio calibration")
+        assert (v.threshold, v.rule) == equal_error_point(table.rows, f"the k={k} portfolio calibration")
     assert v.match == (v.score >= v.threshold) and v.model == model.model_id
     # a one-work portfolio holding the query itself scores exactly like comparing the picture with itself
     await _enrol(engine, "solo", range(10, 11))
@@ -125,7 +129,7 @@ async def test_enrol_and_verify(engine: Engine, model: Model) -> None:
     assert solo.portfolio_size == 1
     # judged by the table of the smallest simulated portfolio
     solo_table = portfolio_table(model.card.calibration, 1)[0]
-    assert (solo.expected_fpr, solo.expected_fnr) == rates_at(solo_table, solo.threshold)
+    assert (solo.expected_fpr, solo.expected_fnr) == rates_at(solo_table.rows, solo.threshold)
 
 
 async def test_verify_errors(engine: Engine) -> None:

@@ -1,4 +1,6 @@
-"""service/scoring.py: strictness validation, operating-point resolution, aggregation, portfolio table choice."""
+"""service/scoring.py: strictness validation, operating-point resolution (contract.operating's rule, its
+"unreachable" as the caller's 422), portfolio table choice. Tables without counts (older cards) keep the point
+estimates' rule; counted tables are judged on their bounds."""
 
 from __future__ import annotations
 
@@ -7,23 +9,17 @@ import math
 import pytest
 
 from contract.card import Calibration, CalibrationRow, PortfolioCalibration
+from contract.operating import OperatingPoint, Table, equal_error_point, rate_upper, rates_at
 from service.api.errors import status_of
 from service.errors import ServiceError
-from service.scoring import (
-    OperatingPoint,
-    Strictness,
-    equal_error_point,
-    portfolio_table,
-    rates_at,
-    resolve,
-)
+from service.scoring import Strictness, portfolio_table, resolve
 
 
 def row(t: float, fpr: float, fnr: float, precision: float) -> CalibrationRow:
     return CalibrationRow(threshold=t, fpr=fpr, fnr=fnr, precision=precision, recall=1 - fnr)
 
 
-TABLE = [
+ROWS = [
     row(0.0, 1.00, 0.00, 0.50),
     row(0.2, 0.60, 0.05, 0.61),
     row(0.4, 0.20, 0.10, 0.82),
@@ -31,6 +27,8 @@ TABLE = [
     row(0.8, 0.01, 0.40, 0.98),
     row(1.0, 0.00, 1.00, 1.00),
 ]
+TABLE = Table(ROWS)  # no counts recorded, as in cards written before them
+DEFAULT = (0.4, "EER on val pairs")
 
 
 @pytest.mark.parametrize(
@@ -64,59 +62,76 @@ def test_bounds_are_valid() -> None:
 
 
 def test_default_is_recommended() -> None:
-    op = resolve(TABLE, Strictness(), recommended=0.4, recommended_rule="EER on val pairs")
-    assert op == OperatingPoint(0.4, 0.20, 0.10, "EER on val pairs")
+    op = resolve(TABLE, Strictness(), DEFAULT)
+    assert op == OperatingPoint(0.4, 0.20, 0.10, None, None, "EER on val pairs")
 
 
 def test_threshold_on_a_row() -> None:
-    op = resolve(TABLE, Strictness(threshold=0.6), 0.4)
-    assert (op.threshold, op.expected_fpr, op.expected_fnr) == (0.6, 0.05, 0.20)
+    op = resolve(TABLE, Strictness(threshold=0.6), DEFAULT)
+    assert (op.threshold, op.fpr, op.fnr) == (0.6, 0.05, 0.20)
     assert op.rule == "threshold=0.6"
 
 
 def test_threshold_between_rows_is_interpolated() -> None:
-    op = resolve(TABLE, Strictness(threshold=0.5), 0.4)
+    op = resolve(TABLE, Strictness(threshold=0.5), DEFAULT)
     assert op.threshold == 0.5
-    assert op.expected_fpr == pytest.approx(0.125)
-    assert op.expected_fnr == pytest.approx(0.15)
+    assert op.fpr == pytest.approx(0.125)
+    assert op.fnr == pytest.approx(0.15)
 
 
 def test_rates_at_ends() -> None:
-    assert rates_at(TABLE, 0.0) == (1.0, 0.0)
-    assert rates_at(TABLE, 1.0) == (0.0, 1.0)
+    assert rates_at(ROWS, 0.0) == (1.0, 0.0)
+    assert rates_at(ROWS, 1.0) == (0.0, 1.0)
 
 
 @pytest.mark.parametrize(("max_fpr", "threshold"), [(0.2, 0.4), (0.19, 0.6), (0.05, 0.6), (1.0, 0.0), (0.0, 1.0)])
-def test_max_fpr_takes_the_smallest_threshold_meeting_it(max_fpr: float, threshold: float) -> None:
-    op = resolve(TABLE, Strictness(max_fpr=max_fpr), 0.4)
+def test_max_fpr_without_counts_takes_the_smallest_threshold_meeting_the_estimate(
+    max_fpr: float, threshold: float
+) -> None:
+    op = resolve(TABLE, Strictness(max_fpr=max_fpr), DEFAULT)
     assert op.threshold == threshold
-    assert op.expected_fpr <= max_fpr
+    assert op.fpr <= max_fpr and op.fpr_upper is None
     assert op.rule == f"max_fpr<={max_fpr:g}"
 
 
+@pytest.mark.parametrize(("max_fpr", "threshold"), [(0.3, 0.4), (0.1, 0.6), (0.06, 0.8), (0.02, 1.0)])
+def test_max_fpr_with_counts_meets_the_upper_bound(max_fpr: float, threshold: float) -> None:
+    counted = Table(ROWS, genuine=100, impostor=400)
+    op = resolve(counted, Strictness(max_fpr=max_fpr), DEFAULT)
+    assert op.threshold == threshold
+    assert op.fpr_upper == rate_upper(op.fpr, 400) and op.fpr_upper is not None and op.fpr_upper <= max_fpr
+
+
 def test_max_fpr_unreachable() -> None:
-    table = TABLE[:-1]  # lowest FPR is 0.01
+    table = Table(ROWS[:-1])  # lowest FPR is 0.01
     with pytest.raises(ServiceError) as e:
-        resolve(table, Strictness(max_fpr=0.001), 0.4)
+        resolve(table, Strictness(max_fpr=0.001), DEFAULT)
     assert (status_of(e.value), e.value.code) == (422, "operating_point_unreachable")
+    # with counts: what they can show, even though the table has a row with FPR 0
+    with pytest.raises(ServiceError) as e:
+        resolve(Table(ROWS, genuine=14, impostor=56), Strictness(max_fpr=0.001), DEFAULT)
+    assert (status_of(e.value), e.value.code) == (422, "operating_point_unreachable")
+    assert "with 56 different-artist pairs the lowest false-positive rate shown at 95 % confidence is 0.052" in (
+        e.value.message
+    )
 
 
 @pytest.mark.parametrize(("p", "threshold"), [(0.9, 0.6), (0.94, 0.6), (0.95, 0.8), (0.5, 0.0)])
 def test_min_precision(p: float, threshold: float) -> None:
-    op = resolve(TABLE, Strictness(min_precision=p), 0.4)
+    op = resolve(TABLE, Strictness(min_precision=p), DEFAULT)
     assert op.threshold == threshold
     assert op.rule.startswith("min_precision>=")
 
 
 def test_min_precision_unreachable() -> None:
     with pytest.raises(ServiceError) as e:
-        resolve(TABLE[:-2], Strictness(min_precision=0.99), 0.4)
+        resolve(Table(ROWS[:-2]), Strictness(min_precision=0.99), DEFAULT)
     assert e.value.code == "operating_point_unreachable"
 
 
 def _cal(ks: list[int]) -> Calibration:
     return Calibration(
-        pair=TABLE,
+        pair=ROWS,
         portfolio=[PortfolioCalibration(k=k, table=[row(0.0, 1, 0, 0.5), row(k / 100, 0.5, 0.5, 0.5)]) for k in ks],
         recommended_threshold=0.4,
         recommended_rule="eer",
@@ -129,7 +144,7 @@ def _cal(ks: list[int]) -> Calibration:
 def test_portfolio_table_largest_k_not_above_size(size: int, k: int) -> None:
     table, chosen = portfolio_table(_cal([20, 1, 10, 3, 5]), size)
     assert chosen == k
-    assert table[-1].threshold == k / 100
+    assert table.rows[-1].threshold == k / 100 and table.unit == "trials"
 
 
 def test_portfolio_smaller_than_every_k_takes_the_smallest() -> None:
@@ -138,11 +153,21 @@ def test_portfolio_smaller_than_every_k_takes_the_smallest() -> None:
 
 def test_no_portfolio_tables_falls_back_to_pairs() -> None:
     table, k = portfolio_table(_cal([]), 7)
-    assert k is None and table == TABLE
+    assert k is None and list(table.rows) == ROWS and table.unit == "pairs"
+
+
+def test_portfolio_tables_carry_their_trial_counts() -> None:
+    cal = _cal([1, 3])
+    counted = cal.model_copy(
+        update={"portfolio": [p.model_copy(update={"genuine_trials": 9, "impostor_trials": 90}) for p in cal.portfolio]}
+    )
+    table, _ = portfolio_table(counted, 2)
+    assert (table.genuine, table.impostor, table.confidence) == (9, 90, 0.95)
+    assert portfolio_table(cal, 2)[0].confidence is None
 
 
 def test_equal_error_point_is_where_fpr_meets_fnr() -> None:
-    threshold, rule = equal_error_point(TABLE, "the test table")
-    row = next(r for r in TABLE if r.threshold == threshold)
-    assert abs(row.fpr - row.fnr) == min(abs(r.fpr - r.fnr) for r in TABLE)
+    threshold, rule = equal_error_point(ROWS, "the test table")
+    row = next(r for r in ROWS if r.threshold == threshold)
+    assert abs(row.fpr - row.fnr) == min(abs(r.fpr - r.fnr) for r in ROWS)
     assert "the test table" in rule and f"{row.fpr:.3f}" in rule

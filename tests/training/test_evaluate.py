@@ -7,6 +7,7 @@ import pytest
 
 from contract.calibration import GRID, threshold_table
 from contract.card import Calibration
+from contract.operating import equal_error_row, rate_upper
 from training.evaluate import (
     at_threshold,
     calibrate,
@@ -103,6 +104,22 @@ def test_calibration_threshold_is_val_eer():
     cal = calibrate(SplitScores("val", y, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])))
     assert 0.3 <= cal.recommended_threshold <= 0.7
     assert "val" in cal.recommended_rule
+    # the service's default point: the equal-error row of the table, as contract.operating defines it
+    assert cal.recommended_threshold == equal_error_row(cal.pair).threshold
+    assert (cal.genuine_pairs, cal.impostor_pairs) == (3, 3)
+
+
+def test_calibration_counts_distinct_pairs_and_trials(evaluation):
+    """fixed_pairs and portfolio_trials sample with replacement: a small split repeats pairs, which show no more
+    than once. The card records the distinct ones, and the rows' bounds are for those counts."""
+    ev, _ = evaluation
+    cal = ev.calibration
+    assert cal.genuine_pairs is not None and cal.impostor_pairs is not None
+    assert 0 < cal.genuine_pairs <= 200 and 0 < cal.impostor_pairs <= 200  # n_pairs=400, balanced
+    assert cal.pair[0].fpr_upper == rate_upper(cal.pair[0].fpr, cal.impostor_pairs)
+    for p in cal.portfolio:
+        assert p.genuine_trials is not None and 0 < p.genuine_trials <= 50
+        assert p.impostor_trials is not None and 0 < p.impostor_trials <= 50
 
 
 def test_choose_head_and_report(evaluation, tmp_path):

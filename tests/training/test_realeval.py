@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import contract.operating
+import service.scoring
 from contract.card import Aggregation
+from contract.operating import Unreachable, equal_error_point, rate_upper
+from service.errors import ServiceError
+from service.scoring import Strictness, resolve
 from training import realeval
 from training.realeval import (
     OPERATING_POINTS,
@@ -158,6 +163,8 @@ def test_nested_operating_points_one_entry_per_level_and_rule():
         assert 0.0 <= lo <= e["observed_fpr"] <= hi <= 1.0
         lo, hi = e["observed_fnr_range"]
         assert 0.0 <= lo <= e["observed_fnr"] <= hi <= 1.0
+        # every claim with its bound; a point no threshold met (the service's 422) counted, not hidden
+        assert e["claimed_fpr"] <= e["claimed_fpr_upper"] <= 1.0 and 0 <= e["unreachable_halves"] <= e["halves"]
     # a stricter FPR cap claims no more false positives than a looser one
     pair = {e["rule"]: e for e in out if e["level"] == "pair"}
     assert pair["max_fpr<=0.01"]["claimed_fpr"] <= pair["max_fpr<=0.1"]["claimed_fpr"] <= 0.1
@@ -197,3 +204,31 @@ def test_the_adapted_variant_fits_the_whitening_on_the_scored_fold(monkeypatch):
     for r, fold in enumerate(assignments):
         for f in range(2):
             np.testing.assert_array_equal(np.sort(calls[2 * r + f]), np.where(fold == f)[0])
+
+
+def test_training_and_the_service_choose_operating_points_with_one_function() -> None:
+    assert realeval.choose_point is contract.operating.operating_point
+    assert service.scoring.operating_point is contract.operating.operating_point
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_training_and_the_service_pick_the_same_row_for_the_same_table(seed: int) -> None:
+    crops, emb, labels = clustered(14, seed=seed)
+    pairs, _ = oof_scores(crops, emb, labels, folds=2, repeats=3, seed=seed, dim=8)
+    table = realeval.counted_table(pairs.same, pairs.score, repeats=3)
+    # counted per repeat: every repeat scores the same same-artist pairs again
+    assert table.genuine == int(pairs.same.sum()) // 3 and table.impostor == int((~pairs.same).sum()) // 3
+    for f in (0.01, 0.05, 0.1, 0.3, 0.6):
+        try:
+            trained = realeval.operating_point(table, "max_fpr", f)
+        except Unreachable:
+            with pytest.raises(ServiceError) as e:
+                resolve(table, Strictness(max_fpr=f), (0.5, "unused"))
+            assert e.value.code == "operating_point_unreachable"
+            continue
+        served = resolve(table, Strictness(max_fpr=f), (0.5, "unused"))
+        assert served == trained
+        assert served.fpr_upper == rate_upper(served.fpr, table.impostor) and served.fpr_upper <= f
+    default = realeval.operating_point(table, "default", None)
+    served = resolve(table, Strictness(), equal_error_point(table.rows, "the calibration table"))
+    assert served == default
