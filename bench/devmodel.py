@@ -281,8 +281,9 @@ def build_dev_model(
 def single_crop_copy(model_dir: Path, out: Path, crop_side: int | None = None) -> Path:
     """A copy of a model directory whose recipe is ONE centre crop (same ONNX files, linked not copied).
 
-    Same backbone, head and calibration; only `preprocessing.grid` becomes (1, 1) and `resize_shorter` the crop
-    side, and the version says so (so its model id differs). The service tests run on it: the serving path the
+    Same backbone, head and calibration tables; only `preprocessing.grid` becomes (1, 1) and `resize_shorter` the
+    crop side (no quality model or bands: those describe the full recipe), and the version says so (so its model
+    id differs). The service tests run on it: the serving path the
     shipped model takes, at a sixteenth of its backbone work. Benchmarks use it as the single-crop baseline.
     """
     from contract.card import load_card
@@ -302,5 +303,9 @@ def single_crop_copy(model_dir: Path, out: Path, crop_side: int | None = None) -
     backbone = card.backbone.model_copy(
         update={"preprocessing": p.model_copy(update={"grid": (1, 1), "resize_shorter": side})}
     )
-    write_card(card.model_copy(update={"backbone": backbone, "version": f"{card.version}-1crop"}), out)
+    # the quality model and its bands were measured with the full recipe at its working resolution: they do not
+    # describe a single crop, so the copy has neither (its rates are the published tables')
+    calibration = card.calibration.model_copy(update={"quality": None, "bands": []})
+    update = {"backbone": backbone, "calibration": calibration, "version": f"{card.version}-1crop"}
+    write_card(card.model_copy(update=update), out)
     return out

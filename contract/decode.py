@@ -59,9 +59,12 @@ class UnsupportedImage(ImageError):
 
 
 class InvalidImage(ImageError):
-    """A picture in an accepted format that is empty, damaged or of unusable proportions (HTTP 422)."""
+    """A picture in an accepted format that is empty, damaged, of unusable proportions, or (raised by the service)
+    below the quality its model was measured at (HTTP 422)."""
 
-    codes = frozenset({"empty_image", "corrupt_image", "image_too_small", "extreme_aspect_ratio"})
+    codes = frozenset(
+        {"empty_image", "corrupt_image", "image_too_small", "extreme_aspect_ratio", "image_quality_too_low"}
+    )
 
 
 DEFAULT_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"})

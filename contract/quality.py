@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from contract.card import QualityBand, QualityModel
+from contract.card import Preprocessing, QualityBand, QualityModel
+from contract.operating import Table, equal_error_point
 
 # The IJG (libjpeg) standard luminance quantisation table at quality 50, in natural (row-major) order: what
 # Pillow, libjpeg, phones and most web tools scale by quality. Pillow reports tables in the same order.
@@ -183,3 +184,27 @@ def band_for(quality: float, bands: Sequence[QualityBand]) -> QualityBand | None
         if quality >= b.min_quality:
             return b
     return None
+
+
+def band_table(band: QualityBand, level: str) -> tuple[Table, tuple[float, str]]:
+    """A band's table for `level` ("pair": compare; "portfolio": verify) with its counts, and its default
+    point (threshold, rule): the one reading of a band, for the service and for training's checks."""
+    if level == "pair":
+        return Table(band.pair, band.genuine_pairs, band.impostor_pairs), (
+            band.recommended_threshold,
+            band.recommended_rule,
+        )
+    rows = band.portfolio or band.pair
+    table = (
+        Table(rows, band.genuine_trials, band.impostor_trials, "trials")
+        if band.portfolio
+        else band_table(band, "pair")[0]
+    )
+    return table, equal_error_point(rows, f"leave-one-out portfolios of quality >= {band.min_quality:g}")
+
+
+def measure_upload(image: Image.Image, n_bytes: int, jpeg_q: int | None, p: Preprocessing) -> Measures:
+    """`measure` at the recipe's working resolution (the shorter side resized as `p` says)."""
+    from contract.recipe import resized
+
+    return measure(image, n_bytes, jpeg_q, resized(image, p))

@@ -25,9 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from contract import quality
 from contract.aggregation import aggregate, top_m
-from contract.decode import Decoded, ImageError, ImageLimits, decode_bytes
+from contract.card import QualityBand
+from contract.decode import Decoded, ImageError, ImageLimits, InvalidImage, decode_bytes
 from contract.operating import OperatingPoint, Table, equal_error_point
+from contract.quality import Measures
 from service.batching import MicroBatcher
 from service.calibration import MODEL_CARD, CalibrationUsed, GalleryCalibrator, GalleryTables, choose
 from service.config import Settings
@@ -62,6 +65,26 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class PictureQuality:
+    """One upload's measured quality (contract.quality): its measures and, with the card's quality model, the
+    score in [0, 1] (None: the model measured no quality)."""
+
+    measures: Measures
+    score: float | None
+
+
+@dataclass(frozen=True)
+class QualityUsed:
+    """What a reply says about quality: the pictures', the pair's (their product; verify: the query's), the band
+    whose rates were used (its lower edge; None: the model has no bands) and the floor below which it refuses."""
+
+    score: float | None
+    band: float | None
+    floor: float | None
+    pictures: tuple[PictureQuality, ...]
+
+
+@dataclass(frozen=True)
 class Decision:
     score: float
     threshold: float
@@ -76,6 +99,7 @@ class Decision:
     images: tuple[str, ...] = ()  # sha256 of the scored uploads, for the audit log
     calibration: CalibrationUsed = MODEL_CARD  # which tables gave the threshold and the expected rates
     evidence: EvidenceMap | None = None  # per-region scores of the query, when asked for (service/evidence.py)
+    quality: QualityUsed | None = None  # what the uploads' quality was and which band's rates it picked
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,15 @@ class Candidate:
     name: str
     score: float
     references_scored: int
+
+
+def _too_low(what: str, score: float, floor: float, m: Measures) -> str:
+    jpeg = f", JPEG quality {m.jpeg_quality}" if m.jpeg_quality is not None else ""
+    return (
+        f"{what}'s measured quality is {score:.2f}, below {floor:.2f}, the lowest quality this model's error rates "
+        f"were measured at ({m.width}×{m.height} px{jpeg}, sharpness {m.sharpness:.2f}): no rate could be "
+        "claimed for it. Send a larger, sharper photograph of the painting, straight on, without heavy compression"
+    )
 
 
 def image_limits(settings: Settings) -> ImageLimits:
@@ -162,13 +195,31 @@ class Engine:
         return self.model.model_id
 
     # ---- image → embedding ------------------------------------------------------------------------------
-    def _decode_prepared(self, data: bytes) -> tuple[Decoded, np.ndarray]:
+    def _decode_prepared(self, data: bytes, floor: bool = True) -> tuple[Decoded, np.ndarray, PictureQuality]:
+        """Bytes → decoded picture, backbone inputs and measured quality; with `floor`, a picture below the
+        card's quality floor is refused (422 `image_quality_too_low`) before the backbone sees it."""
         with self._decode_slots:
             decoded = decode_bytes(data, self.limits)
-            return decoded, self.model.model_inputs(decoded.image)
+            pq = self._assess(decoded)
+            if floor:
+                self._check_floor(pq)
+            return decoded, self.model.model_inputs(decoded.image), pq
 
-    def _prepare(self, data: bytes) -> tuple[np.ndarray, str]:
-        decoded, x = self._decode_prepared(data)
+    def _assess(self, decoded: Decoded) -> PictureQuality:
+        qmodel = self.model.card.calibration.quality
+        m = quality.measure_upload(
+            decoded.image, decoded.n_bytes, decoded.jpeg_quality, self.model.card.backbone.preprocessing
+        )
+        return PictureQuality(m, None if qmodel is None else round(quality.score(m, qmodel), 4))
+
+    def _check_floor(self, pq: PictureQuality, what: str = "the picture") -> None:
+        qmodel = self.model.card.calibration.quality
+        if qmodel is None or pq.score is None or pq.score >= qmodel.floor:
+            return
+        raise InvalidImage("image_quality_too_low", _too_low(what, pq.score, qmodel.floor, pq.measures))
+
+    def _prepare(self, data: bytes, floor: bool = True) -> tuple[np.ndarray, str]:
+        decoded, x, _ = self._decode_prepared(data, floor)
         return x, decoded.sha256
 
     async def _evidence(
@@ -217,43 +268,88 @@ class Engine:
         tables = self.calibrator.tables
         return tables, "" if tables is not None else self.calibrator.why_none
 
-    def _pair_calibration(self) -> tuple[Table, tuple[float, str], CalibrationUsed]:
-        """(table, default point, source) for a pair score: the gallery's pairs when they are at least as certain
-        as the card's (service/calibration.py `choose`), else the card's."""
+    def _band(self, score: float | None, what: str, pictures: Sequence[PictureQuality]) -> QualityBand | None:
+        """The card's band for a pair (or query) of quality `score`; None when the card has no bands. Below the
+        lowest band the model's rates were never measured: 422 `image_quality_too_low`."""
         cal = self.model.card.calibration
-        tables, why_not = self._gallery_tables()
-        table, used = choose(Table.pair_of(cal), tables.pair_table() if tables else None, why_not)
-        if used.source == "gallery":
-            return table, equal_error_point(table.rows, "this gallery's own pairs"), used
-        return table, (cal.recommended_threshold, cal.recommended_rule), used
+        if not cal.bands or score is None:
+            return None
+        band = quality.band_for(score, cal.bands)
+        if band is None:
+            assert cal.quality is not None
+            worst = min(pictures, key=lambda p: p.score if p.score is not None else 1.0)
+            raise InvalidImage(
+                "image_quality_too_low", _too_low(what, score, cal.bands[-1].min_quality, worst.measures)
+            )
+        return band
 
-    def _portfolio_calibration(self, n: int) -> tuple[Table, tuple[float, str], CalibrationUsed]:
-        """(table, default point, source) for a portfolio of n works."""
+    def _quality_used(self, score: float | None, band: QualityBand | None, pictures: Sequence[PictureQuality]):  # type: ignore[no-untyped-def]
+        qmodel = self.model.card.calibration.quality
+        return QualityUsed(
+            score=None if score is None else round(score, 4),
+            band=None if band is None else band.min_quality,
+            floor=None if qmodel is None else qmodel.floor,
+            pictures=tuple(pictures),
+        )
+
+    def _calibration(
+        self, level: str, card_table: Table, card_default: tuple[float, str], band: QualityBand | None
+    ) -> tuple[Table, tuple[float, str], CalibrationUsed]:
+        """(table, default point, source) for `level` ("pair" or "portfolio"): the card's table for the band the
+        pictures' quality picked (or its published table without bands), or the gallery's own when it is at least
+        as certain (service/calibration.py `choose`) — and only for pictures of the top band, the quality a
+        gallery's enrolled works stand for."""
+        cal = self.model.card.calibration
+        if band is not None:
+            card_table, card_default = quality.band_table(band, level)
+        tables, why_not = self._gallery_tables()
+        gallery = None
+        if tables is not None:
+            gallery = tables.pair_table() if level == "pair" else tables.portfolio_table()
+            if band is not None and band is not cal.bands[0]:
+                gallery, why_not = (
+                    None,
+                    (
+                        f"the pictures' quality is in the band from {band.min_quality:g}, below the top band "
+                        f"(from {cal.bands[0].min_quality:g}) that the gallery's own works stand for"
+                    ),
+                )
+        table, used = choose(card_table, gallery, why_not)
+        if used.source == "gallery":
+            label = "this gallery's own pairs" if level == "pair" else "this gallery's leave-one-out portfolios"
+            return table, equal_error_point(table.rows, label), used
+        return table, card_default, used
+
+    def _pair_calibration(self, band: QualityBand | None = None) -> tuple[Table, tuple[float, str], CalibrationUsed]:
+        cal = self.model.card.calibration
+        return self._calibration("pair", Table.pair_of(cal), (cal.recommended_threshold, cal.recommended_rule), band)
+
+    def _portfolio_calibration(
+        self, n: int, band: QualityBand | None = None
+    ) -> tuple[Table, tuple[float, str], CalibrationUsed]:
+        """For a portfolio of n works. The card's recommended threshold is the pair-level EER point; a portfolio
+        score (top-m mean) has its own distribution, so verify's default is the EER point of its own table."""
         cal = self.model.card.calibration
         card_table, k = portfolio_table(cal, n)
-        tables, why_not = self._gallery_tables()
-        table, used = choose(card_table, tables.portfolio_table() if tables else None, why_not)
-        if used.source == "gallery":
-            return table, equal_error_point(table.rows, "this gallery's leave-one-out portfolios"), used
-        # The card's recommended threshold is the pair-level EER point; a portfolio score (top-m mean) has its
-        # own distribution, so verify's default is the EER point of the portfolio table it is judged by.
-        recommended = (
-            equal_error_point(table.rows, f"the k={k} portfolio calibration")
+        default = (
+            equal_error_point(card_table.rows, f"the k={k} portfolio calibration")
             if k is not None
             else (cal.recommended_threshold, cal.recommended_rule)
         )
-        return table, recommended, used
+        return self._calibration("portfolio", card_table, default, band)
 
     async def compare(
         self, image_a: bytes, image_b: bytes, strictness: Strictness | None = None, evidence: int | None = None
     ) -> Decision:
         """Pair score of two uploads. `evidence=n` adds an n×n evidence map of image_a against image_b."""
         grid = None if evidence is None else check_grid(evidence)
-        table, recommended, used = self._pair_calibration()
-        op = resolve(table, strictness or Strictness(), recommended)
-        (ca, xa), (cb, xb) = await asyncio.gather(
+        (ca, xa, qa), (cb, xb, qb) = await asyncio.gather(
             asyncio.to_thread(self._decode_prepared, image_a), asyncio.to_thread(self._decode_prepared, image_b)
         )
+        pair_q = None if qa.score is None or qb.score is None else float(quality.pair_quality(qa.score, qb.score))
+        band = self._band(pair_q, "the pair", (qa, qb))
+        table, recommended, used = self._pair_calibration(band)
+        op = resolve(table, strictness or Strictness(), recommended)
         sa, sb = ca.sha256, cb.sha256
         # submitted in a canonical order so compare(a, b) and compare(b, a) run the very same batch
         first, second = (xa, xb) if sa <= sb else (xb, xa)
@@ -268,7 +364,13 @@ class Engine:
                 return [float(s) for s in self.model.score_against(other, regions)]
 
             emap = await self._evidence(ca, grid, against_b, op.threshold, "image_b")
-        return Decision(**self._decided(score, op), images=(sa, sb), calibration=used, evidence=emap)
+        return Decision(
+            **self._decided(score, op),
+            images=(sa, sb),
+            calibration=used,
+            evidence=emap,
+            quality=self._quality_used(pair_q, band, (qa, qb)),
+        )
 
     def _decided(self, score: float, op: OperatingPoint) -> dict[str, Any]:
         """The fields every decision shares: the score judged at the operating point, with its expected rates."""
@@ -299,9 +401,10 @@ class Engine:
         if n == 0:
             raise Conflict("empty_portfolio", f"artist {artist_id!r} has no enrolled works to verify against")
         cal = self.model.card.calibration
-        table, recommended, used = self._portfolio_calibration(n)
+        decoded, x, pq = await asyncio.to_thread(self._decode_prepared, image)
+        band = self._band(pq.score, "the picture", (pq,))
+        table, recommended, used = self._portfolio_calibration(n, band)
         op = resolve(table, strictness or Strictness(), recommended)
-        decoded, x = await asyncio.to_thread(self._decode_prepared, image)
         emb = await self.batcher.submit(x)
         scores = await asyncio.to_thread(self._score_portfolio, emb, portfolio.vectors)
         score = aggregate(scores, cal.aggregation)
@@ -318,6 +421,7 @@ class Engine:
             images=(decoded.sha256,),
             calibration=used,
             evidence=emap,
+            quality=self._quality_used(pq.score, band, (pq,)),
             artist_id=artist_id,
             portfolio_size=n,
             top_references=[(portfolio.work_ids[i], float(scores[i])) for i in top],
@@ -451,7 +555,7 @@ class Engine:
         slots: list[int] = []
         for data in datas:
             try:
-                xs.append(self._prepare(data)[0])
+                xs.append(self._prepare(data, floor=False)[0])  # enrolled before: re-embed, never refuse
                 slots.append(len(out))
                 out.append(np.zeros(0))
             except ImageError as e:  # the original no longer decodes under today's limits

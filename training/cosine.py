@@ -103,9 +103,21 @@ def principal(vectors: np.ndarray, subspace: int = 256) -> Principal:
     if x.ndim != 2 or len(x) < 2:
         raise ValueError("a principal subspace needs a [M, D] matrix with M >= 2")
     mean = x.mean(axis=0)
-    _, sv, vt = np.linalg.svd(x - mean, full_matrices=False)
-    keep = int(min(subspace, np.sum(sv > sv[0] * 1e-6), len(x) - 1))
-    return Principal(mean, vt[:keep].T, sv[:keep] ** 2 / (len(x) - 1), int(len(x)))
+    xc = x - mean
+    # the eigenvectors of the smaller of the two Gram matrices (M x M or D x D) give the same directions
+    if len(x) < x.shape[1]:
+        evals, u = np.linalg.eigh(xc @ xc.T)
+        order = np.argsort(evals)[::-1]
+        evals, u = np.maximum(evals[order], 0.0), u[:, order]
+        keep = int(min(subspace, np.sum(evals > evals[0] * 1e-12), len(x) - 1))
+        basis = xc.T @ u[:, :keep] / np.sqrt(evals[:keep])
+    else:
+        evals, v = np.linalg.eigh(xc.T @ xc)
+        order = np.argsort(evals)[::-1]
+        evals, v = np.maximum(evals[order], 0.0), v[:, order]
+        keep = int(min(subspace, np.sum(evals > evals[0] * 1e-12), len(x) - 1))
+        basis = v[:, :keep]
+    return Principal(mean, basis, evals[:keep] / (len(x) - 1), int(len(x)))
 
 
 def fit_robust(
@@ -128,7 +140,7 @@ def fit_robust(
     unit nuisance variance) and scale them by λ**power: −0.5 gives the published paintings unit variance in every
     direction, as `fit_whitening` does; 0 keeps each direction weighed by how far it stands above the nuisance.
     One linear map: exported and served exactly as the whitening."""
-    from scipy.linalg import eigh
+    from scipy.linalg import cholesky, solve_triangular
 
     pca = vectors if isinstance(vectors, Principal) else principal(vectors, subspace)
     d = np.asarray(nuisance, np.float64)
@@ -140,7 +152,11 @@ def fit_robust(
     dp = d @ basis
     noise = dp.T @ dp / len(dp)
     noise = (1 - shrink) * noise + shrink * np.trace(noise) / keep * np.eye(keep)
-    evals, evecs = eigh(total, noise)  # evecs normalised so that v' noise v = 1
+    # generalised eigenproblem total v = λ noise v through the Cholesky factor of noise (v' noise v = 1)
+    chol = cholesky(noise, lower=True)
+    inv = solve_triangular(chol, np.eye(keep), lower=True)
+    evals, u = np.linalg.eigh(inv @ total @ inv.T)
+    evecs = inv.T @ u
     order = np.argsort(evals)[::-1][: min(dim, keep)]
     lam = np.maximum(evals[order], _EPS)
     matrix = basis @ (evecs[:, order] * np.power(lam, power))

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.calibration import threshold_table
-from contract.card import Aggregation, BackboneSpec, CalibrationRow, QualityBand, QualityModel, sha256_file
 from contract import quality
-from contract.quality import pair_quality
+from contract.aggregation import aggregate
+from contract.calibration import SampleSize, threshold_table
+from contract.card import Aggregation, BackboneSpec, QualityBand, QualityModel, sha256_file
 from contract.decode import CORPUS_LIMITS, Decoded, decode_bytes, decode_file
+from contract.operating import Table, Unreachable, equal_error_point
+from contract.operating import operating_point as choose_point
+from contract.quality import pair_quality
 from contract.recipe import crop_features, model_inputs, resized
 from training import conditions as cond
 from training import cosine, realeval
@@ -211,8 +214,8 @@ def score_pairs(va: np.ndarray, vb: np.ndarray, test: np.ndarray, labels: np.nda
 
 PAIR_KINDS = ("within", "cross")
 BAND_EDGES = (0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.5, 0.4, 0.3, 0.2)
-MIN_BAND_GENUINE = 40  # distinct same-artist pairs (per repeat) a band needs before it speaks for its quality
-MIN_BAND_IMPOSTOR = 400
+MIN_BAND_GENUINE = 100  # same-artist pair trials per repeat a band needs before it speaks for its quality
+MIN_BAND_IMPOSTOR = 2000
 QUALITY_FEATURES = ("shorter_side", "bits_per_pixel", "jpeg_quality", "sharpness", "noise")
 QUALITY_TARGET = "cosine of the copy's projection to the published picture's (1: the camera moved nothing)"
 
@@ -341,31 +344,83 @@ def scored_trials(
     return Trials(ia, ib, labels[ia] == labels[ib], cos, pair_quality(qa[a], qb[b]), np.full(len(a), repeat))
 
 
+def portfolio_trials(
+    head: cosine.CosineHead,
+    copies: Copies,
+    q: dict[str, np.ndarray],
+    labels: np.ndarray,
+    test: np.ndarray,
+    name: str | None,
+    aggregation: Aggregation,
+    repeat: int = 0,
+) -> Trials:
+    """Leave-one-out verification inside `test` with probabilities from `head`: each work (as published, or its
+    copy under condition `name`) against every artist's published portfolio in `test` (its own without it),
+    aggregated as the service aggregates. Genuine trials only for artists with 2+ works in `test`. A trial's
+    quality is its query's (the portfolio is as published); `ia` the query, `ib` the first reference."""
+    pub = head.project(copies.emb[test])
+    query = pub if name is None else head.project(copies.under[name][test])
+    qq = q["published" if name is None else name][test]
+    prob = head.probability(query.astype(np.float64) @ pub.T.astype(np.float64))
+    lab = labels[test]
+    parts = []
+    for a in np.unique(lab):
+        refs = np.where(lab == a)[0]
+        s = prob[:, refs].copy()
+        own = lab == a
+        s[own] = np.where(refs[None, :] == np.arange(len(test))[own, None], -np.inf, s[own])  # leave one out
+        n_refs = np.full(len(test), len(refs)) - own
+        keep = n_refs > 0
+        top = -np.sort(-s[keep], axis=1)
+        m = np.minimum(aggregation.top_m, n_refs[keep])
+        csum = np.cumsum(np.where(np.isfinite(top), top, 0.0), axis=1)
+        score = csum[np.arange(len(m)), m - 1] / m  # contract.aggregation's top-m mean, all queries at once
+        q_idx = np.where(keep)[0]
+        parts.append((test[q_idx], np.full(len(q_idx), test[refs[0]]), own[keep], score, qq[q_idx]))
+    ia, ib, same, score, qual = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return Trials(ia, ib, same.astype(bool), score, qual, np.full(len(ia), repeat))
 
-def build_bands(t: Trials, n_conditions: int) -> list[QualityBand]:
-    """Quality bands from scored trials (probabilities): walking down BAND_EDGES, a band closes once it holds
-    MIN_BAND_GENUINE / MIN_BAND_IMPOSTOR distinct pairs; what is left below the last band is unmeasured (the
-    quality model's floor is that band's lower edge)."""
+
+def counted(t: Trials, unit: str = "pairs") -> Table:
+    """The calibration table of scored trials with the distinct pairs (trials) per repeat behind it."""
+    g, i = t.distinct()
+    return Table(threshold_table(t.same, t.score, counts=SampleSize(g, i)), g, i, unit)
+
+
+def build_bands(pairs: Trials, trials: Trials, n_conditions: int) -> list[QualityBand]:
+    """Quality bands from scored pairs and portfolio trials (probabilities), walking down BAND_EDGES: a band
+    closes once it holds MIN_BAND_GENUINE / MIN_BAND_IMPOSTOR pairs per repeat; below the last band the model is
+    unmeasured (the quality model's floor is that band's lower edge). A band's counts are its distinct pairs
+    per repeat — the same two paintings under several conditions count once — what its bounds rest on."""
     bands: list[QualityBand] = []
     top = np.inf
+    reps = max(1, len(np.unique(pairs.repeat)))
     for edge in (*BAND_EDGES, 0.0):
-        sel = t.select((t.quality >= edge) & (t.quality < top))
-        g, i = sel.distinct()
-        if g < MIN_BAND_GENUINE or i < MIN_BAND_IMPOSTOR:
+        keep = (pairs.quality >= edge) & (pairs.quality < top)
+        sel = pairs.select(keep)
+        if sel.same.sum() / reps < MIN_BAND_GENUINE or (~sel.same).sum() / reps < MIN_BAND_IMPOSTOR:
             continue
-        table = threshold_table(sel.same, sel.score)
-        row = operating_point(table, "default", None)
+        tv = trials.select((trials.quality >= edge) & (trials.quality < top))
+        pair, port = counted(sel), counted(tv, "trials")
+        row = choose_point(pair)
         bands.append(
             QualityBand(
                 min_quality=edge,
-                pair=table,
+                pair=list(pair.rows),
+                genuine_pairs=pair.genuine,
+                impostor_pairs=pair.impostor,
+                portfolio=list(port.rows),
+                genuine_trials=port.genuine,
+                impostor_trials=port.impostor,
                 recommended_threshold=row.threshold,
                 recommended_rule=(
-                    f"equal error rate of out-of-fold pairs of quality >= {edge:g} (FPR {row.fpr:.3f}, FNR {row.fnr:.3f})"
+                    f"equal error rate of out-of-fold pairs of quality >= {edge:g} "
+                    f"(FPR {row.fpr:.3f}, FNR {row.fnr:.3f})"
                 ),
                 measured_on=(
-                    f"{g} same-artist / {i} different-artist distinct pairs per repeat, {len(sel.same)} trials: "
-                    f"published and under {n_conditions} acquisition conditions, out-of-fold"
+                    f"{len(sel.same) // reps} pair trials per repeat ({pair.genuine} same-artist / {pair.impostor} "
+                    f"different-artist distinct pairs), as published and under {n_conditions} acquisition "
+                    "conditions, out-of-fold"
                 ),
             )
         )
@@ -375,10 +430,9 @@ def build_bands(t: Trials, n_conditions: int) -> list[QualityBand]:
 
 def band_index(quality_values: np.ndarray, bands: Sequence[QualityBand]) -> np.ndarray:
     """Per trial, the index of its band (bands highest first), -1 below the lowest."""
-    mins = np.array([b.min_quality for b in bands])
     out = np.full(len(quality_values), -1)
     for k in range(len(bands) - 1, -1, -1):
-        out[quality_values >= mins[k]] = k
+        out[quality_values >= bands[k].min_quality] = k
     return out
 
 
@@ -387,13 +441,21 @@ class Fitted:
     """Everything a cosine model learns from a set of images: projection, calibration, quality model, bands."""
 
     head: cosine.CosineHead
-    pair: list[CalibrationRow]  # published pairs, out-of-fold
-    portfolio: list[CalibrationRow]  # published leave-one-out verify trials, out-of-fold
+    pair: Table  # published pairs, out-of-fold
+    portfolio: Table  # published leave-one-out verify trials, out-of-fold
     quality: QualityModel | None
     bands: list[QualityBand]  # highest first
     published: Trials  # the out-of-fold published pairs the tables came from (probabilities)
-    under: Trials  # out-of-fold pairs under the fit's conditions, each scored without its families (probabilities)
+    published_trials: Trials  # the out-of-fold published verify trials
     conditions: tuple[str, ...]
+
+    def tables(self, level: str) -> list[tuple[Table, tuple[float, str]]]:
+        """Per band (or the published table alone without bands): the table of `level` ("pair" or "portfolio")
+        and its default point, as the service reads them (contract.quality.band_table)."""
+        if not self.bands:
+            t = self.pair if level == "pair" else self.portfolio
+            return [(t, equal_error_point(t.rows, "the published pairs"))]
+        return [quality.band_table(b, level) for b in self.bands]
 
 
 def fit_model(
@@ -408,46 +470,55 @@ def fit_model(
     repeats: int = 2,
     seed: int = 0,
     aggregation: Aggregation = Aggregation(),
+    banded: bool = True,
 ) -> Fitted:
     """The whole cosine recipe on images `idx`, with copies under conditions `names`: the projection and the
     quality model on all of them; the logistic map and the published tables from artist-disjoint out-of-fold
-    scores (inner `folds` x `repeats`); the quality bands from out-of-fold pairs under each condition scored by
-    a projection that never saw that condition's families (so a band's rates are what an unfamiliar
-    degradation of that quality costs, not what a rehearsed one does)."""
+    scores (inner `folds` x `repeats`); the quality bands from out-of-fold pairs and verify trials under each
+    condition scored by a projection that never saw that condition's family (so a band's rates are what an
+    unfamiliar degradation of that quality costs, not what a rehearsed one does)."""
     names = tuple(names)
     groups = family_groups(names)
     whitening = recipe.fit(copies, idx, names)
-    qmodel = fit_quality(copies, feats, idx, names, recipe)
+    qmodel = fit_quality(copies, feats, idx, names, recipe) if banded else None
     q = qualities(qmodel, feats)
-    pub_parts, cp_parts = [], []
+    pub_p, pub_v, cp_p, cp_v = [], [], [], []
     for r in range(repeats):
         fold = realeval.artist_folds(labels[idx], folds, seed + r)
         for f in range(folds):
             train, test = idx[fold != f], idx[fold == f]
             inner = cosine.CosineHead(recipe.fit(copies, train, names), 1.0, 0.0)
-            pub_parts.append(scored_trials(inner, copies, q, labels, test, None, repeat=r))
+            pub_p.append(scored_trials(inner, copies, q, labels, test, None, repeat=r))
+            pub_v.append((inner, test, None, r))
+            if qmodel is None:
+                continue
             for fams, group in groups.items():
                 held = cosine.CosineHead(recipe.fit(copies, train, allowed_without(names, fams)), 1.0, 0.0)
                 for n in group:
                     for kind in PAIR_KINDS:
-                        cp_parts.append(scored_trials(held, copies, q, labels, test, n, kind, repeat=r))
-    pub = Trials.cat(pub_parts)
+                        cp_p.append(scored_trials(held, copies, q, labels, test, n, kind, repeat=r))
+                    cp_v.append((held, test, n, r))
+    pub = Trials.cat(pub_p)
     slope, bias = cosine.fit_calibration(pub.score, pub.same)
     head = cosine.CosineHead(whitening, slope, bias)
     pub = pub.with_scores(head.probability(pub.score))
-    under = Trials.cat(cp_parts) if cp_parts else pub.select(np.zeros(len(pub.same), bool))
-    under = under.with_scores(head.probability(under.score))
-    vs, vy, _ = realeval.verify_trials(pub.pairs(), labels, aggregation)
-    bands = build_bands(Trials.cat([pub, under]), len(names)) if qmodel is not None else []
-    if qmodel is not None and bands:
-        qmodel = qmodel.model_copy(update={"floor": bands[-1].min_quality})
-    return Fitted(
-        head, threshold_table(pub.same, pub.score), threshold_table(vy, vs), qmodel, bands, pub, under, names
-    )
 
+    def verify(items: list) -> Trials:
+        return Trials.cat(
+            [
+                portfolio_trials(cosine.CosineHead(h.whitening, slope, bias), copies, q, labels, t, n, aggregation, r)
+                for h, t, n, r in items
+            ]
+        )
 
-def operating_point(table: Sequence[CalibrationRow], kind: str, value: float | None) -> CalibrationRow:
-    return realeval.operating_point(table, kind, value)
+    pub_trials = verify(pub_v)
+    bands: list[QualityBand] = []
+    if qmodel is not None:
+        under = Trials.cat(cp_p).with_scores(head.probability(Trials.cat(cp_p).score))
+        bands = build_bands(Trials.cat([pub, under]), Trials.cat([pub_trials, verify(cp_v)]), len(names))
+        if bands:
+            qmodel = qmodel.model_copy(update={"floor": bands[-1].min_quality})
+    return Fitted(head, counted(pub), counted(pub_trials, "trials"), qmodel, bands, pub, pub_trials, names)
 
 
 # ------------------------------------------------------------------------------------ judged, held out
@@ -466,61 +537,49 @@ class Judged:
 
     trials: Trials  # probabilities
     refused: np.ndarray  # below the quality floor: the service would refuse to judge
-    accept: dict[str, np.ndarray]  # rule → accepted?
+    accept: dict[str, np.ndarray]  # rule → accepted? (False where the point is unreachable)
     claimed_fpr: dict[str, np.ndarray]
     claimed_fnr: dict[str, np.ndarray]
 
+    @classmethod
+    def cat(cls, parts: Sequence[Judged]) -> Judged:
+        def joined(attr: str) -> dict[str, np.ndarray]:
+            return {k: np.concatenate([getattr(j, attr)[k] for j in parts]) for k in parts[0].accept}
 
-def decide(model: Fitted, t: Trials) -> Judged:
-    """Each trial judged as the service judges it: its quality picks the band, the band's table the threshold."""
-    tables = [b.pair for b in model.bands] or [model.pair]
-    defaults = [b.recommended_threshold for b in model.bands] or [operating_point(model.pair, "default", None).threshold]
+        return cls(
+            Trials.cat([j.trials for j in parts]),
+            np.concatenate([j.refused for j in parts]),
+            joined("accept"),
+            joined("claimed_fpr"),
+            joined("claimed_fnr"),
+        )
+
+
+def decide(model: Fitted, t: Trials, level: str = "pair") -> Judged:
+    """Each trial judged as the service judges it: its quality picks the band, the band's table the operating
+    point (contract.operating, the service's rule); an unreachable point accepts nothing and claims nothing."""
+    tables = model.tables(level)
     band = band_index(t.quality, model.bands) if model.bands else np.zeros(len(t.score), int)
     refused = band < 0
+    b = np.maximum(band, 0)
     accept, cf, cn = {}, {}, {}
     for kind, value in OPERATING_POINTS:
+        thr, fpr, fnr = np.full(len(tables), np.inf), np.full(len(tables), np.nan), np.full(len(tables), np.nan)
+        for k, (table, default) in enumerate(tables):
+            try:
+                op = choose_point(table, max_fpr=value) if kind == "max_fpr" else choose_point(table, default=default)
+            except Unreachable:
+                continue
+            thr[k], fpr[k], fnr[k] = op.threshold, op.fpr, op.fnr
         rule = _rule(kind, value)
-        thr, fpr, fnr = np.zeros(len(tables)), np.zeros(len(tables)), np.zeros(len(tables))
-        for k, table in enumerate(tables):
-            if kind == "default":
-                row_t = defaults[k]
-                fpr[k], fnr[k] = _rates_at(table, row_t)
-                thr[k] = row_t
-            else:
-                row = operating_point(table, kind, value)
-                thr[k], fpr[k], fnr[k] = row.threshold, row.fpr, row.fnr
-        b = np.maximum(band, 0)
         accept[rule] = t.score >= thr[b]
         cf[rule], cn[rule] = fpr[b], fnr[b]
     return Judged(t, refused, accept, cf, cn)
 
 
-def _rates_at(table: Sequence[CalibrationRow], threshold: float) -> tuple[float, float]:
-    ts = np.array([r.threshold for r in table])
-    return float(np.interp(threshold, ts, [r.fpr for r in table])), float(np.interp(threshold, ts, [r.fnr for r in table]))
-
-
-def _rate_ci(j: Judged, labels: np.ndarray, rule: str, genuine: bool, n_boot: int) -> tuple[float, tuple[float, float]]:
-    """Observed FPR (genuine False) or FNR (True) among the judged trials, with an artist-bootstrap 95 % CI."""
-    keep = ~j.refused & (j.trials.same == genuine)
-    wrong = ~j.accept[rule] if genuine else j.accept[rule]
-    sel = j.trials.select(keep).with_scores(wrong[keep].astype(np.float64))
-    if not keep.any():
-        return float("nan"), (float("nan"), float("nan"))
-    value = float(sel.score.mean())
-
-    def stat(p: realeval.Pairs, w: np.ndarray) -> float:
-        return float(np.average(p.score, weights=w))
-
-    if n_boot <= 0:
-        return value, (value, value)
-    # bootstrap_ci needs both classes present; resample artists over these trials alone
-    pairs = sel.pairs()
-    both = realeval.Pairs(pairs.ia, pairs.ib, np.ones(len(pairs.ia), bool), pairs.score, pairs.repeat)
-    return value, _boot(both, labels, stat, n_boot)
-
-
 def _boot(pairs: realeval.Pairs, labels: np.ndarray, stat, n: int, seed: int = 0) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """95 % interval of `stat(pairs, weights)` when artists are resampled with replacement (a trial weighs the
+    product of its two artists' multiplicities, as realeval.bootstrap_ci)."""
     artists, inverse = np.unique(labels, return_inverse=True)
     rng = np.random.default_rng(seed)
     values = []
@@ -529,30 +588,62 @@ def _boot(pairs: realeval.Pairs, labels: np.ndarray, stat, n: int, seed: int = 0
         w = counts[inverse[pairs.ia]] * counts[inverse[pairs.ib]]
         if w.sum() > 0:
             values.append(stat(pairs, w))
+    if not values:
+        return float("nan"), float("nan")
     lo, hi = np.percentile(values, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def _rate(j: Judged, labels: np.ndarray, rule: str, genuine: bool, n_boot: int) -> tuple[float, tuple[float, float]]:
+    """Observed FPR (genuine False) or FNR (True) among the judged (not refused) trials, artist-bootstrap CI."""
+    keep = ~j.refused & (j.trials.same == genuine)
+    if not keep.any():
+        return float("nan"), (float("nan"), float("nan"))
+    wrong = (~j.accept[rule] if genuine else j.accept[rule])[keep].astype(np.float64)
+    t = j.trials.select(keep)
+    value = float(wrong.mean())
+    if n_boot <= 0:
+        return value, (value, value)
+    pairs = realeval.Pairs(t.ia, t.ib, t.same, wrong, t.repeat)
+    return value, _boot(pairs, labels, lambda p, w: float(np.average(p.score, weights=w)), n_boot)
+
+
+def _mean_known(x: np.ndarray) -> float:
+    """Mean of the claims that were made (an unreachable point claims nothing); NaN when none were."""
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if len(x) else float("nan")
 
 
 def summarise(j: Judged, labels: np.ndarray, n_boot: int) -> dict:
     """One row of the robustness table: AUC, refusals, observed against claimed rates at each operating point."""
     t = j.trials
     auc = realeval.auc_eer(t.same, t.score)[0]
-    auc_ci = realeval.bootstrap_ci(t.pairs(), labels, lambda p, w: realeval.auc_eer(p.same, p.score, w)[0], n_boot) if n_boot else (auc, auc)
-    out: dict = {"pair_auc": auc, "pair_auc_ci95": auc_ci, "refused": float(j.refused.mean()), "trials": int(len(t.same)),
-                 "quality_median": float(np.median(t.quality)), "points": {}}
+
+    def auc_of(p: realeval.Pairs, w: np.ndarray) -> float:
+        return realeval.auc_eer(p.same, p.score, w)[0] if p.same[w > 0].any() and (~p.same[w > 0]).any() else auc
+
+    out: dict = {
+        "auc": auc,
+        "auc_ci95": _boot(t.pairs(), labels, auc_of, n_boot) if n_boot else (auc, auc),
+        "refused": float(j.refused.mean()),
+        "trials": int(len(t.same)),
+        "quality_median": float(np.median(t.quality)),
+        "points": {},
+    }
     kept = ~j.refused
     for kind, value in OPERATING_POINTS:
         rule = _rule(kind, value)
-        fpr, fpr_ci = _rate_ci(j, labels, rule, False, n_boot)
-        fnr, fnr_ci = _rate_ci(j, labels, rule, True, n_boot)
+        fpr, fpr_ci = _rate(j, labels, rule, False, n_boot)
+        fnr, fnr_ci = _rate(j, labels, rule, True, n_boot)
         imp, gen = kept & ~t.same, kept & t.same
         out["points"][rule] = {
             "observed_fpr": fpr,
             "observed_fpr_ci95": fpr_ci,
-            "claimed_fpr": float(j.claimed_fpr[rule][imp].mean()) if imp.any() else float("nan"),
+            "claimed_fpr": _mean_known(j.claimed_fpr[rule][imp]),
             "observed_fnr": fnr,
             "observed_fnr_ci95": fnr_ci,
-            "claimed_fnr": float(j.claimed_fnr[rule][gen].mean()) if gen.any() else float("nan"),
+            "claimed_fnr": _mean_known(j.claimed_fnr[rule][gen]),
+            "unreachable": float(np.isnan(j.claimed_fpr[rule][kept]).mean()) if kept.any() else 0.0,
         }
     return out
 
@@ -569,40 +660,38 @@ def judge(
     seed: int = 100,
     n_boot: int = 200,
     aggregation: Aggregation = Aggregation(),
+    banded: bool = True,
 ) -> dict:
     """The model recipe judged on artists and acquisition-condition families it was not fitted on.
 
     Artists are split in halves (`outer_repeats` times, both ways); for each judged condition the whole recipe
     (projection, quality model, logistic map, tables, bands) is fitted on one half with copies under every
-    condition that shares none of its families, and judged on the other half's pairs under that condition,
-    within and cross; as published with every condition in the fit (the shipped configuration)."""
+    condition outside its family, and judged on the other half's pairs under that condition, within and cross,
+    and its verify trials (the query through the condition, portfolios as published); as published with every
+    condition in the fit (the shipped configuration). Returns "<condition>/<kind>" → summary."""
     groups: dict[frozenset[str], list[cond.Condition | None]] = {frozenset(): [None]}
     for c in conditions:
         groups.setdefault(frozenset(c.families), []).append(c)
-    parts: dict[tuple[str, str], list[Judged]] = {}
+    all_names = [c.name for c in conditions]
+    parts: dict[str, list[Judged]] = {}
     for r in range(outer_repeats):
         half = realeval.artist_folds(labels, 2, seed + r)
         for f in (0, 1):
             fit, test = np.where(half == f)[0], np.where(half != f)[0]
+            rep = 2 * r + f
             for fams, judged in groups.items():
-                names = [c.name for c in conditions if not set(c.families) & fams]
                 model = fit_model(
-                    copies, feats, labels, fit, names, recipe, repeats=inner_repeats, seed=seed + 17 * r,
-                    aggregation=aggregation,
+                    copies, feats, labels, fit, allowed_without(all_names, fams), recipe, repeats=inner_repeats,
+                    seed=seed + 17 * r, aggregation=aggregation, banded=banded,
                 )  # fmt: skip
                 q = qualities(model.quality, feats)
                 for c in judged:
-                    for kind in ("published",) if c is None else PAIR_KINDS:
-                        name = None if c is None else c.name
-                        t = scored_trials(model.head, copies, q, labels, test, name, kind, repeat=2 * r + f)
+                    name = None if c is None else c.name
+                    kinds = ("published",) if c is None else PAIR_KINDS
+                    for kind in kinds:
+                        t = scored_trials(model.head, copies, q, labels, test, name, kind, repeat=rep)
                         t = t.with_scores(model.head.probability(t.score))
-                        parts.setdefault((name or "published", kind), []).append(decide(model, t))
-    out = {}
-    for (name, kind), js in parts.items():
-        merged = Judged(
-            Trials.cat([j.trials for j in js]),
-            np.concatenate([j.refused for j in js]),
-            *({k: np.concatenate([getattr(j, a)[k] for j in js]) for k in js[0].accept} for a in ("accept", "claimed_fpr", "claimed_fnr")),
-        )
-        out[f"{name}/{kind}"] = summarise(merged, labels, n_boot)
-    return out
+                        parts.setdefault(f"{name or 'published'}/{kind}", []).append(decide(model, t))
+                    v = portfolio_trials(model.head, copies, q, labels, test, name, aggregation, rep)
+                    parts.setdefault(f"{name or 'published'}/verify", []).append(decide(model, v, "portfolio"))
+    return {k: summarise(Judged.cat(js), labels, n_boot) for k, js in parts.items()}

@@ -79,6 +79,52 @@ class CalibrationOut(_Out):
     reason: str = Field(default="", description="why this source was used and not the other")
 
 
+class PictureQualityOut(_Out):
+    score: float | None = Field(
+        description="this picture's quality in [0, 1] under the model's quality model: how much of the painting's "
+        "own embedding survives the photograph (1: as the museum published it; null: the model measures no quality)"
+    )
+    width: int
+    height: int
+    jpeg_quality: int | None = Field(description="estimated from a JPEG's quantisation tables; null: not a JPEG")
+    bits_per_pixel: float = Field(description="the upload's size over its pixels")
+    sharpness: float = Field(description="1 − blur effect at the model's working resolution: 0 blurry … 1 sharp")
+    noise: float = Field(description="estimated noise σ at the working resolution, in 8-bit levels")
+
+    @classmethod
+    def of(cls, p: Any) -> PictureQualityOut:
+        m = p.measures
+        return cls(
+            score=p.score,
+            width=m.width,
+            height=m.height,
+            jpeg_quality=m.jpeg_quality,
+            bits_per_pixel=round(m.bits_per_pixel, 3),
+            sharpness=round(m.sharpness, 3),
+            noise=round(m.noise, 2),
+        )
+
+
+class QualityOut(_Out):
+    score: float | None = Field(
+        description="the quality the rates were chosen for: compare, the product of the two pictures' (one poor "
+        "photo is enough to move a score); verify, the query's (the portfolio counts as published)"
+    )
+    band: float | None = Field(
+        description="lower edge of the model card's quality band whose error rates this reply uses (null: the "
+        "model has no bands and its rates describe pictures as the museum published them)"
+    )
+    floor: float | None = Field(
+        description="below this quality the model's rates were never measured and the service answers 422 "
+        "`image_quality_too_low`"
+    )
+    pictures: list[PictureQualityOut] = Field(description="what was measured of each upload, in request order")
+
+    @classmethod
+    def of(cls, q: Any) -> QualityOut:
+        return cls(score=q.score, band=q.band, floor=q.floor, pictures=[PictureQualityOut.of(p) for p in q.pictures])
+
+
 class DecisionOut(_Out):
     score: float = Field(description="same-artist score in [0, 1]; symmetric in the two images")
     threshold: float = Field(description="the threshold the decision used: `match` is `score >= threshold`")
@@ -99,6 +145,16 @@ class DecisionOut(_Out):
     )
     model: str = Field(description="id of the model that scored: name@version+hash of its files")
     calibration: CalibrationOut = Field(description="which calibration tables gave the threshold and the rates")
+    quality: QualityOut | None = Field(
+        None,
+        description="the uploads' measured quality and which band of the model card's error rates it picked",
+    )
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _quality(cls, value: Any) -> Any:
+        # the engine's QualityUsed holds contract.quality.Measures: flatten them into the reply's fields
+        return QualityOut.of(value) if value is not None and not isinstance(value, QualityOut | dict) else value
     evidence: EvidenceOut | None = Field(
         None,
         exclude_if=lambda v: v is None,  # absent, not null, unless asked for: other answers are exactly as before

@@ -26,6 +26,7 @@ DECISION_FIELDS = {
     "rule",
     "model",
     "calibration",
+    "quality",
 }
 
 
@@ -47,6 +48,11 @@ def test_compare_answers_a_calibrated_decision(client: TestClient, verifier: dic
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == DECISION_FIELDS
+    # every upload is measured; a model without a quality model scores no quality and has no bands
+    q = body["quality"]
+    assert (q["score"], q["band"], q["floor"]) == (None, None, None)
+    assert [(p["width"], p["height"], p["score"]) for p in q["pictures"]] == [(48, 40, None), (48, 40, None)]
+    assert all(0 <= p["sharpness"] <= 1 and p["jpeg_quality"] is None for p in q["pictures"])
     # an empty gallery cannot speak for itself: the rates are the model card's, with its counts (None: not recorded)
     card = client.app.state.engine.model.card.calibration
     cal = body["calibration"]

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from training.cosine import CosineHead, export, fit_calibration, fit_whitening
+from training.cosine import CosineHead, export, fit_calibration, fit_robust, fit_whitening, principal
 
 D = 12
 
@@ -109,3 +109,40 @@ def test_export_matches_project_and_compare(tmp_path):
     np.testing.assert_allclose(ab, ba, atol=1e-6)  # and is symmetric
     np.testing.assert_allclose(ab, head.compare(head.project(a), head.project(b)), atol=1e-5)
     assert np.ptp(ab) > 1e-3  # the pairs do not all score the same
+
+
+def test_principal_subspace_matches_the_svd_either_way_round():
+    for n in (8, 40):  # fewer and more vectors than dimensions
+        x = _vectors(n, seed=2)
+        p = principal(x, subspace=5)
+        _, sv, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+        np.testing.assert_allclose(p.variance, sv[:5] ** 2 / (n - 1), rtol=1e-8)
+        np.testing.assert_allclose(np.abs(np.sum(p.basis * vt[:5].T, axis=0)), 1.0, atol=1e-8)
+        assert p.fitted_on == n
+
+
+def test_robust_whitening_ignores_the_nuisance_direction():
+    """Paintings differ along every axis; the camera moves them along axis 0 (a shift shared by every copy plus
+    noise). Plain whitening keeps axis 0 as its strongest direction; the robust one leaves it out."""
+    rng = np.random.default_rng(3)
+    scales = np.linspace(2.0, 1.0, D)
+    scales[0] = 3.0
+    x = rng.normal(size=(300, D)) * scales
+    shift = np.zeros(D)
+    shift[0] = 2.0
+    nuisance = shift + rng.normal(size=(300, D)) * np.where(np.arange(D) == 0, 1.0, 0.05)
+    plain = fit_whitening(x, dim=4)
+    robust = fit_robust(x, nuisance, dim=4, shrink=0.01)
+    weight = lambda m: np.abs(m[0]) / np.linalg.norm(m, axis=0)  # noqa: E731  share of axis 0 per direction
+    assert weight(plain.matrix).max() > 0.9
+    assert weight(robust.matrix).max() < 0.1
+    # a copy moved along the nuisance keeps its projection; under plain whitening it does not
+    a = x[:50]
+    b = a + nuisance[:50]
+    self_cos = lambda w: np.sum(CosineHead(w, 1, 0).project(a) * CosineHead(w, 1, 0).project(b), 1).mean()  # noqa: E731
+    assert self_cos(robust) > 0.98 > self_cos(plain)
+    # power -0.5 whitens the paintings in the kept directions, as plain whitening does
+    z = (x - robust.mean) @ robust.matrix
+    np.testing.assert_allclose(np.diag(np.cov(z.T)), 1.0, rtol=0.05)
+    with pytest.raises(ValueError):
+        fit_robust(x, nuisance[:1])
