@@ -7,6 +7,8 @@
     export        ONNX + parity + model.json + REPORT.md into --out
     run           embed → train → evaluate → export
     make-default  synth a corpus, then run: the shipped models/default
+    make-real     the shipped model on real paintings (robust projection, quality bands, robustness judged)
+    robustness    judge any model on any folder-per-artist corpus under every acquisition condition
 
 Stages communicate only through files in the work directory (training/workdir.py: WORK/run.json is the typed
 run state, with the embed settings and the time each stage took), so any stage can be rerun alone. Each stage is
@@ -440,10 +442,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--power", type=float, default=-0.5)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--nested-repeats", type=int, default=5)
+    p.add_argument("--nested-repeats", type=int, default=3, help="artist half-splits of the robustness judge")
     p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--judge-bootstrap", type=int, default=300, help="bootstrap resamples per robustness figure")
+    p.add_argument("--conditions", nargs="+", default=None, help="acquisition conditions (default: all of them)")
+    p.add_argument(
+        "--no-robust", dest="robust", action="store_false", help="plain whitening, no nuisance (2.0.0's recipe)"
+    )
     p.add_argument("--synthetic", type=int, nargs=2, default=[30, 6], metavar=("ARTISTS", "PER_ARTIST"))
     seed_arg(p)
+
+    p = sub.add_parser(
+        "robustness", help="judge a model on any folder-per-artist corpus under every acquisition condition"
+    )
+    p.add_argument("--corpus", type=Path, required=True, help="folder-per-artist real paintings")
+    p.add_argument("--model", type=Path, default=MAKE_DEFAULT_OUT, help="the model directory to judge")
+    p.add_argument("--out", type=Path, required=True, help="where robustness.json and ROBUSTNESS.md go")
+    p.add_argument("--work", type=Path, default=Path("runs/robustness"), help="embedding cache")
+    p.add_argument("--conditions", nargs="+", default=None, help="acquisition conditions (default: all of them)")
+    p.add_argument("--bootstrap", type=int, default=300)
     return parser
 
 
@@ -514,10 +531,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             nested_repeats=a.nested_repeats,
             seed=a.seed,
             n_boot=a.bootstrap,
+            judge_boot=a.judge_bootstrap,
+            conditions=a.conditions,
+            robust=a.robust,
             synthetic=(a.synthetic[0], a.synthetic[1]),
             command=command,
         )
         pair = card.metrics["real"]["pair"]
         print(f"[make-real] {card.model_id}: real pair AUC {pair['auc']:.3f} {pair['auc_ci95']}", flush=True)
+    elif a.command == "robustness":
+        from training.robustness import judge_model
+
+        result = judge_model(a.model, a.corpus, a.out, a.work, conditions=a.conditions, n_boot=a.bootstrap)
+        print(json.dumps(result["summary"], indent=2), flush=True)
     print(f"[{a.command}] done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0

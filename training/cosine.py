@@ -140,17 +140,24 @@ def fit_robust(
     unit nuisance variance) and scale them by λ**power: −0.5 gives the published paintings unit variance in every
     direction, as `fit_whitening` does; 0 keeps each direction weighed by how far it stands above the nuisance.
     One linear map: exported and served exactly as the whitening."""
-    from scipy.linalg import cholesky, solve_triangular
-
     pca = vectors if isinstance(vectors, Principal) else principal(vectors, subspace)
     d = np.asarray(nuisance, np.float64)
     if d.ndim != 2 or d.shape[1] != pca.mean.shape[0] or len(d) < 2:
         raise ValueError("robust whitening needs [K, D] nuisance differences, K >= 2")
-    mean, basis = pca.mean, pca.basis[:, :subspace]
-    keep = basis.shape[1]
+    dp = d @ pca.basis[:, :subspace]
+    return robust_from(pca, dp.T @ dp / len(dp), dim=dim, power=power, shrink=shrink)
+
+
+def robust_from(
+    pca: Principal, noise: np.ndarray, dim: int = DEFAULT_DIM, power: float = DEFAULT_POWER, shrink: float = 0.1
+) -> Whitening:
+    """`fit_robust` from the nuisance's second moment already taken in the first P directions of `pca`
+    ([P, P], uncentred): sums of per-condition moments give any mix of conditions without revisiting vectors."""
+    from scipy.linalg import cholesky, solve_triangular
+
+    keep = noise.shape[0]
+    mean, basis = pca.mean, pca.basis[:, :keep]
     total = np.diag(pca.variance[:keep])
-    dp = d @ basis
-    noise = dp.T @ dp / len(dp)
     noise = (1 - shrink) * noise + shrink * np.trace(noise) / keep * np.eye(keep)
     # generalised eigenproblem total v = λ noise v through the Cholesky factor of noise (v' noise v = 1)
     chol = cholesky(noise, lower=True)

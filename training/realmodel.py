@@ -43,7 +43,8 @@ from contract.card import (
     write_card,
 )
 from contract.recipe import crop_features, model_inputs
-from training import cosine, realeval
+from training import conditions as conditions_module
+from training import cosine, realeval, robustness
 from training.datasets import Manifest, read_folders
 
 BACKBONE_FILE = "backbone.onnx"
@@ -233,9 +234,12 @@ def make_real(
     power: float = cosine.DEFAULT_POWER,
     folds: int = 2,
     repeats: int = 10,
-    nested_repeats: int = 5,
+    nested_repeats: int = 3,
     seed: int = 0,
     n_boot: int = 1000,
+    judge_boot: int = 300,
+    conditions: Sequence[str] | None = None,
+    robust: bool = True,
     synthetic: tuple[int, int] = (30, 6),
     name: str = "default",
     version: str = "2.0.0",
@@ -259,77 +263,116 @@ def make_real(
     else:
         base, parity = backbone_from_keras(staging, paths[:4])
     spec = real_backbone_spec(base, grid, resize_shorter)
-    crops = crop_vectors(paths, spec, staging / BACKBONE_FILE, cache=work)
-    emb = np.stack([c.mean(axis=0) for c in crops])
+    bb = staging / BACKBONE_FILE
     aggregation = Aggregation()
 
-    # candidates on the same out-of-fold pairs
-    oof, _ = realeval.oof_scores(
-        crops, emb, labels, folds=folds, repeats=repeats, seed=seed, dim=dim, power=power
+    # the corpus as published and as callers photograph it: every picture under every acquisition condition
+    chosen = conditions_module.get(conditions)
+    crops, published = robustness.condition_crops(paths, None, spec, bb, cache=work)
+    under, measures = {}, {"published": published}
+    for c in chosen:
+        under[c.name], measures[c.name] = robustness.condition_crops(paths, c, spec, bb, cache=work)
+    copies = robustness.Copies.of(crops, under)
+    feats = robustness.features(measures)
+    emb = copies.emb
+    names_c = [c.name for c in chosen]
+    recipe = robustness.Recipe(dim=dim, power=power, robust=robust)
+
+    # the shipped model: projection, quality model and bands on every painting; tables from out-of-fold pairs
+    fitted = robustness.fit_model(
+        copies, feats, labels, np.arange(len(paths)), names_c, recipe, folds=folds, repeats=repeats, seed=seed,
+        aggregation=aggregation,
     )  # fmt: skip
+    head = fitted.head
+    prob = fitted.published.pairs()
+
+    # candidates on the same out-of-fold published pairs (the same artist folds, seeds seed .. seed+repeats-1)
+    plain, _ = realeval.oof_scores(crops, emb, labels, folds=folds, repeats=repeats, seed=seed, dim=dim, power=power)
     raw, _ = realeval.oof_scores(crops, emb, labels, folds=folds, repeats=repeats, seed=seed, whiten=False)
-    variants = dict(folds=folds, repeats=repeats, seed=seed, dim=dim, power=power)
-    csls, _ = realeval.oof_scores(crops, emb, labels, csls_k=10, **variants)  # type: ignore[arg-type]
-    adapted, _ = realeval.oof_scores(crops, emb, labels, fit_on_scored=True, **variants)  # type: ignore[arg-type]
-    scored = {
-        f"cosine + whitening ({dim} dims, power {power:g}, fitted on other folds' crops)": oof.score,
-        "cosine, no whitening": raw.score,
-        "same + CSLS cohort normalisation (k=10, cohort: the fold's other works)": csls.score,
-        "whitening refitted on the scored works themselves (unlabelled gallery adaptation)": adapted.score,
-    }
+    assert np.array_equal(plain.ia, prob.ia) and np.array_equal(plain.ib, prob.ib)
+    shipped_name = (
+        f"cosine + nuisance-aware whitening ({dim} dims, power {power:g}; fitted on other folds' crops and their "
+        f"copies under {len(names_c)} acquisition conditions)"
+        if robust
+        else f"cosine + whitening ({dim} dims, power {power:g}, fitted on other folds' crops)"
+    )
+    scored = {shipped_name: prob.score}
+    if robust:
+        scored[f"cosine + whitening ({dim} dims, power {power:g}, no conditions: default@2.0.0's recipe)"] = plain.score
+    scored["cosine, no whitening"] = raw.score
     for cand in candidates:
         c = load_card(cand)
         scored[f"trained head '{c.head.kind}' of {c.model_id} ({c.training_data.get('corpus', '?')})"] = (
-            head_candidate_scores(Path(cand), paths, oof)
+            head_candidate_scores(Path(cand), paths, plain)
         )
-    candidate_auc = {k: realeval.auc_eer(oof.same, s)[0] for k, s in scored.items()}
-    shipped = next(iter(candidate_auc))
+    candidate_auc = {k: realeval.auc_eer(prob.same, s)[0] for k, s in scored.items()}
     trained = {k: v for k, v in candidate_auc.items() if k.startswith("trained head")}
-    if trained and max(trained.values()) > candidate_auc[shipped]:
+    if trained and max(trained.values()) > candidate_auc[shipped_name]:
         best = max(trained, key=lambda k: trained[k])
         raise RealModelError(f"a trained head beats the cosine head on real pairs: {best!r} ({candidate_auc})")
 
-    # calibration from out-of-fold pairs, the shipped whitening from every crop
-    slope, bias = cosine.fit_calibration(oof.score, oof.same)
-    head = cosine.CosineHead(realeval.fit_on(crops, np.arange(len(crops)), dim, power), slope, bias)
-    prob = oof.with_scores(head.probability(oof.score))
-    # counted per repeat: the repeats score the same pairs again, they do not add pairs (contract.calibration)
-    pair_table = realeval.counted_table(prob.same, prob.score, repeats)
-    vs, vy, vq = realeval.verify_trials(prob, labels, aggregation)
-    portfolio_table = realeval.counted_table(vy, vs, repeats, "trials")
+    pair_table, portfolio_table = fitted.pair, fitted.portfolio
+    vt = fitted.published_trials
+    vs, vy, vq = vt.score, vt.same, labels[vt.ia]
     eer_row = realeval.operating_point(pair_table, "default", None)
+    # judged on artists and condition families the fit never saw: the shipped recipe, and 2.0.0's beside it
+    judged = robustness.judge(
+        copies, feats, labels, chosen, recipe, outer_repeats=nested_repeats, seed=seed + 100, n_boot=judge_boot,
+        aggregation=aggregation,
+    )  # fmt: skip
+    baseline = (
+        robustness.judge(
+            copies,
+            feats,
+            labels,
+            chosen,
+            robustness.Recipe(dim=dim, power=power, robust=False),
+            outer_repeats=nested_repeats,
+            seed=seed + 100,
+            n_boot=0,
+            aggregation=aggregation,
+            banded=False,
+        )  # fmt: skip
+        if robust
+        else None
+    )
     metrics: dict[str, Any] = {
         "real": {
             "corpus": str(corpus),
             "protocol": (
                 f"artist-disjoint {folds}-fold cross-validation repeated {repeats}x: pairs within a fold scored "
-                "with the whitening fitted on the other folds' crops; 95 % CIs from an artist bootstrap "
-                f"({n_boot} resamples)"
+                "with the projection fitted on the other folds' crops (and their copies under the acquisition "
+                f"conditions); 95 % CIs from an artist bootstrap ({n_boot} resamples)"
             ),
             "pair": realeval.pair_metrics(prob, labels, n_boot),
             "verify_loo": realeval.verify_metrics(vs, vy, vq, n_boot),
-            "operating_points": realeval.nested_operating_points(
-                crops,
-                emb,
-                labels,
-                outer_repeats=nested_repeats,
-                seed=seed + 100,
-                dim=dim,
-                power=power,
-                aggregation=aggregation,
-            ),  # fmt: skip
             "candidates_pair_auc": candidate_auc,
             "images": len(paths),
             "artists": len(names),
             "artists_with_2_or_more": int((np.bincount(labels) >= 2).sum()),
-        }
+        },
+        "robustness": {
+            "protocol": (
+                f"artists split in halves {nested_repeats}x (both ways): for each acquisition condition the whole "
+                "recipe (projection, quality model, logistic map, tables, quality bands) is fitted on one half, "
+                "with copies under every condition outside that condition's family, and judged on the other half: "
+                "pairs with both pictures through the condition (within), one published and one through it "
+                "(cross), and leave-one-out verify trials with the query through it; claimed rates are those of "
+                f"the band the pair's measured quality picks; 95 % CIs from an artist bootstrap ({judge_boot} "
+                "resamples)"
+            ),
+            "conditions": {c.name: {"families": list(c.families), "description": c.description} for c in chosen},
+            "judged": judged,
+            "baseline": baseline,
+        },
     }
     if synthetic[0] > 0:
-        metrics["synthetic"] = synthetic_check(head, spec, staging / BACKBONE_FILE, work, *synthetic)
+        metrics["synthetic"] = synthetic_check(head, spec, bb, work, *synthetic)
 
     files = cosine.export(head, staging)
     _check_parity(head, emb, staging, files)
     plots = _plots(prob, vs, vy, eer_row.threshold, staging)
+    plots += robustness.plots(judged, baseline, staging)
     calibration = Calibration(
         split="real: out-of-fold pairs of the corpus (artist-disjoint CV)",
         pair=list(pair_table.rows),
@@ -346,6 +389,8 @@ def make_real(
         ],
         recommended_threshold=eer_row.threshold,
         recommended_rule=f"equal error rate on out-of-fold real pairs (FPR {eer_row.fpr:.3f}, FNR {eer_row.fnr:.3f})",
+        quality=fitted.quality,
+        bands=fitted.bands,
     )
     card = Card(
         name=name,
@@ -367,9 +412,12 @@ def make_real(
             cosine=CosineSpec(
                 dim=dim,
                 power=power,
-                fitted_on=f"{sum(len(c) for c in crops)} crops of {len(crops)} real paintings ({corpus.name})",
-                slope=slope,
-                bias=bias,
+                fitted_on=(
+                    f"{sum(len(c) for c in crops)} crops of {len(crops)} real paintings ({corpus.name})"
+                    + (f" and their copies under {len(names_c)} acquisition conditions (nuisance)" if robust else "")
+                ),
+                slope=head.slope,
+                bias=head.bias,
             ),
             selected_on="real-painting pair AUC, artist-disjoint out-of-fold: "
             + "; ".join(f"{k} {v:.3f}" for k, v in candidate_auc.items()),

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from contract import quality
-from contract.aggregation import aggregate
 from contract.calibration import SampleSize, threshold_table
-from contract.card import Aggregation, BackboneSpec, QualityBand, QualityModel, sha256_file
+from contract.card import Aggregation, BackboneSpec, Card, QualityBand, QualityModel, sha256_file
 from contract.decode import CORPUS_LIMITS, Decoded, decode_bytes, decode_file
 from contract.operating import Table, Unreachable, equal_error_point
 from contract.operating import operating_point as choose_point
@@ -108,6 +107,7 @@ class Copies:
     emb: np.ndarray  # published: [N, D]
     under: dict[str, np.ndarray]  # condition name → [N, D]
     _principal: dict = field(default_factory=dict, compare=False, repr=False)
+    _moments: dict = field(default_factory=dict, compare=False, repr=False)
 
     under_crops: dict[str, list[np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -120,21 +120,6 @@ class Copies:
             under_crops={k: list(v) for k, v in under.items()},
         )
 
-    def crop_nuisance(self, idx: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        """Crop-level differences: each copy's crop minus the published crop at the same grid position (the
-        grids align after resizing; a hand-held copy's misalignment counts as nuisance too)."""
-        out = [
-            self.under_crops[n][i] - self.crops[i]
-            for n in names
-            for i in idx
-            if self.under_crops[n][i].shape == self.crops[i].shape
-        ]
-        return np.concatenate(out) if out else np.zeros((0, self.emb.shape[1]))
-
-    def region_nuisance(self, idx: np.ndarray) -> np.ndarray:
-        """Each published crop minus its picture's mean crop: what differs between regions of one painting."""
-        return np.concatenate([self.crops[i] - self.crops[i].mean(axis=0) for i in idx])
-
     def principal(self, idx: np.ndarray, subspace: int) -> cosine.Principal:
         """The principal subspace of the published crops of images `idx` (memoised: many fits share a split)."""
         key = (np.asarray(idx).tobytes(), subspace)
@@ -143,11 +128,18 @@ class Copies:
             cache[key] = cosine.principal(np.concatenate([self.crops[i] for i in idx]), subspace)
         return cache[key]
 
-    def nuisance(self, idx: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        """[len(idx) * len(names), D]: each copy's embedding minus its published embedding."""
-        if not names:
-            return np.zeros((0, self.emb.shape[1]))
-        return np.concatenate([self.under[n][idx] - self.emb[idx] for n in names])
+    def noise(self, idx: np.ndarray, names: Sequence[str], subspace: int) -> np.ndarray:
+        """The nuisance's uncentred second moment in the principal subspace of `idx` ([P, P]): the mean over
+        conditions `names` of each one's (memoised: a judge fits every mix of conditions on the same splits)."""
+        pca = self.principal(idx, subspace)
+        total = np.zeros((pca.basis.shape[1],) * 2)
+        for n in names:
+            key = (np.asarray(idx).tobytes(), subspace, n)
+            if key not in self._moments:
+                d = (self.under[n][idx] - self.emb[idx]) @ pca.basis
+                self._moments[key] = d.T @ d / len(d)
+            total += self._moments[key]
+        return total / max(1, len(names))
 
 
 @dataclass(frozen=True)
@@ -159,28 +151,15 @@ class Recipe:
     robust: bool = True
     shrink: float = 0.1
     subspace: int = 256
-    crops: float = 0.0  # weight of crop-level copy differences in the nuisance (image-level ones weigh 1)
-    regions: float = 0.0  # weight of differences between regions of one published painting
 
     def fit(self, copies: Copies, idx: np.ndarray, conditions: Sequence[str]) -> cosine.Whitening:
+        """The projection fitted on images `idx` as published and their copies under `conditions`."""
         if not self.robust or not conditions:
             vectors = np.concatenate([copies.crops[i] for i in idx])
             return cosine.fit_whitening(vectors, dim=self.dim, power=self.power)
-        parts = [copies.nuisance(idx, conditions)]
-        if self.crops:
-            d = copies.crop_nuisance(idx, conditions)
-            parts.append(d * np.sqrt(self.crops * len(parts[0]) / max(1, len(d))))
-        if self.regions:
-            d = copies.region_nuisance(idx)
-            parts.append(d * np.sqrt(self.regions * len(parts[0]) / max(1, len(d))))
-        return cosine.fit_robust(
-            copies.principal(idx, self.subspace),
-            np.concatenate(parts),
-            dim=self.dim,
-            power=self.power,
-            shrink=self.shrink,
-            subspace=self.subspace,
-        )
+        pca = copies.principal(idx, self.subspace)
+        noise = copies.noise(idx, conditions, self.subspace)
+        return cosine.robust_from(pca, noise, dim=self.dim, power=self.power, shrink=self.shrink)
 
 
 # ------------------------------------------------------------------------------------------------ judging
@@ -574,7 +553,36 @@ def decide(model: Fitted, t: Trials, level: str = "pair") -> Judged:
         rule = _rule(kind, value)
         accept[rule] = t.score >= thr[b]
         cf[rule], cn[rule] = fpr[b], fnr[b]
+    # the published table's default threshold for every trial, whatever its quality: what the error-versus-discard
+    # curve holds fixed (ISO/IEC 29794-1: one threshold, the lowest-quality trials set aside)
+    fixed = choose_point(model.pair if level == "pair" else model.portfolio)
+    accept[FIXED] = t.score >= fixed.threshold
+    cf[FIXED], cn[FIXED] = np.full(len(t.score), fixed.fpr), np.full(len(t.score), fixed.fnr)
     return Judged(t, refused, accept, cf, cn)
+
+
+FIXED = "published default"
+DISCARD = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+
+
+def error_versus_discard(j: Judged) -> dict:
+    """How the errors at one fixed threshold fall as the lowest-quality fraction of trials is set aside (pair
+    quality ascending; ties broken at random), against what discarding at random would leave (the errors as
+    they are). A quality measure is useful to the degree its curve falls."""
+    t = j.trials
+    rng = np.random.default_rng(0)
+    order = np.lexsort((rng.random(len(t.quality)), t.quality))
+    acc = j.accept[FIXED]
+    out: dict = {"fraction": list(DISCARD), "fnr": [], "fpr": [], "fnr_random": [], "fpr_random": []}
+    for f in DISCARD:
+        keep = np.zeros(len(order), bool)
+        keep[order[int(round(f * len(order))) :]] = True
+        gen, imp = keep & t.same, keep & ~t.same
+        out["fnr"].append(float((~acc[gen]).mean()) if gen.any() else float("nan"))
+        out["fpr"].append(float(acc[imp].mean()) if imp.any() else float("nan"))
+        out["fnr_random"].append(float((~acc[t.same]).mean()))
+        out["fpr_random"].append(float(acc[~t.same].mean()))
+    return out
 
 
 def _boot(pairs: realeval.Pairs, labels: np.ndarray, stat, n: int, seed: int = 0) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -694,4 +702,175 @@ def judge(
                         parts.setdefault(f"{name or 'published'}/{kind}", []).append(decide(model, t))
                     v = portfolio_trials(model.head, copies, q, labels, test, name, aggregation, rep)
                     parts.setdefault(f"{name or 'published'}/verify", []).append(decide(model, v, "portfolio"))
-    return {k: summarise(Judged.cat(js), labels, n_boot) for k, js in parts.items()}
+    out = {k: summarise(Judged.cat(js), labels, n_boot) for k, js in parts.items()}
+    copies_pairs = [j for k, js in parts.items() if not k.startswith("published/") and "/verify" not in k for j in js]
+    if copies_pairs:
+        out["error_versus_discard"] = error_versus_discard(Judged.cat(copies_pairs))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def plots(judged: dict, baseline: dict | None, out_dir: Path) -> list[str]:
+    """robustness.png (pair AUC and observed FPR at max_fpr=0.05 per condition, within and cross, the shipped
+    recipe against the baseline) and quality_edc.png (error versus discard). Returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k.split("/")[0] for k in judged if k.endswith("/within")]
+    files = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.28 * len(names) + 1.8), sharey=True)
+    y = np.arange(len(names))
+    series = [("within", "shipped, within", 0.0), ("cross", "shipped, cross", 0.2)]
+    if baseline:
+        series.append(("within", "2.0.0 recipe, within", -0.2))
+    for ax, (what, label) in zip(axes, (("auc", "pair ROC AUC"), ("fpr", "observed FPR at max_fpr=0.05")), strict=True):
+        for kind, name, dy in series:
+            src = baseline if name.startswith("2.0.0") else judged
+            assert src is not None
+            vals = [
+                src[f"{n}/{kind}"]["auc"]
+                if what == "auc"
+                else src[f"{n}/{kind}"]["points"]["max_fpr<=0.05"]["observed_fpr"]
+                for n in names
+            ]
+            ax.barh(y + dy, vals, height=0.2, label=name)
+        ref = judged["published/published"]
+        ax.axvline(ref["auc"] if what == "auc" else 0.05, color="k", ls="--", lw=1)
+        if what == "auc":
+            ax.axvline(ref["auc"] - 0.03, color="grey", ls=":", lw=1)
+            ax.set_xlim(0.5, 1.0)
+        else:
+            ax.axvline(0.08, color="grey", ls=":", lw=1)
+        ax.set(xlabel=label)
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    axes[1].legend(loc="lower right", fontsize=8)
+    fig.suptitle("held-out acquisition conditions (artists and condition family never fitted on)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "robustness.png", dpi=100)
+    plt.close(fig)
+    files.append("robustness.png")
+    edc = judged.get("error_versus_discard")
+    if edc:
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        ax.plot(edc["fraction"], edc["fnr"], "o-", label="FNR, lowest quality set aside")
+        ax.plot(edc["fraction"], edc["fnr_random"], ":", label="FNR, set aside at random")
+        ax.plot(edc["fraction"], edc["fpr"], "s-", label="FPR, lowest quality set aside")
+        ax.plot(edc["fraction"], edc["fpr_random"], ":", label="FPR, set aside at random")
+        ax.set(xlabel="fraction of pairs set aside", ylabel="error at the published default threshold",
+               title="error versus discard (held-out conditions)")  # fmt: skip
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "quality_edc.png", dpi=100)
+        plt.close(fig)
+        files.append("quality_edc.png")
+    return files
+
+
+# ------------------------------------------------------------------------------------------ any model, any corpus
+
+
+class CardHead:
+    """A shipped cosine head read from its model directory: the projection ONNX, the card's logistic map."""
+
+    def __init__(self, model_dir: Path, card: Card):
+        from training.realmodel import _session
+
+        if card.head.kind != "cosine" or card.head.projection is None or card.head.cosine is None:
+            raise ValueError(f"{model_dir}: only cosine heads can be judged here (this one is {card.head.kind!r})")
+        self._projection = _session(Path(model_dir) / card.head.projection.file)
+        self._input = card.head.projection.input_names[0]
+        self.slope, self.bias = card.head.cosine.slope, card.head.cosine.bias
+
+    def project(self, emb: np.ndarray) -> np.ndarray:
+        return np.asarray(self._projection.run(None, {self._input: np.asarray(emb, np.float32)})[0], np.float32)
+
+    def probability(self, cos: np.ndarray) -> np.ndarray:
+        return cosine.sigmoid(self.slope * np.asarray(cos, np.float64) + self.bias)
+
+    def compare(self, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+        return self.probability(np.sum(np.asarray(pa, np.float64) * np.asarray(pb, np.float64), axis=1))
+
+
+def card_model(model_dir: Path, card: Card) -> Fitted:
+    """A shipped model as `decide` reads it: its head, published tables, quality model and bands."""
+    cal = card.calibration
+    pair = Table.pair_of(cal)
+    portfolio = Table.portfolio_of(sorted(cal.portfolio, key=lambda p: p.k)[0]) if cal.portfolio else pair
+    empty = Trials(*(np.zeros(0),) * 6)
+    return Fitted(CardHead(model_dir, card), pair, portfolio, cal.quality, list(cal.bands), empty, empty, ())  # type: ignore[arg-type]
+
+
+def judge_model(
+    model_dir: Path,
+    corpus: Path,
+    out: Path,
+    work: Path,
+    *,
+    conditions: Sequence[str] | None = None,
+    n_boot: int = 300,
+    aggregation: Aggregation | None = None,
+) -> dict:
+    """A shipped model judged, as it is, on a folder-per-artist corpus under every acquisition condition: pairs
+    within and cross, verify trials with the query through the condition, each decided as the service decides it
+    (quality → band → contract.operating); nothing is fitted. Writes `out`/robustness.json and ROBUSTNESS.md.
+    For a corpus kept apart from the model's fit, these are its figures on another source of paintings."""
+    from contract.card import load_card
+    from training.datasets import read_folders
+    from training.report import judged_lines
+
+    model_dir, out = Path(model_dir), Path(out)
+    card = load_card(model_dir)
+    manifest = read_folders(Path(corpus))
+    labels, _ = manifest.labels()
+    paths = manifest.paths()
+    if np.bincount(labels).max() < 2:
+        raise ValueError(f"{corpus}: no artist has 2 or more works, so there are no same-artist pairs to judge")
+    chosen = cond.get(conditions)
+    backbone = model_dir / card.backbone.file
+    crops, published = condition_crops(paths, None, card.backbone, backbone, cache=work)
+    under, measures = {}, {"published": published}
+    for c in chosen:
+        under[c.name], measures[c.name] = condition_crops(paths, c, card.backbone, backbone, cache=work)
+    copies = Copies.of(crops, under)
+    model = card_model(model_dir, card)
+    q = qualities(card.calibration.quality, features(measures))
+    agg = aggregation or card.calibration.aggregation
+    test = np.arange(len(paths))
+    parts: dict[str, list[Judged]] = {}
+    for c in [None, *chosen]:
+        name = None if c is None else c.name
+        for kind in ("published",) if c is None else PAIR_KINDS:
+            t = scored_trials(model.head, copies, q, labels, test, name, kind)
+            parts[f"{name or 'published'}/{kind}"] = [decide(model, t.with_scores(model.head.probability(t.score)))]
+        v = portfolio_trials(model.head, copies, q, labels, test, name, agg)
+        parts[f"{name or 'published'}/verify"] = [decide(model, v, "portfolio")]
+    judged = {k: summarise(Judged.cat(js), labels, n_boot) for k, js in parts.items()}
+    pooled = [j for k, js in parts.items() if not k.startswith("published/") and "/verify" not in k for j in js]
+    if pooled:
+        judged["error_versus_discard"] = error_versus_discard(Judged.cat(pooled))
+    protocol = (
+        f"{card.model_id} as shipped (nothing fitted here) on {corpus}: {len(paths)} paintings, "
+        f"{len(set(labels.tolist()))} artists; every painting under each of {len(chosen)} acquisition conditions; "
+        f"95 % CIs from an artist bootstrap ({n_boot} resamples). Only figures on a corpus the model was not fitted "
+        "on describe new paintings"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"model": card.model_id, "corpus": str(corpus), "protocol": protocol, "judged": judged}
+    (out / "robustness.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+    bands = [b.min_quality for b in card.calibration.bands]
+    lines = judged_lines(judged, {}, protocol, card.calibration.quality, bands, f"# {card.model_id} on {corpus}")
+    (out / "ROBUSTNESS.md").write_text("\n".join(lines) + "\n")
+    p5 = [r["points"]["max_fpr<=0.05"]["observed_fpr"] for k, r in judged.items() if k.endswith(("/within", "/cross"))]
+    result["summary"] = {
+        "model": card.model_id,
+        "published_auc": judged["published/published"]["auc"],
+        "worst_auc": min(r["auc"] for k, r in judged.items() if k.endswith(("/within", "/cross"))),
+        "worst_fpr_at_max_fpr_0.05": max(p5),
+        "report": str(out / "ROBUSTNESS.md"),
+    }
+    return result
