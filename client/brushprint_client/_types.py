@@ -57,6 +57,9 @@ class Decision:
     evidence: Evidence | None = None
     # where the expected rates came from: source, genuine_pairs, impostor_pairs, confidence, reason
     calibration: dict[str, Any] | None = None
+    # the uploads' measured quality: score (the pair's, or the query's), band (whose rates were used), floor, and
+    # per picture score, width, height, jpeg_quality, bits_per_pixel, sharpness, noise
+    quality: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

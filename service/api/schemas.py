@@ -155,6 +155,7 @@ class DecisionOut(_Out):
     def _quality(cls, value: Any) -> Any:
         # the engine's QualityUsed holds contract.quality.Measures: flatten them into the reply's fields
         return QualityOut.of(value) if value is not None and not isinstance(value, QualityOut | dict) else value
+
     evidence: EvidenceOut | None = Field(
         None,
         exclude_if=lambda v: v is None,  # absent, not null, unless asked for: other answers are exactly as before

@@ -231,6 +231,24 @@ function calibrationText(r) {
   return `Calibration: ${source}${counts}.${c.reason ? " Why: " + c.reason + "." : ""}`;
 }
 
+// The photographs' measured quality in plain words: what each upload is, and which error rates it was judged by.
+function qualityText(r) {
+  const q = r.quality;
+  if (!q || !Array.isArray(q.pictures)) return "";
+  const pics = q.pictures.map((p) => {
+    const jpeg = p.jpeg_quality != null ? `, JPEG quality ${p.jpeg_quality}` : "";
+    const score = p.score != null ? `quality ${p.score.toFixed(2)}: ` : "";
+    return `${score}${p.width}×${p.height} px${jpeg}, sharpness ${p.sharpness.toFixed(2)}`;
+  });
+  if (q.score == null) return `Photographs: ${pics.join("; ")}. This model measures no photo quality.`;
+  const grade = q.score >= 0.9 ? "good" : q.score >= 0.75 ? "fair" : "poor";
+  const band = q.band != null
+    ? ` The error rates above are the ones measured on photographs of quality ${q.band} and above` +
+      (q.band < 0.9 ? " — a poorer photo costs accuracy: send the sharpest, largest picture you have." : ".")
+    : "";
+  return `Photographs: ${grade} (${q.score.toFixed(2)}; ${pics.join("; ")}).${band}`;
+}
+
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -245,7 +263,8 @@ function renderDecision(box, r, unit) {
     r.match ? unit.matchText : unit.noMatchText);
   const score = el("p", "score", `score ${r.score.toFixed(3)} · threshold ${r.threshold.toFixed(3)} · rule: ${r.rule}`);
   const words = el("p", "words", inWords(r, unit));
-  box.append(verdict, score, words, el("p", "muted calibration", calibrationText(r)), el("p", "muted", "model " + r.model));
+  const quality = el("p", "muted quality", qualityText(r));
+  box.append(verdict, score, words, quality, el("p", "muted calibration", calibrationText(r)), el("p", "muted", "model " + r.model));
 }
 
 // ---------------------------------------------------------------- evidence maps
