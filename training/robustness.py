@@ -193,8 +193,9 @@ def score_pairs(va: np.ndarray, vb: np.ndarray, test: np.ndarray, labels: np.nda
 
 PAIR_KINDS = ("within", "cross")
 BAND_EDGES = (0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.5, 0.4, 0.3, 0.2)
-MIN_BAND_GENUINE = 100  # same-artist pair trials per repeat a band needs before it speaks for its quality
-MIN_BAND_IMPOSTOR = 2000
+MIN_BAND_GENUINE = 40  # same-artist pair trials per repeat a band needs before it speaks for its quality
+MIN_BAND_IMPOSTOR = 800
+FLOOR_QUANTILE = 0.01  # the quality floor: below the lowest 1 % of the pairs measured, nothing is claimed
 QUALITY_FEATURES = ("shorter_side", "bits_per_pixel", "jpeg_quality", "sharpness", "noise")
 QUALITY_TARGET = "cosine of the copy's projection to the published picture's (1: the camera moved nothing)"
 
@@ -366,45 +367,56 @@ def counted(t: Trials, unit: str = "pairs") -> Table:
     return Table(threshold_table(t.same, t.score, counts=SampleSize(g, i)), g, i, unit)
 
 
+def _band(pairs: Trials, trials: Trials, lo: float, hi: float, n_conditions: int) -> QualityBand:
+    """One band: the pairs and portfolio trials of quality in [lo, hi), their counted tables and default point."""
+    reps = max(1, len(np.unique(pairs.repeat)))
+    sel = pairs.select((pairs.quality >= lo) & (pairs.quality < hi))
+    tv = trials.select((trials.quality >= lo) & (trials.quality < hi))
+    pair, port = counted(sel), counted(tv, "trials")
+    row = choose_point(pair)
+    return QualityBand(
+        min_quality=lo,
+        pair=list(pair.rows),
+        genuine_pairs=pair.genuine,
+        impostor_pairs=pair.impostor,
+        portfolio=list(port.rows),
+        genuine_trials=port.genuine,
+        impostor_trials=port.impostor,
+        recommended_threshold=row.threshold,
+        recommended_rule=(
+            f"equal error rate of out-of-fold pairs of quality >= {lo:g} (FPR {row.fpr:.3f}, FNR {row.fnr:.3f})"
+        ),
+        measured_on=(
+            f"{len(sel.same) // reps} pair trials per repeat ({pair.genuine} same-artist / {pair.impostor} "
+            f"different-artist distinct pairs), as published and under {n_conditions} acquisition conditions, "
+            "out-of-fold"
+        ),
+    )
+
+
 def build_bands(pairs: Trials, trials: Trials, n_conditions: int) -> list[QualityBand]:
     """Quality bands from scored pairs and portfolio trials (probabilities), walking down BAND_EDGES: a band
-    closes once it holds MIN_BAND_GENUINE / MIN_BAND_IMPOSTOR pairs per repeat; below the last band the model is
-    unmeasured (the quality model's floor is that band's lower edge). A band's counts are its distinct pairs
-    per repeat — the same two paintings under several conditions count once — what its bounds rest on."""
-    bands: list[QualityBand] = []
-    top = np.inf
+    closes once it holds MIN_BAND_GENUINE / MIN_BAND_IMPOSTOR pair trials per repeat. The trials left below the
+    last band join it, down to the floor: the lowest quality measured (FLOOR_QUANTILE of the pairs, on a 0.05
+    grid) — below it the model is unmeasured and the service refuses. A band's counts are its distinct pairs per
+    repeat (the same two paintings under several conditions count once): what its bounds rest on."""
     reps = max(1, len(np.unique(pairs.repeat)))
-    for edge in (*BAND_EDGES, 0.0):
-        keep = (pairs.quality >= edge) & (pairs.quality < top)
-        sel = pairs.select(keep)
-        if sel.same.sum() / reps < MIN_BAND_GENUINE or (~sel.same).sum() / reps < MIN_BAND_IMPOSTOR:
-            continue
-        tv = trials.select((trials.quality >= edge) & (trials.quality < top))
-        pair, port = counted(sel), counted(tv, "trials")
-        row = choose_point(pair)
-        bands.append(
-            QualityBand(
-                min_quality=edge,
-                pair=list(pair.rows),
-                genuine_pairs=pair.genuine,
-                impostor_pairs=pair.impostor,
-                portfolio=list(port.rows),
-                genuine_trials=port.genuine,
-                impostor_trials=port.impostor,
-                recommended_threshold=row.threshold,
-                recommended_rule=(
-                    f"equal error rate of out-of-fold pairs of quality >= {edge:g} "
-                    f"(FPR {row.fpr:.3f}, FNR {row.fnr:.3f})"
-                ),
-                measured_on=(
-                    f"{len(sel.same) // reps} pair trials per repeat ({pair.genuine} same-artist / {pair.impostor} "
-                    f"different-artist distinct pairs), as published and under {n_conditions} acquisition "
-                    "conditions, out-of-fold"
-                ),
-            )
-        )
-        top = edge
-    return bands
+    floor = float(np.floor(np.quantile(pairs.quality, FLOOR_QUANTILE) * 20) / 20) if len(pairs.quality) else 0.0
+    edges: list[float] = []
+    top = np.inf
+    for edge in BAND_EDGES:
+        if edge <= floor:
+            break
+        sel = pairs.select((pairs.quality >= edge) & (pairs.quality < top))
+        if sel.same.sum() / reps >= MIN_BAND_GENUINE and (~sel.same).sum() / reps >= MIN_BAND_IMPOSTOR:
+            edges.append(edge)
+            top = edge
+    if edges:
+        edges[-1] = floor  # what is left below the last band joins it, down to the floor
+    else:
+        edges = [floor]
+    uppers = [np.inf, *edges[:-1]]
+    return [_band(pairs, trials, lo, hi, n_conditions) for lo, hi in zip(edges, uppers, strict=True)]
 
 
 def band_index(quality_values: np.ndarray, bands: Sequence[QualityBand]) -> np.ndarray:

@@ -14,7 +14,7 @@ from bench.devmodel import CROP, build_dev_model
 from contract.card import load_card
 from contract.decode import decode_file
 from service.model import Model
-from training import realeval, synthetic
+from training import conditions, realeval, robustness, synthetic
 from training.cosine import CosineHead
 from training.realmodel import (
     BACKBONE_FILE,
@@ -53,7 +53,7 @@ def built(tmp_path_factory):
         n_boot=50,
         synthetic=(0, 0),
     )
-    return {"card": card, "out": out, "corpus": corpus, "dev": dev, "paths": manifest.paths()}
+    return {"card": card, "out": out, "corpus": corpus, "dev": dev, "paths": manifest.paths(), "work": root / "work"}
 
 
 def test_the_model_directory_holds_every_file(built):
@@ -88,8 +88,9 @@ def test_the_card_describes_a_multi_crop_cosine_model(built):
     assert h.cosine is not None and h.cosine.dim == DIM and h.cosine.power == -0.5
     n = ARTISTS * PER_ARTIST
     assert h.cosine.fitted_on.startswith(f"{n * GRID * GRID} crops of {n} real paintings")
+    assert "copies under 22 acquisition conditions" in h.cosine.fitted_on
     assert h.selected_on.startswith("real-painting pair AUC")
-    assert "cosine + whitening" in h.selected_on and "no whitening" in h.selected_on
+    assert "nuisance-aware whitening" in h.selected_on and "no whitening" in h.selected_on
 
     dev = load_card(built["dev"])
     assert b.preprocessing.grid == (GRID, GRID)
@@ -117,10 +118,31 @@ def test_the_card_reports_real_pair_metrics_with_intervals(built):
     assert 0.0 <= real["verify_loo"]["auc"] <= 1.0
     assert real["images"] == ARTISTS * PER_ARTIST and real["artists"] == ARTISTS
     assert real["artists_with_2_or_more"] == ARTISTS
-    assert len(real["operating_points"]) == 2 * len(realeval.OPERATING_POINTS)
-    assert any(k.startswith("cosine + whitening") for k in real["candidates_pair_auc"])
+    assert any(k.startswith("cosine + nuisance-aware whitening") for k in real["candidates_pair_auc"])
+    assert any("default@2.0.0's recipe" in k for k in real["candidates_pair_auc"])
     assert "synthetic" not in built["card"].metrics
     assert json.loads((built["out"] / "model.json").read_text())["metrics"]["real"]["pair"]["auc"] == pair["auc"]
+
+
+def test_the_card_judges_every_acquisition_condition_and_ships_quality_bands(built):
+    card = built["card"]
+    rob = card.metrics["robustness"]
+    judged, baseline = rob["judged"], rob["baseline"]
+    for c in conditions.CONDITIONS:
+        for kind in ("within", "cross", "verify"):
+            row = judged[f"{c.name}/{kind}"]
+            assert 0.0 <= row["auc"] <= 1.0 and 0.0 <= row["refused"] <= 1.0
+            assert {"max_fpr<=0.05", "max_fpr<=0.01", "default"} <= set(row["points"])
+            assert f"{c.name}/{kind}" in baseline
+    assert "published/published" in judged and "error_versus_discard" in judged
+    cal = card.calibration
+    assert cal.quality is not None and cal.bands
+    assert cal.quality.floor == cal.bands[-1].min_quality
+    assert all(b.genuine_pairs is not None and b.portfolio for b in cal.bands)
+    report = (built["out"] / "REPORT.md").read_text()
+    assert "Does it hold on photographs?" in report and "Targets missed:" in report
+    for plot in ("robustness.png", "quality_edc.png"):
+        assert plot in card.metrics["plots"] and (built["out"] / plot).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_training_and_serving_compute_the_same_embedding_and_reference_vectors(built):
@@ -136,12 +158,23 @@ def test_training_and_serving_compute_the_same_embedding_and_reference_vectors(b
     assert served.shape == trained.shape == (len(chosen), card.backbone.embedding_dim)
     np.testing.assert_allclose(served, trained, atol=1e-5)
 
-    # the shipped whitening is the one fitted on every corpus crop, calibrated as the card says
-    all_crops = crop_vectors(paths, card.backbone, out / BACKBONE_FILE)
+    # the shipped projection is the nuisance-aware one fitted on every corpus crop and every copy (the cached
+    # crops of make_real's work dir), calibrated as the card says; plain whitening would give other vectors
+    names = [c.name for c in conditions.CONDITIONS]
+    crops, _ = robustness.condition_crops(paths, None, card.backbone, out / BACKBONE_FILE, cache=built["work"])
+    under = {
+        n: robustness.condition_crops(paths, conditions.BY_NAME[n], card.backbone, out / BACKBONE_FILE,
+                                      cache=built["work"])[0]
+        for n in names
+    }  # fmt: skip
     cos = card.head.cosine
     assert cos is not None
-    head = CosineHead(realeval.fit_on(all_crops, np.arange(len(all_crops)), cos.dim, cos.power), cos.slope, cos.bias)
+    copies = robustness.Copies.of(crops, under)
+    whitening = robustness.Recipe(dim=cos.dim, power=cos.power).fit(copies, np.arange(len(paths)), names)
+    head = CosineHead(whitening, cos.slope, cos.bias)
+    plain = CosineHead(realeval.fit_on(crops, np.arange(len(crops)), cos.dim, cos.power), cos.slope, cos.bias)
     refs = model.reference_vectors(served)
+    assert np.abs(refs - plain.project(trained)).max() > 0.05
     assert refs.shape == (len(chosen), DIM)
     np.testing.assert_allclose(refs, head.project(trained), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(refs, axis=1), 1.0, atol=1e-5)

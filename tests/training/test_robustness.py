@@ -139,7 +139,11 @@ def test_judge_reports_every_condition_on_unseen_artists_and_families(data) -> N
     expected = {"published/published", "published/verify"} | {
         f"{c}/{k}" for c in SEVERITY for k in ("within", "cross", "verify")
     }
+    edc = res.pop("error_versus_discard")
     assert set(res) == expected
+    assert edc["fraction"][0] == 0.0 and len(edc["fnr"]) == len(edc["fraction"])
+    # setting the lowest-quality pairs aside sheds errors (the synthetic measures do say how harsh a condition is)
+    assert edc["fnr"][-1] + edc["fpr"][-1] < edc["fnr"][0] + edc["fpr"][0]
     for key, row in res.items():
         assert 0.5 < row["auc"] <= 1.0, key
         lo, hi = row["auc_ci95"]
