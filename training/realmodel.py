@@ -242,7 +242,7 @@ def make_real(
     robust: bool = True,
     synthetic: tuple[int, int] = (30, 6),
     name: str = "default",
-    version: str = "2.0.0",
+    version: str = "3.0.0",
     command: str = "",
 ) -> Card:
     """Build, evaluate and export the real-painting cosine model into `out` (see the module docstring)."""
