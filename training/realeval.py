@@ -129,9 +129,16 @@ def auc_eer(same: np.ndarray, score: np.ndarray, weight: np.ndarray | None = Non
 
 
 def bootstrap_ci(
-    pairs: Pairs, labels: np.ndarray, stat: Callable[[Pairs, np.ndarray], float], n: int = 1000, seed: int = 0
+    pairs: Pairs,
+    labels: np.ndarray,
+    stat: Callable[[Pairs, np.ndarray], float],
+    n: int = 1000,
+    seed: int = 0,
+    both_classes: bool = True,
 ) -> tuple[float, float]:
-    """95 % interval of `stat(pairs, weights)` when artists are resampled with replacement."""
+    """95 % interval of `stat(pairs, weights)` when artists are resampled with replacement (NaN when no resample
+    could be scored). `both_classes`: skip resamples without both same- and different-artist pairs (an AUC
+    needs both; a rate over one class does not)."""
     artists, inverse = np.unique(labels, return_inverse=True)
     rng = np.random.default_rng(seed)
     values = []
@@ -139,9 +146,11 @@ def bootstrap_ci(
         counts = np.bincount(rng.integers(0, len(artists), len(artists)), minlength=len(artists)).astype(np.float64)
         w = counts[inverse[pairs.ia]] * counts[inverse[pairs.ib]]
         keep = w > 0
-        if pairs.same[keep].min() == pairs.same[keep].max():
+        if not keep.any() or (both_classes and pairs.same[keep].min() == pairs.same[keep].max()):
             continue
         values.append(stat(pairs.select(keep), w[keep]))
+    if not values:
+        return float("nan"), float("nan")
     lo, hi = np.percentile(values, [2.5, 97.5])
     return float(lo), float(hi)
 

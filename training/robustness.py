@@ -597,23 +597,6 @@ def error_versus_discard(j: Judged) -> dict:
     return out
 
 
-def _boot(pairs: realeval.Pairs, labels: np.ndarray, stat, n: int, seed: int = 0) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """95 % interval of `stat(pairs, weights)` when artists are resampled with replacement (a trial weighs the
-    product of its two artists' multiplicities, as realeval.bootstrap_ci)."""
-    artists, inverse = np.unique(labels, return_inverse=True)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n):
-        counts = np.bincount(rng.integers(0, len(artists), len(artists)), minlength=len(artists)).astype(np.float64)
-        w = counts[inverse[pairs.ia]] * counts[inverse[pairs.ib]]
-        if w.sum() > 0:
-            values.append(stat(pairs, w))
-    if not values:
-        return float("nan"), float("nan")
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def _rate(j: Judged, labels: np.ndarray, rule: str, genuine: bool, n_boot: int) -> tuple[float, tuple[float, float]]:
     """Observed FPR (genuine False) or FNR (True) among the judged (not refused) trials, artist-bootstrap CI."""
     keep = ~j.refused & (j.trials.same == genuine)
@@ -625,7 +608,9 @@ def _rate(j: Judged, labels: np.ndarray, rule: str, genuine: bool, n_boot: int) 
     if n_boot <= 0:
         return value, (value, value)
     pairs = realeval.Pairs(t.ia, t.ib, t.same, wrong, t.repeat)
-    return value, _boot(pairs, labels, lambda p, w: float(np.average(p.score, weights=w)), n_boot)
+    return value, realeval.bootstrap_ci(
+        pairs, labels, lambda p, w: float(np.average(p.score, weights=w)), n_boot, both_classes=False
+    )
 
 
 def _mean_known(x: np.ndarray) -> float:
@@ -639,12 +624,13 @@ def summarise(j: Judged, labels: np.ndarray, n_boot: int) -> dict:
     t = j.trials
     auc = realeval.auc_eer(t.same, t.score)[0]
 
-    def auc_of(p: realeval.Pairs, w: np.ndarray) -> float:
-        return realeval.auc_eer(p.same, p.score, w)[0] if p.same[w > 0].any() and (~p.same[w > 0]).any() else auc
-
     out: dict = {
         "auc": auc,
-        "auc_ci95": _boot(t.pairs(), labels, auc_of, n_boot) if n_boot else (auc, auc),
+        "auc_ci95": (
+            realeval.bootstrap_ci(t.pairs(), labels, lambda p, w: realeval.auc_eer(p.same, p.score, w)[0], n_boot)
+            if n_boot
+            else (auc, auc)
+        ),
         "refused": float(j.refused.mean()),
         "trials": int(len(t.same)),
         "quality_median": float(np.median(t.quality)),
