@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from contract import quality
 from contract.aggregation import aggregate, top_m
@@ -31,6 +32,7 @@ from contract.card import QualityBand
 from contract.decode import Decoded, ImageError, ImageLimits, InvalidImage, decode_bytes
 from contract.operating import OperatingPoint, Table, equal_error_point
 from contract.quality import Measures
+from contract.recipe import resized
 from service.batching import MicroBatcher
 from service.calibration import MODEL_CARD, CalibrationUsed, GalleryCalibrator, GalleryTables, choose
 from service.config import Settings
@@ -200,16 +202,16 @@ class Engine:
         card's quality floor is refused (422 `image_quality_too_low`) before the backbone sees it."""
         with self._decode_slots:
             decoded = decode_bytes(data, self.limits)
-            pq = self._assess(decoded)
+            # the recipe's resize, done once: quality is measured on it and the crops are cut from it
+            working = resized(decoded.image, self.model.card.backbone.preprocessing)
+            pq = self._assess(decoded, working)
             if floor:
                 self._check_floor(pq)
-            return decoded, self.model.model_inputs(decoded.image), pq
+            return decoded, self.model.model_inputs(working), pq
 
-    def _assess(self, decoded: Decoded) -> PictureQuality:
+    def _assess(self, decoded: Decoded, working: Image.Image) -> PictureQuality:
         qmodel = self.model.card.calibration.quality
-        m = quality.measure_upload(
-            decoded.image, decoded.n_bytes, decoded.jpeg_quality, self.model.card.backbone.preprocessing
-        )
+        m = quality.measure(decoded.image, decoded.n_bytes, decoded.jpeg_quality, working)
         return PictureQuality(m, None if qmodel is None else round(quality.score(m, qmodel), 4))
 
     def _check_floor(self, pq: PictureQuality, what: str = "the picture") -> None:
