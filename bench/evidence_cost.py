@@ -34,8 +34,8 @@ async def measure(
 ) -> dict[str, C.Stats]:
     """Per grid, the wall time of one `Engine.verify` (one warm-up run each, then `repeats` timed runs)."""
     from service.config import Settings
-    from service.engine import Engine
-    from service.model import Model
+    from service.serving.engine import Engine
+    from service.serving.model import Model
 
     model = Model.load(model_dir, providers=providers)
     settings = Settings(data_dir=data_dir, model_dir=model_dir, gpu_index=False, providers=providers)

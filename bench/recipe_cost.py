@@ -146,7 +146,7 @@ async def engine_cells(
     """Each cell (label, recipe, batch_max_size) gets its own engine; cells run in ABBA halves of `duration`
     (or, without `halves`, once each for all of it: a half of a quick run would hold barely one backbone run)."""
     from service.config import Settings
-    from service.engine import Engine
+    from service.serving.engine import Engine
 
     engines, crops = {}, {}
     for label, recipe, max_size in cells:
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "recipe_cost", "Embedding recipe: 4×4 multi-crop vs the old single crop", C.command_line(), args.quick
     )
 
-    from service.model import Model
+    from service.serving.model import Model
 
     pool = pictures(POOL, seed=1)
     with tempfile.TemporaryDirectory(prefix="brushprint-bench-") as tmp_name:

@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service import opscli
 from service.config import Settings
 from service.errors import ServiceError
-from service.security import KeyInfo, KeyStore, Scope
+from service.ops import opscli
+from service.storage.keys import KeyInfo, KeyStore, Scope
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _key_store(settings: Settings) -> KeyStore:
     # Keys need only the database, not the model: `keys …` works on a host without the model files.
-    from service.db import make_engine
+    from service.storage.db import make_engine
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     assert settings.database_url is not None
@@ -122,7 +122,7 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _reindex(args: argparse.Namespace, settings: Settings) -> int:
-    from service.engine import Engine
+    from service.serving.engine import Engine
 
     engine = Engine.from_settings(settings)
     try:

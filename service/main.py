@@ -1,4 +1,4 @@
-"""`create_app(settings) -> FastAPI`: wiring only. The logic lives in `service.engine`; routes in `service.api`.
+"""`create_app(settings) -> FastAPI`: wiring only. The logic lives in `service.serving.engine`; routes in `service.api`.
 
 Lifespan: load the model and the gallery (`Engine.from_settings`), start the micro-batcher, open the key store
 and the audit log on the same database, bootstrap the admin key. Every error leaves as
@@ -16,15 +16,15 @@ from fastapi.openapi.utils import get_openapi
 
 from service.api import ROUTERS
 from service.api.errors import install as install_error_handlers
+from service.api.metrics import Metrics
 from service.api.middleware import Admission, AdmissionLimit, ApiKeyGate, BodySizeLimit, ObserveRequests
 from service.api.schemas import ErrorBody
-from service.audit import AuditLog
 from service.config import Settings
-from service.engine import Engine
-from service.firstrun import announce
-from service.metrics import Metrics
-from service.security import KeyStore, RateLimiter, Scope
-from service.upgrade import ModelGate, ModelSwitch
+from service.ops.firstrun import announce
+from service.ops.upgrade import ModelGate, ModelSwitch
+from service.serving.engine import Engine
+from service.storage.audit import AuditLog
+from service.storage.keys import KeyStore, RateLimiter, Scope
 
 log = logging.getLogger(__name__)
 

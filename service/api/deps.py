@@ -9,12 +9,12 @@ from typing import Annotated
 from fastapi import Depends, Form, Request, Security, UploadFile
 from fastapi.security import APIKeyHeader
 
-from service.audit import AuditLog
-from service.engine import Engine
 from service.errors import Forbidden, TooLarge
-from service.evidence import MAX_GRID, MIN_GRID
-from service.scoring import Strictness
-from service.security import KeyInfo, KeyStore, RateLimiter, Scope, scope_allows
+from service.serving.engine import Engine
+from service.serving.evidence import MAX_GRID, MIN_GRID
+from service.serving.strictness import Strictness
+from service.storage.audit import AuditLog
+from service.storage.keys import KeyInfo, KeyStore, RateLimiter, Scope, scope_allows
 
 API_KEY_HEADER = "X-API-Key"
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from service.api.deps import AuditDep, EngineDep, RequestId, UploadLimit, VerifyKey, read_upload
 from service.api.schemas import CandidateOut, IdentifyOut, error_responses
-from service.audit import record_decision, sha256_hex
-from service.engine import MAX_K
+from service.serving.engine import MAX_K
+from service.storage.audit import record_decision, sha256_hex
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 

@@ -1,7 +1,7 @@
 """GET /v1/artists/{artist_id}/works/{work_id}/image: a reference work as a bounded JPEG or PNG.
 
 Scope `verify` (not only admin): a verdict names the works it leaned on, and the caller who may verify may see
-them. Logic in `Engine.work_image` / service/thumbnails.py.
+them. Logic in `Engine.work_image` / service/serving/thumbnails.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Response
 
 from service.api.deps import EngineDep, VerifyKey
 from service.api.schemas import error_responses
-from service.thumbnails import DEFAULT_SIDE, MAX_SIDE, MIN_SIDE
+from service.serving.thumbnails import DEFAULT_SIDE, MAX_SIDE, MIN_SIDE
 
 router = APIRouter(prefix="/v1/artists", tags=["artists"])
 

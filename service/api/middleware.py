@@ -21,9 +21,9 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import headers_of, send_error, send_exception
+from service.api.metrics import UNMATCHED_ROUTE, Metrics
 from service.errors import BadRequest, Overloaded, ServiceError, TooLarge
-from service.metrics import UNMATCHED_ROUTE, Metrics
-from service.security import KeyStore
+from service.storage.keys import KeyStore
 
 access_log = logging.getLogger("service.access")
 error_log = logging.getLogger("service.errors")

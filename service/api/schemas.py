@@ -10,7 +10,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.security import Scope
+from service.storage.keys import Scope
 
 T = TypeVar("T")
 

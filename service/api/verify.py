@@ -17,7 +17,7 @@ from service.api.deps import (
     read_upload,
 )
 from service.api.schemas import VerifyOut, error_responses
-from service.audit import record_match
+from service.storage.audit import record_match
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 

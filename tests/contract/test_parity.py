@@ -19,8 +19,8 @@ from PIL import Image
 from contract.card import EmbeddingRecipe, Preprocessing
 from contract.decode import decode_file
 from service.config import Settings
-from service.engine import Engine
-from service.model import Model
+from service.serving.engine import Engine
+from service.serving.model import Model
 from tests.service.conftest import encode, painting
 from training.datasets import Item, Manifest
 from training.embed import embed_manifest, load_input
@@ -162,12 +162,12 @@ def test_every_orientation_decodes_upright(orientation: int, tmp_path: Path) -> 
 
 def test_evaluation_aggregates_portfolios_as_the_service_does() -> None:
     import contract.aggregation
-    import service.engine
+    import service.serving.engine
     import training.evaluate as ev
     from contract.card import Aggregation
 
     assert ev.aggregate_rows is contract.aggregation.aggregate_rows
-    assert service.engine.aggregate is contract.aggregation.aggregate
+    assert service.serving.engine.aggregate is contract.aggregation.aggregate
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(8), 12)
@@ -185,5 +185,5 @@ def test_evaluation_aggregates_portfolios_as_the_service_does() -> None:
         assert res is not None
         _, evaluated = res
         pair = seen[-1].reshape(40, k)  # the pair scores of each trial, in order
-        served = [service.engine.aggregate(row, Aggregation(top_m=m)) for row in pair]
+        served = [service.serving.engine.aggregate(row, Aggregation(top_m=m)) for row in pair]
         assert evaluated.tolist() == served

@@ -20,7 +20,7 @@ from PIL import Image
 
 from bench.devmodel import build_dev_model, single_crop_copy
 from contract.card import load_card, write_card
-from service.model import Model
+from service.serving.model import Model
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "default"

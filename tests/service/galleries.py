@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from service.db import WorkRow, make_engine, make_sessionmaker, sqlite_url
-from service.gallery import Gallery, ReferenceSpace
-from service.model import Model
-from service.store import NewWork
+from service.serving.model import Model
+from service.storage.db import WorkRow, make_engine, make_sessionmaker, sqlite_url
+from service.storage.gallery import Gallery, ReferenceSpace
+from service.storage.store import NewWork
 
 
 def make_gallery(data_dir: Path, model: Model, model_id: str | None = None) -> Gallery:

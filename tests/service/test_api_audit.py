@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.audit import AuditLog
-from service.db import make_engine
+from service.storage.audit import AuditLog
+from service.storage.db import make_engine
 from tests.service.apitools import ADMIN, enrol, error_code, new_key, one, pair, running
 from tests.service.conftest import png
 

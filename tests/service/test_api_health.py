@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.batching import Overloaded
 from service.logging import JsonFormatter
+from service.serving.batching import Overloaded
 from tests.service.apitools import ADMIN, enrol, error_code, one, pair, running
 
 
@@ -192,7 +192,7 @@ def test_openapi_documents_errors_and_security(client: TestClient) -> None:
 
 
 def test_a_broken_model_dir_fails_at_start(model_dir: Path, tmp_path: Path) -> None:
-    from service.model import ModelError
+    from service.serving.model import ModelError
 
     with pytest.raises(ModelError, match=r"model\.json"), running(tmp_path / "no-model", tmp_path / "data"):
         pass

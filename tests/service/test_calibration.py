@@ -1,4 +1,4 @@
-"""service/calibration.py: gallery calibration tables from enrolled works (build_tables), kept current off the
+"""service/serving/calibration.py: gallery calibration tables from enrolled works (build_tables), kept current off the
 request path (GalleryCalibrator), taking over from the card's only when at least as certain (choose), and named —
 source, counts, confidence, why — in every compare/verify reply (engine and HTTP). The small-gallery case of issue
 15 (14 same-artist works: 14 genuine / 56 impostor verify trials) answers max_fpr=0.001 with 422."""
@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-import service.calibration as calibration
+import service.serving.calibration as calibration
 from contract.aggregation import aggregate
 from contract.calibration import threshold_table
 from contract.card import Aggregation
 from contract.operating import Table, equal_error_point, rate_upper, rates_at
-from service.calibration import GalleryCalibrator, GalleryTables, build_tables, choose, eligible_artists
 from service.config import Settings
-from service.engine import Engine
 from service.errors import ServiceError
-from service.model import Model
-from service.scoring import Strictness
+from service.serving.calibration import GalleryCalibrator, GalleryTables, build_tables, choose, eligible_artists
+from service.serving.engine import Engine
+from service.serving.model import Model
+from service.serving.strictness import Strictness
 from tests.service.apitools import enrol, error_code, new_key, one, pair, running
 from tests.service.conftest import png
 

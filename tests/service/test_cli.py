@@ -12,8 +12,8 @@ import pytest
 
 from bench.devmodel import build_dev_model
 from service.__main__ import main
-from service.db import make_engine
-from service.security import KeyStore
+from service.storage.db import make_engine
+from service.storage.keys import KeyStore
 from tests.service.apitools import ADMIN, enrol, one, running
 
 ROOT = Path(__file__).resolve().parents[2]

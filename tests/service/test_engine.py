@@ -1,4 +1,4 @@
-"""service/engine.py end to end (no HTTP) against a real model: compare, verify, identify, portfolios, restarts,
+"""service/serving/engine.py end to end (no HTTP) against a real model: compare, verify, identify, portfolios, restarts,
 model changes, concurrency."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from contract.decode import ImageError, decode_bytes
 from contract.operating import equal_error_point, rate_upper, rates_at
 from service.api.errors import status_of
 from service.config import Settings
-from service.engine import Candidate, Decision, Engine, Verdict
 from service.errors import ServiceError
-from service.model import Model
-from service.scoring import Strictness, portfolio_table
+from service.serving.engine import Candidate, Decision, Engine, Verdict
+from service.serving.model import Model
+from service.serving.strictness import Strictness, portfolio_table
 from tests.service.conftest import encode, painting, png
 
 pytestmark = pytest.mark.anyio

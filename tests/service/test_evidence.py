@@ -1,4 +1,4 @@
-"""Evidence maps (service/evidence.py through the engine), reference-work thumbnails and the page's routes."""
+"""Evidence maps (service/serving/evidence.py through the engine), reference-work thumbnails and the page's routes."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from PIL import Image
 
 from service.api.errors import status_of
 from service.config import Settings
-from service.engine import Engine
 from service.errors import ServiceError
-from service.evidence import check_grid, region_boxes
-from service.model import Model
+from service.serving.engine import Engine
+from service.serving.evidence import check_grid, region_boxes
+from service.serving.model import Model
 from tests.service.apitools import ADMIN, enrol, new_key, running
 from tests.service.conftest import encode, painting, png
 

@@ -1,5 +1,5 @@
-"""service/gallery.py: the store, the originals and the index composed — one transaction per enrolment, files and
-faiss in step with the database, restarts and model changes."""
+"""service/storage/gallery.py: the store, the originals and the index composed — one transaction per enrolment,
+files and faiss in step with the database, restarts and model changes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from service.api.errors import status_of
-from service.db import EmbeddingRow, make_sessionmaker
 from service.errors import ServiceError
-from service.gallery import Gallery
-from service.model import Model
-from service.originals import OriginalStore
+from service.serving.model import Model
+from service.storage.db import EmbeddingRow, make_sessionmaker
+from service.storage.gallery import Gallery
+from service.storage.originals import OriginalStore
 from tests.service.galleries import db_work_ids, make_gallery, new_work, originals
 
 

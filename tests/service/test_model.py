@@ -1,4 +1,4 @@
-"""service/model.py against a real ONNX model: loading checks, shapes, symmetry, chunked scoring."""
+"""service/serving/model.py against a real ONNX model: loading checks, shapes, symmetry, chunked scoring."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from bench.devmodel import build_dev_model
 from contract.card import load_card
-from service.model import Model, ModelError, choose_providers
+from service.serving.model import Model, ModelError, choose_providers
 from tests.service.conftest import painting
 
 

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from service.api.errors import status_of
-from service.audit import AuditLog
-from service.db import make_engine
 from service.errors import ServiceError
+from service.storage.audit import AuditLog
+from service.storage.db import make_engine
 from tests.service.apitools import ADMIN, enrol, error_code, new_key, one, pair, running
 from tests.service.conftest import png
 
@@ -290,9 +290,9 @@ def test_audit_log_times_round_trip_in_utc(pg_url: str) -> None:
 def test_replicas_starting_together_on_a_fresh_database(pg_server: str) -> None:
     """`--scale brushprint=3` on an empty database: every replica creates the schema and the bootstrap admin key
     at once. Unserialised, CREATE TABLE races (duplicate pg_type row) and so does the key insert."""
-    import service.audit  # noqa: F401  (declares its table on Base, as the app does)
-    from service.db import init_db
-    from service.security import KeyStore
+    import service.storage.audit  # noqa: F401  (declares its table on Base, as the app does)
+    from service.storage.db import init_db
+    from service.storage.keys import KeyStore
 
     admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
     failures: list[str] = []

@@ -21,10 +21,10 @@ from contract.card import CalibrationRow, QualityBand, QualityModel, load_card, 
 from contract.decode import ImageError
 from contract.operating import operating_point
 from service.config import Settings
-from service.engine import Engine
 from service.errors import ServiceError
-from service.model import Model
-from service.scoring import Strictness
+from service.serving.engine import Engine
+from service.serving.model import Model
+from service.serving.strictness import Strictness
 from tests.service.apitools import enrol, error_code, new_key, running
 from tests.service.conftest import png
 

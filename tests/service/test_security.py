@@ -1,4 +1,4 @@
-"""Unit tests of service/security.py: key issue / hash / lookup / revoke / bootstrap, scopes, token bucket."""
+"""Unit tests of service/storage/keys.py: key issue / hash / lookup / revoke / bootstrap, scopes, token bucket."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from service.api.errors import headers_of, status_of
-from service.db import make_engine
 from service.errors import ServiceError
-from service.security import (
+from service.storage.db import make_engine
+from service.storage.keys import (
     DISPLAY_PREFIX_LEN,
     KeyStore,
     RateLimiter,
@@ -130,8 +130,8 @@ def test_ensure_bootstraps_idempotently_and_rotates(store: KeyStore) -> None:
 
 
 def test_keys_share_the_gallery_database(db: sa.Engine, store: KeyStore) -> None:
-    import service.audit  # noqa: F401  (declares `audit` on the same Base)
-    from service.db import Base, init_db
+    import service.storage.audit  # noqa: F401  (declares `audit` on the same Base)
+    from service.storage.db import Base, init_db
 
     init_db(db)
     assert {"api_keys", "audit", "artists", "works"} <= set(sa.inspect(db).get_table_names())

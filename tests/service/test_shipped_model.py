@@ -12,8 +12,8 @@ import pytest
 from contract.card import load_card
 from contract.decode import decode_bytes
 from service.config import Settings
-from service.engine import Engine
-from service.model import Model
+from service.serving.engine import Engine
+from service.serving.model import Model
 from tests.service.conftest import encode, painting
 
 

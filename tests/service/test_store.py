@@ -1,5 +1,5 @@
-"""service/db.py + service/store.py: the SQL repository — SQLite settings, artists, works, embeddings by model, the
-version row every write bumps, and one transaction per enrolment."""
+"""service/storage/db.py + service/storage/store.py: the SQL repository — SQLite settings, artists, works, embeddings
+by model, the version row every write bumps, and one transaction per enrolment."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import text
 
 from service.api.errors import status_of
-from service.db import make_engine, sqlite_url
 from service.errors import ServiceError
-from service.model import Model
-from service.store import Store
+from service.serving.model import Model
+from service.storage.db import make_engine, sqlite_url
+from service.storage.store import Store
 from tests.service.galleries import new_work
 
 

@@ -1,4 +1,4 @@
-"""Model upgrade while serving (`python -m service upgrade`, service/upgrade.py), on one process and SQLite.
+"""Model upgrade while serving (`python -m service upgrade`, service/ops/upgrade.py), on one process and SQLite.
 The same across PostgreSQL replicas behind the proxy: tests/deploy/test_replicas.py."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from service.__main__ import main
 from service.api.errors import headers_of, status_of
 from service.errors import ModelSwitching
-from service.gallery import NewWork
-from service.model import Model
-from service.upgrade import ServingModelRow
+from service.ops.upgrade import ServingModelRow
+from service.serving.model import Model
+from service.storage.gallery import NewWork
 from tests.service.apitools import ADMIN, enrol, one, running
 from tests.service.conftest import png
 

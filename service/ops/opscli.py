@@ -1,10 +1,10 @@
 """Operator commands of `python -m service` beyond serving and keys: backup, restore, bulk enrolment.
 
-    python -m service export --out FILE          one checksummed archive of the whole deployment (service/backup.py)
+    python -m service export --out FILE          one checksummed archive of the whole deployment (service/ops/backup.py)
     python -m service import FILE                restore it into an empty deployment; re-embeds when the model differs
     python -m service enrol ROOT                 enrol ROOT/<artist id>/<images>, creating artists as needed
     python -m service upgrade --to DIR           re-embed with the model in DIR while serving, then switch every
-                                                 replica at once (service/upgrade.py); --abort drops a staged one
+                                                 replica at once (service/ops/upgrade.py); --abort drops a staged one
 
 Each prints one JSON summary on stdout (progress bars and errors on stderr) and exits 0 on success, 1 when
 something was refused. `service/__main__.py` registers them with `add_commands` and runs them with `run`.
@@ -53,8 +53,8 @@ def add_commands(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from service.backup import BackupError
-    from service.upgrade import UpgradeError
+    from service.ops.backup import BackupError
+    from service.ops.upgrade import UpgradeError
 
     try:
         if args.command == "upgrade":
@@ -70,10 +70,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from service.upgrade import abort_upgrade, run_upgrade
+    from service.ops.upgrade import abort_upgrade, run_upgrade
 
     if args.abort:
-        from service.db import make_engine
+        from service.storage.db import make_engine
 
         assert settings.database_url is not None
         db = make_engine(settings.database_url)
@@ -103,8 +103,8 @@ def _print(doc: dict[str, Any]) -> None:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from service.backup import export_archive
-    from service.db import make_engine
+    from service.ops.backup import export_archive
+    from service.storage.db import make_engine
 
     assert settings.database_url is not None
     db = make_engine(settings.database_url)
@@ -117,8 +117,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
-    from service.backup import check_archive, restore_archive
-    from service.engine import Engine
+    from service.ops.backup import check_archive, restore_archive
+    from service.serving.engine import Engine
 
     check_archive(args.archive)  # refuse a bad archive before loading the model
     engine = Engine.from_settings(settings)
@@ -163,7 +163,7 @@ def folder_tree(root: Path) -> list[tuple[str, list[Path]]]:
 
 
 def _enrol(args: argparse.Namespace, settings: Settings) -> int:
-    from service.engine import Engine
+    from service.serving.engine import Engine
 
     tree = folder_tree(Path(args.root))
     engine = Engine.from_settings(settings)

@@ -16,10 +16,10 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from service.db import Base, init_db
+from service.storage.db import Base, init_db
 
 if TYPE_CHECKING:  # the engine imports the store; the audit log only needs the type
-    from service.engine import Decision
+    from service.serving.engine import Decision
 
 
 class AuditRow(Base):

@@ -1,6 +1,6 @@
 """API keys, scopes and per-key rate limits.
 
-Keys live in the `api_keys` table of the same database as the gallery (`service.db.Base`), so one database holds
+Keys live in the `api_keys` table of the same database as the gallery (`service.storage.db.Base`), so one database holds
 everything an operator must back up. Covered by tests/service/test_security.py (and the 401/403/429 paths by
 tests/service/test_api_auth.py).
 """
@@ -21,8 +21,8 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from service.db import Base, init_db
 from service.errors import Conflict, Invalid, NotFound, RateLimited, Unauthorized
+from service.storage.db import Base, init_db
 
 KEY_PREFIX = "bp_"
 # Shown in listings so an operator can tell keys apart; 7 random characters out of 43 reveal nothing useful.

@@ -42,8 +42,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tqdm import tqdm
 
-from service.db import Base, UTCDateTime, init_db, make_sessionmaker, utcnow
 from service.errors import ModelSwitching
+from service.storage.db import Base, UTCDateTime, init_db, make_sessionmaker, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +260,8 @@ class ModelSwitch:
 
     # -- staging and switching (worker threads)
     def _prepare(self, model_id: str, model_dir: str | None) -> _Prepared:
-        from service.gallery import Gallery, ReferenceSpace
-        from service.model import Model
+        from service.serving.model import Model
+        from service.storage.gallery import Gallery, ReferenceSpace
 
         if not model_dir:
             raise UpgradeError("model_unavailable", f"no directory recorded for model {model_id}")
@@ -366,7 +366,7 @@ def run_upgrade(
     print_fn: Callable[[str], None] = lambda m: print(m, flush=True),
 ) -> UpgradeResult:
     """Steps 1–3 of the module docstring. Raises UpgradeError (the old model still serving) on any failure."""
-    from service.engine import Engine
+    from service.serving.engine import Engine
 
     t0 = time.monotonic()
     new_dir = str(Path(new_model_dir).resolve())

@@ -7,8 +7,8 @@ service/api/errors.py. The request path: bytes → `contract.decode.decode_bytes
 `contract.recipe.model_inputs` as the card says → `MicroBatcher` → backbone → reference vectors → head scores →
 `contract.aggregation` and `scoring` → decision. Before reading the index, verify and identify bring it up to
 date with other replicas' writes (`Gallery.sync`). `evidence=n` on compare and verify sends regions of the decoded
-query down the same path (service/evidence.py); `work_image` renders a reference work's original as a thumbnail
-(service/thumbnails.py). Covered by tests/service/test_engine.py and tests/service/test_evidence.py.
+query down the same path (service/serving/evidence.py); `work_image` renders a reference work's original as a thumbnail
+(service/serving/thumbnails.py). Covered by tests/service/test_engine.py and tests/service/test_evidence.py.
 """
 
 from __future__ import annotations
@@ -31,17 +31,17 @@ from contract.card import QualityBand
 from contract.decode import Decoded, ImageError, ImageLimits, InvalidImage, decode_bytes
 from contract.operating import OperatingPoint, Table, equal_error_point
 from contract.quality import Measures
-from service.batching import MicroBatcher
-from service.calibration import MODEL_CARD, CalibrationUsed, GalleryCalibrator, GalleryTables, choose
 from service.config import Settings
-from service.db import make_engine
 from service.errors import Conflict, Invalid, NoFiles, Overloaded
-from service.evidence import EvidenceMap, check_grid, evidence_map
-from service.gallery import Artist, Gallery, NewWork, Portfolio, ReferenceSpace, ReindexResult, Work
-from service.model import Model
-from service.scoring import Strictness, portfolio_table, resolve
-from service.thumbnails import Thumbnail, thumbnail
-from service.thumbnails import check_request as check_thumbnail
+from service.serving.batching import MicroBatcher
+from service.serving.calibration import MODEL_CARD, CalibrationUsed, GalleryCalibrator, GalleryTables, choose
+from service.serving.evidence import EvidenceMap, check_grid, evidence_map
+from service.serving.model import Model
+from service.serving.strictness import Strictness, portfolio_table, resolve
+from service.serving.thumbnails import Thumbnail, thumbnail
+from service.serving.thumbnails import check_request as check_thumbnail
+from service.storage.db import make_engine
+from service.storage.gallery import Artist, Gallery, NewWork, Portfolio, ReferenceSpace, ReindexResult, Work
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Decision:
     expected_fnr_upper: float | None = None
     images: tuple[str, ...] = ()  # sha256 of the scored uploads, for the audit log
     calibration: CalibrationUsed = MODEL_CARD  # which tables gave the threshold and the expected rates
-    evidence: EvidenceMap | None = None  # per-region scores of the query, when asked for (service/evidence.py)
+    evidence: EvidenceMap | None = None  # per-region scores of the query, when asked for (service/serving/evidence.py)
     quality: QualityUsed | None = None  # what the uploads' quality was and which band's rates it picked
 
 
@@ -297,7 +297,7 @@ class Engine:
     ) -> tuple[Table, tuple[float, str], CalibrationUsed]:
         """(table, default point, source) for `level` ("pair" or "portfolio"): the card's table for the band the
         pictures' quality picked (or its published table without bands), or the gallery's own when it is at least
-        as certain (service/calibration.py `choose`) — and only for pictures of the top band, the quality a
+        as certain (service/serving/calibration.py `choose`) — and only for pictures of the top band, the quality a
         gallery's enrolled works stand for."""
         cal = self.model.card.calibration
         if band is not None:

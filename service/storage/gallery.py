@@ -1,5 +1,6 @@
-"""Portfolios: the SQL store (service/store.py), the originals on disk (service/originals.py) and the vector index
-(service/index.py) composed, with the version bookkeeping of service/replicas.py between them.
+"""Portfolios: the SQL store (service/storage/store.py), the originals on disk (service/storage/originals.py) and
+the vector index (service/storage/index.py) composed, with the version bookkeeping of service/storage/replicas.py
+between them.
 
 - Enrolling several files is one transaction, all or nothing: the originals are written (atomically) inside it,
   before the commit, and a failed enrolment removes the files it created.
@@ -25,13 +26,13 @@ import numpy as np
 from sqlalchemy import Engine as SqlEngine
 
 from service.errors import DuplicateWork, NoFiles, NotFound
-from service.index import Hit, ReferenceIndex, gpu_available
-from service.originals import OriginalStore
-from service.replicas import ReplicaSync
-from service.store import Artist, NewWork, Removed, Store, Work
+from service.storage.index import Hit, ReferenceIndex, gpu_available
+from service.storage.originals import OriginalStore
+from service.storage.replicas import ReplicaSync
+from service.storage.store import Artist, NewWork, Removed, Store, Work
 
 if TYPE_CHECKING:
-    from service.model import Model
+    from service.serving.model import Model
 
 log = logging.getLogger(__name__)
 

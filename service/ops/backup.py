@@ -41,11 +41,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from service.audit import AuditRow
-from service.db import ArtistRow, EmbeddingRow, WorkRow, init_db, make_sessionmaker
-from service.originals import OriginalStore
-from service.security import ApiKey
-from service.store import Store
+from service.storage.audit import AuditRow
+from service.storage.db import ArtistRow, EmbeddingRow, WorkRow, init_db, make_sessionmaker
+from service.storage.keys import ApiKey
+from service.storage.originals import OriginalStore
+from service.storage.store import Store
 
 FORMAT = "brushprint-backup"
 VERSION = 1
