@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     gallery_calibration_min_artists: int = Field(
         default=5, ge=2, description="artists with 2 or more works before the gallery calibrates itself"
     )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="bring the database schema to this release's revision when a process opens it (under a lock, "
+        "so replicas starting together migrate once); false: refuse an older schema, and run "
+        "`python -m service db upgrade` as a deployment step",
+    )
     gpu_index: bool | None = Field(
         default=None, description="keep the faiss index on the GPU; unset means: when faiss sees a GPU"
     )

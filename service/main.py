@@ -18,13 +18,14 @@ from service.api import ROUTERS
 from service.api.errors import install as install_error_handlers
 from service.api.metrics import Metrics
 from service.api.middleware import Admission, AdmissionLimit, ApiKeyGate, BodySizeLimit, ObserveRequests
+from service.api.ratelimit import RateLimiter
 from service.api.schemas import ErrorBody
 from service.config import Settings
 from service.ops.firstrun import announce
 from service.ops.upgrade import ModelGate, ModelSwitch
 from service.serving.engine import Engine
 from service.storage.audit import AuditLog
-from service.storage.keys import KeyStore, RateLimiter, Scope
+from service.storage.keys import KeyStore, Scope
 
 log = logging.getLogger(__name__)
 

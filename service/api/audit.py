@@ -44,4 +44,4 @@ def read_audit(
     items, total = audit.query(
         offset=offset, limit=limit, route=route, key_name=key_name, artist_id=artist_id, since=since
     )
-    return Page[AuditOut](items=[AuditOut.model_validate(e) for e in items], total=total, offset=offset, limit=limit)
+    return Page[AuditOut](items=items, total=total, offset=offset, limit=limit)

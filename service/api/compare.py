@@ -14,10 +14,11 @@ from service.api.deps import (
     StrictnessDep,
     UploadLimit,
     VerifyKey,
+    decided,
     read_upload,
 )
 from service.api.schemas import DecisionOut, error_responses
-from service.storage.audit import record_match
+from service.storage.audit import record
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
@@ -47,5 +48,5 @@ async def compare(
     a = await read_upload(image_a, limit)
     b = await read_upload(image_b, limit)
     decision = await engine.compare(a, b, strictness, evidence)
-    await record_match(audit, key_name=key.name, route="compare", decision=decision, request_id=request_id)
+    await record(audit, decided(decision, key, "compare", request_id))
     return DecisionOut.model_validate(decision)

@@ -9,12 +9,13 @@ from typing import Annotated
 from fastapi import Depends, Form, Request, Security, UploadFile
 from fastapi.security import APIKeyHeader
 
+from service.api.ratelimit import RateLimiter
 from service.errors import Forbidden, TooLarge
-from service.serving.engine import Engine
+from service.serving.engine import Decision, Engine
 from service.serving.evidence import MAX_GRID, MIN_GRID
 from service.serving.strictness import Strictness
-from service.storage.audit import AuditLog
-from service.storage.keys import KeyInfo, KeyStore, RateLimiter, Scope, scope_allows
+from service.storage.audit import AuditLog, AuditRecord
+from service.storage.keys import KeyInfo, KeyStore, Scope, scope_allows
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -129,6 +130,24 @@ def upload_limit(request: Request) -> int:
 
 
 UploadLimit = Annotated[int, Depends(upload_limit)]
+
+
+def decided(
+    decision: Decision, key: KeyInfo, route: str, request_id: str | None, artist_id: str | None = None
+) -> AuditRecord:
+    """A compare/verify decision as the decision log records it (`decision.images`: the uploads' sha256)."""
+    return AuditRecord(
+        key_name=key.name,
+        route=route,
+        artist_id=artist_id,
+        image_sha256=decision.images[0],
+        image_b_sha256=decision.images[1] if len(decision.images) > 1 else None,
+        score=decision.score,
+        threshold=decision.threshold,
+        decision="match" if decision.match else "no_match",
+        model_id=decision.model,
+        request_id=request_id,
+    )
 
 
 def request_id(request: Request) -> str | None:

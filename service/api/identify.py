@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from service.api.deps import AuditDep, EngineDep, RequestId, UploadLimit, VerifyKey, read_upload
 from service.api.schemas import CandidateOut, IdentifyOut, error_responses
 from service.serving.engine import MAX_K
-from service.storage.audit import record_decision, sha256_hex
+from service.storage.audit import AuditRecord, record, sha256_hex
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
@@ -37,15 +37,15 @@ async def identify(
     candidates = await engine.identify(data, k)
     out = IdentifyOut(candidates=[CandidateOut.model_validate(c) for c in candidates], model=engine.model_id)
     top = out.candidates[0] if out.candidates else None
-    await record_decision(
-        audit,
+    entry = AuditRecord(
         key_name=key.name,
         route="identify",
-        images=[await anyio.to_thread.run_sync(sha256_hex, data)],
+        image_sha256=await anyio.to_thread.run_sync(sha256_hex, data),
         artist_id=top.artist_id if top else None,
         decision=f"ranked:{len(out.candidates)}",
         model_id=out.model,
         score=top.score if top else None,
         request_id=request_id,
     )
+    await record(audit, entry)
     return out

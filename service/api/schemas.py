@@ -10,6 +10,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.storage.audit import AuditEntry
 from service.storage.keys import Scope
 
 T = TypeVar("T")
@@ -256,19 +257,8 @@ class KeyCreated(KeyOut):
     key: str = Field(description="the API key: shown this once, store it now (the service keeps only a hash)")
 
 
-class AuditOut(_Out):
-    id: int
-    time: datetime
-    key_name: str
-    route: str
-    artist_id: str | None
-    image_sha256: str
-    image_b_sha256: str | None
-    score: float | None
-    threshold: float | None
-    decision: str
-    model_id: str
-    request_id: str | None
+# the decision log's entries as declared (service/storage/schema.py), fields and all
+AuditOut = AuditEntry
 
 
 # ---- health -----------------------------------------------------------------------------------------------

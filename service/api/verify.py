@@ -14,10 +14,11 @@ from service.api.deps import (
     StrictnessDep,
     UploadLimit,
     VerifyKey,
+    decided,
     read_upload,
 )
 from service.api.schemas import VerifyOut, error_responses
-from service.storage.audit import record_match
+from service.storage.audit import record
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
@@ -45,7 +46,5 @@ async def verify(
 ) -> VerifyOut:
     data = await read_upload(image, limit)
     verdict = await engine.verify(data, artist_id, strictness, evidence)
-    await record_match(
-        audit, key_name=key.name, route="verify", decision=verdict, artist_id=artist_id, request_id=request_id
-    )
+    await record(audit, decided(verdict, key, "verify", request_id, artist_id=artist_id))
     return VerifyOut.of(verdict)

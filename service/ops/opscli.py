@@ -1,4 +1,8 @@
-"""Operator commands of `python -m service` beyond serving and keys: backup, restore, bulk enrolment.
+"""Operator commands of `python -m service` beyond serving and keys: schema, backup, restore, bulk enrolment, upgrade.
+
+    python -m service db upgrade                 bring the database schema to this release's revision (Alembic,
+                                                 under the migration lock; service/storage/db.py)
+    python -m service db current                 the database's revision and this release's
 
     python -m service export --out FILE          one checksummed archive of the whole deployment (service/ops/backup.py)
     python -m service import FILE                restore it into an empty deployment; re-embeds when the model differs
@@ -8,7 +12,8 @@
 
 Each prints one JSON summary on stdout (progress bars and errors on stderr) and exits 0 on success, 1 when
 something was refused. `service/__main__.py` registers them with `add_commands` and runs them with `run`.
-Covered by tests/service/test_backup.py (export, import, enrol) and tests/service/test_upgrade.py (upgrade).
+Covered by tests/service/test_backup.py (export, import, enrol), tests/service/test_upgrade.py (upgrade) and
+tests/service/test_migrations.py (db).
 """
 
 from __future__ import annotations
@@ -28,13 +33,17 @@ from contract.decode import ImageError
 from service.config import Settings
 from service.errors import Invalid, ServiceError, UnknownArtist
 
-COMMANDS = ("export", "import", "enrol", "upgrade")
+COMMANDS = ("db", "export", "import", "enrol", "upgrade")
 # what refuses one file or artist (a caller's error); anything else is a bug and ends the run
 REFUSALS = (ServiceError, ImageError)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 
 
 def add_commands(sub: Any) -> None:
+    db = sub.add_parser("db", help="the database schema: migrate it to this release, or show its revision")
+    db_sub = db.add_subparsers(dest="db_command", metavar="{upgrade,current}", required=True)
+    db_sub.add_parser("upgrade", help="apply every migration this release has that the database lacks")
+    db_sub.add_parser("current", help="print the database's schema revision and this release's")
     export = sub.add_parser("export", help="write one checksummed backup archive (may run while serving)")
     export.add_argument("--out", required=True, help="archive file to write (written atomically)")
     export.add_argument("--no-progress", action="store_true")
@@ -57,6 +66,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from service.ops.upgrade import UpgradeError
 
     try:
+        if args.command == "db":
+            return _db(args, settings)
         if args.command == "upgrade":
             return _upgrade(args, settings)
         if args.command == "export":
@@ -69,14 +80,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
 
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from service.storage.db import current_revision, head_revision, make_engine, migrate
+
+    assert settings.database_url is not None
+    db = make_engine(settings.database_url)
+    try:
+        if args.db_command == "upgrade":
+            before, after = migrate(db)
+            _print({"before": before, "after": after, "head": head_revision()})
+        else:
+            _print({"current": current_revision(db), "head": head_revision()})
+    finally:
+        db.dispose()
+    return 0
+
+
 def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from service.ops.upgrade import abort_upgrade, run_upgrade
 
     if args.abort:
-        from service.storage.db import make_engine
-
-        assert settings.database_url is not None
-        db = make_engine(settings.database_url)
+        db = _database(settings)
         try:
             _print({"aborted": abort_upgrade(db)})
         finally:
@@ -98,16 +122,21 @@ def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    from service.storage.db import open_database
+
+    assert settings.database_url is not None
+    return open_database(settings.database_url, settings.migrate_on_start)
+
+
 def _print(doc: dict[str, Any]) -> None:
     print(json.dumps(doc, sort_keys=True))
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from service.ops.backup import export_archive
-    from service.storage.db import make_engine
 
-    assert settings.database_url is not None
-    db = make_engine(settings.database_url)
+    db = _database(settings)
     try:
         r = export_archive(db, settings.data_dir, args.out, progress=not args.no_progress)
     finally:

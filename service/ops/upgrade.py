@@ -33,51 +33,22 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tqdm import tqdm
 
 from service.errors import ModelSwitching
-from service.storage.db import Base, UTCDateTime, init_db, make_sessionmaker, utcnow
+from service.storage.db import make_sessionmaker
+from service.storage.schema import ReplicaRow, ServingModelRow, utcnow
 
 log = logging.getLogger(__name__)
 
 LIVE_AFTER = timedelta(seconds=10)  # a replica whose heartbeat is older is taken for gone
-
-
-class ServingModelRow(Base):
-    """One row (id 1): the model every replica serves, and the one being staged by an upgrade in progress."""
-
-    __tablename__ = "serving_model"
-
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
-    model_id: Mapped[str] = mapped_column(sa.String(128))
-    model_dir: Mapped[str] = mapped_column(sa.String(1024))
-    staged_model_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
-    staged_model_dir: Mapped[str | None] = mapped_column(sa.String(1024), nullable=True)
-    switched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class ReplicaRow(Base):
-    """A serving process's heartbeat: what it serves and which staged model it has ready."""
-
-    __tablename__ = "replicas"
-
-    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    host: Mapped[str] = mapped_column(sa.String(255))
-    pid: Mapped[int] = mapped_column(sa.Integer)
-    model_id: Mapped[str] = mapped_column(sa.String(128))
-    staged_ready: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
-    error: Mapped[str | None] = mapped_column(sa.String(1024), nullable=True)
-    seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-_TABLES = [Base.metadata.tables[ServingModelRow.__tablename__], Base.metadata.tables[ReplicaRow.__tablename__]]
 
 
 class UpgradeError(Exception):
@@ -93,7 +64,6 @@ def _serving(s: Session) -> ServingModelRow | None:
 
 def ensure_serving_row(db: sa.Engine, model_id: str, model_dir: str) -> ServingModelRow:
     """The serving row, created with this model when the deployment has none yet (its first start)."""
-    init_db(db, tables=_TABLES)
     sessions = make_sessionmaker(db)
     try:
         with sessions.begin() as s:
@@ -375,7 +345,6 @@ def run_upgrade(
     sessions = make_sessionmaker(db)
     staged = False
     try:
-        init_db(db, tables=_TABLES)
         with sessions() as s:
             row = _serving(s)
         if row is None:
@@ -453,7 +422,6 @@ def _wait_for_replicas(sessions: Any, new: str, wait_s: float, print_fn: Callabl
 
 def abort_upgrade(db: sa.Engine) -> bool:
     """Drop a staged model left by an interrupted upgrade; True when there was one."""
-    init_db(db, tables=_TABLES)
     sessions = make_sessionmaker(db)
     with sessions.begin() as s:
         row = _serving(s)

@@ -40,7 +40,7 @@ from service.serving.model import Model
 from service.serving.strictness import Strictness, portfolio_table, resolve
 from service.serving.thumbnails import Thumbnail, thumbnail
 from service.serving.thumbnails import check_request as check_thumbnail
-from service.storage.db import make_engine
+from service.storage.db import open_database
 from service.storage.gallery import Artist, Gallery, NewWork, Portfolio, ReferenceSpace, ReindexResult, Work
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class Engine:
         """An engine around an already loaded model (tests and tools share one model between engines)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         assert settings.database_url is not None  # Settings fills it in (a SQLite file in data_dir)
-        db = make_engine(settings.database_url)
+        db = open_database(settings.database_url, settings.migrate_on_start)
         gallery = Gallery(db, settings.data_dir, ReferenceSpace.of(model), use_gpu=settings.gpu_index)
         return cls(model, gallery, settings, on_batch)
 

@@ -1,115 +1,35 @@
 """The decision log: one row per compare / verify / identify answer, in the `audit` table.
 
 Dealers need to show later which model said what about which image at which strictness. Rows name the key by its
-name, never the key. Covered by tests/service/test_api_audit.py.
+name, never the key. The fields are declared once (service/storage/schema.py `AuditRecord`, `AuditEntry`): the
+table is made from them, the routes build an `AuditRecord`, `/v1/audit` answers `AuditEntry`s and the backup
+archives their fields. Covered by tests/service/test_api_audit.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import anyio
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from service.storage.db import Base, init_db
+from service.storage.schema import AUDIT, AuditEntry, AuditRecord
 
-if TYPE_CHECKING:  # the engine imports the store; the audit log only needs the type
-    from service.serving.engine import Decision
-
-
-class AuditRow(Base):
-    __tablename__ = "audit"
-
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    time: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
-    key_name: Mapped[str] = mapped_column(sa.String(64), index=True)
-    route: Mapped[str] = mapped_column(sa.String(64), index=True)
-    artist_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
-    image_sha256: Mapped[str] = mapped_column(sa.String(64))
-    # Only /compare has a second image.
-    image_b_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
-    score: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
-    threshold: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
-    decision: Mapped[str] = mapped_column(sa.String(32))
-    model_id: Mapped[str] = mapped_column(sa.String(128))
-    request_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    time: datetime
-    key_name: str
-    route: str
-    artist_id: str | None
-    image_sha256: str
-    image_b_sha256: str | None
-    score: float | None
-    threshold: float | None
-    decision: str
-    model_id: str
-    request_id: str | None
-
-    @classmethod
-    def of(cls, row: AuditRow) -> AuditEntry:
-        t = row.time if row.time.tzinfo is not None else row.time.replace(tzinfo=UTC)
-        return cls(
-            row.id,
-            t,
-            row.key_name,
-            row.route,
-            row.artist_id,
-            row.image_sha256,
-            row.image_b_sha256,
-            row.score,
-            row.threshold,
-            row.decision,
-            row.model_id,
-            row.request_id,
-        )
+__all__ = ["AuditEntry", "AuditLog", "AuditRecord", "record", "sha256_hex"]
 
 
 class AuditLog:
     def __init__(self, bind: sa.Engine):
-        self._sessions = sessionmaker(bind, expire_on_commit=False)
-        init_db(bind, tables=[Base.metadata.tables[AuditRow.__tablename__]])
+        self._db = bind
 
-    def record(
-        self,
-        *,
-        key_name: str,
-        route: str,
-        image_sha256: str,
-        decision: str,
-        model_id: str,
-        score: float | None = None,
-        threshold: float | None = None,
-        artist_id: str | None = None,
-        image_b_sha256: str | None = None,
-        request_id: str | None = None,
-    ) -> int:
-        row = AuditRow(
-            time=datetime.now(UTC),
-            key_name=key_name,
-            route=route,
-            artist_id=artist_id,
-            image_sha256=image_sha256,
-            image_b_sha256=image_b_sha256,
-            score=score,
-            threshold=threshold,
-            decision=decision,
-            model_id=model_id,
-            request_id=request_id,
-        )
-        with self._sessions.begin() as s:
-            s.add(row)
-            s.flush()
-            return row.id
+    def record(self, entry: AuditRecord, time: datetime | None = None) -> int:
+        with self._db.begin() as conn:
+            values = {**asdict(entry), "time": time or datetime.now(UTC)}
+            key = conn.execute(AUDIT.insert().values(**values)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
 
     def query(
         self,
@@ -125,82 +45,35 @@ class AuditLog:
         if any(v is not None and "\x00" in v for v in (route, key_name, artist_id)):
             # nothing stored holds NUL (PostgreSQL text cannot), and PostgreSQL would fail the query
             return [], 0
-        conds = []
-        if route is not None:
-            conds.append(AuditRow.route == route)
-        if key_name is not None:
-            conds.append(AuditRow.key_name == key_name)
-        if artist_id is not None:
-            conds.append(AuditRow.artist_id == artist_id)
+        c = AUDIT.c
+        filters = ((c.route, route), (c.key_name, key_name), (c.artist_id, artist_id))
+        conds = [col == v for col, v in filters if v is not None]
         if since is not None:
             # SQLite keeps no zone, so every stored and compared time is normalised to UTC.
             since = since.replace(tzinfo=UTC) if since.tzinfo is None else _to_utc(since)
-            conds.append(AuditRow.time >= since)
-        with self._sessions() as s:
-            total = s.scalar(sa.select(sa.func.count()).select_from(AuditRow).where(*conds)) or 0
-            q = sa.select(AuditRow).where(*conds).order_by(AuditRow.id.desc()).offset(offset).limit(limit)
-            return [AuditEntry.of(r) for r in s.scalars(q)], total
+            conds.append(c.time >= since)
+        with self._db.connect() as conn:
+            total = conn.scalar(sa.select(sa.func.count()).select_from(AUDIT).where(*conds)) or 0
+            q = sa.select(AUDIT).where(*conds).order_by(c.id.desc()).offset(offset).limit(limit)
+            return [entry(row._mapping) for row in conn.execute(q)], int(total)
+
+
+def entry(values: object) -> AuditEntry:
+    """A stored row (its mapping) as an `AuditEntry`, its time in UTC (SQLite hands back naive ones)."""
+    row = dict(values)  # type: ignore[call-overload]
+    t = row["time"]
+    row["time"] = t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    return AuditEntry(**row)
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def record_match(
-    log: AuditLog,
-    *,
-    key_name: str,
-    route: str,
-    decision: Decision,
-    request_id: str | None,
-    artist_id: str | None = None,
-) -> int:
-    """A compare/verify decision as one audit row."""
-    return await record_decision(
-        log,
-        key_name=key_name,
-        route=route,
-        images=decision.images,
-        artist_id=artist_id,
-        decision="match" if decision.match else "no_match",
-        model_id=decision.model,
-        score=decision.score,
-        threshold=decision.threshold,
-        request_id=request_id,
-    )
-
-
-async def record_decision(
-    log: AuditLog,
-    *,
-    key_name: str,
-    route: str,
-    images: Sequence[str],
-    decision: str,
-    model_id: str,
-    score: float | None = None,
-    threshold: float | None = None,
-    artist_id: str | None = None,
-    request_id: str | None = None,
-) -> int:
-    """Write one row off the event loop (`images`: sha256 of the scored uploads). A failed write fails the
-    request: an answer that is not in the decision log must not leave the service."""
-
-    def write() -> int:
-        return log.record(
-            key_name=key_name,
-            route=route,
-            image_sha256=images[0],
-            image_b_sha256=images[1] if len(images) > 1 else None,
-            decision=decision,
-            model_id=model_id,
-            score=score,
-            threshold=threshold,
-            artist_id=artist_id,
-            request_id=request_id,
-        )
-
-    return await anyio.to_thread.run_sync(write)
+async def record(log: AuditLog, entry: AuditRecord) -> int:
+    """Write one row off the event loop. A failed write fails the request: an answer that is not in the decision
+    log must not leave the service."""
+    return await anyio.to_thread.run_sync(log.record, entry)
 
 
 def _to_utc(t: datetime) -> datetime:

@@ -1,113 +1,37 @@
-"""SQLAlchemy 2 plumbing and the portfolio tables: one declarative `Base` for every table of the service.
+"""The database: SQLAlchemy engines and sessions, and the schema brought to the current revision by Alembic.
 
 SQLite (a file in the data dir) by default, PostgreSQL by URL. For SQLite every connection turns on WAL (readers
-never block the writer), foreign keys (so deleting an artist cascades) and a busy timeout. Other modules
-(api keys, audit) declare their tables on the same `Base`; `init_db(engine)` creates whatever is declared.
-Covered by tests/service/test_store.py, and on PostgreSQL by tests/service/test_postgres.py.
+never block the writer), foreign keys (so deleting an artist cascades) and a busy timeout.
+
+The tables are declared in service/storage/schema.py and created or changed only by the migrations in
+service/storage/migrations/ (`migrate`). Every process opens its database with `open_database`, which migrates it
+first, under a lock: on PostgreSQL an advisory lock held by the migrating transaction (DDL is transactional there,
+so replicas starting together never race and a failed migration leaves nothing half-done), on SQLite an
+exclusive lock on a file beside the database. The revision after the last one is current; a database from
+before migrations (tables made by `create_all`) is adopted by the first revision, which creates only what is
+missing. `python -m service db upgrade` runs the same step on its own (a deployment that sets
+`BRUSHPRINT_MIGRATE_ON_START=false` runs it before starting the new release; the service then refuses a
+database that is not current). Covered by tests/service/test_migrations.py and tests/service/test_store.py,
+and on PostgreSQL by tests/service/test_postgres.py.
 """
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    DateTime,
-    Dialect,
-    Engine,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Table,
-    TypeDecorator,
-    UniqueConstraint,
-    create_engine,
-    event,
-    text,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# pg_advisory_xact_lock key for migrations: any constant shared by every replica ("brushprint" in ASCII)
+_SCHEMA_LOCK = 0x6272757368
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive ones otherwise)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class ArtistRow(Base):
-    __tablename__ = "artists"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(256))
-    meta: Mapped[dict] = mapped_column(JSON, default=dict)
-    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    works: Mapped[list[WorkRow]] = relationship(
-        back_populates="artist", cascade="all, delete-orphan", passive_deletes=True
-    )
-
-
-class WorkRow(Base):
-    __tablename__ = "works"
-    __table_args__ = (UniqueConstraint("artist_id", "sha256", name="uq_works_artist_sha256"),)
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    artist_id: Mapped[str] = mapped_column(ForeignKey("artists.id", ondelete="CASCADE"), index=True)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    filename: Mapped[str] = mapped_column(String(255), default="")
-    path: Mapped[str] = mapped_column(String(512))  # relative to the data dir
-    size_bytes: Mapped[int] = mapped_column(Integer)
-    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    artist: Mapped[ArtistRow] = relationship(back_populates="works")
-    embeddings: Mapped[list[EmbeddingRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
-
-
-class EmbeddingRow(Base):
-    """A work's backbone embedding under one model; several models may coexist, only the current one is used."""
-
-    __tablename__ = "embeddings"
-
-    work_id: Mapped[str] = mapped_column(ForeignKey("works.id", ondelete="CASCADE"), primary_key=True)
-    model_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
-    dim: Mapped[int] = mapped_column(Integer)
-    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, `dim` values
-    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class GalleryStateRow(Base):
-    """One row (id 1): a counter that every transaction changing works or embeddings increments. Each process
-    keeps its faiss index in memory; comparing the counter with the one its index was built at tells it that
-    another process sharing the database (a replica, the CLI) changed the portfolios. The increment's row lock
-    also serialises writers across processes."""
-
-    __tablename__ = "gallery_state"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    version: Mapped[int] = mapped_column(BigInteger, default=0)
+class SchemaError(RuntimeError):
+    """The database is not at the schema revision this release needs (and was not to be migrated here)."""
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -116,6 +40,9 @@ def sqlite_url(path: str | Path) -> str:
 
 def make_engine(url: str, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)  # a fresh data dir on first use
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -130,23 +57,6 @@ def make_engine(url: str, echo: bool = False) -> Engine:
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
-
-
-# pg_advisory_xact_lock key for schema creation: any constant shared by every replica ("brushprint" in ASCII)
-_SCHEMA_LOCK = 0x6272757368
-
-
-def init_db(engine: Engine, tables: list[Table] | None = None) -> None:
-    """Create every table declared on `Base` so far, or just `tables` (idempotent).
-
-    On PostgreSQL, replicas starting together would race their CREATE TABLEs (one fails on a duplicate pg_type
-    row), so creation is serialised with an advisory lock held until the DDL commits; the later ones then find
-    the tables there.
-    """
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        Base.metadata.create_all(conn, tables=tables)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -165,3 +75,86 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# ---- migrations ------------------------------------------------------------------------------------------------
+def _alembic_config(connection: Connection | None = None):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The revision this release's code is written for."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(db: Engine) -> str | None:
+    """The revision the database is at; None before any migration (empty, or made by a release before them)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with db.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextmanager
+def _file_lock(db: Engine) -> Iterator[None]:
+    """An exclusive lock beside a SQLite file, so two processes never migrate it at once (none for :memory:)."""
+    path = db.url.database
+    if not path or path == ":memory:":
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: one process migrates at a time by convention
+        yield
+        return
+    with open(f"{path}.migrate-lock", "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def migrate(db: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the schema to `revision` under the migration lock; returns (revision before, revision after)."""
+    from alembic import command
+
+    lock = _file_lock(db) if db.dialect.name == "sqlite" else contextlib.nullcontext()
+    with lock, db.connect() as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        from alembic.runtime.migration import MigrationContext
+
+        before = MigrationContext.configure(conn).get_current_revision()
+        command.upgrade(_alembic_config(conn), revision)
+        after = MigrationContext.configure(conn).get_current_revision()
+    return before, after
+
+
+def open_database(url: str, migrate_schema: bool = True) -> Engine:
+    """The engine every process uses: the schema migrated to the current revision first, or, without
+    `migrate_schema`, checked to be at it (`SchemaError` names the command that brings it there)."""
+    db = make_engine(url)
+    try:
+        if migrate_schema:
+            migrate(db)
+        else:
+            have, want = current_revision(db), head_revision()
+            if have != want:
+                raise SchemaError(
+                    f"the database is at schema revision {have or 'none'}, this release needs {want}: run "
+                    "`python -m service db upgrade` (or start with BRUSHPRINT_MIGRATE_ON_START=true)"
+                )
+    except BaseException:
+        db.dispose()
+        raise
+    return db

@@ -26,14 +26,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, DuplicateWork, Invalid, UnknownArtist, UnknownWork
-from service.storage.db import (
+from service.storage.db import make_sessionmaker, session_scope
+from service.storage.schema import (
     ArtistRow,
     EmbeddingRow,
     GalleryStateRow,
     WorkRow,
-    init_db,
-    make_sessionmaker,
-    session_scope,
     utcnow,
 )
 
@@ -122,7 +120,6 @@ class Store:
         # called inside every enrolment transaction right after its gallery_state row lock, where it may refuse
         # the enrolment (service/ops/upgrade.py does once another model serves)
         self.write_guard: Callable[[Session], None] | None = None
-        init_db(db)
         self._ensure_state_row()
 
     def _ensure_state_row(self) -> None:

@@ -12,10 +12,14 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from PIL import Image
 
 from bench.devmodel import build_dev_model, single_crop_copy
@@ -116,3 +120,45 @@ def encode(image: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
 
 def png(seed: int, size: tuple[int, int] = (48, 40)) -> bytes:
     return encode(painting(seed, size), "PNG")
+
+
+# ---- PostgreSQL (tests/pg.sh) -------------------------------------------------------------------------------
+PG_SH = ROOT / "tests" / "pg.sh"
+INSTALL_HINT = (
+    "PostgreSQL tests need the server binaries and psycopg: run `make postgres-deps` as root "
+    "(Debian: apt-get install -y postgresql) and `pip install -e '.[postgres]'`"
+)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A cluster for the whole session; yields the URL of its maintenance database."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as e:
+        pytest.fail(f"{INSTALL_HINT}: {e}", pytrace=False)
+    # a short path: the server's unix socket path must stay under ~100 bytes
+    root = Path(tmp_path_factory.mktemp("pg", numbered=True))
+    proc = subprocess.run(["bash", str(PG_SH), "start", str(root)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        pytest.fail(f"{INSTALL_HINT}\ntests/pg.sh start failed:\n{proc.stderr.strip()}", pytrace=False)
+    url = proc.stdout.strip().splitlines()[-1]
+    try:
+        yield url
+    finally:
+        subprocess.run(["bash", str(PG_SH), "stop", str(root)], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty database per test, dropped afterwards."""
+    name = f"bp_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield sa.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

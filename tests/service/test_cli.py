@@ -12,7 +12,7 @@ import pytest
 
 from bench.devmodel import build_dev_model
 from service.__main__ import main
-from service.storage.db import make_engine
+from service.storage.db import open_database
 from service.storage.keys import KeyStore
 from tests.service.apitools import ADMIN, enrol, one, running
 
@@ -40,7 +40,7 @@ def test_keys_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert key.startswith("bp_") and "\n" not in key  # stdout is the key alone, for $(…)
     assert "gallery" in err and key not in err
 
-    store = KeyStore(make_engine(f"sqlite:///{tmp_path / 'brushprint.db'}"))
+    store = KeyStore(open_database(f"sqlite:///{tmp_path / 'brushprint.db'}"))
     assert store.authenticate(key).name == "gallery"
 
     code, out, _ = run(capsys, "--data-dir", d, "keys", "list")

@@ -43,10 +43,10 @@ def test_a_fresh_server_says_how_to_get_the_first_key(model_dir: Path, tmp_path:
         advice = [r for r in records if r.get("first_run")]
         assert len(advice) == 1 and f"--data-dir {data} keys create --name admin --scope admin" in advice[0]["message"]
     # once a key exists, the advice is gone
-    from service.storage.db import make_engine
+    from service.storage.db import open_database
     from service.storage.keys import KeyStore
 
-    KeyStore(make_engine(f"sqlite:///{data / 'brushprint.db'}")).create("admin", "admin")
+    KeyStore(open_database(f"sqlite:///{data / 'brushprint.db'}")).create("admin", "admin")
     with _KeylessServer(model_dir, data, admin_key="unused-admin-key-0123456789") as server:
         records = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
         last_start = records[max(i for i, r in enumerate(records) if "page" in r) :]

@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 from service.api.errors import status_of
 from service.errors import ServiceError
 from service.serving.model import Model
-from service.storage.db import EmbeddingRow, make_sessionmaker
+from service.storage.db import make_sessionmaker
 from service.storage.gallery import Gallery
 from service.storage.originals import OriginalStore
+from service.storage.schema import EmbeddingRow
 from tests.service.galleries import db_work_ids, make_gallery, new_work, originals
 
 

@@ -13,14 +13,14 @@ from sqlalchemy import text
 from service.api.errors import status_of
 from service.errors import ServiceError
 from service.serving.model import Model
-from service.storage.db import make_engine, sqlite_url
+from service.storage.db import make_engine, open_database, sqlite_url
 from service.storage.store import Store
 from tests.service.galleries import new_work
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    s = Store(make_engine(sqlite_url(tmp_path / "brushprint.db")))
+    s = Store(open_database(sqlite_url(tmp_path / "brushprint.db")))
     s.create_artist("monet", "Claude Monet", {"born": 1840})
     s.create_artist("vangogh", "Vincent van Gogh", {})
     return s

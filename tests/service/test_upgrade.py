@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from service.__main__ import main
 from service.api.errors import headers_of, status_of
 from service.errors import ModelSwitching
-from service.ops.upgrade import ServingModelRow
 from service.serving.model import Model
 from service.storage.gallery import NewWork
+from service.storage.schema import ServingModelRow
 from tests.service.apitools import ADMIN, enrol, one, running
 from tests.service.conftest import png
 
