@@ -122,17 +122,16 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _reindex(args: argparse.Namespace, settings: Settings) -> int:
-    from service.serving.engine import Engine
+    from service.serving.runtime import Runtime
 
-    engine = Engine.from_settings(settings)
+    runtime = Runtime.from_settings(settings)
     try:
-        result = engine.reindex(prune=args.prune)
+        result = runtime.reindex(prune=args.prune)
+        model_id = runtime.model_id
     finally:
-        engine.close()
+        runtime.close()
     print(
-        json.dumps(
-            {"model": engine.model_id, "embedded": result.embedded, "failed": result.failed, "pruned": result.pruned}
-        )
+        json.dumps({"model": model_id, "embedded": result.embedded, "failed": result.failed, "pruned": result.pruned})
     )
     if result.failed:
         print(f"{len(result.failed)} works could not be embedded; delete or re-upload them", file=sys.stderr)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, File, UploadFile
 
 from service.api.deps import (
     AuditDep,
-    EngineDep,
     EvidenceGrid,
     RequestId,
+    ScorerDep,
     StrictnessDep,
     UploadLimit,
     VerifyKey,
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
 )
 async def compare(
     key: VerifyKey,
-    engine: EngineDep,
+    scorer: ScorerDep,
     audit: AuditDep,
     strictness: StrictnessDep,
     limit: UploadLimit,
@@ -47,6 +47,6 @@ async def compare(
 ) -> DecisionOut:
     a = await read_upload(image_a, limit)
     b = await read_upload(image_b, limit)
-    decision = await engine.compare(a, b, strictness, evidence)
+    decision = await scorer.compare(a, b, strictness, evidence)
     await record(audit, decided(decision, key, "compare", request_id))
     return DecisionOut.model_validate(decision)

@@ -1,5 +1,6 @@
-"""Typed dependencies the routers share: the engine, the caller's key (with scope and rate limit checked),
-strictness form fields and capped upload reading.
+"""Typed dependencies the routers share: the scorer and the portfolios (service/serving/), the caller's key
+(with scope and rate limit checked), strictness form fields, capped upload reading, and the decision log's
+record of a decision.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from fastapi.security import APIKeyHeader
 
 from service.api.ratelimit import RateLimiter
 from service.errors import Forbidden, TooLarge
-from service.serving.engine import Decision, Engine
 from service.serving.evidence import MAX_GRID, MIN_GRID
+from service.serving.portfolios import Portfolios
+from service.serving.scorer import Decision, Scorer
 from service.serving.strictness import Strictness
 from service.storage.audit import AuditLog, AuditRecord
 from service.storage.keys import KeyInfo, KeyStore, Scope, scope_allows
@@ -28,8 +30,12 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_engine(request: Request) -> Engine:
-    return request.app.state.engine
+def get_scorer(request: Request) -> Scorer:
+    return request.app.state.runtime.scorer
+
+
+def get_portfolios(request: Request) -> Portfolios:
+    return request.app.state.runtime.portfolios
 
 
 def get_keys(request: Request) -> KeyStore:
@@ -40,7 +46,8 @@ def get_audit(request: Request) -> AuditLog:
     return request.app.state.audit
 
 
-EngineDep = Annotated[Engine, Depends(get_engine)]
+ScorerDep = Annotated[Scorer, Depends(get_scorer)]
+PortfoliosDep = Annotated[Portfolios, Depends(get_portfolios)]
 KeysDep = Annotated[KeyStore, Depends(get_keys)]
 AuditDep = Annotated[AuditLog, Depends(get_audit)]
 

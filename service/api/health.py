@@ -26,10 +26,10 @@ async def healthz() -> HealthOut:
     responses=error_responses(503),
 )
 def readyz(request: Request) -> ReadyOut:
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None:
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
         raise Unavailable("not_ready", "the model is not loaded")
-    checks: dict[str, Any] = engine.ready()
+    checks: dict[str, Any] = runtime.ready()
     if not checks.get("store"):
         raise Unavailable("not_ready", "the database is unreachable")
     if checks.get("reindex_required"):

@@ -7,9 +7,9 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, File, Form, UploadFile
 
-from service.api.deps import AuditDep, EngineDep, RequestId, UploadLimit, VerifyKey, read_upload
+from service.api.deps import AuditDep, RequestId, ScorerDep, UploadLimit, VerifyKey, read_upload
 from service.api.schemas import CandidateOut, IdentifyOut, error_responses
-from service.serving.engine import MAX_K
+from service.serving.scorer import MAX_K
 from service.storage.audit import AuditRecord, record, sha256_hex
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
 )
 async def identify(
     key: VerifyKey,
-    engine: EngineDep,
+    scorer: ScorerDep,
     audit: AuditDep,
     limit: UploadLimit,
     request_id: RequestId,
@@ -34,8 +34,8 @@ async def identify(
     k: Annotated[int, Form(ge=1, le=MAX_K, description="how many candidate artists to return")] = 5,
 ) -> IdentifyOut:
     data = await read_upload(image, limit)
-    candidates = await engine.identify(data, k)
-    out = IdentifyOut(candidates=[CandidateOut.model_validate(c) for c in candidates], model=engine.model_id)
+    candidates, model_id = await scorer.identify(data, k)
+    out = IdentifyOut(candidates=[CandidateOut.model_validate(c) for c in candidates], model=model_id)
     top = out.candidates[0] if out.candidates else None
     entry = AuditRecord(
         key_name=key.name,

@@ -78,6 +78,11 @@ class CalibrationOut(_Out):
         "recorded and so no bound can be given",
     )
     reason: str = Field(default="", description="why this source was used and not the other")
+    model: str = Field(
+        default="",
+        description="the model whose scores the table holds (the card's model, or the model the gallery's works "
+        "were scored with): always the reply's `model`",
+    )
 
 
 class PictureQualityOut(_Out):
@@ -154,7 +159,7 @@ class DecisionOut(_Out):
     @field_validator("quality", mode="before")
     @classmethod
     def _quality(cls, value: Any) -> Any:
-        # the engine's QualityUsed holds contract.quality.Measures: flatten them into the reply's fields
+        # the scorer's QualityUsed holds contract.quality.Measures: flatten them into the reply's fields
         return QualityOut.of(value) if value is not None and not isinstance(value, QualityOut | dict) else value
 
     evidence: EvidenceOut | None = Field(
@@ -176,7 +181,7 @@ class VerifyOut(DecisionOut):
 
     @classmethod
     def of(cls, verdict: Any) -> VerifyOut:
-        """From the engine's Verdict, whose `top_references` are (work_id, score) pairs."""
+        """From the scorer's Verdict, whose `top_references` are (work_id, score) pairs."""
         base = DecisionOut.model_validate(verdict).model_dump()
         refs = [
             ReferenceScore(work_id=r[0], score=r[1])

@@ -8,9 +8,9 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from service.api.deps import (
     AuditDep,
-    EngineDep,
     EvidenceGrid,
     RequestId,
+    ScorerDep,
     StrictnessDep,
     UploadLimit,
     VerifyKey,
@@ -35,7 +35,7 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
 )
 async def verify(
     key: VerifyKey,
-    engine: EngineDep,
+    scorer: ScorerDep,
     audit: AuditDep,
     strictness: StrictnessDep,
     limit: UploadLimit,
@@ -45,6 +45,6 @@ async def verify(
     evidence: EvidenceGrid = None,
 ) -> VerifyOut:
     data = await read_upload(image, limit)
-    verdict = await engine.verify(data, artist_id, strictness, evidence)
+    verdict = await scorer.verify(data, artist_id, strictness, evidence)
     await record(audit, decided(verdict, key, "verify", request_id, artist_id=artist_id))
     return VerifyOut.of(verdict)

@@ -25,13 +25,16 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
 from contract.decode import ImageError
 from service.config import Settings
 from service.errors import Invalid, ServiceError, UnknownArtist
+
+if TYPE_CHECKING:
+    from service.serving.runtime import Runtime
 
 COMMANDS = ("db", "export", "import", "enrol", "upgrade")
 # what refuses one file or artist (a caller's error); anything else is a bug and ends the run
@@ -147,28 +150,29 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
     from service.ops.backup import check_archive, restore_archive
-    from service.serving.engine import Engine
+    from service.serving.runtime import Runtime
 
     check_archive(args.archive)  # refuse a bad archive before loading the model
-    engine = Engine.from_settings(settings)
+    runtime = Runtime.from_settings(settings)
     try:
-        r = restore_archive(engine.gallery.db, settings.data_dir, args.archive, progress=not args.no_progress)
-        engine.gallery.load()
+        r = restore_archive(runtime.db, settings.data_dir, args.archive, progress=not args.no_progress)
+        missing = runtime.rebuild().gallery.missing
         reembedded = 0
         failed: list[str] = []
-        if engine.gallery.missing:
+        if missing:
             # the archive's embeddings are of another model: embed the restored originals with this one
-            with tqdm(total=engine.gallery.missing, desc="re-embed", unit="work", disable=args.no_progress) as bar:
-                result = engine.reindex(on_progress=bar.update)
+            with tqdm(total=missing, desc="re-embed", unit="work", disable=args.no_progress) as bar:
+                result = runtime.reindex(on_progress=bar.update)
             reembedded, failed = result.embedded, result.failed
+        model_id = runtime.model_id
     finally:
-        engine.close()
+        runtime.close()
     _print(
         {
             "counts": r.counts,
             "originals": r.originals,
             "archive_models": r.models,
-            "model": engine.model_id,
+            "model": model_id,
             "reembedded": reembedded,
             "failed": failed,
             "keys_skipped": r.keys_skipped,
@@ -192,25 +196,26 @@ def folder_tree(root: Path) -> list[tuple[str, list[Path]]]:
 
 
 def _enrol(args: argparse.Namespace, settings: Settings) -> int:
-    from service.serving.engine import Engine
+    from service.serving.runtime import Runtime
 
     tree = folder_tree(Path(args.root))
-    engine = Engine.from_settings(settings)
+    runtime = Runtime.from_settings(settings)
     try:
-        summary = asyncio.run(enrol_tree(engine, tree, settings.max_files_per_request, progress=not args.no_progress))
+        summary = asyncio.run(enrol_tree(runtime, tree, settings.max_files_per_request, progress=not args.no_progress))
     finally:
-        engine.close()
+        runtime.close()
     _print(summary)
     return 1 if summary["refused"] else 0
 
 
 async def enrol_tree(
-    engine: Any, tree: Sequence[tuple[str, list[Path]]], chunk: int, progress: bool = False
+    runtime: Runtime, tree: Sequence[tuple[str, list[Path]]], chunk: int, progress: bool = False
 ) -> dict[str, Any]:
     """Enrol each artist's files in chunks (one transaction each). Works already in the portfolio are skipped, so
     a rerun after an interruption continues where it stopped; a chunk holding a bad file is retried file by
     file so only that file is refused (listed with its error code)."""
-    await engine.start()
+    portfolios = runtime.portfolios
+    await runtime.start()
     artists_created, enrolled, skipped = 0, 0, 0
     refused: list[dict[str, str]] = []
     total = sum(len(files) for _, files in tree)
@@ -218,16 +223,16 @@ async def enrol_tree(
         with tqdm(total=total, desc="enrol", unit="image", disable=not progress) as bar:
             for artist_id, files in tree:
                 try:
-                    engine.get_artist(artist_id)
+                    portfolios.get_artist(artist_id)
                 except UnknownArtist:
                     try:
-                        engine.create_artist(artist_id, artist_id)
+                        portfolios.create_artist(artist_id, artist_id)
                     except ServiceError as e2:
                         refused += [{"file": str(p), "code": e2.code, "message": e2.message} for p in files]
                         bar.update(len(files))
                         continue
                     artists_created += 1
-                have = {w.sha256 for w in engine.list_works(artist_id)}
+                have = {w.sha256 for w in portfolios.list_works(artist_id)}
                 todo: list[tuple[str, bytes]] = []
                 for p in files:
                     data = p.read_bytes()
@@ -241,16 +246,16 @@ async def enrol_tree(
                 for start in range(0, len(todo), chunk):
                     part = todo[start : start + chunk]
                     try:
-                        enrolled += len(await engine.add_works(artist_id, [(Path(n).name, d) for n, d in part]))
+                        enrolled += len(await portfolios.add_works(artist_id, [(Path(n).name, d) for n, d in part]))
                     except REFUSALS:
                         for name, data in part:
                             try:
-                                enrolled += len(await engine.add_works(artist_id, [(Path(name).name, data)]))
+                                enrolled += len(await portfolios.add_works(artist_id, [(Path(name).name, data)]))
                             except REFUSALS as e:
                                 refused.append({"file": name, "code": e.code, "message": e.message})
                     bar.update(len(part))
     finally:
-        await engine.stop()
+        await runtime.stop()
     return {
         "artists": len(tree),
         "artists_created": artists_created,

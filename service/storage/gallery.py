@@ -226,7 +226,9 @@ class Gallery:
         prune: bool = False,
         announce: bool = True,
     ) -> ReindexResult:
-        """Embed, from their originals, every work lacking an embedding of the current model; then reload.
+        """Embed, from their originals, every work lacking an embedding of the current model, and store them.
+        The in-memory index is left as it was: the serving process builds a new bundle around a freshly loaded
+        gallery (service/serving/runtime.py `Runtime.reindex`), or a caller of this alone calls `load()`.
 
         Works whose original is missing or no longer decodes are listed in `failed` and keep the service in
         "reindex required" until they are deleted. `prune` drops embeddings of other models. `announce=False`
@@ -259,5 +261,4 @@ class Gallery:
         if prune:
             with self._lock:
                 _, result.pruned = self.store.prune(self.model_id)
-        self.load()
         return result

@@ -2,7 +2,7 @@
 `overloaded` + Retry-After at once, before its upload is read; other routes are not limited, and once the load
 goes the service serves again.
 
-Deterministic: `max_inflight=1`, and the one admitted request is held inside the engine on an event until the
+Deterministic: `max_inflight=1`, and the one admitted request is held inside the scorer on an event until the
 test lets it go. httpx's ASGI transport pulls a streamed body only when the app asks for a chunk, so a counting
 generator shows exactly how much of the shed request was read.
 """
@@ -47,16 +47,16 @@ def test_max_inflight_sheds_before_the_body_is_read_and_recovers(
 
     async def scenario() -> None:
         async with app.router.lifespan_context(app):
-            engine = app.state.engine
+            scorer = app.state.runtime.scorer
             entered, release = asyncio.Event(), asyncio.Event()
-            real_identify = engine.identify
+            real_identify = scorer.identify
 
             async def held_identify(image: bytes, k: int = 5):  # type: ignore[no-untyped-def]
                 entered.set()
                 await release.wait()
                 return await real_identify(image, k)
 
-            monkeypatch.setattr(engine, "identify", held_identify)
+            monkeypatch.setattr(scorer, "identify", held_identify)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=admin()) as c:
                 r = await c.post("/v1/artists", json={"id": "adm", "name": "Admission"})

@@ -43,7 +43,7 @@ def test_only_decisions_are_logged(session: tuple[TestClient, dict, str]) -> Non
 
 def test_each_decision_leaves_one_row(session: tuple[TestClient, dict, str]) -> None:
     client, dealer, key = session
-    model = client.app.state.engine.model_id
+    model = client.app.state.runtime.model_id
     compared = client.post("/v1/compare", files=pair(1, 2), data={"threshold": "0.3"}, headers=dealer).json()
     verified = client.post("/v1/verify", files=one(3), data={"artist_id": "alice"}, headers=dealer).json()
     ranked = client.post("/v1/identify", files=one(4), data={"k": "1"}, headers=dealer).json()

@@ -40,7 +40,7 @@ def originals(data_dir: Path) -> set[str]:
 
 def index_matches_store(client: TestClient, url: str) -> None:
     """The in-memory faiss index holds exactly the works that have an embedding of the current model."""
-    gallery = client.app.state.engine.gallery
+    gallery = client.app.state.runtime.bundle.gallery
     gallery.index.check()
     engine = sa.create_engine(url)
     try:
@@ -164,7 +164,7 @@ def test_portfolio_lifecycle_on_postgres(model_dir: Path, tmp_path: Path, pg_url
     # restart: a second app on the same database and data dir keeps everything
     with running(model_dir, tmp_path, database_url=pg_url) as c:
         index_matches_store(c, pg_url)
-        assert len(c.app.state.engine.gallery) == 5 and c.app.state.engine.gallery.missing == 0
+        assert len(c.app.state.runtime.bundle.gallery) == 5 and c.app.state.runtime.bundle.gallery.missing == 0
         artists = c.get("/v1/artists", headers=ADMIN).json()
         assert [(a["id"], a["works"]) for a in artists["items"]] == [("monet", 2), ("renoir", 3)]
         assert artists["items"][0]["meta"] == meta
