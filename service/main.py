@@ -48,16 +48,6 @@ carries the expected false-positive and false-negative rates at the threshold it
 **Errors.** Always `{"error": {"code": "...", "message": "..."}}` with a stable `code`. A 5xx is a bug.
 """
 
-# The requests that upload images for the model: the admission limit counts these and only these.
-ADMITTED_ROUTES = frozenset(
-    {
-        ("POST", "/v1/compare"),
-        ("POST", "/v1/verify"),
-        ("POST", "/v1/identify"),
-        ("POST", "/v1/artists/{artist_id}/works"),
-    }
-)
-
 
 def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
@@ -141,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # answer from the headers, before anything reads the body.
     routes = [route for router in ROUTERS for route in router.routes]
     app.add_middleware(ModelGate, switch=lambda: app.state.model_switch)
-    app.add_middleware(AdmissionLimit, admission=app.state.admission, routes=routes, limited=ADMITTED_ROUTES)
+    app.add_middleware(AdmissionLimit, admission=app.state.admission, routes=routes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(ApiKeyGate, keys=lambda: app.state.keys, routes=routes)
     app.add_middleware(ObserveRequests, metrics=app.state.metrics)

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 
 from service.api.deps import AdminKey, PortfoliosDep, UploadLimit, read_upload
+from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import ArtistIn, ArtistOut, Page, WorkOut, WorksOut, error_responses
 from service.errors import TooLarge
 
-router = APIRouter(prefix="/v1/artists", tags=["artists"])
+router = APIRouter(prefix=f"{API_PREFIX}/artists", tags=["artists"])
 
 
 @router.post(
@@ -72,6 +73,7 @@ def delete_artist(_: AdminKey, portfolios: PortfoliosDep, artist_id: str) -> Res
     "file is rejected, none is enrolled. Uploading a work already in the portfolio is a 409 `duplicate_work`.",
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
 )
+@admitted
 async def add_works(
     _: AdminKey,
     portfolios: PortfoliosDep,

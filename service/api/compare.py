@@ -17,10 +17,11 @@ from service.api.deps import (
     decided,
     read_upload,
 )
+from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import DecisionOut, error_responses
 from service.storage.audit import record
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix=API_PREFIX, tags=["scoring"])
 
 
 @router.post(
@@ -34,6 +35,7 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     "`evidence=n` (2 to 4) adds an evidence map: each of n×n regions of `image_a` scored on its own against `image_b`.",
     responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
 )
+@admitted
 async def compare(
     key: VerifyKey,
     scorer: ScorerDep,

@@ -8,11 +8,12 @@ import anyio
 from fastapi import APIRouter, File, Form, UploadFile
 
 from service.api.deps import AuditDep, RequestId, ScorerDep, UploadLimit, VerifyKey, read_upload
+from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import CandidateOut, IdentifyOut, error_responses
 from service.serving.scorer import MAX_K
 from service.storage.audit import AuditRecord, record, sha256_hex
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix=API_PREFIX, tags=["scoring"])
 
 
 @router.post(
@@ -24,6 +25,7 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     "call /v1/verify with the candidate.",
     responses=error_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
 )
+@admitted
 async def identify(
     key: VerifyKey,
     scorer: ScorerDep,

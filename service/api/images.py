@@ -11,10 +11,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from service.api.deps import PortfoliosDep, VerifyKey
+from service.api.middleware import API_PREFIX
 from service.api.schemas import error_responses
 from service.serving.thumbnails import DEFAULT_SIDE, MAX_SIDE, MIN_SIDE
 
-router = APIRouter(prefix="/v1/artists", tags=["artists"])
+router = APIRouter(prefix=f"{API_PREFIX}/artists", tags=["artists"])
 
 _IMAGE = {"schema": {"type": "string", "format": "binary"}}
 

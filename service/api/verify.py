@@ -17,10 +17,11 @@ from service.api.deps import (
     decided,
     read_upload,
 )
+from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import VerifyOut, error_responses
 from service.storage.audit import record
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix=API_PREFIX, tags=["scoring"])
 
 
 @router.post(
@@ -33,6 +34,7 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     "map: each of n×n regions of the image scored on its own against the same portfolio.",
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
 )
+@admitted
 async def verify(
     key: VerifyKey,
     scorer: ScorerDep,

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tqdm import tqdm
 
+from service.api.middleware import KEYED_PREFIX
 from service.errors import ModelSwitching
 from service.serving.bundle import Bundle
 from service.serving.runtime import Runtime
@@ -292,7 +293,7 @@ class ModelGate:
         self.switch = switch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        switch = self.switch() if scope["type"] == "http" and scope["path"].startswith("/v1/") else None
+        switch = self.switch() if scope["type"] == "http" and scope["path"].startswith(KEYED_PREFIX) else None
         if switch is None:
             await self.app(scope, receive, send)
             return

@@ -129,3 +129,32 @@ def test_max_inflight_setting(monkeypatch: pytest.MonkeyPatch):
     assert Settings().max_inflight == 64
     with pytest.raises(ValueError):
         Settings(max_inflight=0)
+
+
+def test_admission_is_declared_on_every_upload_route() -> None:
+    """`@admitted` on the route is what the limit reads (no list kept elsewhere): every route that takes an upload
+    carries it, and no other does — a new upload route without it fails here."""
+    from fastapi import params
+    from fastapi.routing import APIRoute
+
+    from service.api import ROUTERS
+    from service.api.middleware import API_PREFIX, is_admitted
+
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    uploads = {
+        (method, r.path)
+        for r in routes
+        for method in r.methods
+        if any(isinstance(p.field_info, params.File) for p in r.dependant.body_params)
+    }
+    admitted = {(method, r.path) for r in routes for method in r.methods if is_admitted(r)}
+    assert (
+        admitted
+        == uploads
+        == {
+            ("POST", f"{API_PREFIX}/compare"),
+            ("POST", f"{API_PREFIX}/verify"),
+            ("POST", f"{API_PREFIX}/identify"),
+            ("POST", f"{API_PREFIX}/artists/{{artist_id}}/works"),
+        }
+    )
