@@ -22,7 +22,7 @@ async def healthz() -> HealthOut:
     response_model=ReadyOut,
     summary="Readiness: model loaded, store reachable, no reindex pending",
     description="503 `not_ready` while the model is not loaded, the database is unreachable, or enrolled works "
-    "lack embeddings of the current model (run `python -m service reindex`, then restart).",
+    "lack embeddings of the current model (run `python -m service reindex`; no restart needed).",
     responses=error_responses(503),
 )
 def readyz(request: Request) -> ReadyOut:
@@ -36,7 +36,7 @@ def readyz(request: Request) -> ReadyOut:
         raise Unavailable(
             "not_ready",
             f"{checks.get('works_missing_embedding')} works lack embeddings of {checks.get('model')}: "
-            "run `python -m service reindex`, then restart",
+            "run `python -m service reindex` (the service follows it without a restart)",
         )
     return ReadyOut(ready=True, checks=checks)
 

@@ -113,6 +113,8 @@ class Runtime:
     def ready(self) -> dict[str, Any]:
         b = self.bundles.current
         store = b.gallery.ping()
+        if store:
+            b.gallery.sync()  # a reindex run beside the server shows here without a restart
         status = "ok" if store else "store_unreachable"
         if store and b.gallery.reindex_required:
             status = "reindex_required"

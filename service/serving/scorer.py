@@ -87,6 +87,9 @@ def decided(bundle: Bundle, score: float, op: OperatingPoint) -> dict[str, Any]:
 
 
 def require_index(bundle: Bundle) -> None:
+    """After bringing the index up to date with other processes' writes (a `reindex` run beside the server
+    included): 409 `reindex_required` while enrolled works lack embeddings of the bundle's model."""
+    bundle.gallery.sync()
     if bundle.gallery.reindex_required:
         raise Conflict(
             "reindex_required",
@@ -162,8 +165,7 @@ class Scorer:
         """Portfolio score of an upload. `evidence=n` adds an n×n evidence map against the same portfolio."""
         grid = None if evidence is None else check_grid(evidence)
         b = self.bundles.current
-        require_index(b)
-        portfolio = await asyncio.to_thread(_current_portfolio, b, artist_id)  # 404 before any model work
+        portfolio = await asyncio.to_thread(_current_portfolio, b, artist_id)  # 409/404 before any model work
         n = len(portfolio.work_ids)
         if n == 0:
             raise Conflict("empty_portfolio", f"artist {artist_id!r} has no enrolled works to verify against")
@@ -202,7 +204,7 @@ class Scorer:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise Invalid("invalid_k", f"k must be an integer between 1 and {MAX_K}, not {k!r}")
         b = self.bundles.current
-        require_index(b)
+        await asyncio.to_thread(require_index, b)
         emb, _ = await self.embedder.embed_upload(b, image)
         return await asyncio.to_thread(self._rank, b, emb, k), b.model_id
 
@@ -230,7 +232,7 @@ def _pair_score(b: Bundle, ea: np.ndarray, eb: np.ndarray) -> float:
 
 
 def _current_portfolio(b: Bundle, artist_id: str) -> Portfolio:
-    b.gallery.sync()
+    require_index(b)
     b.gallery.get_artist(artist_id)
     return b.gallery.portfolio(artist_id)
 

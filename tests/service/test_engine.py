@@ -261,6 +261,22 @@ async def test_model_change_requires_reindex(tmp_path: Path, model: Model, other
         runtime.close()
 
 
+async def test_a_reindex_beside_the_server_needs_no_restart(tmp_path: Path, model: Model, other_model: Model) -> None:
+    first = Runtime.build(model, settings(tmp_path / "data"))
+    await _enrol(first, "monet", range(3))
+    first.close()
+    serving = Runtime.build(other_model, settings(tmp_path / "data"))
+    try:
+        assert serving.ready()["reindex_required"]
+        cli = Runtime.build(other_model, settings(tmp_path / "data"))  # `python -m service reindex`, another process
+        assert cli.reindex().embedded == 3
+        cli.close()
+        assert not serving.ready()["reindex_required"]
+        assert (await serving.scorer.verify(png(0), "monet")).portfolio_size == 3
+    finally:
+        serving.close()
+
+
 async def test_recipe_change_gives_a_new_model_id_and_requires_reindex(
     tmp_path: Path, model: Model, model_dir: Path
 ) -> None:
