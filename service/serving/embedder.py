@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.decode import Decoded, ImageError, ImageLimits, decode_bytes
+from contract.recipe import resized
 from service.config import Settings
 from service.serving.batching import MicroBatcher
 from service.serving.bundle import Bundle
@@ -100,10 +101,12 @@ class Embedder:
         card's quality floor is refused (422 `image_quality_too_low`) before the backbone sees it."""
         with self._decode_slots:
             decoded = decode_bytes(data, self.limits)
-            pq = bundle.quality.assess(decoded)
+            # the recipe's resize, done once: quality is measured on it and the crops are cut from it
+            working = resized(decoded.image, bundle.model.card.backbone.preprocessing)
+            pq = bundle.quality.assess(decoded, working)
             if floor:
                 bundle.quality.check_floor(pq)
-            return Prepared(decoded, bundle.model.model_inputs(decoded.image), pq)
+            return Prepared(decoded, bundle.model.model_inputs(working), pq)
 
     # ---- backbone inputs → embeddings ----------------------------------------------------------------------
     async def embed(self, bundle: Bundle, inputs: np.ndarray) -> np.ndarray:

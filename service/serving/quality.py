@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from PIL import Image
+
 from contract import quality
 from contract.card import Card, QualityBand
 from contract.decode import Decoded, InvalidImage
@@ -50,7 +52,6 @@ class QualityRules:
     """The card's quality model, floor and bands, applied to uploads."""
 
     def __init__(self, card: Card):
-        self.preprocessing = card.backbone.preprocessing
         self.model = card.calibration.quality
         self.bands = card.calibration.bands
 
@@ -58,8 +59,10 @@ class QualityRules:
     def top_band(self) -> QualityBand | None:
         return self.bands[0] if self.bands else None
 
-    def assess(self, decoded: Decoded) -> PictureQuality:
-        m = quality.measure_upload(decoded.image, decoded.n_bytes, decoded.jpeg_quality, self.preprocessing)
+    def assess(self, decoded: Decoded, working: Image.Image) -> PictureQuality:
+        """`working`: the picture after the recipe's resize (contract.recipe `resized`), which quality is
+        measured on and the crops are cut from."""
+        m = quality.measure(decoded.image, decoded.n_bytes, decoded.jpeg_quality, working)
         return PictureQuality(m, None if self.model is None else round(quality.score(m, self.model), 4))
 
     def check_floor(self, pq: PictureQuality, what: str = "the picture") -> None:
