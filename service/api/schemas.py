@@ -292,7 +292,8 @@ _ERROR_DOCS = {
     422: "`invalid_request` (the message names the field), `empty_image`, `corrupt_image`, `image_too_small`, "
     "`no_files`, `extreme_aspect_ratio`, `invalid_k`, `invalid_pagination`, `invalid_threshold`, "
     "`invalid_operating_point`, `operating_point_unreachable`, `invalid_evidence`, `invalid_max_side`, "
-    "`invalid_artist_id`, `invalid_name`, `invalid_meta`",
+    "`invalid_artist_id`, `invalid_name`, `invalid_meta`, `image_quality_too_low` (below the quality the model's "
+    "rates were measured at)",
     429: "`rate_limited`: retry after the `Retry-After` header's seconds",
     503: "`overloaded` (retry after `Retry-After`), `not_ready`, or `model_switching` (an enrolment while the "
     "deployment switches models; retry after `Retry-After`)",
