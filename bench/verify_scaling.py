@@ -49,7 +49,7 @@ class Paths:
         return self.model.reference_vectors(refs)
 
     def brushprint(self, query: np.ndarray, stored: np.ndarray) -> float:
-        """What `Engine.verify` runs after the embedding: the query's reference vector (one projection), the
+        """What `Scorer.verify` runs after the embedding: the query's reference vector (one projection), the
         comparator against every stored vector, then the card's aggregation."""
         q = self.model.reference_vectors(query)[0]
         return aggregate(self.model.score_against(q, stored), self.aggregation)

@@ -1,6 +1,6 @@
 """Request and response bodies of the HTTP API (pydantic), with the descriptions the OpenAPI docs show.
 
-Engine results (dataclasses) are read with `from_attributes`, so the routes only pick the schema.
+Scorer and portfolio results (dataclasses) are read with `from_attributes`, so the routes only pick the schema.
 """
 
 from __future__ import annotations

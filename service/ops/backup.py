@@ -18,7 +18,7 @@ refused or failed import leaves the target as it was (originals it created are r
 be empty (no artists, works or audit rows); API keys already there win over archived ones (an archived key with
 the same hash is skipped, an archived active key whose name is taken is restored revoked and reported).
 Embeddings of the serving model are restored as they were (identical answers); when the archive's embeddings
-are of another model, the caller re-embeds from the restored originals (`Engine.reindex`).
+are of another model, the caller re-embeds from the restored originals (`Runtime.reindex`).
 Covered by tests/service/test_backup.py.
 """
 

@@ -9,7 +9,7 @@ between them.
 - In memory: the reference vectors (projection of the embedding for symmetric heads, else the embedding) of
   every work, indexed for search. They are rebuilt from the store at start and updated under one lock after
   every committed change; the lock also serialises writes, so the store and the index never disagree within
-  this process. Other processes' writes arrive through `sync()`, which the engine calls before it reads.
+  this process. Other processes' writes arrive through `sync()`, which the scorer calls before it reads.
 Raises domain errors only (service/errors.py). Covered by tests/service/test_gallery.py.
 """
 
