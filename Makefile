@@ -48,7 +48,7 @@ check-serve-install:
 	rm -rf .venv-serve-check
 	$(MAKE) venv-serve VENV=.venv-serve-check
 	.venv-serve-check/bin/python -c "import importlib.util as u, sys; bad=[m for m in ('tensorflow','keras','tf2onnx') if u.find_spec(m)]; sys.exit(f'serving install pulled {bad}' if bad else 0)"
-	BRUSHPRINT_MODEL_DIR=$(MODEL_DIR) .venv-serve-check/bin/python -c "from service.model import Model; m = Model.load('$(MODEL_DIR)'); print('serving install OK:', m.model_id)"
+	BRUSHPRINT_MODEL_DIR=$(MODEL_DIR) .venv-serve-check/bin/python -c "from service.serving.model import Model; m = Model.load('$(MODEL_DIR)'); print('serving install OK:', m.model_id)"
 	rm -rf .venv-serve-check
 
 run: venv-serve

@@ -11,8 +11,6 @@ them.
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -275,37 +273,4 @@ def build_dev_model(
     )
     files = {name: sha256_file(out / name) for name in card.onnx_files()}
     write_card(card.model_copy(update={"files": files}), out)
-    return out
-
-
-def single_crop_copy(model_dir: Path, out: Path, crop_side: int | None = None) -> Path:
-    """A copy of a model directory whose recipe is ONE centre crop (same ONNX files, linked not copied).
-
-    Same backbone, head and calibration tables; only `preprocessing.grid` becomes (1, 1) and `resize_shorter` the
-    crop side (no quality model or bands: those describe the full recipe), and the version says so (so its model
-    id differs). The service tests run on it: the serving path the
-    shipped model takes, at a sixteenth of its backbone work. Benchmarks use it as the single-crop baseline.
-    """
-    from contract.card import load_card
-
-    card = load_card(model_dir)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in card.onnx_files():
-        target = out / name
-        if not target.exists():
-            try:
-                os.link(Path(model_dir) / name, target)
-            except OSError:
-                shutil.copyfile(Path(model_dir) / name, target)
-    p = card.backbone.preprocessing
-    side = crop_side or p.crop[0]
-    backbone = card.backbone.model_copy(
-        update={"preprocessing": p.model_copy(update={"grid": (1, 1), "resize_shorter": side})}
-    )
-    # the quality model and its bands were measured with the full recipe at its working resolution: they do not
-    # describe a single crop, so the copy has neither (its rates are the published tables')
-    calibration = card.calibration.model_copy(update={"quality": None, "bands": []})
-    update = {"backbone": backbone, "calibration": calibration, "version": f"{card.version}-1crop"}
-    write_card(card.model_copy(update=update), out)
     return out

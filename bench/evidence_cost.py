@@ -1,6 +1,6 @@
-"""Evidence cost: /v1/verify's engine path with and without `evidence=n`, on one model, in this process.
+"""Evidence cost: /v1/verify's scoring path with and without `evidence=n`, on one model, in this process.
 
-Times one verify of a query against a 10-work portfolio for n = none, 2, 3, 4 (the engine as the server builds
+Times one verify of a query against a 10-work portfolio for n = none, 2, 3, 4 (the runtime as the server builds
 it from `Settings`, no HTTP) and the ratio to a plain verify. The regions are submitted to the backbone
 together (one run while their crops fit `batch_max_size`), so n×n regions cost less than n×n verifies.
 Pictures are bench/pictures.py paintings.
@@ -32,32 +32,32 @@ def grid_name(grid: int | None) -> str:
 async def measure(
     model_dir: Path, providers: Literal["cpu", "cuda"], data_dir: Path, repeats: int, size: tuple[int, int]
 ) -> dict[str, C.Stats]:
-    """Per grid, the wall time of one `Engine.verify` (one warm-up run each, then `repeats` timed runs)."""
+    """Per grid, the wall time of one `Scorer.verify` (one warm-up run each, then `repeats` timed runs)."""
     from service.config import Settings
-    from service.engine import Engine
-    from service.model import Model
+    from service.serving.model import Model
+    from service.serving.runtime import Runtime
 
     model = Model.load(model_dir, providers=providers)
     settings = Settings(data_dir=data_dir, model_dir=model_dir, gpu_index=False, providers=providers)
-    engine = Engine.build(model, settings)
-    await engine.start()
+    runtime = Runtime.build(model, settings)
+    await runtime.start()
     try:
-        engine.create_artist("a", "A")
-        await engine.add_works("a", [(f"{i}.jpg", painting_jpeg(1, i, size)) for i in range(PORTFOLIO)])
+        runtime.portfolios.create_artist("a", "A")
+        await runtime.portfolios.add_works("a", [(f"{i}.jpg", painting_jpeg(1, i, size)) for i in range(PORTFOLIO)])
         query = painting_jpeg(1, 99, size)
         stats = {}
         for grid in GRIDS:
-            await engine.verify(query, "a", evidence=grid)  # warm-up
+            await runtime.scorer.verify(query, "a", evidence=grid)  # warm-up
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                await engine.verify(query, "a", evidence=grid)
+                await runtime.scorer.verify(query, "a", evidence=grid)
                 times.append(time.perf_counter() - t0)
             stats[grid_name(grid)] = C.Stats.of(times)
         return stats
     finally:
-        await engine.stop()
-        engine.close()
+        await runtime.stop()
+        runtime.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         rows,
     )
     report.note(f"Model: {which}.")
-    report.note("Wall time of `Engine.verify` in this process (decode, preprocess, backbone, head, aggregation).")
+    report.note("Wall time of `Scorer.verify` in this process (decode, preprocess, backbone, head, aggregation).")
     report.data = {name: vars(s) for name, s in stats.items()}
     worst = stats[grid_name(LARGEST)]
     report.headline = (

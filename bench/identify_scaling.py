@@ -1,5 +1,5 @@
 """Identify scaling: the shortlist step of /identify — the top artists for one query over 1k, 10k and 100k
-stored references — with faiss (the index as `service/gallery.py` builds it) against brute-force numpy
+stored references — with faiss (the index as `service/storage/gallery.py` builds it) against brute-force numpy
 (`refs @ q`, argpartition), the way a user without an index would do it.
 
 Both paths take the same shortlist of nearest references and rank artists by their best reference, so they
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import faiss
 
-    from service.gallery import ReferenceIndex
+    from service.storage.gallery import ReferenceIndex
 
     use_gpu = args.providers == "cuda"
     if use_gpu and faiss.get_num_gpus() == 0:
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "all timed alternately, one query per call; speed-up = numpy p50 ÷ faiss p50 (the gallery's threads)."
     )
     report.note(
-        "faiss: `service.gallery.ReferenceIndex` (IndexFlatIP over L2-normalised vectors, exact) and its `search`; "
+        "faiss: `service.storage.index.ReferenceIndex` (IndexFlatIP over L2-normalised vectors, exact), its `search`; "
         "numpy: `refs @ q` over the same normalised vectors, `argpartition` for the shortlist."
     )
     report.data = {"dim": dim, "device": device, "sizes": data, "k": args.k, "shortlist": args.shortlist}

@@ -7,7 +7,7 @@ model directory with the same ONNX files (so the card's hashes stay valid), prep
 measurements, each alternating the recipes (round-robin or ABBA halves) so background load falls on both:
 
 1. per picture at batch 1: decode + `model_inputs` + backbone + `combine`, median of N, with the stages apart;
-2. `Engine.compare` in process, closed loop with 16 concurrent clients for a fixed time: pictures/s for old vs
+2. `Scorer.compare` in process, closed loop with 16 concurrent clients for a fixed time: pictures/s for old vs
    new (both at `batch_max_size` 64), and for the new recipe micro-batching crops across requests
    (`batch_max_size` 64) vs not (16: one picture's crops per backbone run), plus the shipped default (32);
 3. `/v1/compare` p50 at 1 client over real HTTP (`python -m service` on loopback, one server per recipe),
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import common as C
-from bench.devmodel import single_crop_copy
+from bench.modelcopy import single_crop_copy
 from bench.pictures import painting_jpeg
 
 TARGET_P50_RATIO = 3.0
@@ -76,22 +76,22 @@ def per_picture(models: dict, pool: list[bytes], repeat: int, budget_s: float) -
     return {k: {s: C.Stats.of(v) for s, v in st.items()} for k, st in samples.items()}
 
 
-# --- 2. Engine.compare throughput ---------------------------------------------------------------------------------
+# --- 2. Scorer.compare throughput ---------------------------------------------------------------------------------
 
 
-async def drive_engine(engine, pool: list[bytes], clients: int, duration: float) -> dict:
-    """Closed loop: `clients` tasks each call `engine.compare` again as soon as the last answer arrives.
+async def drive_engine(runtime, pool: list[bytes], clients: int, duration: float) -> dict:
+    """Closed loop: `clients` tasks each call `runtime.compare` again as soon as the last answer arrives.
 
     The clients run for `duration`, extended (to 3× at most) until 3 backbone runs have ended. Throughput is
     counted in crops of the backbone runs that ended after the first one (by then the queue has filled): a
     compare of the new recipe at 16 clients waits for the crops of ~30 pictures ahead of it, so counting answered
     compares over a window of seconds would mostly measure where the window cuts the queue. At the end the
     clients are cancelled (their queued crops cost no model time) and the backbone run in progress is waited
-    for, so the next cell starts on an idle engine.
+    for, so the next cell starts on an idle runtime.
     """
     crops_run: list[tuple[float, int]] = []  # (when the backbone run ended, crops in it)
-    engine.batcher.on_batch = lambda size, _s: crops_run.append((time.perf_counter(), size))
-    await engine.compare(pool[0], pool[1])  # warm-up: the batcher's loop and thread up
+    runtime.embedder.batcher.on_batch = lambda size, _s: crops_run.append((time.perf_counter(), size))
+    await runtime.scorer.compare(pool[0], pool[1])  # warm-up: the batcher's loop and thread up
     crops_run.clear()
     latencies: list[float] = []
     t_start = time.perf_counter()
@@ -101,7 +101,7 @@ async def drive_engine(engine, pool: list[bytes], clients: int, duration: float)
         while True:
             a, b = pool[i % len(pool)], pool[(i * 7 + 3) % len(pool)]
             t0 = time.perf_counter()
-            await engine.compare(a, b)
+            await runtime.scorer.compare(a, b)
             latencies.append(time.perf_counter() - t0)
             i += clients
 
@@ -116,14 +116,14 @@ async def drive_engine(engine, pool: list[bytes], clients: int, duration: float)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
     if errors:
-        raise RuntimeError(f"Engine.compare failed during the benchmark: {errors[0]!r}") from errors[0]
+        raise RuntimeError(f"Scorer.compare failed during the benchmark: {errors[0]!r}") from errors[0]
     # counted from the end of the first backbone run, once the queue has filled: runs ending after it, by `stop`
     ends = [at for at, _ in crops_run if at <= stop]
     first = ends[0] if ends else stop
     runs = [size for at, size in crops_run if first < at <= stop]
-    # one crop submitted behind the run in progress: when it is answered, the engine is idle again
-    tiny = engine.model.model_inputs(_small_image(engine.model))[:1]
-    await engine.batcher.submit(tiny)
+    # one crop submitted behind the run in progress: when it is answered, the runtime is idle again
+    tiny = runtime.bundle.model.model_inputs(_small_image(runtime.bundle.model))[:1]
+    await runtime.embedder.batcher.submit((runtime.bundle.model, tiny))
     return {"latencies": latencies, "crops_per_run": runs, "counted_s": stop - first, "elapsed_s": stop - t_start}
 
 
@@ -143,18 +143,18 @@ async def engine_cells(
     tmp: Path,
     halves: bool = True,
 ) -> dict[str, dict]:
-    """Each cell (label, recipe, batch_max_size) gets its own engine; cells run in ABBA halves of `duration`
+    """Each cell (label, recipe, batch_max_size) gets its own runtime; cells run in ABBA halves of `duration`
     (or, without `halves`, once each for all of it: a half of a quick run would hold barely one backbone run)."""
     from service.config import Settings
-    from service.engine import Engine
+    from service.serving.runtime import Runtime
 
     engines, crops = {}, {}
     for label, recipe, max_size in cells:
         crops[label] = models[recipe].card.backbone.preprocessing.n_crops
         settings = Settings(
-            data_dir=tmp / f"engine-{label}", gpu_index=False, batch_max_size=max_size, rate_limit_per_minute=0
+            data_dir=tmp / f"runtime-{label}", gpu_index=False, batch_max_size=max_size, rate_limit_per_minute=0
         )
-        engines[label] = Engine.build(models[recipe], settings)
+        engines[label] = Runtime.build(models[recipe], settings)
     parts: dict[str, list[dict]] = {label: [] for label, _, _ in cells}
     try:
         order = [label for label, _, _ in cells]
@@ -163,10 +163,10 @@ async def engine_cells(
             parts[label].append(await drive_engine(engines[label], pool, clients, duration / 2 if halves else duration))
             await engines[label].stop()
     finally:
-        for engine in engines.values():
+        for runtime in engines.values():
             with contextlib.suppress(Exception):
-                await engine.stop()
-            engine.close()
+                await runtime.stop()
+            runtime.close()
     out = {}
     for label, ps in parts.items():
         lat = [x for p in ps for x in p["latencies"]]
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=None, help="pictures per recipe at batch 1 (default 30; quick 6)")
     p.add_argument("--duration", type=float, default=None, help="seconds per throughput cell (default 20; quick 3)")
     p.add_argument("--http-duration", type=float, default=None, help="seconds per HTTP recipe (default 30; quick 4)")
-    p.add_argument("--clients", type=int, default=16, help="concurrent Engine.compare clients (default 16)")
+    p.add_argument("--clients", type=int, default=16, help="concurrent Scorer.compare clients (default 16)")
     args = p.parse_args(argv)
     C.ort_providers(args.providers)  # fail early when CUDA is asked for but absent
     repeat = args.repeat or (6 if args.quick else 30)
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "recipe_cost", "Embedding recipe: 4×4 multi-crop vs the old single crop", C.command_line(), args.quick
     )
 
-    from service.model import Model
+    from service.serving.model import Model
 
     pool = pictures(POOL, seed=1)
     with tempfile.TemporaryDirectory(prefix="brushprint-bench-") as tmp_name:
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     report.table(
-        f"Engine.compare in process, {args.clients} concurrent clients, {duration:.0f} s per cell"
+        f"Scorer.compare in process, {args.clients} concurrent clients, {duration:.0f} s per cell"
         + (" (one slice each)" if args.quick else " (ABBA halves)"),
         ["recipe, batch_max_size (crops)", "pictures/s", "compare p50 / p99 ms", "crops per backbone run", "compares"],
         rows,
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "ended within the cell's time after its first run (the MicroBatcher's on_batch hook) ÷ crops per picture. "
         "At 16 clients a new-recipe compare queues behind ~30 pictures, so few compares end inside a window of "
         "seconds and their p50/p99 rest on few samples. 'crops per backbone run' is the mean size of those runs. "
-        "Clients run on the engine's cores."
+        "Clients run on the runtime's cores."
     )
     report.data = {
         "model": which,

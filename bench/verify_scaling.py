@@ -3,7 +3,7 @@ query's embedding is known — brushprint's path against the naive one.
 
 - brushprint: the symmetric head's reference projections are computed once at enrolment, so a verify projects
   the query once and runs only the small comparator over the stored projections, then aggregates (what
-  `service/model.py` `reference_vectors` / `score_against` do for the service);
+  `service/serving/model.py` `reference_vectors` / `score_against` do for the service);
 - naive: the full pair head on every (query, reference) embedding pair, as the original seed approach scores
   a portfolio (re-projecting every reference on every request), batched 4,096 pairs per call;
 - seed (full runs, when TensorFlow is installed): the original 19M-parameter concatenation MLP on every pair,
@@ -33,7 +33,7 @@ class Paths:
     """The three ways of scoring a query against N references, over one loaded model."""
 
     def __init__(self, model_dir: Path, providers: str):
-        from service.model import Model
+        from service.serving.model import Model
 
         self.model = Model.load(model_dir, providers=providers)
         self.card = self.model.card
@@ -49,7 +49,7 @@ class Paths:
         return self.model.reference_vectors(refs)
 
     def brushprint(self, query: np.ndarray, stored: np.ndarray) -> float:
-        """What `Engine.verify` runs after the embedding: the query's reference vector (one projection), the
+        """What `Scorer.verify` runs after the embedding: the query's reference vector (one projection), the
         comparator against every stored vector, then the card's aggregation."""
         q = self.model.reference_vectors(query)[0]
         return aggregate(self.model.score_against(q, stored), self.aggregation)

@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CARD_FILE = "model.json"
 FORMAT_VERSION: Literal[1] = 1
+# Backbone fields that describe where the weights came from without changing what they compute: the only card
+# fields about the embedding that the model id leaves out (the files' hashes cover the weights themselves).
+ID_IGNORES: dict = {"arch": True, "weights": True, "embedding": {"description": True}}
 
 
 class _Strict(BaseModel):
@@ -280,8 +283,14 @@ class Card(_Strict):
 
     @property
     def model_id(self) -> str:
-        """Stable id of these exact weights: name@version+short hash of the files."""
-        digest = hashlib.sha256("".join(f"{k}={v}" for k, v in sorted(self.files.items())).encode()).hexdigest()
+        """Stable id of what this model computes and the service stores under it: name@version+short hash of
+        every input of an embedding — the files (weights, head and projection) and the card's backbone
+        section (input and output names and shapes, preprocessing and crop recipe, how crops combine), less the
+        provenance notes `ID_IGNORES` lists. Changing any of them gives another id, so embeddings stored
+        under the old one are never served under the new (the service says `reindex_required`)."""
+        recipe = self.backbone.model_dump(mode="json", exclude=ID_IGNORES)
+        payload = json.dumps({"files": dict(sorted(self.files.items())), "backbone": recipe}, sort_keys=True)
+        digest = hashlib.sha256(payload.encode()).hexdigest()
         return f"{self.name}@{self.version}+{digest[:12]}"
 
     def onnx_files(self) -> list[str]:

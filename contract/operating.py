@@ -17,8 +17,9 @@ recorded has none: its bounds are None (unknown, not invented), and `max_fpr` / 
 the point estimates, as they were chosen before.
 
 The bounds treat the counted pairs (or trials) as independent; pairs share paintings, so where anything they
-are optimistic, not pessimistic. The service (service/scoring.py), training's checks (training/realeval.py) and
-its card writer (training/evaluate.py) all call this module. Covered by tests/contract/test_operating.py.
+are optimistic, not pessimistic. The service (service/serving/strictness.py), training's checks
+(training/realeval.py) and its card writer (training/evaluate.py) all call this module.
+Covered by tests/contract/test_operating.py.
 """
 
 from __future__ import annotations

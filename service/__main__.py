@@ -1,10 +1,11 @@
-"""`python -m service` (also `brushprint-serve`): serve, manage API keys, reindex.
+"""`python -m service` (also `brushprint-serve`): serve, manage API keys, reindex, migrate the schema.
 
     python -m service [--host H] [--port P] [--model-dir D] [--data-dir D]     serve (the default)
     python -m service keys create --name N --scope verify|admin                prints the new key, once
     python -m service keys list [--json]                                        names and prefixes, never keys
     python -m service keys revoke (--name N | --id I)
     python -m service reindex [--prune]                                         re-embed after a model change
+    python -m service db upgrade|current                                        schema migrations (Alembic)
     python -m service export|import|enrol|upgrade …                             backup, restore, bulk enrolment,
                                                                                 model upgrade while serving
 
@@ -22,10 +23,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service import opscli
 from service.config import Settings
 from service.errors import ServiceError
-from service.security import KeyInfo, KeyStore, Scope
+from service.ops import opscli
+from service.storage.keys import KeyInfo, KeyStore, Scope
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data directory: originals and the default SQLite file (BRUSHPRINT_DATA_DIR)")
     p.add_argument("--database-url", help="SQLAlchemy URL (BRUSHPRINT_DATABASE_URL)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (BRUSHPRINT_LOG_LEVEL)")
-    sub = p.add_subparsers(dest="command", metavar="{serve,keys,reindex,export,import,enrol,upgrade}")
+    sub = p.add_subparsers(dest="command", metavar="{serve,keys,reindex,db,export,import,enrol,upgrade}")
     sub.add_parser("serve", help="serve HTTP with uvicorn (the default)")
 
     keys = sub.add_parser("keys", help="create, list or revoke API keys").add_subparsers(
@@ -77,11 +78,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _key_store(settings: Settings) -> KeyStore:
     # Keys need only the database, not the model: `keys …` works on a host without the model files.
-    from service.db import make_engine
+    from service.storage.db import open_database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     assert settings.database_url is not None
-    return KeyStore(make_engine(settings.database_url))
+    return KeyStore(open_database(settings.database_url, settings.migrate_on_start))
 
 
 def _key_row(k: KeyInfo) -> dict[str, Any]:
@@ -122,17 +122,16 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _reindex(args: argparse.Namespace, settings: Settings) -> int:
-    from service.engine import Engine
+    from service.serving.runtime import Runtime
 
-    engine = Engine.from_settings(settings)
+    runtime = Runtime.from_settings(settings)
     try:
-        result = engine.reindex(prune=args.prune)
+        result = runtime.reindex(prune=args.prune)
+        model_id = runtime.model_id
     finally:
-        engine.close()
+        runtime.close()
     print(
-        json.dumps(
-            {"model": engine.model_id, "embedded": result.embedded, "failed": result.failed, "pruned": result.pruned}
-        )
+        json.dumps({"model": model_id, "embedded": result.embedded, "failed": result.failed, "pruned": result.pruned})
     )
     if result.failed:
         print(f"{len(result.failed)} works could not be embedded; delete or re-upload them", file=sys.stderr)

@@ -1,7 +1,7 @@
 """All of the service's settings in one place: one pydantic-settings class, env prefix `BRUSHPRINT_`.
 
 Every limit the service enforces is named here (CompreFace style), so an operator finds them in one file and the
-README can list them; this is the one place each default lives (`Engine.from_settings` / `Engine.build` read a
+README can list them; this is the one place each default lives (`Runtime.from_settings` / `Runtime.build` read a
 `Settings`, nothing else). Covered by tests/service/test_config.py.
 """
 
@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     )
     admin_key_name: str = Field(default="bootstrap-admin", min_length=1, max_length=64)
 
-    # --- image intake limits (the engine hands them to contract.decode, which enforces them)
+    # --- image intake limits (the embedder hands them to contract.decode, which enforces them)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest accepted image file")
     max_request_bytes: int = Field(
         default=100 * 1024 * 1024, gt=0, description="largest request body, checked from Content-Length before reading"
@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     )
     gallery_calibration_min_artists: int = Field(
         default=5, ge=2, description="artists with 2 or more works before the gallery calibrates itself"
+    )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="bring the database schema to this release's revision when a process opens it (under a lock, "
+        "so replicas starting together migrate once); false: refuse an older schema, and run "
+        "`python -m service db upgrade` as a deployment step",
     )
     gpu_index: bool | None = Field(
         default=None, description="keep the faiss index on the GPU; unset means: when faiss sees a GPU"
@@ -136,6 +142,6 @@ class Settings(BaseSettings):
         if self.max_request_bytes < self.max_upload_bytes:
             raise ValueError("max_request_bytes must be at least max_upload_bytes")
         if self.database_url is None:
-            # Filled here so the engine, the key store and the CLI all open the very same database.
+            # Filled here so the runtime, the key store and the CLI all open the very same database.
             self.database_url = f"sqlite:///{self.data_dir / DEFAULT_DB_FILE}"
         return self

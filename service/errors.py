@@ -84,7 +84,7 @@ class Overloaded(Unavailable):
 
 class ModelSwitching(Unavailable):
     """An enrolment on a replica that has not yet swapped to the model the deployment switched to
-    (service/upgrade.py): refused inside its transaction, so no work is stored without the new embedding."""
+    (service/ops/upgrade.py): refused inside its transaction, so no work is stored without the new embedding."""
 
     def __init__(self, model_id: str):
         super().__init__(

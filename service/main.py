@@ -1,7 +1,9 @@
-"""`create_app(settings) -> FastAPI`: wiring only. The logic lives in `service.engine`; routes in `service.api`.
+"""`create_app(settings) -> FastAPI`: wiring only. The logic lives in service/serving/ (`Runtime`: the serving bundle,
+the scorer, the portfolios), storage in service/storage/, routes in service/api/.
 
-Lifespan: load the model and the gallery (`Engine.from_settings`), start the micro-batcher, open the key store
-and the audit log on the same database, bootstrap the admin key. Every error leaves as
+Lifespan: open the database (migrated under a lock, service/storage/db.py), load the model and its bundle
+(`Runtime.from_settings`), start the micro-batcher and the model switch (service/ops/upgrade.py), open the key
+store and the audit log on the same database, bootstrap the admin key. Every error leaves as
 `{"error": {"code", "message"}}`, written by service/api/errors.py. Covered by tests/service/test_api_*.py.
 """
 
@@ -16,15 +18,17 @@ from fastapi.openapi.utils import get_openapi
 
 from service.api import ROUTERS
 from service.api.errors import install as install_error_handlers
+from service.api.metrics import Metrics
 from service.api.middleware import Admission, AdmissionLimit, ApiKeyGate, BodySizeLimit, ObserveRequests
+from service.api.ratelimit import RateLimiter
 from service.api.schemas import ErrorBody
-from service.audit import AuditLog
 from service.config import Settings
-from service.engine import Engine
-from service.firstrun import announce
-from service.metrics import Metrics
-from service.security import KeyStore, RateLimiter, Scope
-from service.upgrade import ModelGate, ModelSwitch
+from service.ops.firstrun import announce
+from service.ops.upgrade import ModelGate, ModelSwitch
+from service.serving.bundle import Bundle
+from service.serving.runtime import Runtime
+from service.storage.audit import AuditLog
+from service.storage.keys import KeyStore, Scope
 
 log = logging.getLogger(__name__)
 
@@ -44,65 +48,53 @@ carries the expected false-positive and false-negative rates at the threshold it
 **Errors.** Always `{"error": {"code": "...", "message": "..."}}` with a stable `code`. A 5xx is a bug.
 """
 
-# The requests that upload images for the model: the admission limit counts these and only these.
-ADMITTED_ROUTES = frozenset(
-    {
-        ("POST", "/v1/compare"),
-        ("POST", "/v1/verify"),
-        ("POST", "/v1/identify"),
-        ("POST", "/v1/artists/{artist_id}/works"),
-    }
-)
-
 
 def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics: Metrics = app.state.metrics
-        engine = Engine.from_settings(settings, on_batch=metrics.observe_batch)
+        runtime = Runtime.from_settings(settings, on_batch=metrics.observe_batch)
+
+        def model_metrics(b: Bundle) -> None:
+            card = b.model.card
+            metrics.set_model(b.model_id, card.name, card.version, card.backbone.arch, card.head.kind)
+
         try:
-            await engine.start()
-            switch = ModelSwitch(engine, settings.model_dir, settings.providers, settings.model_poll_seconds)
-            switch.on_switch = lambda m: metrics.set_model(
-                m.model_id, m.card.name, m.card.version, m.card.backbone.arch, m.card.head.kind
-            )
+            await runtime.start()
+            switch = ModelSwitch(runtime, settings.model_dir, settings.model_poll_seconds)
+            switch.on_switch = model_metrics
             await switch.start()
             app.state.model_switch = switch
-            db = engine.gallery.db
-            keys, audit = KeyStore(db), AuditLog(db)
+            keys, audit = KeyStore(runtime.db), AuditLog(runtime.db)
             if settings.admin_key is not None:
                 keys.ensure(settings.admin_key_name, settings.admin_key.get_secret_value(), Scope.admin)
-            card = engine.model.card
-            metrics.set_model(engine.model_id, card.name, card.version, card.backbone.arch, card.head.kind)
+            model_metrics(runtime.bundle)
             metrics.gauge_from(
-                "brushprint_batch_queue_depth", "Images waiting for the backbone", lambda: engine.batcher.queue_depth
+                "brushprint_batch_queue_depth", "Images waiting for the backbone", lambda: runtime.embedder.queue_depth
             )
-            metrics.gauge_from("brushprint_references", "Reference works in the index", lambda: len(engine.gallery))
+            metrics.gauge_from(
+                "brushprint_references", "Reference works in the index", lambda: len(runtime.bundle.gallery)
+            )
             metrics.gauge_from(
                 "brushprint_works_missing_embedding",
                 "Enrolled works without an embedding of the current model",
-                lambda: engine.gallery.missing,
+                lambda: runtime.bundle.gallery.missing,
             )
-            app.state.engine, app.state.keys, app.state.audit = engine, keys, audit
+            app.state.runtime, app.state.keys, app.state.audit = runtime, keys, audit
             announce(settings, keys)
+            b = runtime.bundle
             log.info(
                 "ready",
-                extra={
-                    "fields": {
-                        "model": engine.model_id,
-                        "providers": engine.model.providers,
-                        "references": len(engine.gallery),
-                    }
-                },
+                extra={"fields": {"model": b.model_id, "providers": b.model.providers, "references": len(b.gallery)}},
             )
             yield
         finally:
             if app.state.model_switch is not None:
                 await app.state.model_switch.stop()
                 app.state.model_switch = None
-            await engine.stop()
-            engine.close()
-            app.state.engine = None
+            await runtime.stop()
+            runtime.close()
+            app.state.runtime = None
 
     return lifespan
 
@@ -120,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
-    app.state.engine = None
+    app.state.runtime = None
     app.state.model_switch = None
     app.state.keys = None
     app.state.admission = Admission(settings.max_inflight)
@@ -139,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # answer from the headers, before anything reads the body.
     routes = [route for router in ROUTERS for route in router.routes]
     app.add_middleware(ModelGate, switch=lambda: app.state.model_switch)
-    app.add_middleware(AdmissionLimit, admission=app.state.admission, routes=routes, limited=ADMITTED_ROUTES)
+    app.add_middleware(AdmissionLimit, admission=app.state.admission, routes=routes)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(ApiKeyGate, keys=lambda: app.state.keys, routes=routes)
     app.add_middleware(ObserveRequests, metrics=app.state.metrics)

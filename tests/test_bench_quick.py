@@ -65,7 +65,7 @@ def _multi_crop_dev_model(out: Path) -> Path:
 
 
 def test_recipe_cost_old_recipe_is_the_same_model_with_one_centre_crop(tmp_path: Path) -> None:
-    from bench.devmodel import single_crop_copy
+    from bench.modelcopy import single_crop_copy
     from contract.card import load_card
 
     new_dir = _multi_crop_dev_model(tmp_path / "model")

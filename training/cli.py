@@ -415,8 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_args(p)
     _add_export_args(p)
 
-    p = sub.add_parser("make-default", help="synthetic corpus + run: the shipped default model")
-    p.add_argument("--out", type=Path, default=MAKE_DEFAULT_OUT)
+    p = sub.add_parser(
+        "make-default", help="synthetic corpus + run: the trained-head model (a candidate; see make-real)"
+    )
+    # never models/default by default: the shipped model is make-real's, and this must not overwrite it unasked
+    p.add_argument("--out", type=Path, default=Path("runs/synthetic-model"))
     p.add_argument("--work", type=Path, default=MAKE_DEFAULT_WORK)
     _add_synth_args(p)
     p.add_argument("--image-size", type=int, default=default(EmbedSettings, "image_size"))

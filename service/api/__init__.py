@@ -1,4 +1,6 @@
-"""HTTP routers, one per resource, collected here so `create_app` includes them in one place."""
+"""HTTP routers, one per resource, collected here so `create_app` includes them in one place. The API's routers
+sit under `API_PREFIX` (service/api/middleware.py, where the key gate reads it too); health and the page at the
+root."""
 
 from __future__ import annotations
 

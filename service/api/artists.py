@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 
-from service.api.deps import AdminKey, EngineDep, UploadLimit, read_upload
+from service.api.deps import AdminKey, PortfoliosDep, UploadLimit, read_upload
+from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import ArtistIn, ArtistOut, Page, WorkOut, WorksOut, error_responses
 from service.errors import TooLarge
 
-router = APIRouter(prefix="/v1/artists", tags=["artists"])
+router = APIRouter(prefix=f"{API_PREFIX}/artists", tags=["artists"])
 
 
 @router.post(
@@ -20,8 +21,8 @@ router = APIRouter(prefix="/v1/artists", tags=["artists"])
     summary="Create an artist",
     responses=error_responses(400, 401, 403, 409, 413, 422, 429),
 )
-def create_artist(_: AdminKey, engine: EngineDep, body: ArtistIn) -> ArtistOut:
-    return ArtistOut.model_validate(engine.create_artist(body.id, body.name, body.meta or {}))
+def create_artist(_: AdminKey, portfolios: PortfoliosDep, body: ArtistIn) -> ArtistOut:
+    return ArtistOut.model_validate(portfolios.create_artist(body.id, body.name, body.meta or {}))
 
 
 @router.get(
@@ -33,11 +34,11 @@ def create_artist(_: AdminKey, engine: EngineDep, body: ArtistIn) -> ArtistOut:
 )
 def list_artists(
     _: AdminKey,
-    engine: EngineDep,
+    portfolios: PortfoliosDep,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[ArtistOut]:
-    items, total = engine.list_artists(offset, limit)
+    items, total = portfolios.list_artists(offset, limit)
     return Page[ArtistOut](items=[ArtistOut.model_validate(a) for a in items], total=total, offset=offset, limit=limit)
 
 
@@ -47,8 +48,8 @@ def list_artists(
     summary="Get an artist",
     responses=error_responses(401, 403, 404, 429),
 )
-def get_artist(_: AdminKey, engine: EngineDep, artist_id: str) -> ArtistOut:
-    return ArtistOut.model_validate(engine.get_artist(artist_id))
+def get_artist(_: AdminKey, portfolios: PortfoliosDep, artist_id: str) -> ArtistOut:
+    return ArtistOut.model_validate(portfolios.get_artist(artist_id))
 
 
 @router.delete(
@@ -58,8 +59,8 @@ def get_artist(_: AdminKey, engine: EngineDep, artist_id: str) -> ArtistOut:
     summary="Delete an artist and all of its works",
     responses=error_responses(401, 403, 404, 429),
 )
-def delete_artist(_: AdminKey, engine: EngineDep, artist_id: str) -> Response:
-    engine.delete_artist(artist_id)
+def delete_artist(_: AdminKey, portfolios: PortfoliosDep, artist_id: str) -> Response:
+    portfolios.delete_artist(artist_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -72,9 +73,10 @@ def delete_artist(_: AdminKey, engine: EngineDep, artist_id: str) -> Response:
     "file is rejected, none is enrolled. Uploading a work already in the portfolio is a 409 `duplicate_work`.",
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
 )
+@admitted
 async def add_works(
     _: AdminKey,
-    engine: EngineDep,
+    portfolios: PortfoliosDep,
     request: Request,
     limit: UploadLimit,
     artist_id: str,
@@ -84,7 +86,7 @@ async def add_works(
     if len(image) > most:
         raise TooLarge("too_many_files", f"{len(image)} files in one request; the limit is {most}")
     files = [(f.filename or "", await read_upload(f, limit)) for f in image]
-    works = await engine.add_works(artist_id, files)
+    works = await portfolios.add_works(artist_id, files)
     return WorksOut(works=[WorkOut.model_validate(w) for w in works])
 
 
@@ -94,8 +96,8 @@ async def add_works(
     summary="List an artist's works",
     responses=error_responses(401, 403, 404, 429),
 )
-def list_works(_: AdminKey, engine: EngineDep, artist_id: str) -> WorksOut:
-    return WorksOut(works=[WorkOut.model_validate(w) for w in engine.list_works(artist_id)])
+def list_works(_: AdminKey, portfolios: PortfoliosDep, artist_id: str) -> WorksOut:
+    return WorksOut(works=[WorkOut.model_validate(w) for w in portfolios.list_works(artist_id)])
 
 
 @router.delete(
@@ -105,6 +107,6 @@ def list_works(_: AdminKey, engine: EngineDep, artist_id: str) -> WorksOut:
     summary="Delete one work",
     responses=error_responses(401, 403, 404, 429),
 )
-def delete_work(_: AdminKey, engine: EngineDep, artist_id: str, work_id: str) -> Response:
-    engine.delete_work(artist_id, work_id)
+def delete_work(_: AdminKey, portfolios: PortfoliosDep, artist_id: str, work_id: str) -> Response:
+    portfolios.delete_work(artist_id, work_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query
 from pydantic import BeforeValidator
 
 from service.api.deps import AdminKey, AuditDep
+from service.api.middleware import API_PREFIX
 from service.api.schemas import AuditOut, Page, error_responses
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix=f"{API_PREFIX}/audit", tags=["audit"])
 
 
 def _iso_only(value: object) -> object:
@@ -44,4 +45,4 @@ def read_audit(
     items, total = audit.query(
         offset=offset, limit=limit, route=route, key_name=key_name, artist_id=artist_id, since=since
     )
-    return Page[AuditOut](items=[AuditOut.model_validate(e) for e in items], total=total, offset=offset, limit=limit)
+    return Page[AuditOut](items=items, total=total, offset=offset, limit=limit)

@@ -8,18 +8,20 @@ from fastapi import APIRouter, File, UploadFile
 
 from service.api.deps import (
     AuditDep,
-    EngineDep,
     EvidenceGrid,
     RequestId,
+    ScorerDep,
     StrictnessDep,
     UploadLimit,
     VerifyKey,
+    decided,
     read_upload,
 )
+from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import DecisionOut, error_responses
-from service.audit import record_match
+from service.storage.audit import record
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix=API_PREFIX, tags=["scoring"])
 
 
 @router.post(
@@ -33,9 +35,10 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     "`evidence=n` (2 to 4) adds an evidence map: each of n×n regions of `image_a` scored on its own against `image_b`.",
     responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
 )
+@admitted
 async def compare(
     key: VerifyKey,
-    engine: EngineDep,
+    scorer: ScorerDep,
     audit: AuditDep,
     strictness: StrictnessDep,
     limit: UploadLimit,
@@ -46,6 +49,6 @@ async def compare(
 ) -> DecisionOut:
     a = await read_upload(image_a, limit)
     b = await read_upload(image_b, limit)
-    decision = await engine.compare(a, b, strictness, evidence)
-    await record_match(audit, key_name=key.name, route="compare", decision=decision, request_id=request_id)
+    decision = await scorer.compare(a, b, strictness, evidence)
+    await record(audit, decided(decision, key, "compare", request_id))
     return DecisionOut.model_validate(decision)

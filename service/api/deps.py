@@ -1,5 +1,6 @@
-"""Typed dependencies the routers share: the engine, the caller's key (with scope and rate limit checked),
-strictness form fields and capped upload reading.
+"""Typed dependencies the routers share: the scorer and the portfolios (service/serving/), the caller's key
+(with scope and rate limit checked), strictness form fields, capped upload reading, and the decision log's
+record of a decision.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from typing import Annotated
 from fastapi import Depends, Form, Request, Security, UploadFile
 from fastapi.security import APIKeyHeader
 
-from service.audit import AuditLog
-from service.engine import Engine
+from service.api.ratelimit import RateLimiter
 from service.errors import Forbidden, TooLarge
-from service.evidence import MAX_GRID, MIN_GRID
-from service.scoring import Strictness
-from service.security import KeyInfo, KeyStore, RateLimiter, Scope, scope_allows
+from service.serving.evidence import MAX_GRID, MIN_GRID
+from service.serving.portfolios import Portfolios
+from service.serving.scorer import Decision, Scorer
+from service.serving.strictness import Strictness
+from service.storage.audit import AuditLog, AuditRecord
+from service.storage.keys import KeyInfo, KeyStore, Scope, scope_allows
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -27,8 +30,12 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_engine(request: Request) -> Engine:
-    return request.app.state.engine
+def get_scorer(request: Request) -> Scorer:
+    return request.app.state.runtime.scorer
+
+
+def get_portfolios(request: Request) -> Portfolios:
+    return request.app.state.runtime.portfolios
 
 
 def get_keys(request: Request) -> KeyStore:
@@ -39,7 +46,8 @@ def get_audit(request: Request) -> AuditLog:
     return request.app.state.audit
 
 
-EngineDep = Annotated[Engine, Depends(get_engine)]
+ScorerDep = Annotated[Scorer, Depends(get_scorer)]
+PortfoliosDep = Annotated[Portfolios, Depends(get_portfolios)]
 KeysDep = Annotated[KeyStore, Depends(get_keys)]
 AuditDep = Annotated[AuditLog, Depends(get_audit)]
 
@@ -129,6 +137,24 @@ def upload_limit(request: Request) -> int:
 
 
 UploadLimit = Annotated[int, Depends(upload_limit)]
+
+
+def decided(
+    decision: Decision, key: KeyInfo, route: str, request_id: str | None, artist_id: str | None = None
+) -> AuditRecord:
+    """A compare/verify decision as the decision log records it (`decision.images`: the uploads' sha256)."""
+    return AuditRecord(
+        key_name=key.name,
+        route=route,
+        artist_id=artist_id,
+        image_sha256=decision.images[0],
+        image_b_sha256=decision.images[1] if len(decision.images) > 1 else None,
+        score=decision.score,
+        threshold=decision.threshold,
+        decision="match" if decision.match else "no_match",
+        model_id=decision.model,
+        request_id=request_id,
+    )
 
 
 def request_id(request: Request) -> str | None:

@@ -64,7 +64,7 @@ _HTTP_CODES = {
 # A request validation error on exactly one of these form fields gets the field's own code.
 _STRICTNESS_CODES = {"threshold": "invalid_threshold", "max_fpr": "invalid_operating_point"}
 _STRICTNESS_CODES["min_precision"] = "invalid_operating_point"
-_STRICTNESS_CODES.update(evidence="invalid_evidence", max_side="invalid_max_side")  # same codes as the engine's
+_STRICTNESS_CODES.update(evidence="invalid_evidence", max_side="invalid_max_side")  # same codes as the scorer's
 
 
 def status_of(exc: BaseException) -> int:

@@ -22,21 +22,21 @@ async def healthz() -> HealthOut:
     response_model=ReadyOut,
     summary="Readiness: model loaded, store reachable, no reindex pending",
     description="503 `not_ready` while the model is not loaded, the database is unreachable, or enrolled works "
-    "lack embeddings of the current model (run `python -m service reindex`, then restart).",
+    "lack embeddings of the current model (run `python -m service reindex`; no restart needed).",
     responses=error_responses(503),
 )
 def readyz(request: Request) -> ReadyOut:
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None:
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
         raise Unavailable("not_ready", "the model is not loaded")
-    checks: dict[str, Any] = engine.ready()
+    checks: dict[str, Any] = runtime.ready()
     if not checks.get("store"):
         raise Unavailable("not_ready", "the database is unreachable")
     if checks.get("reindex_required"):
         raise Unavailable(
             "not_ready",
             f"{checks.get('works_missing_embedding')} works lack embeddings of {checks.get('model')}: "
-            "run `python -m service reindex`, then restart",
+            "run `python -m service reindex` (the service follows it without a restart)",
         )
     return ReadyOut(ready=True, checks=checks)
 

@@ -7,12 +7,13 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, File, Form, UploadFile
 
-from service.api.deps import AuditDep, EngineDep, RequestId, UploadLimit, VerifyKey, read_upload
+from service.api.deps import AuditDep, RequestId, ScorerDep, UploadLimit, VerifyKey, read_upload
+from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import CandidateOut, IdentifyOut, error_responses
-from service.audit import record_decision, sha256_hex
-from service.engine import MAX_K
+from service.serving.scorer import MAX_K
+from service.storage.audit import AuditRecord, record, sha256_hex
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix=API_PREFIX, tags=["scoring"])
 
 
 @router.post(
@@ -24,9 +25,10 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     "call /v1/verify with the candidate.",
     responses=error_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
 )
+@admitted
 async def identify(
     key: VerifyKey,
-    engine: EngineDep,
+    scorer: ScorerDep,
     audit: AuditDep,
     limit: UploadLimit,
     request_id: RequestId,
@@ -34,18 +36,18 @@ async def identify(
     k: Annotated[int, Form(ge=1, le=MAX_K, description="how many candidate artists to return")] = 5,
 ) -> IdentifyOut:
     data = await read_upload(image, limit)
-    candidates = await engine.identify(data, k)
-    out = IdentifyOut(candidates=[CandidateOut.model_validate(c) for c in candidates], model=engine.model_id)
+    candidates, model_id = await scorer.identify(data, k)
+    out = IdentifyOut(candidates=[CandidateOut.model_validate(c) for c in candidates], model=model_id)
     top = out.candidates[0] if out.candidates else None
-    await record_decision(
-        audit,
+    entry = AuditRecord(
         key_name=key.name,
         route="identify",
-        images=[await anyio.to_thread.run_sync(sha256_hex, data)],
+        image_sha256=await anyio.to_thread.run_sync(sha256_hex, data),
         artist_id=top.artist_id if top else None,
         decision=f"ranked:{len(out.candidates)}",
         model_id=out.model,
         score=top.score if top else None,
         request_id=request_id,
     )
+    await record(audit, entry)
     return out

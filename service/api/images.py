@@ -1,7 +1,7 @@
 """GET /v1/artists/{artist_id}/works/{work_id}/image: a reference work as a bounded JPEG or PNG.
 
 Scope `verify` (not only admin): a verdict names the works it leaned on, and the caller who may verify may see
-them. Logic in `Engine.work_image` / service/thumbnails.py.
+them. Logic in `Portfolios.work_image` (service/serving/portfolios.py) and service/serving/thumbnails.py.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from service.api.deps import EngineDep, VerifyKey
+from service.api.deps import PortfoliosDep, VerifyKey
+from service.api.middleware import API_PREFIX
 from service.api.schemas import error_responses
-from service.thumbnails import DEFAULT_SIDE, MAX_SIDE, MIN_SIDE
+from service.serving.thumbnails import DEFAULT_SIDE, MAX_SIDE, MIN_SIDE
 
-router = APIRouter(prefix="/v1/artists", tags=["artists"])
+router = APIRouter(prefix=f"{API_PREFIX}/artists", tags=["artists"])
 
 _IMAGE = {"schema": {"type": "string", "format": "binary"}}
 
@@ -32,12 +33,12 @@ _IMAGE = {"schema": {"type": "string", "format": "binary"}}
 )
 async def work_image(
     _: VerifyKey,
-    engine: EngineDep,
+    portfolios: PortfoliosDep,
     artist_id: str,
     work_id: str,
     max_side: Annotated[int, Query(ge=MIN_SIDE, le=MAX_SIDE, description="longest side in pixels")] = DEFAULT_SIDE,
     format: Annotated[Literal["jpeg", "png"], Query(description="`jpeg` (default) or `png`")] = "jpeg",
 ) -> Response:
-    thumb = await engine.work_image(artist_id, work_id, max_side, format)
+    thumb = await portfolios.work_image(artist_id, work_id, max_side, format)
     # private: the picture is behind a key; the work id names fixed content, so it may be kept a while
     return Response(thumb.data, media_type=thumb.media_type, headers={"Cache-Control": "private, max-age=3600"})

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service.api.deps import AdminKey, KeysDep
+from service.api.middleware import API_PREFIX
 from service.api.schemas import KeyCreated, KeyIn, KeyOut, error_responses
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix=f"{API_PREFIX}/keys", tags=["keys"])
 
 
 @router.post(

@@ -12,7 +12,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
@@ -21,20 +22,24 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import headers_of, send_error, send_exception
+from service.api.metrics import UNMATCHED_ROUTE, Metrics
 from service.errors import BadRequest, Overloaded, ServiceError, TooLarge
-from service.metrics import UNMATCHED_ROUTE, Metrics
-from service.security import KeyStore
+from service.storage.keys import KeyStore
 
 access_log = logging.getLogger("service.access")
 error_log = logging.getLogger("service.errors")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 API_KEY_HEADER = "X-API-Key"
-KEYED_PREFIX = "/v1/"
+# The API's one prefix: every API router is declared under it, and every request under it needs a key.
+API_PREFIX = "/v1"
+KEYED_PREFIX = API_PREFIX + "/"
+ADMITTED = "admitted"  # the attribute `admitted` sets on an endpoint
 # A refused request's unread body up to this size is left for the server to drain, keeping the connection;
 # a bigger or undeclared (chunked) one gets `Connection: close` so nobody can make us drain without end.
 DRAIN_LIMIT_BYTES = 1024 * 1024
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
 class RequestTooLarge(HTTPException):
@@ -169,6 +174,22 @@ class ApiKeyGate:
         await self.app(scope, receive, send)
 
 
+def admitted(endpoint: Endpoint) -> Endpoint:
+    """Declares a route an upload for the model (scoring or enrolment): `AdmissionLimit` counts it and sheds it
+    when `max_inflight` of them are being served. Put it under the route decorator:
+
+        @router.post("/compare", ...)
+        @admitted
+        async def compare(...): ...
+    """
+    setattr(endpoint, ADMITTED, True)
+    return endpoint
+
+
+def is_admitted(route: BaseRoute | None) -> bool:
+    return bool(getattr(getattr(route, "endpoint", None), ADMITTED, False))
+
+
 class Admission:
     """How many of the expensive requests (uploads to score or enrol) are being served, and how many may be.
 
@@ -193,28 +214,22 @@ class Admission:
 
 
 class AdmissionLimit:
-    """Shed the expensive routes with 503 `overloaded` + Retry-After once `admission.limit` of them are in
-    flight, before their body is read: under overload a refusal costs no upload parsing, decoding or
-    preprocessing. The micro-batcher's queue limit stays behind it as the second line."""
+    """Shed the expensive routes — those declared `@admitted` — with 503 `overloaded` + Retry-After once
+    `admission.limit` of them are in flight, before their body is read: under overload a refusal costs no upload
+    parsing, decoding or preprocessing. The micro-batcher's queue limit stays behind it as the second line."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        admission: Admission,
-        routes: Sequence[BaseRoute],
-        limited: Collection[tuple[str, str]],
-        retry_after_s: int = 1,
-    ):
+    def __init__(self, app: ASGIApp, admission: Admission, routes: Sequence[BaseRoute], retry_after_s: int = 1):
         self.app = app
         self.admission = admission
         self.routes = list(routes)
-        self.limited = frozenset((method.upper(), path) for method, path in limited)
         self.retry_after_s = retry_after_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         is_api = scope["type"] == "http" and scope["path"].startswith(KEYED_PREFIX)
         route = match_route(self.routes, scope) if is_api else None
-        if route is None or (scope["method"], getattr(route, "path", None)) not in self.limited:
+        # a method mismatch matches partially (the router answers 405): not admitted, whatever the endpoint
+        full = route is not None and route.matches(scope)[0] is Match.FULL
+        if not full or not is_admitted(route):
             await self.app(scope, receive, send)
             return
         if not self.admission.try_enter():

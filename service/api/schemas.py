@@ -1,6 +1,6 @@
 """Request and response bodies of the HTTP API (pydantic), with the descriptions the OpenAPI docs show.
 
-Engine results (dataclasses) are read with `from_attributes`, so the routes only pick the schema.
+Scorer and portfolio results (dataclasses) are read with `from_attributes`, so the routes only pick the schema.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.security import Scope
+from service.storage.audit import AuditEntry
+from service.storage.keys import Scope
 
 T = TypeVar("T")
 
@@ -77,6 +78,11 @@ class CalibrationOut(_Out):
         "recorded and so no bound can be given",
     )
     reason: str = Field(default="", description="why this source was used and not the other")
+    model: str = Field(
+        default="",
+        description="the model whose scores the table holds (the card's model, or the model the gallery's works "
+        "were scored with): always the reply's `model`",
+    )
 
 
 class PictureQualityOut(_Out):
@@ -153,7 +159,7 @@ class DecisionOut(_Out):
     @field_validator("quality", mode="before")
     @classmethod
     def _quality(cls, value: Any) -> Any:
-        # the engine's QualityUsed holds contract.quality.Measures: flatten them into the reply's fields
+        # the scorer's QualityUsed holds contract.quality.Measures: flatten them into the reply's fields
         return QualityOut.of(value) if value is not None and not isinstance(value, QualityOut | dict) else value
 
     evidence: EvidenceOut | None = Field(
@@ -175,7 +181,7 @@ class VerifyOut(DecisionOut):
 
     @classmethod
     def of(cls, verdict: Any) -> VerifyOut:
-        """From the engine's Verdict, whose `top_references` are (work_id, score) pairs."""
+        """From the scorer's Verdict, whose `top_references` are (work_id, score) pairs."""
         base = DecisionOut.model_validate(verdict).model_dump()
         refs = [
             ReferenceScore(work_id=r[0], score=r[1])
@@ -256,19 +262,8 @@ class KeyCreated(KeyOut):
     key: str = Field(description="the API key: shown this once, store it now (the service keeps only a hash)")
 
 
-class AuditOut(_Out):
-    id: int
-    time: datetime
-    key_name: str
-    route: str
-    artist_id: str | None
-    image_sha256: str
-    image_b_sha256: str | None
-    score: float | None
-    threshold: float | None
-    decision: str
-    model_id: str
-    request_id: str | None
+# the decision log's entries as declared (service/storage/schema.py), fields and all
+AuditOut = AuditEntry
 
 
 # ---- health -----------------------------------------------------------------------------------------------
@@ -297,7 +292,8 @@ _ERROR_DOCS = {
     422: "`invalid_request` (the message names the field), `empty_image`, `corrupt_image`, `image_too_small`, "
     "`no_files`, `extreme_aspect_ratio`, `invalid_k`, `invalid_pagination`, `invalid_threshold`, "
     "`invalid_operating_point`, `operating_point_unreachable`, `invalid_evidence`, `invalid_max_side`, "
-    "`invalid_artist_id`, `invalid_name`, `invalid_meta`",
+    "`invalid_artist_id`, `invalid_name`, `invalid_meta`, `image_quality_too_low` (below the quality the model's "
+    "rates were measured at)",
     429: "`rate_limited`: retry after the `Retry-After` header's seconds",
     503: "`overloaded` (retry after `Retry-After`), `not_ready`, or `model_switching` (an enrolment while the "
     "deployment switches models; retry after `Retry-After`)",

@@ -8,18 +8,20 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from service.api.deps import (
     AuditDep,
-    EngineDep,
     EvidenceGrid,
     RequestId,
+    ScorerDep,
     StrictnessDep,
     UploadLimit,
     VerifyKey,
+    decided,
     read_upload,
 )
+from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import VerifyOut, error_responses
-from service.audit import record_match
+from service.storage.audit import record
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix=API_PREFIX, tags=["scoring"])
 
 
 @router.post(
@@ -32,9 +34,10 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
     "map: each of n×n regions of the image scored on its own against the same portfolio.",
     responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
 )
+@admitted
 async def verify(
     key: VerifyKey,
-    engine: EngineDep,
+    scorer: ScorerDep,
     audit: AuditDep,
     strictness: StrictnessDep,
     limit: UploadLimit,
@@ -44,8 +47,6 @@ async def verify(
     evidence: EvidenceGrid = None,
 ) -> VerifyOut:
     data = await read_upload(image, limit)
-    verdict = await engine.verify(data, artist_id, strictness, evidence)
-    await record_match(
-        audit, key_name=key.name, route="verify", decision=verdict, artist_id=artist_id, request_id=request_id
-    )
+    verdict = await scorer.verify(data, artist_id, strictness, evidence)
+    await record(audit, decided(verdict, key, "verify", request_id, artist_id=artist_id))
     return VerifyOut.of(verdict)

@@ -15,6 +15,9 @@ class ApiError extends Error {
   }
 }
 
+// the API's prefix, in this file once (the service declares its own in service/api/middleware.py API_PREFIX)
+const API = "/v1";
+
 function key() {
   return sessionStorage.getItem(KEY_STORE) || "";
 }
@@ -76,7 +79,7 @@ async function useKey(value) {
   sessionStorage.setItem(KEY_STORE, value);
   const status = $("#key-status");
   try {
-    state.artists = (await api("GET", "/v1/artists?limit=500")).items;
+    state.artists = (await api("GET", `${API}/artists?limit=500`)).items;
     state.scope = "admin";
   } catch (e) {
     if (e.status === 403) {
@@ -332,7 +335,7 @@ async function compare() {
   button.disabled = true;
   $("#compare-result").hidden = true; // an old answer must not stand beside a new question
   try {
-    const r = await api("POST", "/v1/compare", form);
+    const r = await api("POST", `${API}/compare`, form);
     const box = $("#compare-result");
     renderDecision(box, r, {
       negatives: "different-artist pairs",
@@ -375,7 +378,7 @@ function artistChoice() {
 }
 
 async function thumbnail(artistId, workId, side) {
-  const blob = await api("GET", `/v1/artists/${encodeURIComponent(artistId)}/works/${encodeURIComponent(workId)}/image?max_side=${side}`);
+  const blob = await api("GET", `${API}/artists/${encodeURIComponent(artistId)}/works/${encodeURIComponent(workId)}/image?max_side=${side}`);
   return URL.createObjectURL(blob);
 }
 
@@ -390,7 +393,7 @@ async function verify() {
   button.disabled = true;
   $("#verify-result").hidden = true;
   try {
-    const r = await api("POST", "/v1/verify", form);
+    const r = await api("POST", `${API}/verify`, form);
     const box = $("#verify-result");
     renderDecision(box, r, {
       negatives: "paintings by other artists",
@@ -418,7 +421,7 @@ async function verify() {
 
 // ---------------------------------------------------------------- admin: artists, works, audit
 async function reloadArtists() {
-  state.artists = (await api("GET", "/v1/artists?limit=500")).items;
+  state.artists = (await api("GET", `${API}/artists?limit=500`)).items;
   renderArtists();
   fillArtists();
 }
@@ -435,7 +438,7 @@ function renderArtists() {
     del.type = "button";
     del.addEventListener("click", () => guarded(async () => {
       if (!confirm(`Delete ${a.id} and all of its works?`)) return;
-      await api("DELETE", `/v1/artists/${encodeURIComponent(a.id)}`);
+      await api("DELETE", `${API}/artists/${encodeURIComponent(a.id)}`);
       if (state.detail && state.detail.id === a.id) $("#artist-detail").hidden = true;
       await reloadArtists();
     }));
@@ -459,7 +462,7 @@ async function renderWorks() {
   const a = state.detail;
   const grid = $("#works-grid");
   grid.innerHTML = "";
-  const { works } = await api("GET", `/v1/artists/${encodeURIComponent(a.id)}/works`);
+  const { works } = await api("GET", `${API}/artists/${encodeURIComponent(a.id)}/works`);
   if (!works.length) grid.append(el("p", "muted", "No reference works yet."));
   for (const w of works) {
     const fig = el("figure", "thumb");
@@ -468,7 +471,7 @@ async function renderWorks() {
     const del = el("button", "danger small", "Delete");
     del.type = "button";
     del.addEventListener("click", () => guarded(async () => {
-      await api("DELETE", `/v1/artists/${encodeURIComponent(a.id)}/works/${encodeURIComponent(w.id)}`);
+      await api("DELETE", `${API}/artists/${encodeURIComponent(a.id)}/works/${encodeURIComponent(w.id)}`);
       await renderWorks();
       await reloadArtists();
     }));
@@ -484,7 +487,7 @@ function uploadBatch(artistId, files, onProgress) {
     const form = new FormData();
     for (const f of files) form.append("image", f);
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/v1/artists/${encodeURIComponent(artistId)}/works`);
+    xhr.open("POST", `${API}/artists/${encodeURIComponent(artistId)}/works`);
     xhr.setRequestHeader("X-API-Key", key());
     xhr.upload.addEventListener("progress", (ev) => ev.lengthComputable && onProgress(ev.loaded));
     xhr.addEventListener("load", () => {
@@ -532,7 +535,7 @@ async function uploadWorks() {
 }
 
 async function loadAudit() {
-  const page = await api("GET", "/v1/audit?limit=50");
+  const page = await api("GET", `${API}/audit?limit=50`);
   const table = $("#audit-table");
   const body = table.querySelector("tbody");
   body.innerHTML = "";
@@ -568,7 +571,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#artist-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     guarded(async () => {
-      const made = await api("POST", "/v1/artists", { id: $("#artist-id").value.trim(), name: $("#artist-name").value.trim() });
+      const made = await api("POST", `${API}/artists`, { id: $("#artist-id").value.trim(), name: $("#artist-name").value.trim() });
       $("#artist-id").value = "";
       $("#artist-name").value = "";
       await reloadArtists();

@@ -38,6 +38,38 @@ def test_model_id_follows_the_files(card_dir: Path) -> None:
     assert load_card(card_dir).model_id == card.model_id
 
 
+def _backbone(card: Card, **update: object) -> Card:
+    """The card with its backbone section changed (nested keys as "preprocessing.grid")."""
+    doc = card.backbone.model_dump()
+    for key, value in update.items():
+        *path, last = key.split(".")
+        part = doc
+        for p in path:
+            part = part[p]
+        part[last] = value
+    return card.model_copy(update={"backbone": type(card.backbone).model_validate(doc)})
+
+
+def test_model_id_follows_the_recipe(card_dir: Path) -> None:
+    """Everything that changes an embedding changes the id, with the same files; provenance notes do not."""
+    card = load_card(card_dir)
+    p = card.backbone.preprocessing
+    grid = (2, 2) if p.grid != (2, 2) else (1, 1)
+    changes = {
+        "preprocessing.grid": grid,
+        "preprocessing.resize_shorter": p.resize_shorter + 32,
+        "preprocessing.resample": "bicubic" if p.resample == "bilinear" else "bilinear",
+        "preprocessing.mean": (0.5, 0.5, 0.5),
+        "embedding.combine": "mean" if card.backbone.embedding.combine == "l2_mean" else "l2_mean",
+        "input_name": "pixels",
+    }
+    ids = {key: _backbone(card, **{key: value}).model_id for key, value in changes.items()}
+    assert card.model_id not in ids.values() and len(set(ids.values())) == len(ids), ids
+    for key in ("weights", "arch", "embedding.description"):
+        assert _backbone(card, **{key: "noted differently"}).model_id == card.model_id, key
+    assert card.model_copy(update={"created": "later"}).model_id == card.model_id
+
+
 def test_changed_file_is_refused(card_dir: Path) -> None:
     card = load_card(card_dir)
     (card_dir / card.head.file).write_bytes(b"other weights")

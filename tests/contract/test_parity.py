@@ -1,8 +1,8 @@
 """Training and serving turn the same picture into the same backbone input, and score portfolios alike.
 
 The training path is the embedding cache's: a corpus file on disk → `training.embed.embed_manifest`, which
-feeds the backbone what `load_input` makes of it. The serving path is an upload: bytes → `Engine._prepare`
-(decode with the engine's limits, the model's recipe) → what the micro-batcher hands the backbone. Both must be
+feeds the backbone what `load_input` makes of it. The serving path is an upload: bytes → `Embedder.prepare`
+(decode with the service's limits, the model's recipe) → what the micro-batcher hands the backbone. Both must be
 the very same float32 arrays for every kind of file the issue found them to differ on.
 """
 
@@ -19,8 +19,8 @@ from PIL import Image
 from contract.card import EmbeddingRecipe, Preprocessing
 from contract.decode import decode_file
 from service.config import Settings
-from service.engine import Engine
-from service.model import Model
+from service.serving.model import Model
+from service.serving.runtime import Runtime
 from tests.service.conftest import encode, painting
 from training.datasets import Item, Manifest
 from training.embed import embed_manifest, load_input
@@ -115,11 +115,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
 
 @pytest.fixture(scope="module")
 def served(model: Model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, np.ndarray]]:
-    engine = Engine.build(model, Settings(data_dir=tmp_path_factory.mktemp("data"), gpu_index=False))
+    runtime = Runtime.build(model, Settings(data_dir=tmp_path_factory.mktemp("data"), gpu_index=False))
     try:
-        yield {name: engine._prepare(data)[0] for name, data in CASES.items()}
+        yield {name: runtime.embedder.prepare(runtime.bundle, data).inputs for name, data in CASES.items()}
     finally:
-        engine.close()
+        runtime.close()
 
 
 def test_the_embedding_cache_feeds_the_backbone_what_the_service_does(
@@ -162,12 +162,12 @@ def test_every_orientation_decodes_upright(orientation: int, tmp_path: Path) -> 
 
 def test_evaluation_aggregates_portfolios_as_the_service_does() -> None:
     import contract.aggregation
-    import service.engine
+    import service.serving.scorer
     import training.evaluate as ev
     from contract.card import Aggregation
 
     assert ev.aggregate_rows is contract.aggregation.aggregate_rows
-    assert service.engine.aggregate is contract.aggregation.aggregate
+    assert service.serving.scorer.aggregate is contract.aggregation.aggregate
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(8), 12)
@@ -185,5 +185,5 @@ def test_evaluation_aggregates_portfolios_as_the_service_does() -> None:
         assert res is not None
         _, evaluated = res
         pair = seen[-1].reshape(40, k)  # the pair scores of each trial, in order
-        served = [service.engine.aggregate(row, Aggregation(top_m=m)) for row in pair]
+        served = [service.serving.scorer.aggregate(row, Aggregation(top_m=m)) for row in pair]
         assert evaluated.tolist() == served

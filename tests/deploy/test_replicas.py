@@ -213,6 +213,7 @@ def test_model_upgrade_switches_every_replica_under_traffic(deployment) -> None:
         old = c.get("/readyz").json()["checks"]["model"]
         before = [c.get("/v1/artists?limit=1000").json(), c.get("/v1/artists/upgraded/works").json()]
         answers: list[tuple[float, int, str | None]] = []
+        calibrated: list[tuple[str, str]] = []  # (reply's model, its calibration's model)
         stop = threading.Event()
 
         def traffic(w: int) -> None:
@@ -224,6 +225,8 @@ def test_model_upgrade_switches_every_replica_under_traffic(deployment) -> None:
                     q = {"image": ("q.png", png(900 + 100 * w + i), "image/png")}
                     r = cl.post("/v1/verify", files=q, data={"artist_id": "upgraded"})
                     answers.append((t, r.status_code, r.json().get("model")))
+                    if r.status_code == 200:
+                        calibrated.append((r.json()["model"], r.json()["calibration"]["model"]))
 
         threads = [threading.Thread(target=traffic, args=(w,)) for w in range(3)]
         for t in threads:
@@ -254,6 +257,8 @@ def test_model_upgrade_switches_every_replica_under_traffic(deployment) -> None:
     assert set(statuses) == {200}, statuses
     assert by_model[old] > 0 and by_model[result["new_model"]] > 0
     assert all(m == result["new_model"] for t, _, m in answers if t > switched)
+    # no reply mixes the two: each one's calibration is of the model that scored it, on every replica
+    assert calibrated and all(model == cal for model, cal in calibrated), Counter(calibrated)
     assert after == before
     for s in servers:  # every replica serves the new model
         with httpx.Client(base_url=s.base_url, timeout=30) as direct:

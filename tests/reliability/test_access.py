@@ -327,7 +327,7 @@ def test_key_check_ends_in_constant_time_compare(env: Env, monkeypatch: pytest.M
     r = env.client.get("/v1/artists", headers=admin())
     assert r.status_code == 200
     assert calls, "the key check did not go through hmac.compare_digest"
-    from service.security import hash_key
+    from service.storage.keys import hash_key
 
     assert any(hash_key(ADMIN_KEY) in (a, b) for a, b in calls), "compare_digest did not see the key's digest"
     # a key that matches all but its last character is refused, and never compared as plain text

@@ -2,7 +2,7 @@
 `overloaded` + Retry-After at once, before its upload is read; other routes are not limited, and once the load
 goes the service serves again.
 
-Deterministic: `max_inflight=1`, and the one admitted request is held inside the engine on an event until the
+Deterministic: `max_inflight=1`, and the one admitted request is held inside the scorer on an event until the
 test lets it go. httpx's ASGI transport pulls a streamed body only when the app asks for a chunk, so a counting
 generator shows exactly how much of the shed request was read.
 """
@@ -47,16 +47,16 @@ def test_max_inflight_sheds_before_the_body_is_read_and_recovers(
 
     async def scenario() -> None:
         async with app.router.lifespan_context(app):
-            engine = app.state.engine
+            scorer = app.state.runtime.scorer
             entered, release = asyncio.Event(), asyncio.Event()
-            real_identify = engine.identify
+            real_identify = scorer.identify
 
             async def held_identify(image: bytes, k: int = 5):  # type: ignore[no-untyped-def]
                 entered.set()
                 await release.wait()
                 return await real_identify(image, k)
 
-            monkeypatch.setattr(engine, "identify", held_identify)
+            monkeypatch.setattr(scorer, "identify", held_identify)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=admin()) as c:
                 r = await c.post("/v1/artists", json={"id": "adm", "name": "Admission"})
@@ -129,3 +129,32 @@ def test_max_inflight_setting(monkeypatch: pytest.MonkeyPatch):
     assert Settings().max_inflight == 64
     with pytest.raises(ValueError):
         Settings(max_inflight=0)
+
+
+def test_admission_is_declared_on_every_upload_route() -> None:
+    """`@admitted` on the route is what the limit reads (no list kept elsewhere): every route that takes an upload
+    carries it, and no other does — a new upload route without it fails here."""
+    from fastapi import params
+    from fastapi.routing import APIRoute
+
+    from service.api import ROUTERS
+    from service.api.middleware import API_PREFIX, is_admitted
+
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    uploads = {
+        (method, r.path)
+        for r in routes
+        for method in r.methods
+        if any(isinstance(p.field_info, params.File) for p in r.dependant.body_params)
+    }
+    admitted = {(method, r.path) for r in routes for method in r.methods if is_admitted(r)}
+    assert (
+        admitted
+        == uploads
+        == {
+            ("POST", f"{API_PREFIX}/compare"),
+            ("POST", f"{API_PREFIX}/verify"),
+            ("POST", f"{API_PREFIX}/identify"),
+            ("POST", f"{API_PREFIX}/artists/{{artist_id}}/works"),
+        }
+    )

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from service.db import WorkRow, make_engine, make_sessionmaker, sqlite_url
-from service.gallery import Gallery, ReferenceSpace
-from service.model import Model
-from service.store import NewWork
+from service.serving.model import Model
+from service.storage.db import make_sessionmaker, open_database, sqlite_url
+from service.storage.gallery import Gallery, ReferenceSpace
+from service.storage.schema import WorkRow
+from service.storage.store import NewWork
 
 
 def make_gallery(data_dir: Path, model: Model, model_id: str | None = None) -> Gallery:
-    db = make_engine(sqlite_url(data_dir / "brushprint.db"))
+    db = open_database(sqlite_url(data_dir / "brushprint.db"))
     space = ReferenceSpace.of(model)
     return Gallery(db, data_dir, replace(space, model_id=model_id) if model_id else space, use_gpu=False)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.audit import AuditLog
-from service.db import make_engine
+from service.storage.audit import AuditLog, AuditRecord
+from service.storage.db import open_database
 from tests.service.apitools import ADMIN, enrol, error_code, new_key, one, pair, running
 from tests.service.conftest import png
 
@@ -43,7 +43,7 @@ def test_only_decisions_are_logged(session: tuple[TestClient, dict, str]) -> Non
 
 def test_each_decision_leaves_one_row(session: tuple[TestClient, dict, str]) -> None:
     client, dealer, key = session
-    model = client.app.state.engine.model_id
+    model = client.app.state.runtime.model_id
     compared = client.post("/v1/compare", files=pair(1, 2), data={"threshold": "0.3"}, headers=dealer).json()
     verified = client.post("/v1/verify", files=one(3), data={"artist_id": "alice"}, headers=dealer).json()
     ranked = client.post("/v1/identify", files=one(4), data={"k": "1"}, headers=dealer).json()
@@ -94,8 +94,8 @@ def test_filters_and_pagination(session: tuple[TestClient, dict, str]) -> None:
 
 
 def test_since_compares_in_utc(tmp_path: Path) -> None:
-    log = AuditLog(make_engine(f"sqlite:///{tmp_path / 'a.db'}"))
-    log.record(key_name="k", route="compare", image_sha256="0" * 64, decision="match", model_id="m")
+    log = AuditLog(open_database(f"sqlite:///{tmp_path / 'a.db'}"))
+    log.record(AuditRecord(key_name="k", route="compare", image_sha256="0" * 64, decision="match", model_id="m"))
     time.sleep(0.01)
     now = datetime.now(UTC)
     # the same instant written in another zone must filter the same way
@@ -109,7 +109,7 @@ def test_since_compares_in_utc(tmp_path: Path) -> None:
 
 def test_since_at_the_ends_of_time(tmp_path: Path) -> None:
     # found by `make fuzz`: 0001-01-01T00:03+01:00 is before year 1 in UTC and used to overflow into a 500
-    log = AuditLog(make_engine(f"sqlite:///{tmp_path / 'a.db'}"))
-    log.record(key_name="k", route="compare", image_sha256="0" * 64, decision="match", model_id="m")
+    log = AuditLog(open_database(f"sqlite:///{tmp_path / 'a.db'}"))
+    log.record(AuditRecord(key_name="k", route="compare", image_sha256="0" * 64, decision="match", model_id="m"))
     assert log.query(since=datetime(1, 1, 1, 0, 3, tzinfo=timezone(timedelta(hours=1))))[1] == 1
     assert log.query(since=datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))))[1] == 0

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.batching import Overloaded
 from service.logging import JsonFormatter
+from service.serving.batching import Overloaded
 from tests.service.apitools import ADMIN, enrol, error_code, one, pair, running
 
 
@@ -31,19 +31,19 @@ def test_readyz_reports_model_and_store(client: TestClient) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["ready"] is True
-    assert body["checks"]["model"] == client.app.state.engine.model_id
+    assert body["checks"]["model"] == client.app.state.runtime.model_id
     assert body["checks"]["store"] is True and body["checks"]["reindex_required"] is False
 
 
 def test_readyz_is_503_while_a_reindex_is_pending(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client.app.state.engine.gallery, "missing", 3)
+    monkeypatch.setattr(client.app.state.runtime.bundle.gallery, "missing", 3)
     r = client.get("/readyz")
     assert r.status_code == 503 and error_code(r) == "not_ready"
     assert "reindex" in r.json()["error"]["message"]
 
 
 def test_readyz_is_503_when_the_store_is_unreachable(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client.app.state.engine.gallery, "ping", lambda: False)
+    monkeypatch.setattr(client.app.state.runtime.bundle.gallery, "ping", lambda: False)
     r = client.get("/readyz")
     assert r.status_code == 503 and error_code(r) == "not_ready"
 
@@ -70,7 +70,7 @@ def test_metrics_count_requests_batches_and_the_model(client: TestClient) -> Non
     assert 'brushprint_batch_size_count{batcher="backbone"}' in text
     assert "brushprint_batch_queue_depth 0.0" in text
     assert "brushprint_references 2.0" in text
-    model_id = client.app.state.engine.model_id
+    model_id = client.app.state.runtime.model_id
     assert 'brushprint_model_info{backbone="' in text and f'model_id="{model_id}"' in text
 
 
@@ -133,7 +133,7 @@ def test_unexpected_errors_are_500_without_details(model_dir: Path, tmp_path: Pa
         async def boom(*_a: object, **_k: object) -> None:
             raise RuntimeError("secret internals /etc/passwd")
 
-        c.app.state.engine.compare = boom
+        c.app.state.runtime.scorer.compare = boom
         r = c.post("/v1/compare", files=pair(1, 2), headers=ADMIN)
         assert r.status_code == 500 and error_code(r) == "internal_error"
         assert "secret" not in r.text and "Traceback" not in r.text
@@ -147,7 +147,7 @@ def test_overloaded_is_503_with_retry_after(model_dir: Path, tmp_path: Path) -> 
         async def busy(*_a: object, **_k: object) -> None:
             raise Overloaded("256 requests are already waiting for the model", retry_after=0.2)
 
-        c.app.state.engine.identify = busy
+        c.app.state.runtime.scorer.identify = busy
         r = c.post("/v1/identify", files=one(1), headers=ADMIN)
         assert r.status_code == 503 and error_code(r) == "overloaded"
         assert r.headers["Retry-After"] == "1"
@@ -192,7 +192,7 @@ def test_openapi_documents_errors_and_security(client: TestClient) -> None:
 
 
 def test_a_broken_model_dir_fails_at_start(model_dir: Path, tmp_path: Path) -> None:
-    from service.model import ModelError
+    from service.serving.model import ModelError
 
     with pytest.raises(ModelError, match=r"model\.json"), running(tmp_path / "no-model", tmp_path / "data"):
         pass

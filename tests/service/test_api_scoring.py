@@ -54,9 +54,10 @@ def test_compare_answers_a_calibrated_decision(client: TestClient, verifier: dic
     assert [(p["width"], p["height"], p["score"]) for p in q["pictures"]] == [(48, 40, None), (48, 40, None)]
     assert all(0 <= p["sharpness"] <= 1 and p["jpeg_quality"] is None for p in q["pictures"])
     # an empty gallery cannot speak for itself: the rates are the model card's, with its counts (None: not recorded)
-    card = client.app.state.engine.model.card.calibration
+    card = client.app.state.runtime.bundle.model.card.calibration
     cal = body["calibration"]
-    assert set(cal) == {"source", "genuine_pairs", "impostor_pairs", "confidence", "reason"}
+    assert set(cal) == {"source", "genuine_pairs", "impostor_pairs", "confidence", "reason", "model"}
+    assert cal["model"] == body["model"]
     assert (cal["source"], cal["genuine_pairs"], cal["impostor_pairs"]) == (
         "model_card",
         card.genuine_pairs,
@@ -68,7 +69,7 @@ def test_compare_answers_a_calibrated_decision(client: TestClient, verifier: dic
     assert 0.0 <= body["score"] <= 1.0
     assert body["match"] == (body["score"] >= body["threshold"])
     assert body["rule"] == "recommended" or body["rule"]
-    assert body["model"] == client.app.state.engine.model_id
+    assert body["model"] == client.app.state.runtime.model_id
     assert 0.0 <= body["expected_fpr"] <= 1.0 and 0.0 <= body["expected_fnr"] <= 1.0
 
 
@@ -153,7 +154,7 @@ def test_identify_ranks_enrolled_artists(client: TestClient, verifier: dict[str,
     r = client.post("/v1/identify", files=one(102), data={"k": "2"}, headers=verifier)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["model"] == client.app.state.engine.model_id
+    assert body["model"] == client.app.state.runtime.model_id
     cands = body["candidates"]
     assert 1 <= len(cands) <= 2
     assert {c["artist_id"] for c in cands} <= {"alice", "bob"}
@@ -223,7 +224,7 @@ async def test_concurrent_compares_equal_sequential(model_dir: Path, tmp_path: P
                 return r.json()["score"]
 
             together = await asyncio.gather(*(compare(a, b) for a, b in pairs))
-            batched = max(app.state.engine.batcher.recent_batch_sizes)
+            batched = max(app.state.runtime.embedder.batcher.recent_batch_sizes)
             one_by_one = [await compare(a, b) for a, b in pairs]
     assert batched > 1, "the concurrent requests never shared a batch"
     assert together == pytest.approx(one_by_one, abs=1e-5)

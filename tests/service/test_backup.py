@@ -1,4 +1,4 @@
-"""Backup and restore (`python -m service export|import`, service/backup.py) and bulk enrolment (`enrol`)."""
+"""Backup and restore (`python -m service export|import`, service/ops/backup.py) and bulk enrolment (`enrol`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from service.__main__ import main
-from service.model import Model
+from service.serving.model import Model
 from tests.service.apitools import ADMIN, enrol, error_code, new_key, one, running
 from tests.service.conftest import png
-from tests.service.test_postgres import pg_server, pg_url  # noqa: F401 - fixtures
 
 SEEDS = {"vermeer": [1, 2, 3, 4], "hals": [11, 12, 13], "leyster": [21, 22]}
 

@@ -1,4 +1,4 @@
-"""service/batching.py: batched results equal one-by-one results, batches form, overload and errors behave."""
+"""service/serving/batching.py: batched results equal one-by-one results, batches form, overload and errors behave."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher, Overloaded
-from service.model import Model
+from service.serving.batching import MicroBatcher, Overloaded
+from service.serving.model import Model
 from tests.service.conftest import painting
 
 pytestmark = pytest.mark.anyio

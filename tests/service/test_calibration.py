@@ -1,6 +1,6 @@
-"""service/calibration.py: gallery calibration tables from enrolled works (build_tables), kept current off the
+"""service/serving/calibration.py: gallery calibration tables from enrolled works (build_tables), kept current off the
 request path (GalleryCalibrator), taking over from the card's only when at least as certain (choose), and named —
-source, counts, confidence, why — in every compare/verify reply (engine and HTTP). The small-gallery case of issue
+source, counts, confidence, why — in every compare/verify reply (runtime and HTTP). The small-gallery case of issue
 15 (14 same-artist works: 14 genuine / 56 impostor verify trials) answers max_fpr=0.001 with 422."""
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-import service.calibration as calibration
+import service.serving.calibration as calibration
 from contract.aggregation import aggregate
 from contract.calibration import threshold_table
 from contract.card import Aggregation
 from contract.operating import Table, equal_error_point, rate_upper, rates_at
-from service.calibration import GalleryCalibrator, GalleryTables, build_tables, choose, eligible_artists
 from service.config import Settings
-from service.engine import Engine
 from service.errors import ServiceError
-from service.model import Model
-from service.scoring import Strictness
+from service.serving.calibration import GalleryCalibrator, GalleryTables, build_tables, choose, eligible_artists
+from service.serving.model import Model
+from service.serving.runtime import Runtime
+from service.serving.strictness import Strictness
 from tests.service.apitools import enrol, error_code, new_key, one, pair, running
 from tests.service.conftest import png
 
@@ -268,51 +268,51 @@ def test_a_gallery_too_small_is_remembered_and_shrinking_drops_the_tables() -> N
     assert cal.tables is None, "once the gallery cannot speak for itself, the card's tables apply again"
 
 
-# ---- engine -------------------------------------------------------------------------------------------------
+# ---- runtime -------------------------------------------------------------------------------------------------
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
 
-def _engine(tmp_path: Path, model: Model, **values: Any) -> Engine:
+def _runtime(tmp_path: Path, model: Model, **values: Any) -> Runtime:
     values = {"gallery_calibration_min_artists": 2, "batch_max_wait_ms": 2, **values}
-    return Engine.build(model, Settings(data_dir=tmp_path / "data", gpu_index=False, **values))
+    return Runtime.build(model, Settings(data_dir=tmp_path / "data", gpu_index=False, **values))
 
 
-async def _enrol(engine: Engine, artist: str, seeds: range) -> None:
-    engine.create_artist(artist, artist.title())
-    await engine.add_works(artist, [(f"{s}.png", png(s)) for s in seeds])
+async def _enrol(runtime: Runtime, artist: str, seeds: range) -> None:
+    runtime.portfolios.create_artist(artist, artist.title())
+    await runtime.portfolios.add_works(artist, [(f"{s}.png", png(s)) for s in seeds])
 
 
 @pytest.mark.anyio
-async def test_engine_answers_with_the_gallery_tables_once_it_has_enough(
+async def test_runtime_answers_with_the_gallery_tables_once_it_has_enough(
     tmp_path: Path, uncounted_model: Model
 ) -> None:
     model = uncounted_model
-    engine = _engine(tmp_path, model)
+    runtime = _runtime(tmp_path, model)
     try:
         card = model.card.calibration
-        d = await engine.compare(png(1), png(2))
+        d = await runtime.scorer.compare(png(1), png(2))
         assert d.calibration.source == "model_card" and d.calibration.genuine_pairs is None
         assert d.calibration.confidence is None and d.expected_fpr_upper is None  # no counts: no bounds invented
         assert "does not record how many pairs" in d.calibration.reason
         assert d.threshold == card.recommended_threshold
-        await _enrol(engine, "monet", range(10, 13))
-        v = await engine.verify(png(1), "monet")
-        engine.calibrator.wait(30)
+        await _enrol(runtime, "monet", range(10, 13))
+        v = await runtime.scorer.verify(png(1), "monet")
+        runtime.bundle.calibrator.wait(30)
         assert v.calibration.source == "model_card"  # one artist: not enough
-        assert engine.calibrator.tables is None
-        v = await engine.verify(png(1), "monet")
+        assert runtime.bundle.calibrator.tables is None
+        v = await runtime.scorer.verify(png(1), "monet")
         assert v.calibration.reason.startswith(
             "the gallery has no calibration tables of its own: they need 2 artists with 2 or more works"
         )
-        await _enrol(engine, "manet", range(20, 22))
-        tables = engine.calibrator.refresh()
-        assert tables is not None and tables.version == engine.gallery.replicas.version
+        await _enrol(runtime, "manet", range(20, 22))
+        tables = runtime.bundle.calibrator.refresh()
+        assert tables is not None and tables.version == runtime.bundle.gallery.replicas.version
         assert (tables.genuine_pairs, tables.impostor_pairs) == (3 + 1, 3 * 2)
         assert (tables.genuine_trials, tables.impostor_trials) == (5, 5)
 
-        d = await engine.compare(png(1), png(2))
+        d = await runtime.scorer.compare(png(1), png(2))
         assert d.calibration.source == "gallery"
         assert (d.calibration.genuine_pairs, d.calibration.impostor_pairs) == (4, 6)
         assert d.calibration.confidence == 0.95
@@ -327,11 +327,11 @@ async def test_engine_answers_with_the_gallery_tables_once_it_has_enough(
             rate_upper(d.expected_fpr, 6),
             rate_upper(d.expected_fnr, 4),
         )
-        fixed = await engine.compare(png(1), png(2), Strictness(threshold=0.5))
+        fixed = await runtime.scorer.compare(png(1), png(2), Strictness(threshold=0.5))
         assert fixed.calibration.source == "gallery"
         assert (fixed.expected_fpr, fixed.expected_fnr) == rates_at(tables.pair, 0.5)
 
-        v = await engine.verify(png(11), "monet")
+        v = await runtime.scorer.verify(png(11), "monet")
         assert v.calibration.source == "gallery"
         assert (v.calibration.genuine_pairs, v.calibration.impostor_pairs) == (5, 5)
         threshold, _ = equal_error_point(tables.portfolio, "this gallery's leave-one-out portfolios")
@@ -339,63 +339,63 @@ async def test_engine_answers_with_the_gallery_tables_once_it_has_enough(
         assert (v.expected_fpr, v.expected_fnr) == rates_at(tables.portfolio, v.threshold)
         assert v.match == (v.score >= v.threshold)
     finally:
-        engine.close()
+        runtime.close()
 
 
 @pytest.mark.anyio
-async def test_engine_rebuilds_in_the_background_after_a_write(tmp_path: Path, uncounted_model: Model) -> None:
+async def test_runtime_rebuilds_in_the_background_after_a_write(tmp_path: Path, uncounted_model: Model) -> None:
     model = uncounted_model
-    engine = _engine(tmp_path, model)
+    runtime = _runtime(tmp_path, model)
     try:
-        await _enrol(engine, "monet", range(10, 12))
-        await _enrol(engine, "manet", range(20, 22))
-        await engine.compare(png(1), png(2))  # sees a new gallery version: starts a rebuild, does not wait
-        engine.calibrator.wait(30)
-        first = engine.calibrator.tables
-        assert first is not None and first.version == engine.gallery.replicas.version
+        await _enrol(runtime, "monet", range(10, 12))
+        await _enrol(runtime, "manet", range(20, 22))
+        await runtime.scorer.compare(png(1), png(2))  # sees a new gallery version: starts a rebuild, does not wait
+        runtime.bundle.calibrator.wait(30)
+        first = runtime.bundle.calibrator.tables
+        assert first is not None and first.version == runtime.bundle.gallery.replicas.version
         assert (first.genuine_pairs, first.impostor_pairs) == (2, 4)
-        d = await engine.compare(png(1), png(2))
+        d = await runtime.scorer.compare(png(1), png(2))
         assert d.calibration.source == "gallery" and d.calibration.genuine_pairs == 2
         # another write moves the version; the next request asks for newer tables
-        await engine.add_works("manet", [("22.png", png(22))])
-        stale = await engine.compare(png(1), png(2))
-        engine.calibrator.wait(30)
+        await runtime.portfolios.add_works("manet", [("22.png", png(22))])
+        stale = await runtime.scorer.compare(png(1), png(2))
+        runtime.bundle.calibrator.wait(30)
         assert stale.calibration.source == "gallery"
-        second = engine.calibrator.tables
+        second = runtime.bundle.calibrator.tables
         assert second is not None and second.version > first.version
         assert (second.genuine_pairs, second.impostor_pairs) == (1 + 3, 2 * 3)
-        d = await engine.compare(png(1), png(2))
+        d = await runtime.scorer.compare(png(1), png(2))
         assert (d.calibration.genuine_pairs, d.calibration.impostor_pairs) == (4, 6)
         # deleting an artist leaves one: back to the card's tables
-        engine.delete_artist("monet")
-        await engine.compare(png(1), png(2))
-        engine.calibrator.wait(30)
-        d = await engine.compare(png(1), png(2))
+        runtime.portfolios.delete_artist("monet")
+        await runtime.scorer.compare(png(1), png(2))
+        runtime.bundle.calibrator.wait(30)
+        d = await runtime.scorer.compare(png(1), png(2))
         assert d.calibration.source == "model_card"
         assert d.threshold == model.card.calibration.recommended_threshold
     finally:
-        engine.close()
+        runtime.close()
 
 
 @pytest.mark.anyio
-async def test_engine_with_gallery_calibration_off_keeps_the_card(tmp_path: Path, uncounted_model: Model) -> None:
+async def test_runtime_with_gallery_calibration_off_keeps_the_card(tmp_path: Path, uncounted_model: Model) -> None:
     model = uncounted_model
-    engine = _engine(tmp_path, model, gallery_calibration=False)
+    runtime = _runtime(tmp_path, model, gallery_calibration=False)
     try:
-        await _enrol(engine, "monet", range(10, 12))
-        await _enrol(engine, "manet", range(20, 22))
-        d = await engine.compare(png(1), png(2))
-        v = await engine.verify(png(10), "monet")
-        engine.calibrator.wait(30)
-        d2 = await engine.compare(png(1), png(2))
+        await _enrol(runtime, "monet", range(10, 12))
+        await _enrol(runtime, "manet", range(20, 22))
+        d = await runtime.scorer.compare(png(1), png(2))
+        v = await runtime.scorer.verify(png(10), "monet")
+        runtime.bundle.calibrator.wait(30)
+        d2 = await runtime.scorer.compare(png(1), png(2))
         assert {d.calibration.source, v.calibration.source, d2.calibration.source} == {"model_card"}
         assert "gallery calibration is off" in d2.calibration.reason
-        assert engine.calibrator.tables is None
+        assert runtime.bundle.calibrator.tables is None
         card = model.card.calibration
         assert d2.threshold == card.recommended_threshold
         assert (d2.expected_fpr, d2.expected_fnr) == rates_at(card.pair, d2.threshold)
     finally:
-        engine.close()
+        runtime.close()
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------------------
@@ -411,6 +411,7 @@ def test_compare_and_verify_replies_name_their_calibration(uncounted_model_dir: 
             "genuine_pairs": None,
             "impostor_pairs": None,
             "confidence": None,
+            "model": body["model"],
         }
         # why not the gallery, why no bounds
         assert cal["reason"].startswith("the gallery has no calibration tables of its own")
@@ -421,7 +422,7 @@ def test_compare_and_verify_replies_name_their_calibration(uncounted_model_dir: 
         enrol(client, "monet", [10, 11, 12])
         enrol(client, "manet", [20, 21])
         client.post("/v1/compare", files=pair(1, 2), headers=key)  # asks for the gallery's tables
-        client.app.state.engine.calibrator.wait(30)
+        client.app.state.runtime.bundle.calibrator.wait(30)
         body = client.post("/v1/compare", files=pair(1, 2), headers=key).json()
         cal = body["calibration"]
         assert (cal["source"], cal["genuine_pairs"], cal["impostor_pairs"], cal["confidence"]) == (
@@ -492,8 +493,8 @@ def test_small_gallery_cannot_promise_what_its_pairs_cannot_show(uncounted_model
         for artist, seeds in SMALL_GALLERY.items():
             enrol(client, artist, seeds)
         client.post("/v1/compare", files=pair(1, 2), headers=key)  # asks for the gallery's tables
-        client.app.state.engine.calibrator.wait(30)
-        tables = client.app.state.engine.calibrator.tables
+        client.app.state.runtime.bundle.calibrator.wait(30)
+        tables = client.app.state.runtime.bundle.calibrator.tables
         assert (tables.genuine_pairs, tables.impostor_pairs, tables.genuine_trials, tables.impostor_trials) == (
             14,
             77,
@@ -529,12 +530,12 @@ def test_small_gallery_cannot_promise_what_its_pairs_cannot_show(uncounted_model
 
 @pytest.mark.anyio
 async def test_a_gallery_less_certain_than_the_card_declines_and_says_so(tmp_path: Path, counted_model: Model) -> None:
-    engine = _engine(tmp_path, counted_model, gallery_calibration_min_artists=5)
+    runtime = _runtime(tmp_path, counted_model, gallery_calibration_min_artists=5)
     try:
         for artist, seeds in SMALL_GALLERY.items():
-            await _enrol(engine, artist, range(seeds[0], seeds[-1] + 1))
-        assert engine.calibrator.refresh() is not None
-        d = await engine.compare(png(1), png(2), Strictness(max_fpr=0.05))
+            await _enrol(runtime, artist, range(seeds[0], seeds[-1] + 1))
+        assert runtime.bundle.calibrator.refresh() is not None
+        d = await runtime.scorer.compare(png(1), png(2), Strictness(max_fpr=0.05))
         assert d.calibration.source == "model_card"
         assert (d.calibration.genuine_pairs, d.calibration.impostor_pairs, d.calibration.confidence) == (57, 6025, 0.95)
         assert d.calibration.reason.startswith(
@@ -542,12 +543,12 @@ async def test_a_gallery_less_certain_than_the_card_declines_and_says_so(tmp_pat
             "57 same-artist / 6025 different-artist pairs"
         )
         assert d.expected_fpr_upper == rate_upper(d.expected_fpr, 6025) and d.expected_fpr_upper <= 0.05
-        v = await engine.verify(png(34), "amber")
+        v = await runtime.scorer.verify(png(34), "amber")
         assert v.calibration.source == "model_card" and v.calibration.impostor_pairs == 3682
         assert "the gallery's own 14 same-artist / 56 different-artist trials are fewer" in v.calibration.reason
         assert v.expected_fnr_upper == rate_upper(v.expected_fnr, 64)
     finally:
-        engine.close()
+        runtime.close()
 
 
 @pytest.mark.anyio
@@ -555,20 +556,20 @@ async def test_a_gallery_at_least_as_certain_as_the_card_takes_over(model_dir: P
     from tests.service.conftest import recounted
 
     thin = Model.load(recounted(model_dir, tmp_path / "thin", (10, 50), (10, 40)), "cpu")
-    engine = _engine(tmp_path, thin, gallery_calibration_min_artists=5)
+    runtime = _runtime(tmp_path, thin, gallery_calibration_min_artists=5)
     try:
         for artist, seeds in SMALL_GALLERY.items():
-            await _enrol(engine, artist, range(seeds[0], seeds[-1] + 1))
-        engine.calibrator.refresh()
-        d = await engine.compare(png(1), png(2))
+            await _enrol(runtime, artist, range(seeds[0], seeds[-1] + 1))
+        runtime.bundle.calibrator.refresh()
+        d = await runtime.scorer.compare(png(1), png(2))
         assert (d.calibration.source, d.calibration.genuine_pairs, d.calibration.impostor_pairs) == ("gallery", 14, 77)
         assert "are at least as many as the model card's 10 same-artist / 50 different-artist pairs" in (
             d.calibration.reason
         )
-        v = await engine.verify(png(34), "amber")
+        v = await runtime.scorer.verify(png(34), "amber")
         assert (v.calibration.source, v.calibration.genuine_pairs, v.calibration.impostor_pairs) == ("gallery", 14, 56)
         with pytest.raises(ServiceError) as e:
-            await engine.verify(png(34), "amber", Strictness(max_fpr=0.001))
+            await runtime.scorer.verify(png(34), "amber", Strictness(max_fpr=0.001))
         assert e.value.code == "operating_point_unreachable"
     finally:
-        engine.close()
+        runtime.close()

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.devmodel import build_dev_model
+from bench.modelcopy import recipe_copy
+from contract.card import load_card
 from service.__main__ import main
-from service.db import make_engine
-from service.security import KeyStore
+from service.storage.db import open_database
+from service.storage.keys import KeyStore
 from tests.service.apitools import ADMIN, enrol, one, running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def test_keys_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert key.startswith("bp_") and "\n" not in key  # stdout is the key alone, for $(…)
     assert "gallery" in err and key not in err
 
-    store = KeyStore(make_engine(f"sqlite:///{tmp_path / 'brushprint.db'}"))
+    store = KeyStore(open_database(f"sqlite:///{tmp_path / 'brushprint.db'}"))
     assert store.authenticate(key).name == "gallery"
 
     code, out, _ = run(capsys, "--data-dir", d, "keys", "list")
@@ -91,7 +92,10 @@ def test_reindex_after_a_model_change(model_dir: Path, tmp_path: Path, capsys: p
     data = tmp_path / "data"
     with running(model_dir, data) as c:
         enrol(c, "alice", [1, 2, 3])
-    other = build_dev_model(tmp_path / "other", seed=7, version="other")
+    other = recipe_copy(
+        model_dir, tmp_path / "other", resize_shorter=load_card(model_dir).backbone.preprocessing.resize_shorter + 64
+    )
+    other_id = load_card(other).model_id
 
     with running(other, data) as c:  # works exist, but not for this model
         assert c.get("/readyz").status_code == 503
@@ -101,7 +105,7 @@ def test_reindex_after_a_model_change(model_dir: Path, tmp_path: Path, capsys: p
     code, out, _ = run(capsys, "--model-dir", str(other), "--data-dir", str(data), "reindex")
     assert code == 0
     result = json.loads(out)
-    assert result["embedded"] == 3 and result["failed"] == [] and result["model"].startswith("devmodel@other")
+    assert result["embedded"] == 3 and result["failed"] == [] and result["model"] == other_id
 
     with running(other, data) as c:
         assert c.get("/readyz").status_code == 200

@@ -12,7 +12,6 @@ from starlette.types import Message
 
 from contract.decode import ImageError, ImageTooLarge, InvalidImage, UnsupportedImage
 from service.api.errors import STATUS, error_body, error_response, headers_of, install, send_error, status_of
-from service.batching import Overloaded as BatcherOverloaded
 from service.errors import (
     BadRequest,
     Conflict,
@@ -31,6 +30,7 @@ from service.errors import (
     UnknownArtist,
     UnknownWork,
 )
+from service.serving.batching import Overloaded as BatcherOverloaded
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""Evidence maps (service/evidence.py through the engine), reference-work thumbnails and the page's routes."""
+"""Evidence maps (service/serving/evidence.py through the runtime), reference-work thumbnails and the page's routes."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from PIL import Image
 
 from service.api.errors import status_of
 from service.config import Settings
-from service.engine import Engine
 from service.errors import ServiceError
-from service.evidence import check_grid, region_boxes
-from service.model import Model
+from service.serving.evidence import check_grid, region_boxes
+from service.serving.model import Model
+from service.serving.runtime import Runtime
 from tests.service.apitools import ADMIN, enrol, new_key, running
 from tests.service.conftest import encode, painting, png
 
@@ -26,8 +26,8 @@ def batches() -> list[int]:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, model: Model, batches: list[int]):  # type: ignore[no-untyped-def]
-    e = Engine.build(
+def runtime(tmp_path: Path, model: Model, batches: list[int]):  # type: ignore[no-untyped-def]
+    e = Runtime.build(
         model,
         Settings(data_dir=tmp_path / "data", gpu_index=False, batch_max_size=16, batch_max_wait_ms=20),
         on_batch=lambda size, _seconds: batches.append(size),
@@ -71,14 +71,14 @@ def _rotated_jpeg(seed: int) -> bytes:
     return encode(painting(seed, (60, 40)), "JPEG", quality=95, exif=exif)
 
 
-async def test_verify_evidence_scores_each_region_as_a_whole_upload(engine: Engine, batches: list[int]):
-    engine.create_artist("ev", "Evidence")
-    await engine.add_works("ev", [(f"{s}.png", png(s)) for s in (11, 12, 13)])
+async def test_verify_evidence_scores_each_region_as_a_whole_upload(runtime: Runtime, batches: list[int]):
+    runtime.portfolios.create_artist("ev", "Evidence")
+    await runtime.portfolios.add_works("ev", [(f"{s}.png", png(s)) for s in (11, 12, 13)])
     query = _rotated_jpeg(21)
-    plain = await engine.verify(query, "ev")
+    plain = await runtime.scorer.verify(query, "ev")
     assert plain.evidence is None
     batches.clear()
-    v = await engine.verify(query, "ev", evidence=2)
+    v = await runtime.scorer.verify(query, "ev", evidence=2)
     assert v.score == pytest.approx(plain.score, abs=1e-6) and v.threshold == plain.threshold
     m = v.evidence
     assert m is not None and m.grid == 2 and m.target == "portfolio" and m.threshold == v.threshold
@@ -87,41 +87,41 @@ async def test_verify_evidence_scores_each_region_as_a_whole_upload(engine: Engi
     # the four regions went to the backbone together, as one batch of the micro-batcher
     assert batches[-1] == 4, batches
     for region in m.regions:
-        alone = await engine.verify(_crop_png(query, region.box), "ev")
+        alone = await runtime.scorer.verify(_crop_png(query, region.box), "ev")
         assert region.score == pytest.approx(alone.score, abs=1e-4), region
         assert region.match == (region.score >= v.threshold)
 
 
-async def test_compare_evidence_maps_image_a_against_image_b(engine: Engine):
+async def test_compare_evidence_maps_image_a_against_image_b(runtime: Runtime):
     a, b = png(31, (64, 48)), png(32)
-    d = await engine.compare(a, b, evidence=3)
+    d = await runtime.scorer.compare(a, b, evidence=3)
     m = d.evidence
     assert m is not None and m.grid == 3 and len(m.regions) == 9 and m.target == "image_b"
     assert (m.width, m.height) == (64, 48)
     for region in m.regions[:3]:
-        alone = await engine.compare(_crop_png(a, region.box), b)
+        alone = await runtime.scorer.compare(_crop_png(a, region.box), b)
         assert region.score == pytest.approx(alone.score, abs=1e-4)
     # the map describes image_a: swapping the images keeps the score but maps the other one
-    swapped = await engine.compare(b, a, evidence=2)
+    swapped = await runtime.scorer.compare(b, a, evidence=2)
     assert swapped.score == d.score and swapped.evidence is not None and swapped.evidence.width == 48
 
 
-async def test_invalid_evidence_is_refused_before_any_model_work(engine: Engine, batches: list[int]):
+async def test_invalid_evidence_is_refused_before_any_model_work(runtime: Runtime, batches: list[int]):
     with pytest.raises(ServiceError) as info:
-        await engine.compare(png(1), png(2), evidence=9)
+        await runtime.scorer.compare(png(1), png(2), evidence=9)
     assert info.value.code == "invalid_evidence" and batches == []
 
 
-async def test_thumbnails_are_bounded_oriented_and_scoped_to_the_artist(engine: Engine):
-    engine.create_artist("th", "Thumbs")
-    engine.create_artist("other", "Other")
+async def test_thumbnails_are_bounded_oriented_and_scoped_to_the_artist(runtime: Runtime):
+    runtime.portfolios.create_artist("th", "Thumbs")
+    runtime.portfolios.create_artist("other", "Other")
     big = encode(painting(5, (900, 300)), "PNG")
-    (w_big, w_rot) = await engine.add_works("th", [("big.png", big), ("rot.jpg", _rotated_jpeg(6))])
-    t = await engine.work_image("th", w_big.id, max_side=128)
+    (w_big, w_rot) = await runtime.portfolios.add_works("th", [("big.png", big), ("rot.jpg", _rotated_jpeg(6))])
+    t = await runtime.portfolios.work_image("th", w_big.id, max_side=128)
     assert t.media_type == "image/jpeg" and (t.width, t.height) == (128, 43)
     with Image.open(io.BytesIO(t.data)) as im:
         assert im.format == "JPEG" and im.size == (128, 43)
-    t = await engine.work_image("th", w_rot.id, max_side=512, fmt="png")  # never scaled up; EXIF applied
+    t = await runtime.portfolios.work_image("th", w_rot.id, max_side=512, fmt="png")  # never scaled up; EXIF applied
     with Image.open(io.BytesIO(t.data)) as im:
         assert im.format == "PNG" and im.size == (40, 60)
     for args, code in [
@@ -130,11 +130,11 @@ async def test_thumbnails_are_bounded_oriented_and_scoped_to_the_artist(engine: 
         (("th", "no-such-work"), "unknown_work"),
     ]:
         with pytest.raises(ServiceError) as info:
-            await engine.work_image(*args)
+            await runtime.portfolios.work_image(*args)
         assert (status_of(info.value), info.value.code) == (404, code)
     for side in (0, 15, 513, 10_000):
         with pytest.raises(ServiceError) as info:
-            await engine.work_image("th", w_big.id, max_side=side)
+            await runtime.portfolios.work_image("th", w_big.id, max_side=side)
         assert (status_of(info.value), info.value.code) == (422, "invalid_max_side")
 
 

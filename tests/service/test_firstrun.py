@@ -1,5 +1,5 @@
 """The first run explains itself: the startup log names the page and the API docs, and while no key exists it
-says how to get one (service/firstrun.py)."""
+says how to get one (service/ops/firstrun.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 
 from bench.server import Server
 from service.config import Settings
-from service.firstrun import base_url, key_command, startup_lines
+from service.ops.firstrun import base_url, key_command, startup_lines
 
 
 def test_lines_name_the_page_the_docs_and_the_key_command():
@@ -43,10 +43,10 @@ def test_a_fresh_server_says_how_to_get_the_first_key(model_dir: Path, tmp_path:
         advice = [r for r in records if r.get("first_run")]
         assert len(advice) == 1 and f"--data-dir {data} keys create --name admin --scope admin" in advice[0]["message"]
     # once a key exists, the advice is gone
-    from service.db import make_engine
-    from service.security import KeyStore
+    from service.storage.db import open_database
+    from service.storage.keys import KeyStore
 
-    KeyStore(make_engine(f"sqlite:///{data / 'brushprint.db'}")).create("admin", "admin")
+    KeyStore(open_database(f"sqlite:///{data / 'brushprint.db'}")).create("admin", "admin")
     with _KeylessServer(model_dir, data, admin_key="unused-admin-key-0123456789") as server:
         records = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
         last_start = records[max(i for i, r in enumerate(records) if "page" in r) :]

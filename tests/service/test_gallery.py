@@ -1,5 +1,5 @@
-"""service/gallery.py: the store, the originals and the index composed — one transaction per enrolment, files and
-faiss in step with the database, restarts and model changes."""
+"""service/storage/gallery.py: the store, the originals and the index composed — one transaction per enrolment,
+files and faiss in step with the database, restarts and model changes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from service.api.errors import status_of
-from service.db import EmbeddingRow, make_sessionmaker
 from service.errors import ServiceError
-from service.gallery import Gallery
-from service.model import Model
-from service.originals import OriginalStore
+from service.serving.model import Model
+from service.storage.db import make_sessionmaker
+from service.storage.gallery import Gallery
+from service.storage.originals import OriginalStore
+from service.storage.schema import EmbeddingRow
 from tests.service.galleries import db_work_ids, make_gallery, new_work, originals
 
 
@@ -153,6 +154,8 @@ def test_other_model_refuses_to_mix_then_reindexes(gallery: Gallery, model: Mode
         return [np.full(model.embedding_dim, len(d), np.float32) for d in datas]
 
     result = other.reindex(embed_many, batch=2, prune=True)
+    assert len(other) == 0  # stored, not yet loaded: the serving process swaps in a freshly built bundle
+    other.load()
     assert result.embedded == 3 and result.failed == [] and result.pruned == 3
     assert sorted(seen) == sorted(new_work(model, s).data for s in range(3))
     assert not other.reindex_required and len(other) == 3
@@ -166,6 +169,7 @@ def test_reindex_reports_missing_originals(gallery: Gallery, model: Model, tmp_p
     (tmp_path / "originals" / works[0].sha256[:2] / f"{works[0].sha256}.bin").unlink()
     other = make_gallery(tmp_path, model, model_id="other-model@1")
     result = other.reindex(lambda datas: [np.zeros(model.embedding_dim, np.float32) for _ in datas])
+    other.load()
     assert result.embedded == 1 and result.failed == [works[0].id]
     assert other.reindex_required and other.missing == 1
     other.delete_work("monet", works[0].id)

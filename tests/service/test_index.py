@@ -1,11 +1,11 @@
-"""service/index.py: the faiss reference index — rows, per-artist slices, exact cosine search, removal."""
+"""service/storage/index.py: the faiss reference index — rows, per-artist slices, exact cosine search, removal."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from service.index import ReferenceIndex
+from service.storage.index import ReferenceIndex
 
 
 def _vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""service/model.py against a real ONNX model: loading checks, shapes, symmetry, chunked scoring."""
+"""service/serving/model.py against a real ONNX model: loading checks, shapes, symmetry, chunked scoring."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from bench.devmodel import build_dev_model
 from contract.card import load_card
-from service.model import Model, ModelError, choose_providers
+from service.serving.model import Model, ModelError, choose_providers
 from tests.service.conftest import painting
 
 
@@ -77,6 +76,13 @@ def test_score_against_chunks_agree(model: Model) -> None:
     np.testing.assert_allclose(whole, chunked, atol=1e-6)
     np.testing.assert_allclose(whole, model.symmetric_scores(np.repeat(v[:1], 6, axis=0), v[1:]), atol=1e-6)
     assert model.score_against(v[0], v[:0]).shape == (0,)
+
+
+def build_dev_model(out: Path, **kw: object) -> Path:
+    """The dev model (bench/devmodel.py: made with onnx, a training dependency): these tests need graphs with
+    particular heads and broken parts; on a serving-only install they are skipped."""
+    devmodel = pytest.importorskip("bench.devmodel", reason="needs onnx (the [train] extra) to build test graphs")
+    return devmodel.build_dev_model(out, **kw)
 
 
 def test_seed_head_is_made_symmetric(tmp_path: Path) -> None:

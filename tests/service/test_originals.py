@@ -1,4 +1,4 @@
-"""service/originals.py: content-addressed, atomically written originals."""
+"""service/storage/originals.py: content-addressed, atomically written originals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.originals import OriginalStore
+from service.storage.originals import OriginalStore
 
 
 def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monke
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("service.originals.os.replace", broken_replace)
+    monkeypatch.setattr("service.storage.originals.os.replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         store.put(sha, data)
     assert [p for p in (tmp_path / "originals").rglob("*") if p.is_file()] == []

@@ -8,10 +8,8 @@ Never skipped: CI installs PostgreSQL (`make postgres-deps`), so a missing serve
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,51 +18,11 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from service.api.errors import status_of
-from service.audit import AuditLog
-from service.db import make_engine
 from service.errors import ServiceError
+from service.storage.audit import AuditLog, AuditRecord
+from service.storage.db import make_engine, open_database
 from tests.service.apitools import ADMIN, enrol, error_code, new_key, one, pair, running
 from tests.service.conftest import png
-
-PG_SH = Path(__file__).resolve().parents[1] / "pg.sh"
-INSTALL_HINT = (
-    "PostgreSQL tests need the server binaries and psycopg: run `make postgres-deps` as root "
-    "(Debian: apt-get install -y postgresql) and `pip install -e '.[postgres]'`"
-)
-
-
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A cluster for the whole session; yields the URL of its maintenance database."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError as e:
-        pytest.fail(f"{INSTALL_HINT}: {e}", pytrace=False)
-    # a short path: the server's unix socket path must stay under ~100 bytes
-    root = Path(tmp_path_factory.mktemp("pg", numbered=True))
-    proc = subprocess.run(["bash", str(PG_SH), "start", str(root)], capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        pytest.fail(f"{INSTALL_HINT}\ntests/pg.sh start failed:\n{proc.stderr.strip()}", pytrace=False)
-    url = proc.stdout.strip().splitlines()[-1]
-    try:
-        yield url
-    finally:
-        subprocess.run(["bash", str(PG_SH), "stop", str(root)], capture_output=True, timeout=120)
-
-
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    """A fresh, empty database per test, dropped afterwards."""
-    name = f"bp_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield sa.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 def count(url: str, sql: str, **params: object) -> int:
@@ -82,7 +40,7 @@ def originals(data_dir: Path) -> set[str]:
 
 def index_matches_store(client: TestClient, url: str) -> None:
     """The in-memory faiss index holds exactly the works that have an embedding of the current model."""
-    gallery = client.app.state.engine.gallery
+    gallery = client.app.state.runtime.bundle.gallery
     gallery.index.check()
     engine = sa.create_engine(url)
     try:
@@ -206,7 +164,7 @@ def test_portfolio_lifecycle_on_postgres(model_dir: Path, tmp_path: Path, pg_url
     # restart: a second app on the same database and data dir keeps everything
     with running(model_dir, tmp_path, database_url=pg_url) as c:
         index_matches_store(c, pg_url)
-        assert len(c.app.state.engine.gallery) == 5 and c.app.state.engine.gallery.missing == 0
+        assert len(c.app.state.runtime.bundle.gallery) == 5 and c.app.state.runtime.bundle.gallery.missing == 0
         artists = c.get("/v1/artists", headers=ADMIN).json()
         assert [(a["id"], a["works"]) for a in artists["items"]] == [("monet", 2), ("renoir", 3)]
         assert artists["items"][0]["meta"] == meta
@@ -274,9 +232,11 @@ def test_text_postgres_refuses_is_a_client_error(model_dir: Path, tmp_path: Path
 
 
 def test_audit_log_times_round_trip_in_utc(pg_url: str) -> None:
-    log = AuditLog(make_engine(pg_url))
+    log = AuditLog(open_database(pg_url))
     before = datetime.now(UTC)
-    log.record(key_name="k", route="compare", image_sha256="0" * 64, decision="match", model_id="m", score=0.5)
+    log.record(
+        AuditRecord(key_name="k", route="compare", image_sha256="0" * 64, decision="match", model_id="m", score=0.5)
+    )
     entries, total = log.query()
     assert total == 1
     t = entries[0].time
@@ -288,11 +248,11 @@ def test_audit_log_times_round_trip_in_utc(pg_url: str) -> None:
 
 
 def test_replicas_starting_together_on_a_fresh_database(pg_server: str) -> None:
-    """`--scale brushprint=3` on an empty database: every replica creates the schema and the bootstrap admin key
-    at once. Unserialised, CREATE TABLE races (duplicate pg_type row) and so does the key insert."""
-    import service.audit  # noqa: F401  (declares its table on Base, as the app does)
-    from service.db import init_db
-    from service.security import KeyStore
+    """`--scale brushprint=3` on an empty database: every replica migrates the schema and creates the bootstrap
+    admin key at once. Unserialised, CREATE TABLE races (duplicate pg_type row) and so does the key insert: the
+    migration lock lets one replica migrate while the others wait, then find the schema current."""
+    from service.storage.db import current_revision, head_revision, migrate
+    from service.storage.keys import KeyStore
 
     admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
     failures: list[str] = []
@@ -309,7 +269,7 @@ def test_replicas_starting_together_on_a_fresh_database(pg_server: str) -> None:
                 engine = make_engine(url)
                 try:
                     barrier.wait()
-                    init_db(engine)
+                    migrate(engine)
                     infos.append(KeyStore(engine).ensure("bootstrap-admin", "test-admin-key-0123456789abcdef"))
                     AuditLog(engine)
                 except Exception as e:  # collected: an exception in a thread would not fail the test
@@ -324,6 +284,9 @@ def test_replicas_starting_together_on_a_fresh_database(pg_server: str) -> None:
                 t.join(60)
             assert not failures, failures
             assert len(infos) == 4 and len({i.id for i in infos}) == 1
+            check = make_engine(url)
+            assert current_revision(check) == head_revision()
+            check.dispose()
             assert count(url, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL") == 1
             with admin.connect() as c:
                 c.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))

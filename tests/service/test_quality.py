@@ -21,10 +21,10 @@ from contract.card import CalibrationRow, QualityBand, QualityModel, load_card, 
 from contract.decode import ImageError
 from contract.operating import operating_point
 from service.config import Settings
-from service.engine import Engine
 from service.errors import ServiceError
-from service.model import Model
-from service.scoring import Strictness
+from service.serving.model import Model
+from service.serving.runtime import Runtime
+from service.serving.strictness import Strictness
 from tests.service.apitools import enrol, error_code, new_key, running
 from tests.service.conftest import png
 
@@ -90,17 +90,17 @@ def poor() -> bytes:
     return png(3, (16, 16))
 
 
-def _engine(tmp_path: Path, model: Model, **values: Any) -> Engine:
+def _runtime(tmp_path: Path, model: Model, **values: Any) -> Runtime:
     values = {"batch_max_wait_ms": 2, "gallery_calibration": False, **values}
-    return Engine.build(model, Settings(data_dir=tmp_path / "data", gpu_index=False, **values))
+    return Runtime.build(model, Settings(data_dir=tmp_path / "data", gpu_index=False, **values))
 
 
 @pytest.mark.anyio
 async def test_quality_picks_the_band_and_its_rates(tmp_path: Path, banded: Model) -> None:
-    engine = _engine(tmp_path, banded)
+    runtime = _runtime(tmp_path, banded)
     bands = banded.card.calibration.bands
     try:
-        d = await engine.compare(good(), png(4, (48, 40)))
+        d = await runtime.scorer.compare(good(), png(4, (48, 40)))
         assert d.quality is not None
         assert d.quality.score == pytest.approx(0.95 * 0.95, abs=1e-3) and d.quality.band == 0.85
         assert [p.score for p in d.quality.pictures] == [0.95, 0.95]
@@ -108,7 +108,7 @@ async def test_quality_picks_the_band_and_its_rates(tmp_path: Path, banded: Mode
         table, default = quality.band_table(bands[0], "pair")
         assert (d.threshold, d.rule) == (default[0], "top band EER")
 
-        d = await engine.compare(good(), fair(), Strictness(max_fpr=0.05))
+        d = await runtime.scorer.compare(good(), fair(), Strictness(max_fpr=0.05))
         assert d.quality is not None and d.quality.band == FLOOR
         assert d.quality.score == pytest.approx(0.95 * 0.65, abs=1e-3)
         low, _ = quality.band_table(bands[1], "pair")
@@ -117,47 +117,47 @@ async def test_quality_picks_the_band_and_its_rates(tmp_path: Path, banded: Mode
         assert d.calibration.impostor_pairs == 3000
         # each band's own counts bound its rates: the top band's 50 different-artist pairs cannot show 5 %
         with pytest.raises(ServiceError) as e:
-            await engine.compare(good(), png(4, (48, 40)), Strictness(max_fpr=0.05))
+            await runtime.scorer.compare(good(), png(4, (48, 40)), Strictness(max_fpr=0.05))
         assert e.value.code == "operating_point_unreachable" and "with 50 different-artist pairs" in e.value.message
     finally:
-        engine.close()
+        runtime.close()
 
 
 @pytest.mark.anyio
 async def test_below_the_floor_is_refused_plainly(tmp_path: Path, banded: Model) -> None:
-    engine = _engine(tmp_path, banded)
+    runtime = _runtime(tmp_path, banded)
     try:
         with pytest.raises(ImageError) as e:
-            await engine.compare(fair(), png(5, (24, 20)))  # each above the floor, the pair (0.42) below
+            await runtime.scorer.compare(fair(), png(5, (24, 20)))  # each above the floor, the pair (0.42) below
         assert e.value.code == "image_quality_too_low" and "the pair's measured quality is 0.42" in e.value.message
         with pytest.raises(ImageError) as e:
-            await engine.compare(good(), poor())
+            await runtime.scorer.compare(good(), poor())
         assert e.value.code == "image_quality_too_low"
         assert "16×16 px" in e.value.message and "below 0.60" in e.value.message
-        engine.create_artist("ann", "Ann")
+        runtime.portfolios.create_artist("ann", "Ann")
         with pytest.raises(ImageError) as e:
-            await engine.add_works("ann", [("fine.png", good()), ("tiny.png", poor())])
+            await runtime.portfolios.add_works("ann", [("fine.png", good()), ("tiny.png", poor())])
         assert e.value.code == "image_quality_too_low" and e.value.message.startswith("tiny.png: ")
-        assert engine.list_works("ann") == []  # all or nothing
+        assert runtime.portfolios.list_works("ann") == []  # all or nothing
         with pytest.raises(ImageError):
-            await engine.identify(poor())
+            await runtime.scorer.identify(poor())
     finally:
-        engine.close()
+        runtime.close()
 
 
 @pytest.mark.anyio
 async def test_verify_judges_the_query_by_its_own_quality(tmp_path: Path, banded: Model) -> None:
-    engine = _engine(tmp_path, banded)
+    runtime = _runtime(tmp_path, banded)
     try:
-        engine.create_artist("ann", "Ann")
-        await engine.add_works("ann", [(f"{s}.png", png(s, (48, 40))) for s in (10, 11, 12)])
-        v = await engine.verify(fair(), "ann")
+        runtime.portfolios.create_artist("ann", "Ann")
+        await runtime.portfolios.add_works("ann", [(f"{s}.png", png(s, (48, 40))) for s in (10, 11, 12)])
+        v = await runtime.scorer.verify(fair(), "ann")
         assert v.quality is not None and v.quality.score == 0.65 and v.quality.band == FLOOR
         assert v.calibration.impostor_pairs == 2000  # the low band's portfolio trials
         with pytest.raises(ImageError):
-            await engine.verify(poor(), "ann")
+            await runtime.scorer.verify(poor(), "ann")
     finally:
-        engine.close()
+        runtime.close()
 
 
 def test_http_answers_carry_quality_and_the_422(banded_dir: Path, tmp_path: Path) -> None:
@@ -182,20 +182,20 @@ def test_http_answers_carry_quality_and_the_422(banded_dir: Path, tmp_path: Path
 async def test_gallery_tables_stand_only_for_top_band_pictures(tmp_path: Path, banded: Model) -> None:
     from tests.service.test_calibration import SMALL_GALLERY
 
-    engine = _engine(tmp_path, banded, gallery_calibration=True, gallery_calibration_min_artists=5)
+    runtime = _runtime(tmp_path, banded, gallery_calibration=True, gallery_calibration_min_artists=5)
     try:
         for artist, seeds in SMALL_GALLERY.items():
-            engine.create_artist(artist, artist.title())
-            await engine.add_works(artist, [(f"{s}.png", png(s, (48, 40))) for s in seeds])
-        engine.calibrator.refresh()
-        gallery_table = engine.calibrator.tables
+            runtime.portfolios.create_artist(artist, artist.title())
+            await runtime.portfolios.add_works(artist, [(f"{s}.png", png(s, (48, 40))) for s in seeds])
+        runtime.bundle.calibrator.refresh()
+        gallery_table = runtime.bundle.calibrator.tables
         assert gallery_table is not None
         # good pictures: the gallery's 14 / 77 pairs are at least as many as the top band's 10 / 50, so they answer
-        top = await engine.compare(good(), png(4, (48, 40)))
+        top = await runtime.scorer.compare(good(), png(4, (48, 40)))
         assert (top.calibration.source, top.calibration.impostor_pairs) == ("gallery", 77)
         # a fair picture: the gallery's works do not stand for it, the card's low band does
-        low = await engine.compare(good(), fair())
+        low = await runtime.scorer.compare(good(), fair())
         assert low.calibration.source == "model_card"
         assert "below the top band" in low.calibration.reason
     finally:
-        engine.close()
+        runtime.close()

@@ -1,12 +1,12 @@
-"""service/replicas.py: the version bookkeeping, alone and between two galleries sharing one database file."""
+"""service/storage/replicas.py: the version bookkeeping, alone and between two galleries sharing one database file."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
-from service.model import Model
-from service.replicas import ReplicaSync
+from service.serving.model import Model
+from service.storage.replicas import ReplicaSync
 from tests.service.galleries import make_gallery, new_work
 
 

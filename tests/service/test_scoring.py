@@ -1,4 +1,4 @@
-"""service/scoring.py: strictness validation, operating-point resolution (contract.operating's rule, its
+"""service/serving/strictness.py: strictness validation, operating-point resolution (contract.operating's rule, its
 "unreachable" as the caller's 422), portfolio table choice. Tables without counts (older cards) keep the point
 estimates' rule; counted tables are judged on their bounds."""
 
@@ -12,7 +12,7 @@ from contract.card import Calibration, CalibrationRow, PortfolioCalibration
 from contract.operating import OperatingPoint, Table, equal_error_point, rate_upper, rates_at
 from service.api.errors import status_of
 from service.errors import ServiceError
-from service.scoring import Strictness, portfolio_table, resolve
+from service.serving.strictness import Strictness, portfolio_table, resolve
 
 
 def row(t: float, fpr: float, fnr: float, precision: float) -> CalibrationRow:

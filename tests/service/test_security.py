@@ -1,4 +1,4 @@
-"""Unit tests of service/security.py: key issue / hash / lookup / revoke / bootstrap, scopes, token bucket."""
+"""Unit tests of service/storage/keys.py: key issue / hash / lookup / revoke / bootstrap, scopes, token bucket."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from service.api.errors import headers_of, status_of
-from service.db import make_engine
+from service.api.ratelimit import RateLimiter
 from service.errors import ServiceError
-from service.security import (
+from service.storage.db import open_database
+from service.storage.keys import (
     DISPLAY_PREFIX_LEN,
     KeyStore,
-    RateLimiter,
     Scope,
     generate_key,
     hash_key,
@@ -25,7 +25,7 @@ from service.security import (
 
 @pytest.fixture
 def db(tmp_path: Path) -> sa.Engine:
-    return make_engine(f"sqlite:///{tmp_path / 'keys.db'}")
+    return open_database(f"sqlite:///{tmp_path / 'keys.db'}")
 
 
 @pytest.fixture
@@ -130,10 +130,8 @@ def test_ensure_bootstraps_idempotently_and_rotates(store: KeyStore) -> None:
 
 
 def test_keys_share_the_gallery_database(db: sa.Engine, store: KeyStore) -> None:
-    import service.audit  # noqa: F401  (declares `audit` on the same Base)
-    from service.db import Base, init_db
+    from service.storage.schema import Base
 
-    init_db(db)
     assert {"api_keys", "audit", "artists", "works"} <= set(sa.inspect(db).get_table_names())
     assert Base.metadata.tables["api_keys"] is not None
 

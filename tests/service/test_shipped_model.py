@@ -12,8 +12,8 @@ import pytest
 from contract.card import load_card
 from contract.decode import decode_bytes
 from service.config import Settings
-from service.engine import Engine
-from service.model import Model
+from service.serving.model import Model
+from service.serving.runtime import Runtime
 from tests.service.conftest import encode, painting
 
 
@@ -37,11 +37,11 @@ def test_the_card_is_the_real_painting_model(shipped_model_dir: Path) -> None:
 
 
 def test_every_crop_of_a_compare_goes_through_one_backbone_run(shipped: Model, tmp_path: Path) -> None:
-    engine = Engine.build(shipped, Settings(data_dir=tmp_path / "data", gpu_index=False, batch_max_wait_ms=50.0))
+    runtime = Runtime.build(shipped, Settings(data_dir=tmp_path / "data", gpu_index=False, batch_max_wait_ms=50.0))
     a, b = encode(painting(1, (300, 240))), encode(painting(2, (240, 300)))
     try:
-        d = asyncio.run(engine.compare(a, b))
-        assert list(engine.batcher.recent_batch_sizes) == [32]  # 2 pictures x 16 crops, one run
+        d = asyncio.run(runtime.scorer.compare(a, b))
+        assert list(runtime.embedder.batcher.recent_batch_sizes) == [32]  # 2 pictures x 16 crops, one run
         xs = [shipped.model_inputs(decode_bytes(x).image) for x in (a, b)]
         assert [len(x) for x in xs] == [16, 16]
         e = shipped.embed_pictures(xs)
@@ -49,7 +49,7 @@ def test_every_crop_of_a_compare_goes_through_one_backbone_run(shipped: Model, t
         assert d.score == pytest.approx(float(shipped.symmetric_scores(v[:1], v[1:])[0]), abs=1e-5)
         assert d.calibration.source == "model_card" and d.model == shipped.model_id
     finally:
-        engine.close()
+        runtime.close()
 
 
 def test_the_embedding_is_the_mean_of_normalised_crop_features(shipped: Model) -> None:

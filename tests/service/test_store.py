@@ -1,5 +1,5 @@
-"""service/db.py + service/store.py: the SQL repository — SQLite settings, artists, works, embeddings by model, the
-version row every write bumps, and one transaction per enrolment."""
+"""service/storage/db.py + service/storage/store.py: the SQL repository — SQLite settings, artists, works, embeddings
+by model, the version row every write bumps, and one transaction per enrolment."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import text
 
 from service.api.errors import status_of
-from service.db import make_engine, sqlite_url
 from service.errors import ServiceError
-from service.model import Model
-from service.store import Store
+from service.serving.model import Model
+from service.storage.db import make_engine, open_database, sqlite_url
+from service.storage.store import Store
 from tests.service.galleries import new_work
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    s = Store(make_engine(sqlite_url(tmp_path / "brushprint.db")))
+    s = Store(open_database(sqlite_url(tmp_path / "brushprint.db")))
     s.create_artist("monet", "Claude Monet", {"born": 1840})
     s.create_artist("vangogh", "Vincent van Gogh", {})
     return s

@@ -1,4 +1,4 @@
-"""Model upgrade while serving (`python -m service upgrade`, service/upgrade.py), on one process and SQLite.
+"""Model upgrade while serving (`python -m service upgrade`, service/ops/upgrade.py), on one process and SQLite.
 The same across PostgreSQL replicas behind the proxy: tests/deploy/test_replicas.py."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from service.__main__ import main
 from service.api.errors import headers_of, status_of
 from service.errors import ModelSwitching
-from service.gallery import NewWork
-from service.model import Model
-from service.upgrade import ServingModelRow
+from service.serving.model import Model
+from service.storage.gallery import NewWork
+from service.storage.schema import ServingModelRow
 from tests.service.apitools import ADMIN, enrol, one, running
-from tests.service.conftest import png
+from tests.service.conftest import png, recounted
 
 SEEDS = {"vermeer": [1, 2, 3], "hals": [11, 12, 13], "leyster": [21, 22]}
 
@@ -45,14 +45,26 @@ def portfolios(c) -> dict[str, list[dict]]:
     return {a: c.get(f"/v1/artists/{a}/works", headers=ADMIN).json()["works"] for a in SEEDS}
 
 
-def test_upgrade_under_verify_traffic(model_dir: Path, other_model: Model, tmp_path: Path, capsys) -> None:
+@pytest.fixture(scope="module")
+def uncounted_other_dir(other_model: Model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The other model, its card without counts: replies then take the gallery's own tables once they exist."""
+    return recounted(other_model.model_dir, tmp_path_factory.mktemp("uncounted-other"), None, None)
+
+
+def test_upgrade_under_verify_traffic(
+    uncounted_model_dir: Path, uncounted_other_dir: Path, other_model: Model, tmp_path: Path, capsys
+) -> None:
+    """Zero failed requests, identical portfolios, and every reply wholly one model's: after the switch its
+    calibration is the gallery's own tables scored by the new model, and says so."""
+    model_dir = uncounted_model_dir
     data = tmp_path / "data"
-    with running(model_dir, data, model_poll_seconds=0.2) as c:
+    with running(model_dir, data, model_poll_seconds=0.2, gallery_calibration_min_artists=2) as c:
         for artist, seeds in SEEDS.items():
             enrol(c, artist, seeds)
         old = c.get("/readyz").json()["checks"]["model"]
         before = portfolios(c)
         answers: list[tuple[float, int, str | None]] = []  # (start, status, model)
+        calibrations: list[tuple[float, str, dict]] = []  # (start, model, calibration)
         stop = threading.Event()
 
         def traffic(w: int) -> None:
@@ -63,6 +75,8 @@ def test_upgrade_under_verify_traffic(model_dir: Path, other_model: Model, tmp_p
                 t = time.monotonic()
                 r = c.post("/v1/verify", files=one(100 + i), data={"artist_id": artist}, headers=ADMIN)
                 answers.append((t, r.status_code, r.json().get("model")))
+                if r.status_code == 200:
+                    calibrations.append((t, r.json()["model"], r.json()["calibration"]))
 
         threads = [threading.Thread(target=traffic, args=(w,)) for w in range(2)]
         for t in threads:
@@ -76,7 +90,7 @@ def test_upgrade_under_verify_traffic(model_dir: Path, other_model: Model, tmp_p
                 str(data),
                 "upgrade",
                 "--to",
-                str(other_model.model_dir),
+                str(uncounted_other_dir),
             ]
             code = main([*argv, "--no-progress", "--wait", "30"])
             switched = time.monotonic()
@@ -90,6 +104,18 @@ def test_upgrade_under_verify_traffic(model_dir: Path, other_model: Model, tmp_p
         assert '"switched": true' in out and "replicas ready with" in err
         assert c.get("/readyz").json()["checks"]["model"] == other_model.model_id
         after = portfolios(c)
+        # the serving bundle's calibrator is the new model's, current, and not rebuilt on every request
+        calibrator = c.app.state.runtime.bundle.calibrator
+        calibrator.wait(30)
+        rebuilds = calibrator.rebuilds
+        assert calibrator.tables is not None and calibrator.tables.model_id == other_model.model_id
+        for i in range(3):
+            r = c.post("/v1/verify", files=one(200 + i), data={"artist_id": "hals"}, headers=ADMIN).json()
+            assert r["calibration"]["model"] == r["model"] == other_model.model_id
+            assert r["calibration"]["source"] == "gallery"
+        calibrator.wait(30)
+        assert calibrator.rebuilds == rebuilds
+        assert calibrator.built_version == c.app.state.runtime.bundle.gallery.replicas.version
     statuses = [s for _, s, _ in answers]
     by_model = {m: sum(1 for *_, x in answers if x == m) for m in (old, other_model.model_id)}
     print(f"\nverify answers during the upgrade: {len(answers)}, statuses {sorted(set(statuses))}, by model {by_model}")
@@ -97,9 +123,13 @@ def test_upgrade_under_verify_traffic(model_dir: Path, other_model: Model, tmp_p
     assert any(m == old for _, _, m in answers), "traffic must have run while the old model served"
     assert all(m == other_model.model_id for t, _, m in answers if t > switched), "a request after the switch"
     assert after == before  # identical portfolios (ids, files, order)
+    # every reply's calibration is its own model's; after the switch, the new model's gallery tables
+    assert calibrations and all(cal["model"] == m for _, m, cal in calibrations)
+    late = [cal for t, _, cal in calibrations if t > switched]
+    assert late and all(cal["source"] == "gallery" and cal["model"] == other_model.model_id for cal in late)
     assert serving_row(data) == (other_model.model_id, None)
     # restarted with the new model configured, it serves on from the store
-    with running(other_model.model_dir, data) as c:
+    with running(uncounted_other_dir, data) as c:
         r = c.post("/v1/verify", files=one(5), data={"artist_id": "hals"}, headers=ADMIN)
         assert r.status_code == 200 and r.json()["model"] == other_model.model_id and r.json()["portfolio_size"] == 3
 
@@ -153,7 +183,7 @@ def test_enrolment_on_a_replica_behind_the_switch_is_refused(
     data = tmp_path / "data"
     with running(model_dir, data, model_poll_seconds=30) as c:
         enrol(c, "hals", [1, 2])
-        gallery = c.app.state.engine.gallery
+        gallery = c.app.state.runtime.bundle.gallery
         engine = sa.create_engine(f"sqlite:///{data / 'brushprint.db'}")
         with engine.begin() as conn:  # another process switched the deployment a moment ago
             conn.execute(sa.update(ServingModelRow).values(model_id=other_model.model_id))

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import contract.operating
-import service.scoring
+import service.serving.strictness
 from contract.card import Aggregation
 from contract.operating import Unreachable, equal_error_point, rate_upper
 from service.errors import ServiceError
-from service.scoring import Strictness, resolve
+from service.serving.strictness import Strictness, resolve
 from training import realeval
 from training.realeval import (
     OPERATING_POINTS,
@@ -208,7 +208,7 @@ def test_the_adapted_variant_fits_the_whitening_on_the_scored_fold(monkeypatch):
 
 def test_training_and_the_service_choose_operating_points_with_one_function() -> None:
     assert realeval.choose_point is contract.operating.operating_point
-    assert service.scoring.operating_point is contract.operating.operating_point
+    assert service.serving.strictness.operating_point is contract.operating.operating_point
 
 
 @pytest.mark.parametrize("seed", range(3))

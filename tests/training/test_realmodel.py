@@ -13,7 +13,7 @@ import pytest
 from bench.devmodel import CROP, build_dev_model
 from contract.card import load_card
 from contract.decode import decode_file
-from service.model import Model
+from service.serving.model import Model
 from training import conditions, realeval, robustness, synthetic
 from training.cosine import CosineHead
 from training.realmodel import (

@@ -118,7 +118,9 @@ def test_flags_default_to_the_settings_classes() -> None:
     assert cli._synth_settings(s) == SynthSettings()
     d = parser.parse_args(["make-default"])
     assert (d.artists, d.per_artist, d.size, d.seen_test_fraction) == (350, 24, 256, 0.15)
-    assert d.out == Path("models/default") and d.work == Path("runs/default")
+    # the synthetic pipeline never writes the shipped model unless asked; make-real builds that one
+    assert d.out == Path("runs/synthetic-model") and d.work == Path("runs/default")
+    assert parser.parse_args(["make-real"]).out == Path("models/default")
     # flags reach the settings they name
     a = parser.parse_args(["embed", "--corpus", "folders:x", "--work", "w", "--seed", "4", "--weights", "none"])
     settings = cli._embed_settings(a)

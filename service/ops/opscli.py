@@ -1,14 +1,19 @@
-"""Operator commands of `python -m service` beyond serving and keys: backup, restore, bulk enrolment.
+"""Operator commands of `python -m service` beyond serving and keys: schema, backup, restore, bulk enrolment, upgrade.
 
-    python -m service export --out FILE          one checksummed archive of the whole deployment (service/backup.py)
+    python -m service db upgrade                 bring the database schema to this release's revision (Alembic,
+                                                 under the migration lock; service/storage/db.py)
+    python -m service db current                 the database's revision and this release's
+
+    python -m service export --out FILE          one checksummed archive of the whole deployment (service/ops/backup.py)
     python -m service import FILE                restore it into an empty deployment; re-embeds when the model differs
     python -m service enrol ROOT                 enrol ROOT/<artist id>/<images>, creating artists as needed
     python -m service upgrade --to DIR           re-embed with the model in DIR while serving, then switch every
-                                                 replica at once (service/upgrade.py); --abort drops a staged one
+                                                 replica at once (service/ops/upgrade.py); --abort drops a staged one
 
 Each prints one JSON summary on stdout (progress bars and errors on stderr) and exits 0 on success, 1 when
 something was refused. `service/__main__.py` registers them with `add_commands` and runs them with `run`.
-Covered by tests/service/test_backup.py (export, import, enrol) and tests/service/test_upgrade.py (upgrade).
+Covered by tests/service/test_backup.py (export, import, enrol), tests/service/test_upgrade.py (upgrade) and
+tests/service/test_migrations.py (db).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -28,13 +33,20 @@ from contract.decode import ImageError
 from service.config import Settings
 from service.errors import Invalid, ServiceError, UnknownArtist
 
-COMMANDS = ("export", "import", "enrol", "upgrade")
+if TYPE_CHECKING:
+    from service.serving.runtime import Runtime
+
+COMMANDS = ("db", "export", "import", "enrol", "upgrade")
 # what refuses one file or artist (a caller's error); anything else is a bug and ends the run
 REFUSALS = (ServiceError, ImageError)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 
 
 def add_commands(sub: Any) -> None:
+    db = sub.add_parser("db", help="the database schema: migrate it to this release, or show its revision")
+    db_sub = db.add_subparsers(dest="db_command", metavar="{upgrade,current}", required=True)
+    db_sub.add_parser("upgrade", help="apply every migration this release has that the database lacks")
+    db_sub.add_parser("current", help="print the database's schema revision and this release's")
     export = sub.add_parser("export", help="write one checksummed backup archive (may run while serving)")
     export.add_argument("--out", required=True, help="archive file to write (written atomically)")
     export.add_argument("--no-progress", action="store_true")
@@ -53,10 +65,12 @@ def add_commands(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from service.backup import BackupError
-    from service.upgrade import UpgradeError
+    from service.ops.backup import BackupError
+    from service.ops.upgrade import UpgradeError
 
     try:
+        if args.command == "db":
+            return _db(args, settings)
         if args.command == "upgrade":
             return _upgrade(args, settings)
         if args.command == "export":
@@ -69,14 +83,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
 
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from service.storage.db import current_revision, head_revision, make_engine, migrate
+
+    assert settings.database_url is not None
+    db = make_engine(settings.database_url)
+    try:
+        if args.db_command == "upgrade":
+            before, after = migrate(db)
+            _print({"before": before, "after": after, "head": head_revision()})
+        else:
+            _print({"current": current_revision(db), "head": head_revision()})
+    finally:
+        db.dispose()
+    return 0
+
+
 def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from service.upgrade import abort_upgrade, run_upgrade
+    from service.ops.upgrade import abort_upgrade, run_upgrade
 
     if args.abort:
-        from service.db import make_engine
-
-        assert settings.database_url is not None
-        db = make_engine(settings.database_url)
+        db = _database(settings)
         try:
             _print({"aborted": abort_upgrade(db)})
         finally:
@@ -98,16 +125,21 @@ def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    from service.storage.db import open_database
+
+    assert settings.database_url is not None
+    return open_database(settings.database_url, settings.migrate_on_start)
+
+
 def _print(doc: dict[str, Any]) -> None:
     print(json.dumps(doc, sort_keys=True))
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from service.backup import export_archive
-    from service.db import make_engine
+    from service.ops.backup import export_archive
 
-    assert settings.database_url is not None
-    db = make_engine(settings.database_url)
+    db = _database(settings)
     try:
         r = export_archive(db, settings.data_dir, args.out, progress=not args.no_progress)
     finally:
@@ -117,29 +149,30 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
-    from service.backup import check_archive, restore_archive
-    from service.engine import Engine
+    from service.ops.backup import check_archive, restore_archive
+    from service.serving.runtime import Runtime
 
     check_archive(args.archive)  # refuse a bad archive before loading the model
-    engine = Engine.from_settings(settings)
+    runtime = Runtime.from_settings(settings)
     try:
-        r = restore_archive(engine.gallery.db, settings.data_dir, args.archive, progress=not args.no_progress)
-        engine.gallery.load()
+        r = restore_archive(runtime.db, settings.data_dir, args.archive, progress=not args.no_progress)
+        missing = runtime.rebuild().gallery.missing
         reembedded = 0
         failed: list[str] = []
-        if engine.gallery.missing:
+        if missing:
             # the archive's embeddings are of another model: embed the restored originals with this one
-            with tqdm(total=engine.gallery.missing, desc="re-embed", unit="work", disable=args.no_progress) as bar:
-                result = engine.reindex(on_progress=bar.update)
+            with tqdm(total=missing, desc="re-embed", unit="work", disable=args.no_progress) as bar:
+                result = runtime.reindex(on_progress=bar.update)
             reembedded, failed = result.embedded, result.failed
+        model_id = runtime.model_id
     finally:
-        engine.close()
+        runtime.close()
     _print(
         {
             "counts": r.counts,
             "originals": r.originals,
             "archive_models": r.models,
-            "model": engine.model_id,
+            "model": model_id,
             "reembedded": reembedded,
             "failed": failed,
             "keys_skipped": r.keys_skipped,
@@ -163,25 +196,26 @@ def folder_tree(root: Path) -> list[tuple[str, list[Path]]]:
 
 
 def _enrol(args: argparse.Namespace, settings: Settings) -> int:
-    from service.engine import Engine
+    from service.serving.runtime import Runtime
 
     tree = folder_tree(Path(args.root))
-    engine = Engine.from_settings(settings)
+    runtime = Runtime.from_settings(settings)
     try:
-        summary = asyncio.run(enrol_tree(engine, tree, settings.max_files_per_request, progress=not args.no_progress))
+        summary = asyncio.run(enrol_tree(runtime, tree, settings.max_files_per_request, progress=not args.no_progress))
     finally:
-        engine.close()
+        runtime.close()
     _print(summary)
     return 1 if summary["refused"] else 0
 
 
 async def enrol_tree(
-    engine: Any, tree: Sequence[tuple[str, list[Path]]], chunk: int, progress: bool = False
+    runtime: Runtime, tree: Sequence[tuple[str, list[Path]]], chunk: int, progress: bool = False
 ) -> dict[str, Any]:
     """Enrol each artist's files in chunks (one transaction each). Works already in the portfolio are skipped, so
     a rerun after an interruption continues where it stopped; a chunk holding a bad file is retried file by
     file so only that file is refused (listed with its error code)."""
-    await engine.start()
+    portfolios = runtime.portfolios
+    await runtime.start()
     artists_created, enrolled, skipped = 0, 0, 0
     refused: list[dict[str, str]] = []
     total = sum(len(files) for _, files in tree)
@@ -189,16 +223,16 @@ async def enrol_tree(
         with tqdm(total=total, desc="enrol", unit="image", disable=not progress) as bar:
             for artist_id, files in tree:
                 try:
-                    engine.get_artist(artist_id)
+                    portfolios.get_artist(artist_id)
                 except UnknownArtist:
                     try:
-                        engine.create_artist(artist_id, artist_id)
+                        portfolios.create_artist(artist_id, artist_id)
                     except ServiceError as e2:
                         refused += [{"file": str(p), "code": e2.code, "message": e2.message} for p in files]
                         bar.update(len(files))
                         continue
                     artists_created += 1
-                have = {w.sha256 for w in engine.list_works(artist_id)}
+                have = {w.sha256 for w in portfolios.list_works(artist_id)}
                 todo: list[tuple[str, bytes]] = []
                 for p in files:
                     data = p.read_bytes()
@@ -212,16 +246,16 @@ async def enrol_tree(
                 for start in range(0, len(todo), chunk):
                     part = todo[start : start + chunk]
                     try:
-                        enrolled += len(await engine.add_works(artist_id, [(Path(n).name, d) for n, d in part]))
+                        enrolled += len(await portfolios.add_works(artist_id, [(Path(n).name, d) for n, d in part]))
                     except REFUSALS:
                         for name, data in part:
                             try:
-                                enrolled += len(await engine.add_works(artist_id, [(Path(name).name, data)]))
+                                enrolled += len(await portfolios.add_works(artist_id, [(Path(name).name, data)]))
                             except REFUSALS as e:
                                 refused.append({"file": name, "code": e.code, "message": e.message})
                     bar.update(len(part))
     finally:
-        await engine.stop()
+        await runtime.stop()
     return {
         "artists": len(tree),
         "artists_created": artists_created,

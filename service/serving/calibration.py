@@ -7,7 +7,9 @@ artist's portfolio, leave-one-out), impostor scores pairs of works by different 
 another artist's whole portfolio). The tables are built by `contract.calibration.threshold_table`, the same
 function that built the card's, over bounded random samples so a large gallery costs bounded time.
 
-`GalleryCalibrator` keeps them current off the request path: a request reports the gallery version it saw
+`GalleryCalibrator` belongs to one serving bundle (service/serving/bundle.py): it reads that bundle's gallery and
+scores with that bundle's model, and its tables say which model made them (`GalleryTables.model_id`). It keeps them
+current off the request path: a request reports the gallery version it saw
 (`poke`); when that differs from the tables' version, one background thread rebuilds them from a snapshot while
 requests go on using the previous tables (or the card's, until the first tables exist).
 
@@ -54,6 +56,7 @@ class CalibrationUsed:
     impostor_pairs: int | None = None  # None: the card does not record them (no bounds then)
     confidence: float | None = None  # of the upper bounds in the reply (None: no bounds)
     reason: str = ""  # why this source and not the other
+    model: str = ""  # the model whose scores the table holds: the card's model, or the one the gallery was scored by
 
     @classmethod
     def of(cls, source: str, table: Table, reason: str) -> CalibrationUsed:
@@ -100,6 +103,7 @@ def choose(card: Table, gallery: Table | None, why_not_gallery: str = "") -> tup
 @dataclass(frozen=True)
 class GalleryTables:
     version: int
+    model_id: str  # the model whose scores these are
     artists: int  # artists with >= MIN_WORKS works
     pair: list[CalibrationRow]
     genuine_pairs: int
@@ -128,6 +132,7 @@ def build_tables(
     version: int,
     min_artists: int = MIN_ARTISTS,
     seed: int = 0,
+    model_id: str = "",
 ) -> GalleryTables | None:
     """Tables from the enrolled references (their reference vectors and artists), or None when the gallery is
     too small to speak for itself."""
@@ -193,6 +198,7 @@ def build_tables(
     portfolio_table = threshold_table(ty_arr, np.array(ts))
     return GalleryTables(
         version=version,
+        model_id=model_id,
         artists=len(eligible),
         pair=pair_table,
         genuine_pairs=int(len(genuine)),
@@ -213,9 +219,13 @@ class GalleryCalibrator:
         aggregation: Aggregation,
         min_artists: int = MIN_ARTISTS,
         enabled: bool = True,
+        model_id: str = "",
     ):
-        """`snapshot()` → (version, artist ids, reference vectors) of the gallery, read consistently."""
+        """`snapshot()` → (version, artist ids, reference vectors) of the gallery, read consistently;
+        `score_pairs` the model `model_id`'s symmetric pair scores of reference vectors."""
         self._snapshot = snapshot
+        self.model_id = model_id
+        self.rebuilds = 0  # tables built so far (a bundle's calibrator rebuilds only when its gallery moved)
         self._score_pairs = score_pairs
         self._aggregation = aggregation
         self.min_artists = min_artists
@@ -233,6 +243,11 @@ class GalleryCalibrator:
             f"the gallery has no calibration tables of its own: they need {self.min_artists} artists with "
             f"{MIN_WORKS} or more works and are built in the background once it has them"
         )
+
+    @property
+    def built_version(self) -> int | None:
+        """The gallery version the last build read (None before the first)."""
+        return self._built_version
 
     def poke(self, version: int) -> None:
         """Called on the request path: start a rebuild if the tables are older than `version` (never waits)."""
@@ -258,13 +273,20 @@ class GalleryCalibrator:
         try:
             version, artist_ids, vectors = self._snapshot()
             tables = build_tables(
-                artist_ids, vectors, self._score_pairs, self._aggregation, version, min_artists=self.min_artists
+                artist_ids,
+                vectors,
+                self._score_pairs,
+                self._aggregation,
+                version,
+                min_artists=self.min_artists,
+                model_id=self.model_id,
             )
         except Exception:  # a failed rebuild leaves the previous tables; the next write tries again
             log.exception("gallery calibration failed")
             return
         self.tables = tables
         self._built_version = version
+        self.rebuilds += 1
         if tables is not None:
             log.info(
                 "gallery calibration v%d: %d artists, %d genuine / %d impostor pairs",

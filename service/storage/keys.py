@@ -1,28 +1,24 @@
-"""API keys, scopes and per-key rate limits.
+"""API keys and scopes.
 
-Keys live in the `api_keys` table of the same database as the gallery (`service.db.Base`), so one database holds
-everything an operator must back up. Covered by tests/service/test_security.py (and the 401/403/429 paths by
-tests/service/test_api_auth.py).
+Keys live in the `api_keys` table (service/storage/schema.py) of the same database as the gallery, so one database
+holds everything an operator must back up. Per-key rate limits are service/api/ratelimit.py. Covered by
+tests/service/test_security.py (and the 401/403 paths by tests/service/test_api_auth.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
-from service.db import Base, init_db
-from service.errors import Conflict, Invalid, NotFound, RateLimited, Unauthorized
+from service.errors import Conflict, Invalid, NotFound, Unauthorized
+from service.storage.schema import ApiKey
 
 KEY_PREFIX = "bp_"
 # Shown in listings so an operator can tell keys apart; 7 random characters out of 43 reveal nothing useful.
@@ -38,19 +34,6 @@ class Scope(StrEnum):
 
 def scope_allows(have: Scope | str, need: Scope | str) -> bool:
     return Scope(have) == Scope.admin or Scope(have) == Scope(need)
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    # Unique among active keys only (enforced in code), so a revoked name can be reissued.
-    name: Mapped[str] = mapped_column(sa.String(64), index=True)
-    prefix: Mapped[str] = mapped_column(sa.String(16))
-    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, index=True)
-    scope: Mapped[str] = mapped_column(sa.String(16))
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -105,7 +88,6 @@ class KeyStore:
 
     def __init__(self, bind: sa.Engine):
         self._sessions = sessionmaker(bind, expire_on_commit=False)
-        init_db(bind, tables=[Base.metadata.tables[ApiKey.__tablename__]])
 
     def create(self, name: str, scope: Scope | str) -> tuple[KeyInfo, str]:
         """Issue a new key. Returns its info and the plaintext key, which is never retrievable again."""
@@ -212,44 +194,3 @@ def _name(name: str) -> str:
     if not 1 <= len(name) <= 64 or "\x00" in name:
         raise Invalid("invalid_request", "key name must be 1 to 64 characters, none of them NUL")
     return name
-
-
-class RateLimiter:
-    """Per-key token bucket: `burst` requests at once, refilled at `per_minute` / 60 per second.
-
-    In-process only: with several replicas each enforces its own bucket, so a key gets up to N times the limit.
-    The compose deployment's proxy holds the per-minute total over all replicas (deploy/haproxy/haproxy.cfg,
-    tested by tests/deploy/test_replicas.py); this bucket still caps each replica's bursts.
-    """
-
-    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic):
-        self.rate = per_minute / 60.0
-        self.burst = float(burst)
-        self._clock = clock
-        self._buckets: dict[object, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def enabled(self) -> bool:
-        return self.rate > 0
-
-    def acquire(self, key: object) -> float:
-        """Take one token for `key`. Returns 0.0 when allowed, else the seconds until a token is available."""
-        if not self.enabled:
-            return 0.0
-        now = self._clock()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.rate
-
-    def check(self, key: object) -> None:
-        """`acquire`, raising 429 `rate_limited` with a whole-second Retry-After when the bucket is empty."""
-        wait = self.acquire(key)
-        if wait > 0:
-            retry = max(1, math.ceil(wait))
-            raise RateLimited("rate_limited", f"rate limit exceeded; retry in {retry} s", retry_after=retry)

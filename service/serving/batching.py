@@ -2,7 +2,7 @@
 
 Callers `await batcher.submit(item)`; one worker task takes the first waiting item, waits at most
 `max_wait_ms` for up to `max_batch` items in all (or, with a `weight` function, items whose weights add up to
-at most `max_batch`: the engine weighs a picture by its crops, so one run packs the crops of concurrent
+at most `max_batch`: the embedder weighs a picture by its crops, so one run packs the crops of concurrent
 requests and never cuts a picture's crops apart; an item heavier than `max_batch` runs alone), runs
 `fn(items)` in a worker thread (never on the event loop) and hands each caller its own result. A full queue
 raises `Overloaded` (service/errors.py) at once instead of queueing without bound (the HTTP layer answers 503

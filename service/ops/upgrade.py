@@ -13,7 +13,9 @@ a heartbeat per process). `python -m service upgrade --to DIR` (`run_upgrade`) t
 
 Each replica (`ModelSwitch`, wired by service/main.py) reads `serving_model` at the start of every `/v1`
 request (and once a second in the background): when it changed, it lets the requests in flight finish, brings
-its staged index up to date and swaps model and index between two requests. So a request that starts after the
+its staged bundle's index up to date and swaps the whole serving bundle — model, gallery view, calibrator,
+quality rules, all built by the one `BundleFactory` (service/serving/bundle.py) — between two requests, through
+the runtime's single bundle reference. So a request that starts after the
 switch committed is answered by the new model on every replica, and no answer mixes the two. An enrolment
 served by a replica that has not swapped yet is refused inside its transaction with 503 `model_switching`
 (Retry-After 1) instead of storing a work without the new embedding. A failure or interruption before step 3
@@ -33,51 +35,25 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tqdm import tqdm
 
-from service.db import Base, UTCDateTime, init_db, make_sessionmaker, utcnow
+from service.api.middleware import KEYED_PREFIX
 from service.errors import ModelSwitching
+from service.serving.bundle import Bundle
+from service.serving.runtime import Runtime
+from service.storage.db import make_sessionmaker
+from service.storage.schema import ReplicaRow, ServingModelRow, utcnow
 
 log = logging.getLogger(__name__)
 
 LIVE_AFTER = timedelta(seconds=10)  # a replica whose heartbeat is older is taken for gone
-
-
-class ServingModelRow(Base):
-    """One row (id 1): the model every replica serves, and the one being staged by an upgrade in progress."""
-
-    __tablename__ = "serving_model"
-
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
-    model_id: Mapped[str] = mapped_column(sa.String(128))
-    model_dir: Mapped[str] = mapped_column(sa.String(1024))
-    staged_model_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
-    staged_model_dir: Mapped[str | None] = mapped_column(sa.String(1024), nullable=True)
-    switched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class ReplicaRow(Base):
-    """A serving process's heartbeat: what it serves and which staged model it has ready."""
-
-    __tablename__ = "replicas"
-
-    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    host: Mapped[str] = mapped_column(sa.String(255))
-    pid: Mapped[int] = mapped_column(sa.Integer)
-    model_id: Mapped[str] = mapped_column(sa.String(128))
-    staged_ready: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
-    error: Mapped[str | None] = mapped_column(sa.String(1024), nullable=True)
-    seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-_TABLES = [Base.metadata.tables[ServingModelRow.__tablename__], Base.metadata.tables[ReplicaRow.__tablename__]]
 
 
 class UpgradeError(Exception):
@@ -93,7 +69,6 @@ def _serving(s: Session) -> ServingModelRow | None:
 
 def ensure_serving_row(db: sa.Engine, model_id: str, model_dir: str) -> ServingModelRow:
     """The serving row, created with this model when the deployment has none yet (its first start)."""
-    init_db(db, tables=_TABLES)
     sessions = make_sessionmaker(db)
     try:
         with sessions.begin() as s:
@@ -141,36 +116,32 @@ class _Gate:
                 self._cond.notify_all()
 
 
-@dataclass
-class _Prepared:
-    model: Any
-    gallery: Any
-
-
 class ModelSwitch:
     """Keeps one serving process on the model `serving_model` names (see the module docstring)."""
 
-    def __init__(self, engine: Any, model_dir: str | Path, providers: str = "auto", poll_s: float = 1.0):
-        self.engine = engine
-        self.db: sa.Engine = engine.gallery.db
-        self.providers = providers
+    def __init__(self, runtime: Runtime, model_dir: str | Path, poll_s: float = 1.0):
+        self.runtime = runtime
+        self.db: sa.Engine = runtime.db
         self.poll_s = poll_s
         self.replica_id = uuid.uuid4().hex
         self._sessions = make_sessionmaker(self.db)
         self._gate = _Gate()
-        self._prepared: _Prepared | None = None
+        self._prepared: Bundle | None = None  # a staged bundle of the model being upgraded to
         self._prepare_lock = threading.Lock()
         self._error: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self.on_switch: Callable[[Any], None] | None = None
+        self.on_switch: Callable[[Bundle], None] | None = None
         own_dir = str(Path(model_dir).resolve())
-        row = ensure_serving_row(self.db, engine.model_id, own_dir)
-        self._guard(engine.gallery)
-        if row.model_id != engine.model_id:
+        configured = runtime.model_id
+        row = ensure_serving_row(self.db, configured, own_dir)
+        # every bundle this process builds from now on gets the write guard, and so does the serving one
+        runtime.factory.on_build = self._guard
+        self._guard(runtime.bundle)
+        if row.model_id != configured:
             if live_replicas(self._sessions):
                 # the deployment switched while this process was down: serve what the others serve
                 log.info(
-                    "model switch: serving %s like the running replicas (configured: %s)", row.model_id, engine.model_id
+                    "model switch: serving %s like the running replicas (configured: %s)", row.model_id, configured
                 )
                 self._install(self._prepare(row.model_id, row.model_dir))
             else:
@@ -178,10 +149,10 @@ class ModelSwitch:
                 with self._sessions.begin() as s:
                     current = _serving(s)
                     assert current is not None
-                    current.model_id, current.model_dir = engine.model_id, own_dir
+                    current.model_id, current.model_dir = configured, own_dir
                     current.staged_model_id = current.staged_model_dir = None
                     current.switched_at = utcnow()
-                log.info("model switch: %s serves from now on (was %s)", engine.model_id, row.model_id)
+                log.info("model switch: %s serves from now on (was %s)", configured, row.model_id)
 
     # -- lifecycle
     async def start(self) -> None:
@@ -229,15 +200,11 @@ class ModelSwitch:
         if row is None:
             return
         model_id, model_dir, staged_id, staged_dir = row
-        if model_id != self.engine.model_id:
+        if model_id != self.runtime.model_id:
             await self._gate.exclusive(lambda: self._switch(model_id, model_dir))
         elif not stage:
             return
-        elif (
-            staged_id
-            and staged_id != model_id
-            and (self._prepared is None or self._prepared.model.model_id != staged_id)
-        ):
+        elif staged_id and staged_id != model_id and (self._prepared is None or self._prepared.model_id != staged_id):
             await asyncio.to_thread(self._stage, staged_id, staged_dir)
         elif not staged_id and self._prepared is not None:
             self._prepared = None  # the upgrade was abandoned: free the staged model
@@ -253,32 +220,31 @@ class ModelSwitch:
             if row is None:
                 row = ReplicaRow(id=self.replica_id, host=socket.gethostname()[:255], pid=os.getpid(), model_id="")
                 s.add(row)
-            row.model_id = self.engine.model_id
-            row.staged_ready = self._prepared.model.model_id if self._prepared is not None else None
+            row.model_id = self.runtime.model_id
+            row.staged_ready = self._prepared.model_id if self._prepared is not None else None
             row.error = self._error
             row.seen = utcnow()
 
     # -- staging and switching (worker threads)
-    def _prepare(self, model_id: str, model_dir: str | None) -> _Prepared:
-        from service.gallery import Gallery, ReferenceSpace
-        from service.model import Model
-
+    def _prepare(self, model_id: str, model_dir: str | None) -> Bundle:
+        """The bundle of `model_id`, built by the runtime's factory like every bundle (its write guard included)."""
         if not model_dir:
             raise UpgradeError("model_unavailable", f"no directory recorded for model {model_id}")
-        model = Model.load(model_dir, providers=self.providers)
-        if model.model_id != model_id:
-            raise UpgradeError("model_mismatch", f"{model_dir} holds {model.model_id}, not {model_id}")
-        old = self.engine.gallery
-        gallery = Gallery(old.db, old.data_dir, ReferenceSpace.of(model), use_gpu=old.index.use_gpu)
-        self._guard(gallery)
-        return _Prepared(model, gallery)
+        bundle = self.runtime.factory.load(model_dir)
+        if bundle.model_id != model_id:
+            raise UpgradeError("model_mismatch", f"{model_dir} holds {bundle.model_id}, not {model_id}")
+        return bundle
 
     def _stage(self, model_id: str, model_dir: str | None) -> None:
         with self._prepare_lock:
-            if self._prepared is not None and self._prepared.model.model_id == model_id:
+            if self._prepared is not None and self._prepared.model_id == model_id:
                 return
             try:
-                self._prepared = self._prepare(model_id, model_dir)
+                staged = self._prepare(model_id, model_dir)
+                # the new model's gallery tables, built now (off the request path): the first replies after the
+                # switch already have calibration of their own model, if the gallery is large enough
+                staged.calibrator.refresh()
+                self._prepared = staged
                 self._error = None
                 log.info("model switch: %s staged", model_id)
             except Exception as e:  # noqa: BLE001 - reported to the upgrade through the heartbeat
@@ -288,27 +254,27 @@ class ModelSwitch:
 
     def _switch(self, model_id: str, model_dir: str) -> None:
         """Runs with no request in flight on this replica."""
-        if self.engine.model_id == model_id:  # another request or the poll switched first
+        if self.runtime.model_id == model_id:  # another request or the poll switched first
             return
         with self._prepare_lock:
             prepared = self._prepared
-            if prepared is None or prepared.model.model_id != model_id:
+            if prepared is None or prepared.model_id != model_id:
                 prepared = self._prepare(model_id, model_dir)
             self._install(prepared)
             self._prepared = None
         self._heartbeat()
 
-    def _install(self, prepared: _Prepared) -> None:
+    def _install(self, bundle: Bundle) -> None:
         # the switch bumped gallery_state, so this reloads the staged index with everything written since staging
-        prepared.gallery.sync()
-        old_model = self.engine.model
-        self.engine.model, self.engine.gallery = prepared.model, prepared.gallery
-        log.info("model switch: now serving %s (was %s)", prepared.model.model_id, old_model.model_id)
+        bundle.gallery.sync()
+        old = self.runtime.bundles.swap(bundle)
+        log.info("model switch: now serving %s (was %s)", bundle.model_id, old.model_id)
         if self.on_switch is not None:
-            self.on_switch(prepared.model)
+            self.on_switch(bundle)
 
-    def _guard(self, gallery: Any) -> None:
-        model_id = gallery.model_id
+    @staticmethod
+    def _guard(bundle: Bundle) -> None:
+        model_id = bundle.model_id
 
         def guard(s: Session) -> None:
             # inside the enrolment's transaction, after its gallery_state row lock: ordered with the switch
@@ -316,7 +282,7 @@ class ModelSwitch:
             if serving is not None and serving != model_id:
                 raise ModelSwitching(serving)
 
-        gallery.store.write_guard = guard
+        bundle.gallery.store.write_guard = guard
 
 
 class ModelGate:
@@ -327,7 +293,7 @@ class ModelGate:
         self.switch = switch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        switch = self.switch() if scope["type"] == "http" and scope["path"].startswith("/v1/") else None
+        switch = self.switch() if scope["type"] == "http" and scope["path"].startswith(KEYED_PREFIX) else None
         if switch is None:
             await self.app(scope, receive, send)
             return
@@ -366,33 +332,30 @@ def run_upgrade(
     print_fn: Callable[[str], None] = lambda m: print(m, flush=True),
 ) -> UpgradeResult:
     """Steps 1–3 of the module docstring. Raises UpgradeError (the old model still serving) on any failure."""
-    from service.engine import Engine
-
     t0 = time.monotonic()
     new_dir = str(Path(new_model_dir).resolve())
-    engine = Engine.from_settings(settings.model_copy(update={"model_dir": Path(new_dir)}))
-    db = engine.gallery.db
+    runtime = Runtime.from_settings(settings.model_copy(update={"model_dir": Path(new_dir)}))
+    db = runtime.db
     sessions = make_sessionmaker(db)
     staged = False
     try:
-        init_db(db, tables=_TABLES)
         with sessions() as s:
             row = _serving(s)
         if row is None:
             raise UpgradeError("not_serving", "no serving model is recorded: start the service once before upgrading")
-        old, new = row.model_id, engine.model_id
+        old, new = row.model_id, runtime.model_id
         if old == new:
             return UpgradeResult(old, new, 0, len(live_replicas(sessions)), False, time.monotonic() - t0)
-        print_fn(f"upgrade {old} -> {new}: embedding {engine.gallery.missing} works with the new model")
+        print_fn(f"upgrade {old} -> {new}: embedding {runtime.bundle.gallery.missing} works with the new model")
         embedded = 0
         for attempt in range(6):
-            embedded += _embed_missing(engine, progress)
+            embedded += _embed_missing(runtime, progress)
             # stage (once), wait for every live replica, then switch in one transaction
             if not staged:
                 _stage_row(sessions, new, new_dir)
                 staged = True
                 n = _wait_for_replicas(sessions, new, wait_s, print_fn)
-            store = engine.gallery.store
+            store = runtime.bundle.gallery.store
             with store.write() as s:
                 # the gallery_state row lock first: every enrolment takes it, so none slips past this check
                 lacking = store.count_missing(new, s)
@@ -414,14 +377,14 @@ def run_upgrade(
                 _stage_row(sessions, None, None)
             except Exception:  # noqa: BLE001 - the original error matters more
                 log.warning("upgrade: could not clear the staged model", exc_info=True)
-        engine.close()
+        runtime.close()
 
 
-def _embed_missing(engine: Any, progress: bool) -> int:
-    with tqdm(total=engine.gallery.missing, desc="re-embed", unit="work", disable=not progress) as bar:
+def _embed_missing(runtime: Runtime, progress: bool) -> int:
+    with tqdm(total=runtime.bundle.gallery.missing, desc="re-embed", unit="work", disable=not progress) as bar:
         # not announced: the serving replicas need not reload for embeddings of a model they do not serve; the
         # staged indexes reload when the switch bumps gallery_state
-        result = engine.reindex(on_progress=bar.update, announce=False)
+        result = runtime.reindex(on_progress=bar.update, announce=False)
     if result.failed:
         raise UpgradeError(
             "reembed_failed",
@@ -453,7 +416,6 @@ def _wait_for_replicas(sessions: Any, new: str, wait_s: float, print_fn: Callabl
 
 def abort_upgrade(db: sa.Engine) -> bool:
     """Drop a staged model left by an interrupted upgrade; True when there was one."""
-    init_db(db, tables=_TABLES)
     sessions = make_sessionmaker(db)
     with sessions.begin() as s:
         row = _serving(s)

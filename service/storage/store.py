@@ -2,10 +2,10 @@
 
 Nothing here touches files or the vector index. Each write is one transaction, and the first statement of every
 write bumps the `gallery_state` version row: the row lock then orders writers across processes, and the
-version a write returns tells its caller whether any other process wrote in between (service/replicas.py).
+version a write returns tells its caller whether any other process wrote in between (service/storage/replicas.py).
 Enrolment stays one transaction with the originals: `add_works` calls `save` for each work's bytes *inside* the
 transaction, before the commit, so a committed work always has its original; its `write_guard` hook runs right
-after the row lock and may refuse it (service/upgrade.py). The one write that may leave the version alone is
+after the row lock and may refuse it (service/ops/upgrade.py). The one write that may leave the version alone is
 `add_embeddings(announce=False)`, for a model nobody serves yet. Embeddings are tagged with the model id; only
 one model's are ever read back. Values PostgreSQL text cannot hold (NUL) never match a row.
 Covered by tests/service/test_store.py.
@@ -25,17 +25,15 @@ from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db import (
+from service.errors import Conflict, DuplicateWork, Invalid, UnknownArtist, UnknownWork
+from service.storage.db import make_sessionmaker, session_scope
+from service.storage.schema import (
     ArtistRow,
     EmbeddingRow,
     GalleryStateRow,
     WorkRow,
-    init_db,
-    make_sessionmaker,
-    session_scope,
     utcnow,
 )
-from service.errors import Conflict, DuplicateWork, Invalid, UnknownArtist, UnknownWork
 
 
 @dataclass(frozen=True)
@@ -120,9 +118,8 @@ class Store:
         self.db = db
         self._sessions = make_sessionmaker(db)
         # called inside every enrolment transaction right after its gallery_state row lock, where it may refuse
-        # the enrolment (service/upgrade.py does once another model serves)
+        # the enrolment (service/ops/upgrade.py does once another model serves)
         self.write_guard: Callable[[Session], None] | None = None
-        init_db(db)
         self._ensure_state_row()
 
     def _ensure_state_row(self) -> None:

@@ -18,7 +18,7 @@ refused or failed import leaves the target as it was (originals it created are r
 be empty (no artists, works or audit rows); API keys already there win over archived ones (an archived key with
 the same hash is skipped, an archived active key whose name is taken is restored revoked and reported).
 Embeddings of the serving model are restored as they were (identical answers); when the archive's embeddings
-are of another model, the caller re-embeds from the restored originals (`Engine.reindex`).
+are of another model, the caller re-embeds from the restored originals (`Runtime.reindex`).
 Covered by tests/service/test_backup.py.
 """
 
@@ -41,11 +41,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from service.audit import AuditRow
-from service.db import ArtistRow, EmbeddingRow, WorkRow, init_db, make_sessionmaker
-from service.originals import OriginalStore
-from service.security import ApiKey
-from service.store import Store
+from service.storage.audit import entry
+from service.storage.db import make_sessionmaker
+from service.storage.originals import OriginalStore
+from service.storage.schema import AUDIT, ApiKey, ArtistRow, EmbeddingRow, WorkRow, audit_fields
+from service.storage.store import Store
 
 FORMAT = "brushprint-backup"
 VERSION = 1
@@ -143,22 +143,7 @@ def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
         }
         for k in s.scalars(sa.select(ApiKey).order_by(ApiKey.id))
     ]
-    audit = [
-        {
-            "time": _iso(r.time),
-            "key_name": r.key_name,
-            "route": r.route,
-            "artist_id": r.artist_id,
-            "image_sha256": r.image_sha256,
-            "image_b_sha256": r.image_b_sha256,
-            "score": r.score,
-            "threshold": r.threshold,
-            "decision": r.decision,
-            "model_id": r.model_id,
-            "request_id": r.request_id,
-        }
-        for r in s.scalars(sa.select(AuditRow).order_by(AuditRow.id))
-    ]
+    audit = [_audit_record(entry(r._mapping)) for r in s.execute(sa.select(AUDIT).order_by(AUDIT.c.id))]
     # the path column is derived from the sha256 on restore; read it here to find each original's bytes
     paths = dict(s.execute(sa.select(WorkRow.sha256, WorkRow.path)).tuples().all())
     return {
@@ -169,6 +154,11 @@ def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
         "audit": audit,
         "_paths": [{"sha256": k, "path": v} for k, v in paths.items()],
     }
+
+
+def _audit_record(e: Any) -> dict[str, Any]:
+    """An audit entry as archived: every declared field but the row id (the target numbers its own rows)."""
+    return {f.name: _iso(e.time) if f.name == "time" else getattr(e, f.name) for f in audit_fields() if f.name != "id"}
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -186,7 +176,6 @@ def export_archive(db: sa.Engine, data_dir: str | Path, out: str | Path, progres
 
     Reads one consistent snapshot (one transaction, REPEATABLE READ on PostgreSQL), so it may run while the
     service serves."""
-    init_db(db)
     out = Path(out)
     store = OriginalStore(Path(data_dir))
     sessions = make_sessionmaker(db)
@@ -326,7 +315,7 @@ def check_archive(path: str | Path) -> Archive:
 
 # ---- restore -------------------------------------------------------------------------------------------------
 def _target_empty(s: Session) -> None:
-    for row, what in ((ArtistRow, "artists"), (WorkRow, "works"), (AuditRow, "audit rows")):
+    for row, what in ((ArtistRow.__table__, "artists"), (WorkRow.__table__, "works"), (AUDIT, "audit rows")):
         n = int(s.scalar(sa.select(sa.func.count()).select_from(row)) or 0)
         if n:
             raise BackupError(
@@ -337,7 +326,6 @@ def _target_empty(s: Session) -> None:
 def restore_archive(db: sa.Engine, data_dir: str | Path, archive: str | Path, progress: bool = False) -> RestoreResult:
     """Check `archive`, then restore it into the empty deployment behind `db` + `data_dir`, all or nothing."""
     checked = check_archive(archive)
-    init_db(db)
     sessions = make_sessionmaker(db)
     with sessions() as s:
         _target_empty(s)
@@ -426,8 +414,8 @@ def _insert_rows(s: Session, rec: dict[str, list[dict[str, Any]]], store: Origin
                     revoked_at=revoked,
                 )
             )
-        for r in rec["audit"]:
-            s.add(AuditRow(**{**r, "time": _time(r["time"])}))
+        if rec["audit"]:
+            s.execute(AUDIT.insert(), [{**r, "time": _time(r["time"])} for r in rec["audit"]])
         s.flush()
     except (KeyError, TypeError, ValueError) as e:
         raise BackupError("archive_corrupt", f"archive records are malformed: {e!r}") from e

@@ -1,5 +1,6 @@
-"""Portfolios: the SQL store (service/store.py), the originals on disk (service/originals.py) and the vector index
-(service/index.py) composed, with the version bookkeeping of service/replicas.py between them.
+"""Portfolios: the SQL store (service/storage/store.py), the originals on disk (service/storage/originals.py) and
+the vector index (service/storage/index.py) composed, with the version bookkeeping of service/storage/replicas.py
+between them.
 
 - Enrolling several files is one transaction, all or nothing: the originals are written (atomically) inside it,
   before the commit, and a failed enrolment removes the files it created.
@@ -8,7 +9,7 @@
 - In memory: the reference vectors (projection of the embedding for symmetric heads, else the embedding) of
   every work, indexed for search. They are rebuilt from the store at start and updated under one lock after
   every committed change; the lock also serialises writes, so the store and the index never disagree within
-  this process. Other processes' writes arrive through `sync()`, which the engine calls before it reads.
+  this process. Other processes' writes arrive through `sync()`, which the scorer calls before it reads.
 Raises domain errors only (service/errors.py). Covered by tests/service/test_gallery.py.
 """
 
@@ -25,13 +26,13 @@ import numpy as np
 from sqlalchemy import Engine as SqlEngine
 
 from service.errors import DuplicateWork, NoFiles, NotFound
-from service.index import Hit, ReferenceIndex, gpu_available
-from service.originals import OriginalStore
-from service.replicas import ReplicaSync
-from service.store import Artist, NewWork, Removed, Store, Work
+from service.storage.index import Hit, ReferenceIndex, gpu_available
+from service.storage.originals import OriginalStore
+from service.storage.replicas import ReplicaSync
+from service.storage.store import Artist, NewWork, Removed, Store, Work
 
 if TYPE_CHECKING:
-    from service.model import Model
+    from service.serving.model import Model
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,9 @@ class Gallery:
         prune: bool = False,
         announce: bool = True,
     ) -> ReindexResult:
-        """Embed, from their originals, every work lacking an embedding of the current model; then reload.
+        """Embed, from their originals, every work lacking an embedding of the current model, and store them.
+        The in-memory index is left as it was: the serving process builds a new bundle around a freshly loaded
+        gallery (service/serving/runtime.py `Runtime.reindex`), or a caller of this alone calls `load()`.
 
         Works whose original is missing or no longer decodes are listed in `failed` and keep the service in
         "reindex required" until they are deleted. `prune` drops embeddings of other models. `announce=False`
@@ -258,5 +261,4 @@ class Gallery:
         if prune:
             with self._lock:
                 _, result.pruned = self.store.prune(self.model_id)
-        self.load()
         return result

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from service.config import Settings
-from service.security import KeyStore
+from service.storage.keys import KeyStore
 
 log = logging.getLogger("service.startup")
 _WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}

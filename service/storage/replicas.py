@@ -1,9 +1,9 @@
 """Keeping this process's in-memory index in step with other processes sharing the database (replicas on
-PostgreSQL, the CLI), through the `gallery_state` version row every write bumps (service/store.py).
+PostgreSQL, the CLI), through the `gallery_state` version row every write bumps (service/storage/store.py).
 
 `ReplicaSync` remembers the version the index reflects. After its own committed write, the gallery asks
 `applied(version)`: True when nobody else wrote since (the index is updated in place, exactly), else it reloads.
-Before reading the index, the engine calls `sync()` as an explicit step: a reload happens only when another
+Before reading the index, the scorer calls `sync()` as an explicit step: a reload happens only when another
 process moved the version. Covered by tests/service/test_replicas.py and, across two apps on PostgreSQL, by
 tests/service/test_postgres.py.
 """

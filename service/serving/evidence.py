@@ -2,7 +2,7 @@
 
 The query (the decoded, orientation-corrected image that was scored) is cut into an n×n grid of equal regions.
 Each region goes through exactly the path a whole upload takes — the backbone inputs (crops) the model card's
-recipe asks for, the backbone through the engine's micro-batcher (all regions submitted at once, so they share
+recipe asks for, the backbone through the service's micro-batcher (all regions submitted at once, so they share
 backbone runs: one run while their crops fit `batch_max_size`), the head — and is scored against the same
 target with the same aggregation: the artist's portfolio for verify, the other image for compare. Each
 region's score is judged at the decision's own threshold.
@@ -76,7 +76,7 @@ async def evidence_map(
 ) -> EvidenceMap:
     """Score each region of `image`.
 
-    `prepare` is the engine's image → backbone inputs step (`Model.model_inputs`), `embed` its micro-batcher,
+    `prepare` is the bundle's image → backbone inputs step (`Model.model_inputs`), `embed` its micro-batcher,
     `score` turns the regions' embeddings into one score each against the target (run in a worker thread,
     like `prepare`).
     """

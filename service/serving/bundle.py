@@ -1,0 +1,151 @@
+"""The serving bundle: everything that depends on the model, built together and swapped as one.
+
+A `Bundle` holds one model's ONNX sessions (`model`), the gallery view over that model's embeddings (`gallery`:
+its reference vectors and faiss index), the gallery calibrator that scores the enrolled works with that model
+(`calibrator`), and the card's quality rules (`quality`), and it chooses the calibration table of a decision
+(`pair_calibration`, `portfolio_calibration`). Its parts never change: a model change builds a new bundle.
+
+`BundleFactory` is the one place bundles are built — at startup, after a reindex and when an upgrade stages a
+new model (service/ops/upgrade.py). `BundleSlot` is the one reference to the bundle that serves: a request reads
+`slot.current` once and uses that bundle to the end, so no request sees parts of two bundles however the slot
+changes meanwhile; `swap` replaces it between requests. Covered by tests/service/test_bundle.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy import Engine as SqlEngine
+
+from contract import quality
+from contract.card import QualityBand
+from contract.operating import Table, equal_error_point
+from service.config import Settings
+from service.serving.calibration import CalibrationUsed, GalleryCalibrator, GalleryTables, choose
+from service.serving.model import Model
+from service.serving.quality import QualityRules
+from service.serving.strictness import portfolio_table
+from service.storage.gallery import Gallery, ReferenceSpace
+
+# (table, default (threshold, rule), what the reply says about the table)
+Calibrated = tuple[Table, tuple[float, str], CalibrationUsed]
+
+
+@dataclass(frozen=True, eq=False)
+class Bundle:
+    model: Model
+    gallery: Gallery
+    calibrator: GalleryCalibrator
+    quality: QualityRules
+
+    @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+    # ---- which calibration a decision is judged by --------------------------------------------------------
+    def _gallery_tables(self) -> tuple[GalleryTables | None, str]:
+        """The gallery's own tables when it has them (asking for newer ones if the gallery moved), else None and
+        why not."""
+        if not self.calibrator.enabled:
+            return None, "gallery calibration is off (BRUSHPRINT_GALLERY_CALIBRATION=false)"
+        self.calibrator.poke(self.gallery.replicas.version)
+        tables = self.calibrator.tables
+        return tables, "" if tables is not None else self.calibrator.why_none
+
+    def _calibration(
+        self, level: str, card_table: Table, card_default: tuple[float, str], band: QualityBand | None
+    ) -> Calibrated:
+        """(table, default point, source) for `level` ("pair" or "portfolio"): the card's table for the band the
+        pictures' quality picked (or its published table without bands), or the gallery's own when it is at least
+        as certain (service/serving/calibration.py `choose`) — and only for pictures of the top band, the quality
+        a gallery's enrolled works stand for."""
+        if band is not None:
+            card_table, card_default = quality.band_table(band, level)
+        tables, why_not = self._gallery_tables()
+        gallery = None
+        if tables is not None:
+            gallery = tables.pair_table() if level == "pair" else tables.portfolio_table()
+            top = self.quality.top_band
+            if band is not None and top is not None and band is not top:
+                gallery, why_not = (
+                    None,
+                    (
+                        f"the pictures' quality is in the band from {band.min_quality:g}, below the top band "
+                        f"(from {top.min_quality:g}) that the gallery's own works stand for"
+                    ),
+                )
+        table, used = choose(card_table, gallery, why_not)
+        if used.source == "gallery":
+            assert tables is not None
+            label = "this gallery's own pairs" if level == "pair" else "this gallery's leave-one-out portfolios"
+            return table, equal_error_point(table.rows, label), replace(used, model=tables.model_id)
+        return table, card_default, replace(used, model=self.model_id)
+
+    def pair_calibration(self, band: QualityBand | None = None) -> Calibrated:
+        cal = self.model.card.calibration
+        return self._calibration("pair", Table.pair_of(cal), (cal.recommended_threshold, cal.recommended_rule), band)
+
+    def portfolio_calibration(self, n: int, band: QualityBand | None = None) -> Calibrated:
+        """For a portfolio of n works. The card's recommended threshold is the pair-level EER point; a portfolio
+        score (top-m mean) has its own distribution, so verify's default is the EER point of its own table."""
+        cal = self.model.card.calibration
+        card_table, k = portfolio_table(cal, n)
+        default = (
+            equal_error_point(card_table.rows, f"the k={k} portfolio calibration")
+            if k is not None
+            else (cal.recommended_threshold, cal.recommended_rule)
+        )
+        return self._calibration("portfolio", card_table, default, band)
+
+
+class BundleFactory:
+    """Builds every bundle of one serving process, over its database and data directory.
+
+    `on_build(bundle)` runs on each new bundle before it is handed out (the model switch installs its write
+    guard there, service/ops/upgrade.py)."""
+
+    def __init__(self, db: SqlEngine, settings: Settings):
+        self.db = db
+        self.settings = settings
+        self.on_build: Callable[[Bundle], None] | None = None
+
+    def load(self, model_dir: str | Path) -> Bundle:
+        """A bundle for the model in `model_dir` (its files checked against its card)."""
+        return self(Model.load(model_dir, providers=self.settings.providers))
+
+    def __call__(self, model: Model) -> Bundle:
+        s = self.settings
+        gallery = Gallery(self.db, s.data_dir, ReferenceSpace.of(model), use_gpu=s.gpu_index)
+        calibrator = GalleryCalibrator(
+            gallery.snapshot,
+            model.symmetric_scores,
+            model.card.calibration.aggregation,
+            min_artists=s.gallery_calibration_min_artists,
+            enabled=s.gallery_calibration,
+            model_id=model.model_id,
+        )
+        bundle = Bundle(model=model, gallery=gallery, calibrator=calibrator, quality=QualityRules(model.card))
+        if self.on_build is not None:
+            self.on_build(bundle)
+        return bundle
+
+
+class BundleSlot:
+    """The single reference to the serving bundle."""
+
+    def __init__(self, bundle: Bundle):
+        self._current = bundle
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Bundle:
+        return self._current
+
+    def swap(self, bundle: Bundle) -> Bundle:
+        """Serve `bundle` from the next read on; returns the one it replaces."""
+        with self._lock:
+            old, self._current = self._current, bundle
+        return old

@@ -1,0 +1,137 @@
+"""Uploads to embeddings, for whichever bundle a request holds: bytes → `contract.decode` (limits, EXIF, alpha;
+in a worker thread, a bounded number at once) → the bundle's quality step → `contract.recipe` backbone inputs as
+the bundle's card says → the micro-batcher → the bundle's backbone → one embedding per picture.
+
+One `Embedder` (and one micro-batcher, one queue limit) per serving process, shared by every bundle: each item
+queued carries the model of the bundle that submitted it, and a batch runs each model on its own items, so a
+request's embedding always comes from its own bundle's model, even while a swap happens. Covered by
+tests/service/test_engine.py and tests/service/test_bundle.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from contract.decode import Decoded, ImageError, ImageLimits, decode_bytes
+from contract.recipe import resized
+from service.config import Settings
+from service.serving.batching import MicroBatcher
+from service.serving.bundle import Bundle
+from service.serving.model import Model
+from service.serving.quality import PictureQuality
+
+Item = tuple[Model, np.ndarray]  # a picture's backbone inputs, and the model that is to embed them
+
+
+def image_limits(settings: Settings) -> ImageLimits:
+    return ImageLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_pixels,
+        formats=frozenset(settings.allowed_formats),
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded upload, its backbone inputs under one bundle's recipe, and its measured quality."""
+
+    decoded: Decoded
+    inputs: np.ndarray
+    quality: PictureQuality
+
+    @property
+    def sha256(self) -> str:
+        return self.decoded.sha256
+
+
+def embed_items(items: list[Item]) -> list[np.ndarray]:
+    """One micro-batch: each model embeds its own items (all of one model but during a swap), in order."""
+    out: list[np.ndarray] = [np.zeros(0)] * len(items)
+    by_model: dict[int, list[int]] = {}
+    for i, (model, _) in enumerate(items):
+        by_model.setdefault(id(model), []).append(i)
+    for rows in by_model.values():
+        model = items[rows[0]][0]
+        for i, emb in zip(rows, model.embed_pictures([items[i][1] for i in rows]), strict=True):
+            out[i] = emb
+    return out
+
+
+class Embedder:
+    def __init__(self, settings: Settings, on_batch: Callable[[int, float], None] | None = None):
+        self.limits = image_limits(settings)
+        self.batcher: MicroBatcher[Item, np.ndarray] = MicroBatcher(
+            embed_items,
+            weight=lambda item: len(item[1]),  # a picture weighs its crops: `batch_max_size` counts backbone inputs
+            max_batch=settings.batch_max_size,
+            max_wait_ms=settings.batch_max_wait_ms,
+            max_queue=settings.max_queue,
+            on_batch=on_batch,
+            name="embed",
+        )
+        # bounds the memory of concurrent decodes (a 40-Mpixel upload is ~120 MB as RGB)
+        self._decode_slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
+
+    async def start(self) -> None:
+        await self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    @property
+    def queue_depth(self) -> int:
+        return self.batcher.queue_depth
+
+    # ---- bytes → backbone inputs (worker threads) ----------------------------------------------------------
+    def decode(self, data: bytes, limits: ImageLimits | None = None) -> Decoded:
+        with self._decode_slots:
+            return decode_bytes(data, limits or self.limits)
+
+    def prepare(self, bundle: Bundle, data: bytes, floor: bool = True) -> Prepared:
+        """Bytes → decoded picture, backbone inputs and measured quality; with `floor`, a picture below the
+        card's quality floor is refused (422 `image_quality_too_low`) before the backbone sees it."""
+        with self._decode_slots:
+            decoded = decode_bytes(data, self.limits)
+            # the recipe's resize, done once: quality is measured on it and the crops are cut from it
+            working = resized(decoded.image, bundle.model.card.backbone.preprocessing)
+            pq = bundle.quality.assess(decoded, working)
+            if floor:
+                bundle.quality.check_floor(pq)
+            return Prepared(decoded, bundle.model.model_inputs(working), pq)
+
+    # ---- backbone inputs → embeddings ----------------------------------------------------------------------
+    async def embed(self, bundle: Bundle, inputs: np.ndarray) -> np.ndarray:
+        """One picture's embedding by the bundle's model, batched with concurrent requests' pictures."""
+        return await self.batcher.submit((bundle.model, inputs))
+
+    async def embed_upload(self, bundle: Bundle, data: bytes) -> tuple[np.ndarray, str]:
+        """(embedding, sha256) of an upload."""
+        p = await asyncio.to_thread(self.prepare, bundle, data)
+        return await self.embed(bundle, p.inputs), p.sha256
+
+    def embed_many(self, bundle: Bundle, datas: Sequence[bytes]) -> list[np.ndarray | Exception]:
+        """Enrolled originals → embeddings, synchronously (reindex): never refused for quality, and an original
+        that no longer decodes under today's limits gives its error in its place."""
+        out: list[np.ndarray | Exception] = []
+        xs: list[np.ndarray] = []
+        slots: list[int] = []
+        for data in datas:
+            try:
+                xs.append(self.prepare(bundle, data, floor=False).inputs)
+                slots.append(len(out))
+                out.append(np.zeros(0))
+            except ImageError as e:
+                out.append(e)
+        if xs:
+            for slot, emb in zip(slots, bundle.model.embed_pictures(xs), strict=True):
+                out[slot] = emb
+        return out

@@ -1,0 +1,111 @@
+"""Portfolio administration: artists, their reference works (enrolment embeds them with the serving bundle's
+model), listings, deletions and a work's picture as a thumbnail. No HTTP here.
+
+Every enrolment is one transaction (service/storage/gallery.py): any bad file (its name is in the message) or a
+duplicate leaves the portfolio and the originals store as they were. It embeds with the bundle it took when it
+started and stores into that bundle's gallery; if an upgrade switched the deployment meanwhile, the store's write
+guard refuses it inside its transaction (503 `model_switching`, service/ops/upgrade.py) rather than store a work
+without the new model's embedding. Covered by tests/service/test_engine.py and tests/service/test_api_artists.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Sequence
+
+from contract.decode import ImageError, ImageLimits
+from service.config import Settings
+from service.errors import Invalid, NoFiles
+from service.serving.bundle import Bundle, BundleSlot
+from service.serving.embedder import Embedder
+from service.serving.thumbnails import Thumbnail, thumbnail
+from service.serving.thumbnails import check_request as check_thumbnail
+from service.storage.gallery import Artist, Gallery, NewWork, Work
+
+MAX_PAGE = 1000
+MAX_META_BYTES = 16_384
+ARTIST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class Portfolios:
+    def __init__(self, bundles: BundleSlot, embedder: Embedder, settings: Settings):
+        self.bundles = bundles
+        self.embedder = embedder
+        self.settings = settings
+
+    @property
+    def _gallery(self) -> Gallery:
+        return self.bundles.current.gallery
+
+    # ---- artists ------------------------------------------------------------------------------------------
+    def create_artist(self, artist_id: str, name: str, meta: dict | None = None) -> Artist:
+        if not isinstance(artist_id, str) or not ARTIST_ID_RE.fullmatch(artist_id):
+            raise Invalid("invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'")
+        if not isinstance(name, str) or not name.strip() or len(name) > 256:
+            raise Invalid("invalid_name", "name must be a non-empty string of at most 256 characters")
+        if meta is not None and not isinstance(meta, dict):
+            raise Invalid("invalid_meta", "meta must be a JSON object")
+        try:
+            encoded = json.dumps(meta or {}, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise Invalid("invalid_meta", f"meta must be plain JSON: {e}") from e
+        if len(encoded.encode()) > MAX_META_BYTES:
+            raise Invalid("invalid_meta", f"meta must be at most {MAX_META_BYTES} bytes as JSON")
+        return self._gallery.create_artist(artist_id, name.strip(), meta or {})
+
+    def list_artists(self, offset: int = 0, limit: int = 50) -> tuple[list[Artist], int]:
+        if offset < 0 or not 1 <= limit <= MAX_PAGE:
+            raise Invalid("invalid_pagination", f"offset must be ≥ 0 and limit between 1 and {MAX_PAGE}")
+        return self._gallery.list_artists(offset, limit)
+
+    def get_artist(self, artist_id: str) -> Artist:
+        return self._gallery.get_artist(artist_id)
+
+    def delete_artist(self, artist_id: str) -> None:
+        self._gallery.delete_artist(artist_id)
+
+    # ---- works --------------------------------------------------------------------------------------------
+    async def add_works(self, artist_id: str, files: Sequence[tuple[str, bytes]]) -> list[Work]:
+        """Enrol uploads into a portfolio, all or nothing."""
+        if not files:
+            raise NoFiles()
+        b = self.bundles.current
+        await asyncio.to_thread(b.gallery.get_artist, artist_id)
+        items: list[NewWork] = []
+        # a chunk goes to the backbone queue at once: never more than the queue holds, or an idle server would shed it
+        step = max(1, min(self.settings.batch_max_size, self.settings.max_queue))
+        for start in range(0, len(files), step):
+            chunk = files[start : start + step]
+            prepared = await asyncio.gather(*(self._prepare_named(b, name, data) for name, data in chunk))
+            embs = await asyncio.gather(*(self.embedder.embed(b, p.inputs) for p in prepared))
+            for (name, data), p, emb in zip(chunk, prepared, embs, strict=True):
+                items.append(NewWork(filename=name or "", data=data, sha256=p.sha256, embedding=emb))
+        return await asyncio.to_thread(b.gallery.add_works, artist_id, items)
+
+    async def _prepare_named(self, b: Bundle, name: str, data: bytes):  # type: ignore[no-untyped-def]
+        try:
+            return await asyncio.to_thread(self.embedder.prepare, b, data)
+        except ImageError as e:
+            # the same error, naming the file: one bad file refuses the whole enrolment
+            raise e.about(name or "upload") from e
+
+    def list_works(self, artist_id: str) -> list[Work]:
+        return self._gallery.list_works(artist_id)
+
+    def delete_work(self, artist_id: str, work_id: str) -> None:
+        self._gallery.delete_work(artist_id, work_id)
+
+    async def work_image(self, artist_id: str, work_id: str, max_side: int = 256, fmt: str = "jpeg") -> Thumbnail:
+        """A reference work's original, scaled to at most `max_side` px, as JPEG or PNG."""
+        check_thumbnail(max_side, fmt)
+        data = await asyncio.to_thread(self._gallery.original, artist_id, work_id)
+        # it passed these checks at enrolment; the byte limit is lifted so a later, smaller limit cannot hide it
+        limits = self.embedder.limits
+        lifted = ImageLimits(max_bytes=max(len(data), 1), max_pixels=limits.max_pixels, formats=limits.formats)
+
+        def render() -> Thumbnail:
+            return thumbnail(self.embedder.decode(data, lifted).image, max_side, fmt)
+
+        return await asyncio.to_thread(render)

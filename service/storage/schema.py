@@ -1,0 +1,210 @@
+"""Every table of the service, declared once on one `Base`: what the migrations (service/storage/migrations/) build
+and what the code reads and writes.
+
+Portfolios (`artists`, `works`, `embeddings` by model id, the `gallery_state` version row), API keys
+(`api_keys`), the decision log (`audit`), and the model-switch bookkeeping (`serving_model`, `replicas`). The
+schema changes only through a new migration revision; tests/service/test_migrations.py checks that the migrated
+database and these declarations agree on both backends.
+
+The decision log's fields are declared once, as the dataclass `AuditRecord` (what one answer writes) and
+`AuditEntry` (as stored: with its id and time); the `audit` table's columns are made from those fields, the API
+returns `AuditEntry` itself and the backup reads and writes the same fields.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import Field, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, get_type_hints
+
+import sqlalchemy as sa
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive ones otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# ---- portfolios ----------------------------------------------------------------------------------------------
+class ArtistRow(Base):
+    __tablename__ = "artists"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    meta: Mapped[dict] = mapped_column(JSON, default=dict)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    works: Mapped[list[WorkRow]] = relationship(
+        back_populates="artist", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class WorkRow(Base):
+    __tablename__ = "works"
+    __table_args__ = (UniqueConstraint("artist_id", "sha256", name="uq_works_artist_sha256"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    artist_id: Mapped[str] = mapped_column(ForeignKey("artists.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    path: Mapped[str] = mapped_column(String(512))  # relative to the data dir
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    artist: Mapped[ArtistRow] = relationship(back_populates="works")
+    embeddings: Mapped[list[EmbeddingRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class EmbeddingRow(Base):
+    """A work's backbone embedding under one model; several models may coexist, only the current one is used."""
+
+    __tablename__ = "embeddings"
+
+    work_id: Mapped[str] = mapped_column(ForeignKey("works.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, `dim` values
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GalleryStateRow(Base):
+    """One row (id 1): a counter that every transaction changing works or embeddings increments. Each process
+    keeps its faiss index in memory; comparing the counter with the one its index was built at tells it that
+    another process sharing the database (a replica, the CLI) changed the portfolios. The increment's row lock
+    also serialises writers across processes."""
+
+    __tablename__ = "gallery_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# ---- API keys ------------------------------------------------------------------------------------------------
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Unique among active keys only (enforced in code), so a revoked name can be reissued.
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# ---- model switch ------------------------------------------------------------------------------------------
+class ServingModelRow(Base):
+    """One row (id 1): the model every replica serves, and the one being staged by an upgrade in progress."""
+
+    __tablename__ = "serving_model"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    model_id: Mapped[str] = mapped_column(String(128))
+    model_dir: Mapped[str] = mapped_column(String(1024))
+    staged_model_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    staged_model_dir: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    switched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ReplicaRow(Base):
+    """A serving process's heartbeat: what it serves and which staged model it has ready."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    model_id: Mapped[str] = mapped_column(String(128))
+    staged_ready: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# ---- the decision log ----------------------------------------------------------------------------------------
+def _column(sql_type: Any, *, index: bool = False, primary_key: bool = False, default: Any = ...) -> Any:
+    """A dataclass field that also says how the `audit` table stores it (nullable: its type admits None)."""
+    meta = {"sql_type": sql_type, "index": index, "primary_key": primary_key}
+    return field(metadata=meta) if default is ... else field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRecord:
+    """One compare / verify / identify answer as the decision log records it: which key asked which route about
+    which upload(s) (sha256; only compare has a second), what was decided at what threshold, by which model."""
+
+    key_name: str = _column(String(64), index=True)
+    route: str = _column(String(64), index=True)
+    artist_id: str | None = _column(String(128), default=None)
+    image_sha256: str = _column(String(64))
+    image_b_sha256: str | None = _column(String(64), default=None)
+    score: float | None = _column(sa.Float, default=None)
+    threshold: float | None = _column(sa.Float, default=None)
+    decision: str = _column(String(32))
+    model_id: str = _column(String(128))
+    request_id: str | None = _column(String(64), default=None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry(AuditRecord):
+    """A record as stored: its row id and the time it was written (UTC)."""
+
+    id: int = _column(Integer, primary_key=True)
+    time: datetime = _column(DateTime(timezone=True), index=True)
+
+
+def audit_fields() -> list[Field[Any]]:
+    """The entry's fields in the table's column order: id, time, then the record's."""
+    own = {f.name for f in fields(AuditRecord)}
+    entry = list(fields(AuditEntry))
+    return [f for f in entry if f.name not in own] + [f for f in entry if f.name in own]
+
+
+def _audit_columns() -> list[sa.Column[Any]]:
+    hints = get_type_hints(AuditEntry)
+    return [
+        sa.Column(
+            f.name,
+            f.metadata["sql_type"],
+            primary_key=f.metadata["primary_key"],
+            autoincrement=True if f.metadata["primary_key"] else "auto",
+            nullable=type(None) in getattr(hints[f.name], "__args__", ()),
+            index=f.metadata["index"] or None,
+        )
+        for f in audit_fields()
+    ]
+
+
+AUDIT = sa.Table("audit", Base.metadata, *_audit_columns())
