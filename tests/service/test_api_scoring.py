@@ -87,8 +87,16 @@ def test_strictness_fields_choose_the_threshold(client: TestClient, verifier: di
     assert strict["expected_fpr"] <= 0.01 and loose["expected_fpr"] <= 0.5
     assert strict["threshold"] >= loose["threshold"]
     assert strict["rule"].startswith("max_fpr")
-    prec = client.post("/v1/compare", files=pair(1, 2), data={"min_precision": "0.6"}, headers=verifier).json()
+    prec = client.post("/v1/compare", files=pair(1, 2), data={"min_precision": "0.1"}, headers=verifier).json()
     assert prec["rule"].startswith("min_precision")
+    # about 1 same-artist pair in 100 on the calibration set: a precision its pairs cannot show is refused plainly
+    # (a card without counts falls back to the point estimates, which can reach it)
+    card = client.app.state.runtime.bundle.model.card.calibration
+    high = client.post("/v1/compare", files=pair(1, 2), data={"min_precision": "0.6"}, headers=verifier)
+    if card.impostor_pairs is not None:
+        assert high.status_code == 422 and error_code(high) == "operating_point_unreachable"
+    else:
+        assert high.json()["rule"].startswith("min_precision")
 
 
 @pytest.mark.parametrize(
