@@ -30,8 +30,7 @@ from contract.card import (
     OnnxPart,
     PortfolioCalibration,
     Preprocessing,
-    sha256_file,
-    write_card,
+    seal_card,
 )
 from contract.operating import rate_upper
 from training.onnxgraph import init as _init
@@ -271,6 +270,5 @@ def build_dev_model(
         training_data={"corpus": "none"},
         files={},
     )
-    files = {name: sha256_file(out / name) for name in card.onnx_files()}
-    write_card(card.model_copy(update={"files": files}), out)
+    seal_card(card, out)
     return out

@@ -26,6 +26,7 @@ from sklearn.metrics import classification_report, confusion_matrix, roc_auc_sco
 from contract.aggregation import aggregate_rows
 from contract.calibration import SampleSize, sample_size, threshold_table
 from contract.card import Aggregation, Calibration, PortfolioCalibration
+from contract.heads import head_kind
 from contract.operating import Table, operating_point
 from training.heads import HeadModels
 from training.pairs import fixed_pairs
@@ -357,7 +358,7 @@ def choose_head(evaluations: Sequence[HeadEvaluation]) -> tuple[HeadEvaluation, 
     why += "). Chosen on validation artists only; test artists stay unseen until the numbers below."
     if others and best.params < min(e.params for e in others):
         why += f" It is also the smaller head ({best.params:,} parameters)."
-    if best.kind == "symmetric":
+    if head_kind(best.kind).projection:
         why += (
             " Its per-image projection is computed once per reference work, so verifying a query against a"
             " portfolio runs only the small comparator per pair."

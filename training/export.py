@@ -19,7 +19,7 @@ import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
 
-from contract.card import BackboneSpec, Calibration, Card, HeadSpec, OnnxPart, sha256_file, write_card
+from contract.card import BackboneSpec, Calibration, Card, HeadSpec, OnnxPart, seal_card
 from training.embed import load_input
 from training.heads import INPUT_A, INPUT_B, OUTPUT, HeadModels
 
@@ -147,7 +147,7 @@ def build_card(
     training_data: dict,
     out_dir: Path,
 ) -> Card:
-    """The card for the files already in `out_dir`; sha256 of each ONNX file is taken now."""
+    """The card for the files already in `out_dir` (unsealed: `contract.card.seal_card` records their sha256)."""
     out_dir = Path(out_dir)
     projection = comparator = None
     if "projection" in parity:
@@ -177,8 +177,7 @@ def build_card(
         training_data=training_data,
         files={},
     )
-    files = {f: sha256_file(out_dir / f) for f in card.onnx_files()}
-    return card.model_copy(update={"files": files})
+    return card
 
 
 def export_model(
@@ -200,5 +199,4 @@ def export_model(
     parity = {"backbone": export_backbone(embedder, spec, out_dir, parity_images)}
     parity.update(export_head(head, out_dir, parity_embeddings))
     card = build_card(name or out_dir.name, version, spec, head, parity, calibration, metrics, training_data, out_dir)
-    write_card(card, out_dir)
-    return card
+    return seal_card(card, out_dir)

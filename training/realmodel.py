@@ -39,8 +39,8 @@ from contract.card import (
     OnnxPart,
     PortfolioCalibration,
     load_card,
+    seal_card,
     sha256_file,
-    write_card,
 )
 from contract.recipe import crop_features, model_inputs
 from training import conditions as conditions_module
@@ -426,8 +426,7 @@ def make_real(
         training_data=_provenance(corpus, manifest),
         files={},
     )
-    card = card.model_copy(update={"files": {f: sha256_file(staging / f) for f in card.onnx_files()}})
-    write_card(card, staging)
+    card = seal_card(card, staging)
     from training.report import write_real_report
 
     write_real_report(staging / "REPORT.md", card, command=command, seconds=time.perf_counter() - t0)
