@@ -1,6 +1,6 @@
 """The model card (`model.json`): the one contract between training and serving.
 
-Training writes it (`training/export.py`), the service reads nothing else about a model. Pure pydantic:
+Training writes it (`training/backbone/export.py`), the service reads nothing else about a model. Pure pydantic:
 importable by both halves without TensorFlow or onnxruntime. Covered by tests/contract/test_card.py.
 """
 

@@ -6,11 +6,12 @@ A kind says how the service may use a head's files, and how training makes it:
   and averaged; no per-image projection (every reference pair runs the whole head).
 - `symmetric`: trained on pairs; |a−b| and a⊙b after a per-image projection, so it is order-free and references
   are projected once (projection + comparator ONNX).
-- `cosine`: fitted, not trained (training/cosine.py): whitening projection, calibrated cosine comparator; needs its
+- `cosine`: fitted, not trained (training/heads/cosine.py): whitening projection, calibrated cosine comparator; needs
+its
   `CosineSpec` in the card.
 
 The card validates a head against its kind (`contract.card.HeadSpec`), training builds the trained kinds
-(`training/heads.py`), and the service asks the kind whether scores are order-free (`service/serving/model.py`).
+(`training/heads/trained.py`), and the service asks the kind whether scores are order-free (`service/serving/model.py`).
 Covered by tests/contract/test_card.py.
 """
 
@@ -22,7 +23,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class HeadKind:
     name: str
-    trained: bool  # fitted by gradient descent on pairs (training/heads.py builds it); else fitted in closed form
+    trained: (
+        bool  # fitted by gradient descent on pairs (training/heads/trained.py builds it); else fitted in closed form
+    )
     order_free: bool  # score(a, b) == score(b, a) by construction; else the service averages both orders
     projection: bool  # exports head_projection.onnx + head_comparator.onnx: references are projected once
     spec: str | None = None  # the card field the kind needs beside its files (e.g. "cosine")

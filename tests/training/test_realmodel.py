@@ -14,8 +14,9 @@ from bench.devmodel import CROP, build_dev_model
 from contract.card import load_card
 from contract.decode import decode_file
 from service.serving.model import Model
-from training import conditions, realeval, robustness, synthetic
-from training.cosine import CosineHead
+from training.data import conditions, synthetic
+from training.evaluation import realeval, robustness
+from training.heads.cosine import CosineHead
 from training.realmodel import (
     BACKBONE_FILE,
     RealModelError,

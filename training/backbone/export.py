@@ -1,7 +1,7 @@
 """Keras → ONNX (tf2onnx, opset 17, dynamic batch), parity checks, and the model card.
 
 Every exported graph is run with onnxruntime (CPU) against its Keras original on real inputs — corpus
-images decoded and prepared by the contract (`training.embed.load_input`) for the backbone, real embeddings
+images decoded and prepared by the contract (`training.backbone.embed.load_input`) for the backbone, real embeddings
 for the head — and export fails if they differ by more than `PARITY_TOL`. The model directory ends up holding
 only what the service needs: the ONNX files, `model.json` (with a sha256 per file), REPORT.md and plots.
 Covered by tests/training/test_export.py and tests/training/test_e2e.py.
@@ -20,8 +20,8 @@ import tensorflow as tf
 import tf2onnx
 
 from contract.card import BackboneSpec, Calibration, Card, HeadSpec, OnnxPart, seal_card
-from training.embed import load_input
-from training.heads import INPUT_A, INPUT_B, OUTPUT, HeadModels
+from training.backbone.embed import load_input
+from training.heads.trained import INPUT_A, INPUT_B, OUTPUT, HeadModels
 
 OPSET = 17
 PARITY_TOL = 1e-4
