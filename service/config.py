@@ -51,6 +51,15 @@ class Settings(BaseSettings):
         default=None, description="when set, an admin key with exactly this value exists after start (stored hashed)"
     )
     admin_key_name: str = Field(default="bootstrap-admin", min_length=1, max_length=64)
+    admin_key_collection: str = Field(
+        default="default", description="the collection the bootstrap admin key acts in (made at start if missing)"
+    )
+    operator_key: SecretStr | None = Field(
+        default=None,
+        description="when set, an operator key with exactly this value exists after start (stored hashed): it "
+        "manages collections and sees inside none",
+    )
+    operator_key_name: str = Field(default="bootstrap-operator", min_length=1, max_length=64)
 
     # --- image intake limits (the embedder hands them to contract.decode, which enforces them)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest accepted image file")
@@ -104,6 +113,14 @@ class Settings(BaseSettings):
         default=600.0, ge=0.0, description="sustained requests per minute per API key; 0 disables the limiter"
     )
     rate_limit_burst: int = Field(default=60, ge=1, description="requests a key may make at once before being limited")
+    collection_rate_limit_per_minute: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="sustained requests per minute per collection, all its keys together; 0 disables it",
+    )
+    collection_rate_limit_burst: int = Field(
+        default=300, ge=1, description="requests a collection's keys may make at once before being limited"
+    )
 
     @field_validator("allowed_formats", mode="before")
     @classmethod
@@ -129,7 +146,7 @@ class Settings(BaseSettings):
             return value
         return value.upper() if info.field_name == "log_level" else value.lower()
 
-    @field_validator("admin_key")
+    @field_validator("admin_key", "operator_key")
     @classmethod
     def _admin_key_strong(cls, value: SecretStr | None) -> SecretStr | None:
         # A short bootstrap key would be the weakest credential in the system; keys are compared by hash only.

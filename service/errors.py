@@ -92,3 +92,17 @@ class ModelSwitching(Unavailable):
             message=f"the service is switching to model {model_id}; retry in a moment",
             retry_after=1.0,
         )
+
+
+class UnknownCollection(NotFound):
+    """Only an operator names collections; everyone else acts inside the one their key belongs to."""
+
+    def __init__(self, collection_id: str):
+        super().__init__(code="unknown_collection", message=f"no collection with id {collection_id!r}")
+
+
+class QuotaExceeded(Conflict):
+    """An enrolment that would take the collection past its quota of works or bytes (its own figures only)."""
+
+    def __init__(self, message: str):
+        super().__init__(code="quota_exceeded", message=message)

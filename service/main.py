@@ -36,8 +36,12 @@ API_DESCRIPTION = """\
 Were these two paintings made by the same artist? Is this painting by artist X, judged against X's reference
 portfolio?
 
-**Keys.** Every `/v1` route needs an `X-API-Key` header. Scope `verify` may call compare, verify and identify;
-scope `admin` may call everything (artists, works, keys, audit).
+**Keys and collections.** Every `/v1` route needs an `X-API-Key` header. A deployment holds collections (one per
+dealer); a key of scope `admin` or `verify` belongs to one and sees that collection only: its artists, works,
+keys, decision log, identify candidates and calibration. Scope `verify` may call compare, verify and identify;
+scope `admin` everything in its collection (artists, works, keys, audit); scope `operator` manages collections
+(`/v1/collections`) and sees inside none. An id of another collection answers exactly as an id that does not
+exist.
 
 **Strictness.** Scoring routes take at most one of the form fields `threshold` (match when score ≥ threshold),
 `max_fpr` (the most sensitive calibrated threshold whose expected false-positive rate is at most this) or
@@ -67,26 +71,19 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             app.state.model_switch = switch
             keys, audit = KeyStore(runtime.db), AuditLog(runtime.db)
             if settings.admin_key is not None:
-                keys.ensure(settings.admin_key_name, settings.admin_key.get_secret_value(), Scope.admin)
+                runtime.collections.ensure(settings.admin_key_collection)
+                secret = settings.admin_key.get_secret_value()
+                keys.ensure(settings.admin_key_name, secret, Scope.admin, settings.admin_key_collection)
+            if settings.operator_key is not None:
+                keys.ensure(settings.operator_key_name, settings.operator_key.get_secret_value(), Scope.operator, None)
             model_metrics(runtime.bundle)
             metrics.gauge_from(
                 "brushprint_batch_queue_depth", "Images waiting for the backbone", lambda: runtime.embedder.queue_depth
             )
-            metrics.gauge_from(
-                "brushprint_references", "Reference works in the index", lambda: len(runtime.bundle.gallery)
-            )
-            metrics.gauge_from(
-                "brushprint_works_missing_embedding",
-                "Enrolled works without an embedding of the current model",
-                lambda: runtime.bundle.gallery.missing,
-            )
             app.state.runtime, app.state.keys, app.state.audit = runtime, keys, audit
             announce(settings, keys)
             b = runtime.bundle
-            log.info(
-                "ready",
-                extra={"fields": {"model": b.model_id, "providers": b.model.providers, "references": len(b.gallery)}},
-            )
+            log.info("ready", extra={"fields": {"model": b.model_id, "providers": b.model.providers}})
             yield
         finally:
             if app.state.model_switch is not None:
@@ -112,6 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.state.collection_limiter = RateLimiter(
+        settings.collection_rate_limit_per_minute, settings.collection_rate_limit_burst
+    )
     app.state.runtime = None
     app.state.model_switch = None
     app.state.keys = None
@@ -152,6 +152,7 @@ def _openapi(app: FastAPI) -> dict:
                 {"name": "artists", "description": "artists and their reference works (scope `admin`)"},
                 {"name": "keys", "description": "API keys (scope `admin`)"},
                 {"name": "audit", "description": "the decision log (scope `admin`)"},
+                {"name": "collections", "description": "collections and their first keys (scope `operator`)"},
                 {"name": "operations", "description": "health, readiness, metrics (no key)"},
             ],
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api import artists, audit, compare, health, identify, images, keys, verify, web
+from service.api import artists, audit, collections, compare, health, identify, images, keys, verify, web
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -17,5 +17,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     images.router,
     keys.router,
     audit.router,
+    collections.router,
     web.router,
 )

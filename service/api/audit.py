@@ -1,4 +1,4 @@
-"""GET /v1/audit: the decision log (admin scope)."""
+"""GET /v1/audit: the decision log of the caller's collection (admin scope)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BeforeValidator
 
-from service.api.deps import AdminKey, AuditDep
+from service.api.deps import AdminKey, AuditDep, CallerCollection
 from service.api.middleware import API_PREFIX
 from service.api.schemas import AuditOut, Page, error_responses
 
@@ -33,6 +33,7 @@ def _iso_only(value: object) -> object:
 def read_audit(
     _: AdminKey,
     audit: AuditDep,
+    collection: CallerCollection,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     route: Annotated[str | None, Query(max_length=64)] = None,
@@ -43,6 +44,6 @@ def read_audit(
     ] = None,
 ) -> Page[AuditOut]:
     items, total = audit.query(
-        offset=offset, limit=limit, route=route, key_name=key_name, artist_id=artist_id, since=since
+        collection, offset=offset, limit=limit, route=route, key_name=key_name, artist_id=artist_id, since=since
     )
     return Page[AuditOut](items=items, total=total, offset=offset, limit=limit)

@@ -1,6 +1,9 @@
-"""Typed dependencies the routers share: the scorer and the portfolios (service/serving/), the caller's key
-(with scope and rate limit checked), strictness form fields, capped upload reading, and the decision log's
-record of a decision.
+"""Typed dependencies the routers share: the caller's key (with scope and rate limits checked), the collection it
+belongs to, the scorer and the portfolios of that collection (service/serving/), strictness form fields, capped
+upload reading, and the decision log's record of a decision.
+
+A route never names a collection: it gets the key's (`CallerCollection`), and with it a scorer and portfolios
+that reach nothing else, so no id, count, thumbnail, ranking or calibration of another collection can answer.
 """
 
 from __future__ import annotations
@@ -25,17 +28,43 @@ api_key_header = APIKeyHeader(
     name=API_KEY_HEADER,
     auto_error=False,  # we answer 401 in our own error format instead of FastAPI's 403
     scheme_name="ApiKey",
-    description="API key issued by `python -m service keys create` or `POST /v1/keys`. "
-    "Scope `verify`: compare, verify, identify. Scope `admin`: everything.",
+    description="API key issued by `python -m service keys create`, `POST /v1/keys` or `POST /v1/collections`. "
+    "Scope `verify`: compare, verify, identify; `admin`: everything in the key's collection; `operator`: "
+    "collections (`/v1/collections`), nothing inside any.",
 )
 
 
-def get_scorer(request: Request) -> Scorer:
-    return request.app.state.runtime.scorer
+def authenticated(request: Request, presented: Annotated[str | None, Security(api_key_header)] = None) -> KeyInfo:
+    """The caller's key, before any scope check (FastAPI resolves it once per request)."""
+    # Plain `def`: FastAPI runs it in the thread pool, so a key lookup here never blocks the event loop.
+    # ApiKeyGate (service.api.middleware) has already authenticated every /v1 request before its body was read;
+    # the lookup here is the fallback for an app assembled without it.
+    key = getattr(request.state, "api_key", None)
+    if not isinstance(key, KeyInfo):
+        key = request.app.state.keys.authenticate(presented)
+    request.state.key_name = key.name  # for the access log: the key's name, never the key
+    return key
 
 
-def get_portfolios(request: Request) -> Portfolios:
-    return request.app.state.runtime.portfolios
+Caller = Annotated[KeyInfo, Depends(authenticated)]
+
+
+def caller_collection(key: Caller) -> str:
+    """The collection the caller acts in: its key's. An operator key acts in none."""
+    if key.collection is None:
+        raise Forbidden("insufficient_scope", "an operator key manages collections and acts inside none")
+    return key.collection
+
+
+CallerCollection = Annotated[str, Depends(caller_collection)]
+
+
+def get_scorer(request: Request, collection: CallerCollection) -> Scorer:
+    return request.app.state.runtime.scorer_for(collection)
+
+
+def get_portfolios(request: Request, collection: CallerCollection) -> Portfolios:
+    return request.app.state.runtime.portfolios_for(collection)
 
 
 def get_keys(request: Request) -> KeyStore:
@@ -52,32 +81,33 @@ KeysDep = Annotated[KeyStore, Depends(get_keys)]
 AuditDep = Annotated[AuditLog, Depends(get_audit)]
 
 
-def _caller(request: Request, presented: str | None, need: Scope) -> KeyInfo:
-    # Plain `def`: FastAPI runs it in the thread pool, so a key lookup here never blocks the event loop.
-    state = request.app.state
-    # ApiKeyGate (service.api.middleware) has already authenticated every /v1 request before its body was read;
-    # the lookup here is the fallback for an app assembled without it.
-    key = getattr(request.state, "api_key", None)
-    if not isinstance(key, KeyInfo):
-        key = state.keys.authenticate(presented)
-    request.state.key_name = key.name  # for the access log: the key's name, never the key
+def _allowed(request: Request, key: KeyInfo, need: Scope) -> KeyInfo:
     if not scope_allows(key.scope, need):
         raise Forbidden("insufficient_scope", f"this route needs scope {need.value!r}; the key has {key.scope.value!r}")
+    state = request.app.state
     limiter: RateLimiter = state.limiter
     limiter.check(key.id)
+    if key.collection is not None:  # and the collection's own budget, shared by all of its keys
+        collection_limiter: RateLimiter = state.collection_limiter
+        collection_limiter.check(key.collection)
     return key
 
 
-def require_verify(request: Request, presented: Annotated[str | None, Security(api_key_header)] = None) -> KeyInfo:
-    return _caller(request, presented, Scope.verify)
+def require_verify(request: Request, key: Caller) -> KeyInfo:
+    return _allowed(request, key, Scope.verify)
 
 
-def require_admin(request: Request, presented: Annotated[str | None, Security(api_key_header)] = None) -> KeyInfo:
-    return _caller(request, presented, Scope.admin)
+def require_admin(request: Request, key: Caller) -> KeyInfo:
+    return _allowed(request, key, Scope.admin)
+
+
+def require_operator(request: Request, key: Caller) -> KeyInfo:
+    return _allowed(request, key, Scope.operator)
 
 
 VerifyKey = Annotated[KeyInfo, Depends(require_verify)]
 AdminKey = Annotated[KeyInfo, Depends(require_admin)]
+OperatorKey = Annotated[KeyInfo, Depends(require_operator)]
 
 _UNIT = "a number from 0 to 1"
 
@@ -143,7 +173,9 @@ def decided(
     decision: Decision, key: KeyInfo, route: str, request_id: str | None, artist_id: str | None = None
 ) -> AuditRecord:
     """A compare/verify decision as the decision log records it (`decision.images`: the uploads' sha256)."""
+    assert key.collection is not None  # a scoring route's key (the scorer dependency refused an operator's)
     return AuditRecord(
+        collection_id=key.collection,
         key_name=key.name,
         route=route,
         artist_id=artist_id,

@@ -39,7 +39,9 @@ async def identify(
     candidates, model_id = await scorer.identify(data, k)
     out = IdentifyOut(candidates=[CandidateOut.model_validate(c) for c in candidates], model=model_id)
     top = out.candidates[0] if out.candidates else None
+    assert key.collection is not None  # the scorer dependency refused an operator key
     entry = AuditRecord(
+        collection_id=key.collection,
         key_name=key.name,
         route="identify",
         image_sha256=await anyio.to_thread.run_sync(sha256_hex, data),

@@ -1,10 +1,11 @@
-"""API keys over HTTP (admin scope); the same operations as `python -m service keys …`."""
+"""API keys over HTTP (admin scope): the keys of the caller's collection, and only those; the same operations as
+`python -m service keys … --collection`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service.api.deps import AdminKey, KeysDep
+from service.api.deps import AdminKey, CallerCollection, KeysDep
 from service.api.middleware import API_PREFIX
 from service.api.schemas import KeyCreated, KeyIn, KeyOut, error_responses
 
@@ -19,8 +20,8 @@ router = APIRouter(prefix=f"{API_PREFIX}/keys", tags=["keys"])
     description="The key is in this response only; the service stores a hash of it.",
     responses=error_responses(400, 401, 403, 409, 413, 422, 429),
 )
-def create_key(_: AdminKey, keys: KeysDep, body: KeyIn) -> KeyCreated:
-    info, key = keys.create(body.name, body.scope)
+def create_key(_: AdminKey, keys: KeysDep, collection: CallerCollection, body: KeyIn) -> KeyCreated:
+    info, key = keys.create(body.name, body.scope, collection)
     return KeyCreated(**KeyOut.model_validate(info).model_dump(), key=key)
 
 
@@ -31,8 +32,8 @@ def create_key(_: AdminKey, keys: KeysDep, body: KeyIn) -> KeyCreated:
     description="Names, scopes and non-secret prefixes; never the keys.",
     responses=error_responses(401, 403, 429),
 )
-def list_keys(_: AdminKey, keys: KeysDep, include_revoked: bool = True) -> list[KeyOut]:
-    return [KeyOut.model_validate(k) for k in keys.list(include_revoked=include_revoked)]
+def list_keys(_: AdminKey, keys: KeysDep, collection: CallerCollection, include_revoked: bool = True) -> list[KeyOut]:
+    return [KeyOut.model_validate(k) for k in keys.list(collection, include_revoked=include_revoked)]
 
 
 @router.delete(
@@ -42,5 +43,5 @@ def list_keys(_: AdminKey, keys: KeysDep, include_revoked: bool = True) -> list[
     description="`key_ref` is the key's numeric id or its name. A revoked key is refused at once.",
     responses=error_responses(401, 403, 404, 429),
 )
-def revoke_key(_: AdminKey, keys: KeysDep, key_ref: str) -> KeyOut:
-    return KeyOut.model_validate(keys.revoke(key_ref))
+def revoke_key(_: AdminKey, keys: KeysDep, collection: CallerCollection, key_ref: str) -> KeyOut:
+    return KeyOut.model_validate(keys.revoke(key_ref, collection))

@@ -245,13 +245,16 @@ class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[\w.@-]+$")
-    scope: Scope = Field(description="`verify`: compare/verify/identify; `admin`: everything")
+    scope: Literal["verify", "admin"] = Field(
+        description="`verify`: compare/verify/identify; `admin`: everything in the collection"
+    )
 
 
 class KeyOut(_Out):
     id: int
     name: str
     scope: Scope
+    collection: str | None = Field(default=None, description="the collection the key acts in (null: an operator key)")
     prefix: str = Field(description="first characters of the key, to tell keys apart; not a secret")
     created_at: datetime
     revoked_at: datetime | None = None
@@ -260,6 +263,45 @@ class KeyOut(_Out):
 
 class KeyCreated(KeyOut):
     key: str = Field(description="the API key: shown this once, store it now (the service keeps only a hash)")
+
+
+# ---- collections (operator scope) ---------------------------------------------------------------------------
+COLLECTION_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"  # the store's rule (service/storage/collections.py)
+
+
+class CollectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=COLLECTION_ID_PATTERN, description="lower-case letters, digits, `_`, `.`, `-`")
+    name: str | None = Field(default=None, min_length=1, max_length=256, description="default: the id")
+    max_works: int | None = Field(default=None, ge=0, le=2**62, description="quota: works (null: no limit)")
+    max_bytes: int | None = Field(
+        default=None, ge=0, le=2**62, description="quota: bytes of originals (null: no limit)"
+    )
+    admin_key_name: str = Field(
+        default="admin", min_length=1, max_length=64, pattern=r"^[\w.@-]+$", description="the first key's name"
+    )
+
+
+class CollectionOut(_Out):
+    id: str
+    name: str
+    max_works: int | None = Field(description="quota of works (null: no limit)")
+    max_bytes: int | None = Field(description="quota of bytes of originals (null: no limit)")
+    created: datetime
+    artists: int
+    works: int
+    bytes: int = Field(description="bytes of the collection's originals")
+    keys: int = Field(description="active keys")
+
+
+class CollectionCreated(BaseModel):
+    collection: CollectionOut
+    key: KeyCreated = Field(description="the collection's first key (scope admin): shown this once")
+
+
+class CollectionKeyIn(KeyIn):
+    pass
 
 
 # the decision log's entries as declared (service/storage/schema.py), fields and all

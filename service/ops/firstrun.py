@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from service.config import Settings
-from service.storage.keys import KeyStore
+from service.storage.keys import ANY_COLLECTION, KeyStore
 
 log = logging.getLogger("service.startup")
 _WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}
@@ -58,7 +58,7 @@ def startup_lines(settings: Settings, active_keys: int) -> list[str]:
 
 def announce(settings: Settings, keys: KeyStore) -> list[str]:
     """Log the startup lines (the server's JSON log on stderr, which `make run` shows)."""
-    active = len(keys.list(include_revoked=False))
+    active = len(keys.list(ANY_COLLECTION, include_revoked=False))
     lines = startup_lines(settings, active)
     url = base_url(settings)
     log.info(lines[0], extra={"fields": {"page": f"{url}/", "docs": f"{url}/docs"}})

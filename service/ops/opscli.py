@@ -156,7 +156,8 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     runtime = Runtime.from_settings(settings)
     try:
         r = restore_archive(runtime.db, settings.data_dir, args.archive, progress=not args.no_progress)
-        missing = runtime.rebuild().gallery.missing
+        runtime.rebuild()
+        missing = runtime.missing()
         reembedded = 0
         failed: list[str] = []
         if missing:

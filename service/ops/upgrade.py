@@ -243,7 +243,7 @@ class ModelSwitch:
                 staged = self._prepare(model_id, model_dir)
                 # the new model's gallery tables, built now (off the request path): the first replies after the
                 # switch already have calibration of their own model, if the gallery is large enough
-                staged.calibrator.refresh()
+                staged.calibrate()
                 self._prepared = staged
                 self._error = None
                 log.info("model switch: %s staged", model_id)
@@ -266,7 +266,7 @@ class ModelSwitch:
 
     def _install(self, bundle: Bundle) -> None:
         # the switch bumped gallery_state, so this reloads the staged index with everything written since staging
-        bundle.gallery.sync()
+        bundle.sync()
         old = self.runtime.bundles.swap(bundle)
         log.info("model switch: now serving %s (was %s)", bundle.model_id, old.model_id)
         if self.on_switch is not None:
@@ -282,7 +282,7 @@ class ModelSwitch:
             if serving is not None and serving != model_id:
                 raise ModelSwitching(serving)
 
-        bundle.gallery.store.write_guard = guard
+        bundle.store.write_guard = guard
 
 
 class ModelGate:
@@ -346,7 +346,7 @@ def run_upgrade(
         old, new = row.model_id, runtime.model_id
         if old == new:
             return UpgradeResult(old, new, 0, len(live_replicas(sessions)), False, time.monotonic() - t0)
-        print_fn(f"upgrade {old} -> {new}: embedding {runtime.bundle.gallery.missing} works with the new model")
+        print_fn(f"upgrade {old} -> {new}: embedding {runtime.missing()} works with the new model")
         embedded = 0
         for attempt in range(6):
             embedded += _embed_missing(runtime, progress)
@@ -355,7 +355,7 @@ def run_upgrade(
                 _stage_row(sessions, new, new_dir)
                 staged = True
                 n = _wait_for_replicas(sessions, new, wait_s, print_fn)
-            store = runtime.bundle.gallery.store
+            store = runtime.bundle.store
             with store.write() as s:
                 # the gallery_state row lock first: every enrolment takes it, so none slips past this check
                 lacking = store.count_missing(new, s)
@@ -381,7 +381,7 @@ def run_upgrade(
 
 
 def _embed_missing(runtime: Runtime, progress: bool) -> int:
-    with tqdm(total=runtime.bundle.gallery.missing, desc="re-embed", unit="work", disable=not progress) as bar:
+    with tqdm(total=runtime.missing(), desc="re-embed", unit="work", disable=not progress) as bar:
         # not announced: the serving replicas need not reload for embeddings of a model they do not serve; the
         # staged indexes reload when the switch bumps gallery_state
         result = runtime.reindex(on_progress=bar.update, announce=False)

@@ -1,9 +1,12 @@
 """The serving bundle: everything that depends on the model, built together and swapped as one.
 
-A `Bundle` holds one model's ONNX sessions (`model`), the gallery view over that model's embeddings (`gallery`:
-its reference vectors and faiss index), the gallery calibrator that scores the enrolled works with that model
-(`calibrator`), and the card's quality rules (`quality`), and it chooses the calibration table of a decision
-(`pair_calibration`, `portfolio_calibration`). Its parts never change: a model change builds a new bundle.
+A `Bundle` holds one model's ONNX sessions (`model`), the card's quality rules (`quality`) and, per collection, a
+`View`: that collection's gallery over the model's embeddings (`gallery`: its reference vectors and faiss index),
+the gallery calibrator that scores the collection's enrolled works with that model (`calibrator`), and the choice
+of a decision's calibration table (`pair_calibration`, `portfolio_calibration`). A collection's identify, verify
+and calibration read its view only, so nothing of one collection reaches another's answers. Views are built with
+the bundle for every collection that exists, and on first use for one made later. A bundle's parts never change:
+a model change builds a new bundle (and new views).
 
 `BundleFactory` is the one place bundles are built — at startup, after a reindex and when an upgrade stages a
 new model (service/ops/upgrade.py). `BundleSlot` is the one reference to the bundle that serves: a request reads
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
@@ -29,26 +32,31 @@ from service.serving.model import Model
 from service.serving.quality import QualityRules
 from service.serving.strictness import portfolio_table
 from service.storage.gallery import Gallery, ReferenceSpace
+from service.storage.store import Store
 
 # (table, default (threshold, rule), what the reply says about the table)
 Calibrated = tuple[Table, tuple[float, str], CalibrationUsed]
 
 
 @dataclass(frozen=True, eq=False)
-class Bundle:
-    model: Model
+class View:
+    """One collection's part of a bundle: its gallery (the collection's references and faiss index, nothing of
+    any other collection's) and the calibrator that scores those works with the bundle's model; it chooses the
+    calibration table of a decision (`pair_calibration`, `portfolio_calibration`). Built by its bundle."""
+
+    bundle: Bundle
+    collection: str
     gallery: Gallery
     calibrator: GalleryCalibrator
-    quality: QualityRules
 
     @property
     def model_id(self) -> str:
-        return self.model.model_id
+        return self.bundle.model_id
 
     # ---- which calibration a decision is judged by --------------------------------------------------------
     def _gallery_tables(self) -> tuple[GalleryTables | None, str]:
-        """The gallery's own tables when it has them (asking for newer ones if the gallery moved), else None and
-        why not."""
+        """The collection's own tables when it has them (asking for newer ones if its gallery moved), else None
+        and why not."""
         if not self.calibrator.enabled:
             return None, "gallery calibration is off (BRUSHPRINT_GALLERY_CALIBRATION=false)"
         self.calibrator.poke(self.gallery.replicas.version)
@@ -59,16 +67,16 @@ class Bundle:
         self, level: str, card_table: Table, card_default: tuple[float, str], band: QualityBand | None
     ) -> Calibrated:
         """(table, default point, source) for `level` ("pair" or "portfolio"): the card's table for the band the
-        pictures' quality picked (or its published table without bands), or the gallery's own when it is at least
-        as certain (service/serving/calibration.py `choose`) — and only for pictures of the top band, the quality
-        a gallery's enrolled works stand for."""
+        pictures' quality picked (or its published table without bands), or the collection's own when it is at
+        least as certain (service/serving/calibration.py `choose`) — and only for pictures of the top band, the
+        quality a gallery's enrolled works stand for."""
         if band is not None:
             card_table, card_default = quality.band_table(band, level)
         tables, why_not = self._gallery_tables()
         gallery = None
         if tables is not None:
             gallery = tables.pair_table() if level == "pair" else tables.portfolio_table()
-            top = self.quality.top_band
+            top = self.bundle.quality.top_band
             if band is not None and top is not None and band is not top:
                 gallery, why_not = (
                     None,
@@ -85,13 +93,13 @@ class Bundle:
         return table, card_default, replace(used, model=self.model_id)
 
     def pair_calibration(self, band: QualityBand | None = None) -> Calibrated:
-        cal = self.model.card.calibration
+        cal = self.bundle.model.card.calibration
         return self._calibration("pair", Table.pair_of(cal), (cal.recommended_threshold, cal.recommended_rule), band)
 
     def portfolio_calibration(self, n: int, band: QualityBand | None = None) -> Calibrated:
         """For a portfolio of n works. The card's recommended threshold is the pair-level EER point; a portfolio
         score (top-m mean) has its own distribution, so verify's default is the EER point of its own table."""
-        cal = self.model.card.calibration
+        cal = self.bundle.model.card.calibration
         card_table, k = portfolio_table(cal, n)
         default = (
             equal_error_point(card_table.rows, f"the k={k} portfolio calibration")
@@ -99,6 +107,55 @@ class Bundle:
             else (cal.recommended_threshold, cal.recommended_rule)
         )
         return self._calibration("portfolio", card_table, default, band)
+
+
+@dataclass(frozen=True, eq=False)
+class Bundle:
+    """One model's sessions (`model`), quality rules (`quality`) and the store its galleries share (`store`), and
+    a `View` per collection, built on first use by `view(collection)` (the factory builds those of every existing
+    collection with the bundle, so requests find them ready) and kept for the bundle's life."""
+
+    model: Model
+    store: Store
+    quality: QualityRules
+    build_view: Callable[[Bundle, str], View] = field(repr=False)
+    _views: dict[str, View] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+    def view(self, collection: str) -> View:
+        """The collection's view (its gallery loaded from the store the first time: call it off the event loop)."""
+        found = self._views.get(collection)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._views.get(collection)
+            if found is None:
+                found = self._views[collection] = self.build_view(self, collection)
+            return found
+
+    def views(self) -> list[View]:
+        """The views built so far."""
+        with self._lock:
+            return list(self._views.values())
+
+    def forget(self, collection: str) -> None:
+        """Drop a deleted collection's view (another process's view of it finds it empty on its next sync)."""
+        with self._lock:
+            self._views.pop(collection, None)
+
+    def sync(self) -> None:
+        """Bring every view's index up to date with other processes' writes."""
+        for v in self.views():
+            v.gallery.sync()
+
+    def calibrate(self) -> None:
+        """Build every view's gallery tables now, in this thread (an upgrade's staging: off the request path)."""
+        for v in self.views():
+            v.calibrator.refresh()
 
 
 class BundleFactory:
@@ -117,8 +174,23 @@ class BundleFactory:
         return self(Model.load(model_dir, providers=self.settings.providers))
 
     def __call__(self, model: Model) -> Bundle:
-        s = self.settings
-        gallery = Gallery(self.db, s.data_dir, ReferenceSpace.of(model), use_gpu=s.gpu_index)
+        bundle = Bundle(model=model, store=Store(self.db), quality=QualityRules(model.card), build_view=self._view)
+        for collection in bundle.store.collection_ids():
+            bundle.view(collection)
+        if self.on_build is not None:
+            self.on_build(bundle)
+        return bundle
+
+    def _view(self, bundle: Bundle, collection: str) -> View:
+        s, model = self.settings, bundle.model
+        gallery = Gallery(
+            self.db,
+            s.data_dir,
+            ReferenceSpace.of(model),
+            use_gpu=s.gpu_index,
+            collection=collection,
+            store=bundle.store,
+        )
         calibrator = GalleryCalibrator(
             gallery.snapshot,
             model.symmetric_scores,
@@ -127,10 +199,7 @@ class BundleFactory:
             enabled=s.gallery_calibration,
             model_id=model.model_id,
         )
-        bundle = Bundle(model=model, gallery=gallery, calibrator=calibrator, quality=QualityRules(model.card))
-        if self.on_build is not None:
-            self.on_build(bundle)
-        return bundle
+        return View(bundle=bundle, collection=collection, gallery=gallery, calibrator=calibrator)
 
 
 class BundleSlot:

@@ -1,5 +1,7 @@
 """Portfolio administration: artists, their reference works (enrolment embeds them with the serving bundle's
-model), listings, deletions and a work's picture as a thumbnail. No HTTP here.
+model), listings, deletions and a work's picture as a thumbnail. No HTTP here. A `Portfolios` acts for one
+collection (`collection`, the caller's key's) and reaches that collection's gallery only: an artist or work of
+another collection answers exactly as one that does not exist.
 
 Every enrolment is one transaction (service/storage/gallery.py): any bad file (its name is in the message) or a
 duplicate leaves the portfolio and the originals store as they were. It embeds with the bundle it took when it
@@ -23,6 +25,7 @@ from service.serving.embedder import Embedder
 from service.serving.thumbnails import Thumbnail, thumbnail
 from service.serving.thumbnails import check_request as check_thumbnail
 from service.storage.gallery import Artist, Gallery, NewWork, Work
+from service.storage.schema import DEFAULT_COLLECTION
 
 MAX_PAGE = 1000
 MAX_META_BYTES = 16_384
@@ -30,14 +33,17 @@ ARTIST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class Portfolios:
-    def __init__(self, bundles: BundleSlot, embedder: Embedder, settings: Settings):
+    def __init__(
+        self, bundles: BundleSlot, embedder: Embedder, settings: Settings, collection: str = DEFAULT_COLLECTION
+    ):
         self.bundles = bundles
         self.embedder = embedder
         self.settings = settings
+        self.collection = collection
 
     @property
     def _gallery(self) -> Gallery:
-        return self.bundles.current.gallery
+        return self.bundles.current.view(self.collection).gallery
 
     # ---- artists ------------------------------------------------------------------------------------------
     def create_artist(self, artist_id: str, name: str, meta: dict | None = None) -> Artist:
@@ -72,7 +78,8 @@ class Portfolios:
         if not files:
             raise NoFiles()
         b = self.bundles.current
-        await asyncio.to_thread(b.gallery.get_artist, artist_id)
+        gallery = (await asyncio.to_thread(b.view, self.collection)).gallery
+        await asyncio.to_thread(gallery.get_artist, artist_id)
         items: list[NewWork] = []
         # a chunk goes to the backbone queue at once: never more than the queue holds, or an idle server would shed it
         step = max(1, min(self.settings.batch_max_size, self.settings.max_queue))
@@ -82,7 +89,7 @@ class Portfolios:
             embs = await asyncio.gather(*(self.embedder.embed(b, p.inputs) for p in prepared))
             for (name, data), p, emb in zip(chunk, prepared, embs, strict=True):
                 items.append(NewWork(filename=name or "", data=data, sha256=p.sha256, embedding=emb))
-        return await asyncio.to_thread(b.gallery.add_works, artist_id, items)
+        return await asyncio.to_thread(gallery.add_works, artist_id, items)
 
     async def _prepare_named(self, b: Bundle, name: str, data: bytes):  # type: ignore[no-untyped-def]
         try:
@@ -100,7 +107,7 @@ class Portfolios:
     async def work_image(self, artist_id: str, work_id: str, max_side: int = 256, fmt: str = "jpeg") -> Thumbnail:
         """A reference work's original, scaled to at most `max_side` px, as JPEG or PNG."""
         check_thumbnail(max_side, fmt)
-        data = await asyncio.to_thread(self._gallery.original, artist_id, work_id)
+        data = await asyncio.to_thread(lambda: self._gallery.original(artist_id, work_id))
         # it passed these checks at enrolment; the byte limit is lifted so a later, smaller limit cannot hide it
         limits = self.embedder.limits
         lifted = ImageLimits(max_bytes=max(len(data), 1), max_pixels=limits.max_pixels, formats=limits.formats)

@@ -1,7 +1,9 @@
 """One serving process's model side, assembled: the database, the bundle factory and the slot holding the
 serving bundle (service/serving/bundle.py), the embedder (decode, quality, micro-batcher) and the two faces the
-routes call — `scorer` (compare, verify, identify: service/serving/scorer.py) and `portfolios` (artists and works:
-service/serving/portfolios.py) — plus what operations need: `reindex`, `rebuild`, `ready`.
+routes call, each for one collection — `scorer_for(collection)` (compare, verify, identify:
+service/serving/scorer.py) and `portfolios_for(collection)` (artists and works: service/serving/portfolios.py);
+`scorer` and `portfolios` act for `default` — plus what operations need: `collections` (the operator's:
+service/storage/collections.py), `delete_collection`, `reindex`, `rebuild`, `ready`.
 
 `Runtime.from_settings` opens the database (migrated to the current schema, service/storage/db.py) and loads
 `settings.model_dir`; `Runtime.build(model, settings)` wraps an already loaded model (tests and tools share
@@ -11,6 +13,7 @@ tests/service/test_bundle.py.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,8 +26,13 @@ from service.serving.embedder import Embedder
 from service.serving.model import Model
 from service.serving.portfolios import Portfolios
 from service.serving.scorer import Scorer
+from service.storage.collections import Collection, Collections
 from service.storage.db import open_database
-from service.storage.gallery import ReindexResult
+from service.storage.gallery import ReindexResult, reindex
+from service.storage.originals import OriginalStore
+from service.storage.schema import DEFAULT_COLLECTION
+
+log = logging.getLogger(__name__)
 
 OnBatch = Callable[[int, float], None]
 
@@ -38,8 +46,23 @@ class Runtime:
         self.factory = factory
         self.bundles = BundleSlot(first)
         self.embedder = Embedder(settings, on_batch)
-        self.scorer = Scorer(self.bundles, self.embedder, settings)
-        self.portfolios = Portfolios(self.bundles, self.embedder, settings)
+        self.collections = Collections(db, settings.data_dir)
+        self.scorer = self.scorer_for(DEFAULT_COLLECTION)
+        self.portfolios = self.portfolios_for(DEFAULT_COLLECTION)
+
+    def scorer_for(self, collection: str) -> Scorer:
+        """Compare, verify and identify inside `collection` (a key's; nothing of another collection is reached)."""
+        return Scorer(self.bundles, self.embedder, self.settings, collection)
+
+    def portfolios_for(self, collection: str) -> Portfolios:
+        """Artists and works of `collection`."""
+        return Portfolios(self.bundles, self.embedder, self.settings, collection)
+
+    def delete_collection(self, collection: str) -> Collection:
+        """Delete a collection and everything in it (service/storage/collections.py), and its view here."""
+        held = self.collections.delete(collection)
+        self.bundles.current.forget(collection)
+        return held
 
     # ---- construction ---------------------------------------------------------------------------------------
     @classmethod
@@ -106,17 +129,31 @@ class Runtime:
                 on_progress(len(datas))
             return out
 
-        result = b.gallery.reindex(embed_many, batch=self.settings.batch_max_size, prune=prune, announce=announce)
+        originals = OriginalStore(self.settings.data_dir)
+        batch = self.settings.batch_max_size
+        result = reindex(b.store, originals, b.model_id, embed_many, batch=batch, prune=prune, announce=announce)
         self.rebuild()
         return result
 
-    def ready(self) -> dict[str, Any]:
+    def missing(self) -> int:
+        """Works of any collection without an embedding of the serving model."""
         b = self.bundles.current
-        store = b.gallery.ping()
+        return b.store.count_missing(b.model_id)
+
+    def ready(self) -> dict[str, Any]:
+        """The deployment's readiness, with no figure of any one collection."""
+        b = self.bundles.current
+        try:
+            store = b.store.ping()
+        except Exception:
+            log.exception("runtime: store unreachable")
+            store = False
+        missing = 0
         if store:
-            b.gallery.sync()  # a reindex run beside the server shows here without a restart
+            b.sync()  # a reindex run beside the server shows here without a restart
+            missing = self.missing()
         status = "ok" if store else "store_unreachable"
-        if store and b.gallery.reindex_required:
+        if store and missing:
             status = "reindex_required"
         return {
             "ready": store,
@@ -124,8 +161,6 @@ class Runtime:
             "model": b.model_id,
             "providers": list(b.model.providers),
             "store": store,
-            "references": len(b.gallery),
-            "works_missing_embedding": b.gallery.missing,
-            "reindex_required": b.gallery.reindex_required,
+            "reindex_required": bool(missing),
             "queue_depth": self.embedder.queue_depth,
         }

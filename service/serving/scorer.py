@@ -2,7 +2,9 @@
 
 `Scorer` answers with dataclasses (`Decision`, `Verdict`, `Candidate`) the routes turn into JSON; every
 caller-caused failure is a domain exception (service/errors.py) or a contract `ImageError` for a bad picture,
-mapped to HTTP by service/api/errors.py. Each call takes the serving bundle once (`BundleSlot.current`,
+mapped to HTTP by service/api/errors.py. A `Scorer` acts for one collection (`collection`, the caller's key's):
+it reads that collection's view of the bundle only — its gallery, index and calibration — so no answer scores
+against, ranks or counts another collection's works. Each call takes the serving bundle once (`BundleSlot.current`,
 service/serving/bundle.py) and uses only that bundle to the end — its model, gallery, calibrator and quality
 rules — so a reply never mixes two models, whatever an upgrade swaps meanwhile. The path: bytes → decode and
 quality (service/serving/embedder.py) → backbone through the micro-batcher → reference vectors → head scores →
@@ -27,13 +29,14 @@ from contract.decode import Decoded
 from contract.operating import OperatingPoint
 from service.config import Settings
 from service.errors import Conflict, Invalid
-from service.serving.bundle import Bundle, BundleSlot
+from service.serving.bundle import Bundle, BundleSlot, View
 from service.serving.calibration import MODEL_CARD, CalibrationUsed
 from service.serving.embedder import Embedder
 from service.serving.evidence import EvidenceMap, check_grid, evidence_map
 from service.serving.quality import QualityUsed
 from service.serving.strictness import Strictness, resolve
 from service.storage.gallery import Portfolio
+from service.storage.schema import DEFAULT_COLLECTION
 
 MAX_K = 50
 
@@ -86,23 +89,29 @@ def decided(bundle: Bundle, score: float, op: OperatingPoint) -> dict[str, Any]:
     )
 
 
-def require_index(bundle: Bundle) -> None:
-    """After bringing the index up to date with other processes' writes (a `reindex` run beside the server
-    included): 409 `reindex_required` while enrolled works lack embeddings of the bundle's model."""
-    bundle.gallery.sync()
-    if bundle.gallery.reindex_required:
+def require_index(view: View) -> None:
+    """After bringing the collection's index up to date with other processes' writes (a `reindex` run beside the
+    server included): 409 `reindex_required` while its enrolled works lack embeddings of the bundle's model."""
+    view.gallery.sync()
+    if view.gallery.reindex_required:
         raise Conflict(
             "reindex_required",
-            f"{bundle.gallery.missing} enrolled works have no embedding for model {bundle.model_id}; "
+            f"{view.gallery.missing} enrolled works have no embedding for model {view.model_id}; "
             "run `python -m service reindex`",
         )
 
 
 class Scorer:
-    def __init__(self, bundles: BundleSlot, embedder: Embedder, settings: Settings):
+    def __init__(
+        self, bundles: BundleSlot, embedder: Embedder, settings: Settings, collection: str = DEFAULT_COLLECTION
+    ):
         self.bundles = bundles
         self.embedder = embedder
         self.settings = settings
+        self.collection = collection
+
+    async def _view(self, b: Bundle) -> View:
+        return await asyncio.to_thread(b.view, self.collection)
 
     async def _evidence(
         self,
@@ -129,13 +138,14 @@ class Scorer:
         """Pair score of two uploads. `evidence=n` adds an n×n evidence map of image_a against image_b."""
         grid = None if evidence is None else check_grid(evidence)
         b = self.bundles.current
+        v = await self._view(b)
         pa, pb = await asyncio.gather(
             asyncio.to_thread(self.embedder.prepare, b, image_a), asyncio.to_thread(self.embedder.prepare, b, image_b)
         )
         qa, qb = pa.quality, pb.quality
         pair_q = None if qa.score is None or qb.score is None else float(quality.pair_quality(qa.score, qb.score))
         band = b.quality.band(pair_q, "the pair", (qa, qb))
-        table, recommended, used = b.pair_calibration(band)
+        table, recommended, used = v.pair_calibration(band)
         op = resolve(table, strictness or Strictness(), recommended)
         sa, sb = pa.sha256, pb.sha256
         # submitted in a canonical order so compare(a, b) and compare(b, a) run the very same batch
@@ -165,14 +175,15 @@ class Scorer:
         """Portfolio score of an upload. `evidence=n` adds an n×n evidence map against the same portfolio."""
         grid = None if evidence is None else check_grid(evidence)
         b = self.bundles.current
-        portfolio = await asyncio.to_thread(_current_portfolio, b, artist_id)  # 409/404 before any model work
+        v = await self._view(b)
+        portfolio = await asyncio.to_thread(_current_portfolio, v, artist_id)  # 409/404 before any model work
         n = len(portfolio.work_ids)
         if n == 0:
             raise Conflict("empty_portfolio", f"artist {artist_id!r} has no enrolled works to verify against")
         agg = b.model.card.calibration.aggregation
         p = await asyncio.to_thread(self.embedder.prepare, b, image)
         band = b.quality.band(p.quality.score, "the picture", (p.quality,))
-        table, recommended, used = b.portfolio_calibration(n, band)
+        table, recommended, used = v.portfolio_calibration(n, band)
         op = resolve(table, strictness or Strictness(), recommended)
         emb = await self.embedder.embed(b, p.inputs)
         scores = await asyncio.to_thread(_score_portfolio, b, emb, portfolio.vectors)
@@ -204,25 +215,27 @@ class Scorer:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise Invalid("invalid_k", f"k must be an integer between 1 and {MAX_K}, not {k!r}")
         b = self.bundles.current
-        await asyncio.to_thread(require_index, b)
+        v = await self._view(b)
+        await asyncio.to_thread(require_index, v)
         emb, _ = await self.embedder.embed_upload(b, image)
-        return await asyncio.to_thread(self._rank, b, emb, k), b.model_id
+        return await asyncio.to_thread(self._rank, v, emb, k), b.model_id
 
-    def _rank(self, b: Bundle, emb: np.ndarray, k: int) -> list[Candidate]:
+    def _rank(self, v: View, emb: np.ndarray, k: int) -> list[Candidate]:
+        b = v.bundle
         query = b.model.reference_vectors(emb[None])[0]
-        b.gallery.sync()
-        hits = b.gallery.search(query, self.settings.identify_shortlist)
+        v.gallery.sync()
+        hits = v.gallery.search(query, self.settings.identify_shortlist)
         artists = list(dict.fromkeys(h.artist_id for h in hits))
         agg = b.model.card.calibration.aggregation
         scored: list[tuple[float, str, int]] = []
         for artist_id in artists:
-            p = b.gallery.portfolio(artist_id)
+            p = v.gallery.portfolio(artist_id)
             if not p.work_ids:  # deleted since the search
                 continue
             scores = b.model.score_against(query, p.vectors)
             scored.append((aggregate(scores, agg), artist_id, len(p.work_ids)))
         scored.sort(key=lambda t: (-t[0], t[1]))
-        names = b.gallery.artist_names([a for _, a, _ in scored[:k]])
+        names = v.gallery.artist_names([a for _, a, _ in scored[:k]])
         return [Candidate(a, names.get(a, ""), s, n) for s, a, n in scored[:k] if a in names]
 
 
@@ -231,10 +244,10 @@ def _pair_score(b: Bundle, ea: np.ndarray, eb: np.ndarray) -> float:
     return float(b.model.symmetric_scores(va[None], vb[None])[0])
 
 
-def _current_portfolio(b: Bundle, artist_id: str) -> Portfolio:
-    require_index(b)
-    b.gallery.get_artist(artist_id)
-    return b.gallery.portfolio(artist_id)
+def _current_portfolio(v: View, artist_id: str) -> Portfolio:
+    require_index(v)
+    v.gallery.get_artist(artist_id)
+    return v.gallery.portfolio(artist_id)
 
 
 def _score_portfolio(b: Bundle, emb: np.ndarray, vectors: np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
 """The decision log: one row per compare / verify / identify answer, in the `audit` table.
 
 Dealers need to show later which model said what about which image at which strictness. Rows name the key by its
-name, never the key. The fields are declared once (service/storage/schema.py `AuditRecord`, `AuditEntry`): the
-table is made from them, the routes build an `AuditRecord`, `/v1/audit` answers `AuditEntry`s and the backup
-archives their fields. Covered by tests/service/test_api_audit.py.
+name, never the key, and belong to the key's collection: `query` reads one collection's rows only. The fields are
+declared once (service/storage/schema.py `AuditRecord`, `AuditEntry`): the table is made from them, the routes build
+an `AuditRecord`, `/v1/audit` answers `AuditEntry`s and the backup archives their fields. Covered by
+tests/service/test_api_audit.py.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class AuditLog:
 
     def query(
         self,
+        collection: str,
         *,
         offset: int = 0,
         limit: int = 50,
@@ -41,13 +43,13 @@ class AuditLog:
         artist_id: str | None = None,
         since: datetime | None = None,
     ) -> tuple[list[AuditEntry], int]:
-        """Newest first, with the total count under the same filters (for pagination)."""
+        """`collection`'s rows, newest first, with the total count under the same filters (for pagination)."""
         if any(v is not None and "\x00" in v for v in (route, key_name, artist_id)):
             # nothing stored holds NUL (PostgreSQL text cannot), and PostgreSQL would fail the query
             return [], 0
         c = AUDIT.c
         filters = ((c.route, route), (c.key_name, key_name), (c.artist_id, artist_id))
-        conds = [col == v for col, v in filters if v is not None]
+        conds = [c.collection_id == collection] + [col == v for col, v in filters if v is not None]
         if since is not None:
             # SQLite keeps no zone, so every stored and compared time is normalised to UTC.
             since = since.replace(tzinfo=UTC) if since.tzinfo is None else _to_utc(since)

@@ -127,16 +127,31 @@ def _file_lock(db: Engine) -> Iterator[None]:
 def migrate(db: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Bring the schema to `revision` under the migration lock; returns (revision before, revision after)."""
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
 
-    lock = _file_lock(db) if db.dialect.name == "sqlite" else contextlib.nullcontext()
-    with lock, db.connect() as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        from alembic.runtime.migration import MigrationContext
-
-        before = MigrationContext.configure(conn).get_current_revision()
-        command.upgrade(_alembic_config(conn), revision)
-        after = MigrationContext.configure(conn).get_current_revision()
+    sqlite = db.dialect.name == "sqlite"
+    lock = _file_lock(db) if sqlite else contextlib.nullcontext()
+    with lock, db.connect() as conn:
+        if sqlite:
+            # A revision that rebuilds a table (copy, drop, rename: SQLite's only way to change a key) must not
+            # cascade the drop to the rows that reference it; checked again below. Only outside a transaction.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()  # ends SQLAlchemy's autobegun transaction (the driver began none for a PRAGMA)
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                before = MigrationContext.configure(conn).get_current_revision()
+                command.upgrade(_alembic_config(conn), revision)
+                after = MigrationContext.configure(conn).get_current_revision()
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise SchemaError(f"the migration left rows whose references do not hold: {broken[:3]}")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
     return before, after
 
 

@@ -1,6 +1,11 @@
-"""Portfolios: the SQL store (service/storage/store.py), the originals on disk (service/storage/originals.py) and
-the vector index (service/storage/index.py) composed, with the version bookkeeping of service/storage/replicas.py
-between them.
+"""One collection's portfolios: the SQL store (service/storage/store.py), the originals on disk
+(service/storage/originals.py) and the vector index (service/storage/index.py) composed, with the version
+bookkeeping of service/storage/replicas.py between them.
+
+A `Gallery` sees one collection (`collection`): its artists, works and references only; its index holds nothing
+else, so a search, a portfolio or a calibration built from it cannot reach another collection's works. Every
+collection a process serves has its own (the serving bundle builds them, service/serving/bundle.py); they share
+the bundle's `Store`, whose write guard an upgrade sets once for all.
 
 - Enrolling several files is one transaction, all or nothing: the originals are written (atomically) inside it,
   before the commit, and a failed enrolment removes the files it created.
@@ -29,7 +34,8 @@ from service.errors import DuplicateWork, NoFiles, NotFound
 from service.storage.index import Hit, ReferenceIndex, gpu_available
 from service.storage.originals import OriginalStore
 from service.storage.replicas import ReplicaSync
-from service.storage.store import Artist, NewWork, Removed, Store, Work
+from service.storage.schema import DEFAULT_COLLECTION
+from service.storage.store import Artist, Committed, NewWork, Removed, Store, Work
 
 if TYPE_CHECKING:
     from service.serving.model import Model
@@ -71,16 +77,27 @@ class ReindexResult:
 
 
 class Gallery:
-    def __init__(self, db: SqlEngine, data_dir: str | Path, space: ReferenceSpace, use_gpu: bool | None = None):
+    def __init__(
+        self,
+        db: SqlEngine,
+        data_dir: str | Path,
+        space: ReferenceSpace,
+        use_gpu: bool | None = None,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        store: Store | None = None,
+    ):
+        """`store`: the one the bundle's galleries share (its write guard applies to all); a new one by default."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.space = space
-        self.store = Store(db)
+        self.collection = collection
+        self.store = store if store is not None else Store(db)
         self.originals = OriginalStore(self.data_dir)
         self.index = ReferenceIndex(space.reference_dim, gpu_available() if use_gpu is None else use_gpu)
-        self.missing = 0
+        self.missing = 0  # this collection's works without an embedding of the model
         self._lock = threading.RLock()
-        self.replicas = ReplicaSync(self.store.version, self.load, self._lock)
+        self.replicas = ReplicaSync(lambda: self.store.version(collection), self.load, self._lock)
         self.load()
 
     @property
@@ -95,11 +112,17 @@ class Gallery:
     def load(self) -> None:
         """Rebuild the in-memory vectors and the index from the store (current model only)."""
         with self._lock:
-            snap = self.store.snapshot(self.model_id, self.space.embedding_dim)
+            snap = self.store.snapshot(self.collection, self.model_id, self.space.embedding_dim)
             self.index.reset(snap.work_ids, snap.artist_ids, self._references(snap.embeddings))
             self.missing = snap.missing
             self.replicas.loaded(snap.version)
-        log.info("gallery: %d references loaded for %s, %d works need reindex", len(self), self.model_id, self.missing)
+        log.info(
+            "gallery %s: %d references loaded for %s, %d works need reindex",
+            self.collection,
+            len(self),
+            self.model_id,
+            self.missing,
+        )
 
     def sync(self) -> None:
         """Bring the index up to date with other processes' writes (a no-op when there were none)."""
@@ -109,9 +132,9 @@ class Gallery:
         parts = [self.space.to_reference(emb[i : i + chunk]) for i in range(0, len(emb), chunk)]
         return np.concatenate(parts) if parts else np.zeros((0, self.index.dim), np.float32)
 
-    def _apply(self, version: int, in_place: Callable[[], None]) -> None:
-        """After this process committed `version`: update the index in place when that is exact, else reload."""
-        if self.replicas.applied(version):
+    def _apply(self, committed: Committed, in_place: Callable[[], None]) -> None:
+        """After this process committed a write: update the index in place when that is exact, else reload."""
+        if self.replicas.applied(committed):
             in_place()
         else:
             self.load()
@@ -130,21 +153,21 @@ class Gallery:
     # ---- artists ----------------------------------------------------------------------------------------
     def create_artist(self, artist_id: str, name: str, meta: dict | None = None) -> Artist:
         with self._lock:
-            return self.store.create_artist(artist_id, name, dict(meta or {}))
+            return self.store.create_artist(self.collection, artist_id, name, dict(meta or {}))
 
     def get_artist(self, artist_id: str) -> Artist:
-        return self.store.get_artist(artist_id)
+        return self.store.get_artist(self.collection, artist_id)
 
     def artist_names(self, artist_ids: Sequence[str]) -> dict[str, str]:
-        return self.store.artist_names(artist_ids)
+        return self.store.artist_names(self.collection, artist_ids)
 
     def list_artists(self, offset: int = 0, limit: int = 50) -> tuple[list[Artist], int]:
-        return self.store.list_artists(offset, limit)
+        return self.store.list_artists(self.collection, offset, limit)
 
     def delete_artist(self, artist_id: str) -> None:
         with self._lock:
-            removed = self.store.delete_artist(artist_id)
-            self._apply(removed.version, lambda: self.index.remove(set(removed.work_ids)))
+            removed = self.store.delete_artist(self.collection, artist_id)
+            self._apply(removed.committed, lambda: self.index.remove(set(removed.work_ids)))
             self._after_delete(removed)
 
     # ---- works ------------------------------------------------------------------------------------------
@@ -169,20 +192,20 @@ class Gallery:
 
         with self._lock:
             try:
-                version, works = self.store.add_works(artist_id, self.model_id, items, save)
+                committed, works = self.store.add_works(self.collection, artist_id, self.model_id, items, save)
             except BaseException:
                 for rel in created_files:
                     self.originals.remove(rel)
                 raise
-            self._apply(version, lambda: self.index.add([w.id for w in works], [artist_id] * len(works), refs))
+            self._apply(committed, lambda: self.index.add([w.id for w in works], [artist_id] * len(works), refs))
         return works
 
     def list_works(self, artist_id: str) -> list[Work]:
-        return self.store.list_works(artist_id)
+        return self.store.list_works(self.collection, artist_id)
 
     def original(self, artist_id: str, work_id: str) -> bytes:
         """The uploaded bytes of one of the artist's works (for thumbnails)."""
-        path = self.store.work_path(artist_id, work_id)
+        path = self.store.work_path(self.collection, artist_id, work_id)
         try:
             return self.originals.read(path)
         except OSError as e:
@@ -190,15 +213,15 @@ class Gallery:
 
     def delete_work(self, artist_id: str, work_id: str) -> None:
         with self._lock:
-            removed = self.store.delete_work(artist_id, work_id)
-            self._apply(removed.version, lambda: self.index.remove(set(removed.work_ids)))
+            removed = self.store.delete_work(self.collection, artist_id, work_id)
+            self._apply(removed.committed, lambda: self.index.remove(set(removed.work_ids)))
             self._after_delete(removed)
 
     def _after_delete(self, removed: Removed) -> None:
         """Drop originals no remaining work points at; recount works that lack an embedding."""
         for rel in self.store.unreferenced(removed.paths):
             self.originals.remove(rel)
-        self.missing = self.store.count_missing(self.model_id)
+        self.missing = self.store.count_missing(self.model_id, collection=self.collection)
 
     # ---- scoring support --------------------------------------------------------------------------------
     def portfolio(self, artist_id: str) -> Portfolio:
@@ -226,7 +249,8 @@ class Gallery:
         prune: bool = False,
         announce: bool = True,
     ) -> ReindexResult:
-        """Embed, from their originals, every work lacking an embedding of the current model, and store them.
+        """Embed, from their originals, every work lacking an embedding of the current model, and store them: the
+        works of every collection (a model change is the deployment's, not one collection's).
         The in-memory index is left as it was: the serving process builds a new bundle around a freshly loaded
         gallery (service/serving/runtime.py `Runtime.reindex`), or a caller of this alone calls `load()`.
 
@@ -235,30 +259,42 @@ class Gallery:
         writes the embeddings without bumping `gallery_state`: for a model no other process serves yet (an
         upgrade), so serving replicas do not reload their index after every batch.
         """
-        result = ReindexResult()
-        todo = self.store.lacking_embeddings(self.model_id)
-        for start in range(0, len(todo), batch):
-            chunk = todo[start : start + batch]
-            datas: list[bytes | None] = []
-            for _, path in chunk:
-                try:
-                    datas.append(self.originals.read(path))
-                except OSError:
-                    datas.append(None)
-            readable = [d for d in datas if d is not None]
-            embedded = iter(embed_many(readable) if readable else [])
-            vectors: list[tuple[str, np.ndarray]] = []
-            for (work_id, _), d in zip(chunk, datas, strict=True):
-                e = next(embedded) if d is not None else None
-                if e is None or isinstance(e, Exception):
-                    log.warning("reindex: work %s cannot be embedded: %s", work_id, e or "original missing")
-                    result.failed.append(work_id)
-                    continue
-                vectors.append((work_id, e))
-            with self._lock:
-                self.store.add_embeddings(self.model_id, vectors, announce=announce)
-            result.embedded += len(vectors)
-        if prune:
-            with self._lock:
-                _, result.pruned = self.store.prune(self.model_id)
-        return result
+        return reindex(self.store, self.originals, self.model_id, embed_many, batch, prune, announce)
+
+
+def reindex(
+    store: Store,
+    originals: OriginalStore,
+    model_id: str,
+    embed_many: Callable[[list[bytes]], list[np.ndarray | Exception]],
+    batch: int = 16,
+    prune: bool = False,
+    announce: bool = True,
+) -> ReindexResult:
+    """`Gallery.reindex` for the whole deployment, without a gallery: every collection's works lacking an
+    embedding of `model_id` embedded from their originals and stored (the runtime's reindex and the upgrade)."""
+    result = ReindexResult()
+    todo = store.lacking_embeddings(model_id)
+    for start in range(0, len(todo), batch):
+        chunk = todo[start : start + batch]
+        datas: list[bytes | None] = []
+        for _, path in chunk:
+            try:
+                datas.append(originals.read(path))
+            except OSError:
+                datas.append(None)
+        readable = [d for d in datas if d is not None]
+        embedded = iter(embed_many(readable) if readable else [])
+        vectors: list[tuple[str, np.ndarray]] = []
+        for (work_id, _), d in zip(chunk, datas, strict=True):
+            e = next(embedded) if d is not None else None
+            if e is None or isinstance(e, Exception):
+                log.warning("reindex: work %s cannot be embedded: %s", work_id, e or "original missing")
+                result.failed.append(work_id)
+                continue
+            vectors.append((work_id, e))
+        store.add_embeddings(model_id, vectors, announce=announce)
+        result.embedded += len(vectors)
+    if prune:
+        _, result.pruned = store.prune(model_id)
+    return result

@@ -1,8 +1,12 @@
 """API keys and scopes.
 
-Keys live in the `api_keys` table (service/storage/schema.py) of the same database as the gallery, so one database
-holds everything an operator must back up. Per-key rate limits are service/api/ratelimit.py. Covered by
-tests/service/test_security.py (and the 401/403 paths by tests/service/test_api_auth.py).
+A key of scope `admin` or `verify` belongs to one collection and acts inside it only; a key of scope `operator`
+belongs to none and manages collections (service/storage/collections.py) without seeing inside any. Names are unique
+among a collection's active keys (operators': among active operator keys), so a name taken in another collection is
+never refused, nor revealed. Keys live in the `api_keys` table (service/storage/schema.py) of the same database as
+the gallery, so one database holds everything an operator must back up. Per-key rate limits are
+service/api/ratelimit.py. Covered by tests/service/test_security.py (and the 401/403 paths by
+tests/service/test_api_auth.py).
 """
 
 from __future__ import annotations
@@ -17,23 +21,26 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from service.errors import Conflict, Invalid, NotFound, Unauthorized
-from service.storage.schema import ApiKey
+from service.errors import Conflict, Invalid, NotFound, Unauthorized, UnknownCollection
+from service.storage.schema import ApiKey, CollectionRow
 
 KEY_PREFIX = "bp_"
 # Shown in listings so an operator can tell keys apart; 7 random characters out of 43 reveal nothing useful.
 DISPLAY_PREFIX_LEN = len(KEY_PREFIX) + 7
 MAX_PRESENTED_KEY_LEN = 256
 MIN_PRESENTED_KEY_LEN = 16  # the bootstrap admin key's minimum; issued keys are 46 characters
+ANY_COLLECTION = "*"  # `revoke` and `list` by an operator (the CLI): whatever collection (never a collection id)
 
 
 class Scope(StrEnum):
-    verify = "verify"  # compare, verify, identify
-    admin = "admin"  # artists, works, keys, audit, and everything `verify` may do
+    verify = "verify"  # compare, verify, identify, in the key's collection
+    admin = "admin"  # artists, works, keys, audit, and everything `verify` may do, in the key's collection
+    operator = "operator"  # collections: create, list, delete, their first keys; nothing inside any
 
 
 def scope_allows(have: Scope | str, need: Scope | str) -> bool:
-    return Scope(have) == Scope.admin or Scope(have) == Scope(need)
+    have, need = Scope(have), Scope(need)
+    return have == need or (have == Scope.admin and need == Scope.verify)
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class KeyInfo:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None = None
+    collection: str | None = None  # None: an operator key
 
     @property
     def active(self) -> bool:
@@ -55,7 +63,7 @@ class KeyInfo:
     def of(cls, row: ApiKey) -> KeyInfo:
         created = _aware(row.created_at)
         assert created is not None
-        return cls(row.id, row.name, Scope(row.scope), row.prefix, created, _aware(row.revoked_at))
+        return cls(row.id, row.name, Scope(row.scope), row.prefix, created, _aware(row.revoked_at), row.collection_id)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -87,58 +95,80 @@ class KeyStore:
     """CRUD over `api_keys` plus authentication. Thread-safe: every call opens its own short session."""
 
     def __init__(self, bind: sa.Engine):
+        self.bind = bind
         self._sessions = sessionmaker(bind, expire_on_commit=False)
 
-    def create(self, name: str, scope: Scope | str) -> tuple[KeyInfo, str]:
-        """Issue a new key. Returns its info and the plaintext key, which is never retrievable again."""
+    def create(self, name: str, scope: Scope | str, collection: str | None) -> tuple[KeyInfo, str]:
+        """Issue a new key in `collection` (None for an operator key). Returns its info and the plaintext key,
+        which is never retrievable again."""
         scope = _scope(scope)
-        name = _name(name)
+        name = check_name(name)
         key = generate_key()
         with self._sessions.begin() as s:
-            if self._active_by_name(s, name) is not None:
+            _check_collection(s, scope, collection)
+            if self._active_by_name(s, name, collection) is not None:
                 raise Conflict("key_name_taken", f"an active key named {name!r} already exists")
             row = ApiKey(
-                name=name, prefix=display_prefix(key), key_hash=hash_key(key), scope=scope.value, created_at=_now()
+                name=name,
+                prefix=display_prefix(key),
+                key_hash=hash_key(key),
+                scope=scope.value,
+                created_at=_now(),
+                collection_id=collection,
             )
             s.add(row)
             s.flush()
             return KeyInfo.of(row), key
 
-    def ensure(self, name: str, key: str, scope: Scope | str = Scope.admin) -> KeyInfo:
-        """Make `key` an active key named `name` (idempotent; used for BRUSHPRINT_ADMIN_KEY at start).
+    def ensure(self, name: str, key: str, scope: Scope | str, collection: str | None) -> KeyInfo:
+        """Make `key` an active key named `name` in `collection` (idempotent; used for BRUSHPRINT_ADMIN_KEY and
+        BRUSHPRINT_OPERATOR_KEY at start).
 
         A different active key under the same name is revoked, so changing the environment variable rotates the
         bootstrap key. A bootstrap key that an operator revoked stays revoked.
         """
-        scope, name, digest = _scope(scope), _name(name), hash_key(key)
+        scope, name, digest = _scope(scope), check_name(name), hash_key(key)
         try:
-            return self._ensure(name, key, scope, digest)
+            return self._ensure(name, key, scope, digest, collection)
         except sa.exc.IntegrityError:
             # replicas starting together with the same key: another one inserted it first, so now it is found
-            return self._ensure(name, key, scope, digest)
+            return self._ensure(name, key, scope, digest, collection)
 
-    def _ensure(self, name: str, key: str, scope: Scope, digest: str) -> KeyInfo:
+    def _ensure(self, name: str, key: str, scope: Scope, digest: str, collection: str | None) -> KeyInfo:
         with self._sessions.begin() as s:
             row = s.scalars(sa.select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
             if row is not None:
                 return KeyInfo.of(row)
-            old = self._active_by_name(s, name)
+            _check_collection(s, scope, collection)
+            old = self._active_by_name(s, name, collection)
             if old is not None:
                 old.revoked_at = _now()
-            row = ApiKey(name=name, prefix=display_prefix(key), key_hash=digest, scope=scope.value, created_at=_now())
+            row = ApiKey(
+                name=name,
+                prefix=display_prefix(key),
+                key_hash=digest,
+                scope=scope.value,
+                created_at=_now(),
+                collection_id=collection,
+            )
             s.add(row)
             s.flush()
             return KeyInfo.of(row)
 
-    def list(self, include_revoked: bool = True) -> list[KeyInfo]:
+    def list(self, collection: str | None, include_revoked: bool = True) -> list[KeyInfo]:
+        """The keys of `collection` (None: operator keys; `ANY_COLLECTION`: every key, for the operator's CLI)."""
         with self._sessions() as s:
             q = sa.select(ApiKey).order_by(ApiKey.id)
+            if collection != ANY_COLLECTION:
+                q = q.where(_in(collection))
             if not include_revoked:
                 q = q.where(ApiKey.revoked_at.is_(None))
             return [KeyInfo.of(r) for r in s.scalars(q)]
 
-    def revoke(self, ref: str | int) -> KeyInfo:
-        """Revoke by id or by name (the active key of that name). Revoking twice is harmless."""
+    def revoke(self, ref: str | int, collection: str | None) -> KeyInfo:
+        """Revoke by id or by name (the active key of that name) among the keys of `collection` (None: operator
+        keys; `ANY_COLLECTION`: by id, any key). A key of another collection is as unknown as one that never
+        existed. Revoking twice is harmless."""
         if isinstance(ref, str) and "\x00" in ref:
             # no stored name holds NUL, and PostgreSQL would fail the query instead of finding nothing
             raise NotFound("unknown_key", f"no active key with id or name {ref!r}")
@@ -146,8 +176,10 @@ class KeyStore:
             row = None
             if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18):
                 row = s.get(ApiKey, int(ref))
-            if row is None and isinstance(ref, str):
-                row = self._active_by_name(s, ref)
+                if row is not None and collection != ANY_COLLECTION and row.collection_id != collection:
+                    row = None
+            if row is None and isinstance(ref, str) and collection != ANY_COLLECTION:
+                row = self._active_by_name(s, ref, collection)
             if row is None:
                 raise NotFound("unknown_key", f"no active key with id or name {ref!r}")
             if row.revoked_at is None:
@@ -169,9 +201,21 @@ class KeyStore:
         return KeyInfo.of(row)
 
     @staticmethod
-    def _active_by_name(s, name: str) -> ApiKey | None:
-        q = sa.select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+    def _active_by_name(s, name: str, collection: str | None) -> ApiKey | None:
+        q = sa.select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None), _in(collection))
         return s.scalars(q).first()
+
+
+def _in(collection: str | None):  # type: ignore[no-untyped-def]
+    return ApiKey.collection_id.is_(None) if collection is None else ApiKey.collection_id == collection
+
+
+def _check_collection(s, scope: Scope, collection: str | None) -> None:  # type: ignore[no-untyped-def]
+    """An operator key belongs to no collection; every other key to one that exists."""
+    if (scope == Scope.operator) != (collection is None):
+        raise Invalid("invalid_request", "an operator key belongs to no collection; admin and verify keys to one")
+    if collection is not None and s.get(CollectionRow, collection) is None:
+        raise UnknownCollection(collection)
 
 
 def _invalid() -> Unauthorized:
@@ -189,7 +233,7 @@ def _scope(scope: Scope | str) -> Scope:
         raise Invalid("invalid_request", f"scope must be one of {[s.value for s in Scope]}") from None
 
 
-def _name(name: str) -> str:
+def check_name(name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 64 or "\x00" in name:
         raise Invalid("invalid_request", "key name must be 1 to 64 characters, none of them NUL")

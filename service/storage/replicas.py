@@ -1,8 +1,10 @@
-"""Keeping this process's in-memory index in step with other processes sharing the database (replicas on
-PostgreSQL, the CLI), through the `gallery_state` version row every write bumps (service/storage/store.py).
+"""Keeping this process's in-memory index of one collection in step with other processes sharing the database
+(replicas on PostgreSQL, the CLI), through the version every write stamps on the collection it changes
+(service/storage/store.py: the `gallery_state` counter's new value, so it only grows).
 
 `ReplicaSync` remembers the version the index reflects. After its own committed write, the gallery asks
-`applied(version)`: True when nobody else wrote since (the index is updated in place, exactly), else it reloads.
+`applied(committed)`: True when the collection was at the index's version just before that write (the index is
+updated in place, exactly), else another process wrote too and it reloads.
 Before reading the index, the scorer calls `sync()` as an explicit step: a reload happens only when another
 process moved the version. Covered by tests/service/test_replicas.py and, across two apps on PostgreSQL, by
 tests/service/test_postgres.py.
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+
+from service.storage.store import Committed
 
 
 class ReplicaSync:
@@ -26,11 +30,11 @@ class ReplicaSync:
     def loaded(self, version: int) -> None:
         self.version = version
 
-    def applied(self, version: int) -> bool:
-        """After committing the change that made `version`: True when the index was at the version just before,
-        so updating it in place is exact; else another process wrote too, and the caller reloads instead."""
-        if version == self.version + 1:
-            self.version = version
+    def applied(self, committed: Committed) -> bool:
+        """After committing a change: True when the index was at the collection's version just before it, so
+        updating it in place is exact; else another process wrote too, and the caller reloads instead."""
+        if committed.before == self.version:
+            self.version = committed.after
             return True
         return False
 

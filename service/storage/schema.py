@@ -1,8 +1,10 @@
 """Every table of the service, declared once on one `Base`: what the migrations (service/storage/migrations/) build
 and what the code reads and writes.
 
-Portfolios (`artists`, `works`, `embeddings` by model id, the `gallery_state` version row), API keys
-(`api_keys`), the decision log (`audit`), and the model-switch bookkeeping (`serving_model`, `replicas`). The
+Collections (`collections`: one dealer's portfolios, keys and decision log each; revision 0003), portfolios
+(`artists`, keyed by collection and id; `works`, `embeddings` by model id, the `gallery_state` version row), API
+keys (`api_keys`: a collection's admin and verify keys, and operator keys that belong to none), the decision log
+(`audit`, each row its collection's), and the model-switch bookkeeping (`serving_model`, `replicas`). The
 schema changes only through a new migration revision; tests/service/test_migrations.py checks that the migrated
 database and these declarations agree on both backends.
 
@@ -25,6 +27,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    ForeignKeyConstraint,
     Integer,
     LargeBinary,
     String,
@@ -59,10 +62,33 @@ class Base(DeclarativeBase):
     pass
 
 
+# ---- collections ---------------------------------------------------------------------------------------------
+DEFAULT_COLLECTION = "default"  # what a database from before collections becomes (revision 0003)
+
+
+class CollectionRow(Base):
+    """One dealer's share of the deployment: every artist, work, key (but operator keys) and audit row belongs to
+    exactly one. `max_works` / `max_bytes`: its quota (None: unlimited). `version`: the `gallery_state` version of
+    the last write to its portfolios, so a process's in-memory view of this collection knows when to reload; taken
+    from the deployment-wide counter, it never repeats, even for a collection deleted and made again."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    max_works: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 # ---- portfolios ----------------------------------------------------------------------------------------------
 class ArtistRow(Base):
+    """An artist of one collection: ids are the collection's own (two dealers may both have a `vermeer`)."""
+
     __tablename__ = "artists"
 
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(256))
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -74,10 +100,19 @@ class ArtistRow(Base):
 
 class WorkRow(Base):
     __tablename__ = "works"
-    __table_args__ = (UniqueConstraint("artist_id", "sha256", name="uq_works_artist_sha256"),)
+    __table_args__ = (
+        UniqueConstraint("collection_id", "artist_id", "sha256", name="uq_works_collection_artist_sha256"),
+        ForeignKeyConstraint(
+            ["collection_id", "artist_id"],
+            ["artists.collection_id", "artists.id"],
+            name="fk_works_artist",
+            ondelete="CASCADE",
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    artist_id: Mapped[str] = mapped_column(ForeignKey("artists.id", ondelete="CASCADE"), index=True)
+    collection_id: Mapped[str] = mapped_column(String(64))
+    artist_id: Mapped[str] = mapped_column(String(64), index=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     filename: Mapped[str] = mapped_column(String(255), default="")
     path: Mapped[str] = mapped_column(String(512))  # relative to the data dir
@@ -116,7 +151,12 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    # Unique among active keys only (enforced in code), so a revoked name can be reissued.
+    # The collection the key acts in (admin or verify scope); None for an operator key, which manages collections
+    # and sees inside none.
+    collection_id: Mapped[str | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    # Unique among a collection's active keys only (enforced in code), so a revoked name can be reissued.
     name: Mapped[str] = mapped_column(String(64), index=True)
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
@@ -175,6 +215,8 @@ class AuditRecord:
     decision: str = _column(String(32))
     model_id: str = _column(String(128))
     request_id: str | None = _column(String(64), default=None)
+    # revision 0003: the collection whose key asked; only that collection's keys ever read the row
+    collection_id: str = _column(String(64), index=True)
 
 
 @dataclass(frozen=True, kw_only=True)
