@@ -141,7 +141,8 @@ class Runtime:
         return b.store.count_missing(b.model_id)
 
     def ready(self) -> dict[str, Any]:
-        """The deployment's readiness, with no figure of any one collection."""
+        """The deployment's readiness; `references` (this process's, every collection's) and
+        `works_missing_embedding` (anywhere) are deployment-wide figures for operators only."""
         b = self.bundles.current
         try:
             store = b.store.ping()
@@ -161,6 +162,8 @@ class Runtime:
             "model": b.model_id,
             "providers": list(b.model.providers),
             "store": store,
+            "references": sum(len(v.gallery) for v in b.views()),
+            "works_missing_embedding": missing,
             "reindex_required": bool(missing),
             "queue_depth": self.embedder.queue_depth,
         }

@@ -25,6 +25,8 @@ from bench.pictures import painting_jpeg
 from bench.server import Server
 from tests.reliability.conftest import ADMIN_KEY
 
+OPERATOR_KEY = "reliability-operator-key-0123456789"
+
 ARTISTS = [f"crash-{i}" for i in range(3)]
 THREADS = 4
 CYCLES = 2  # kill → restart → audit, twice: the second kill hits a store that has been recovered once
@@ -127,7 +129,7 @@ def _audit(server: Server, ledger: Ledger) -> int:
         assert not lost, f"{len(lost)} acknowledged works lost or changed after SIGKILL: {lost}"
 
         # 2. nothing half-written: bytes on disk, an embedding of the current model, multi-file all-or-nothing
-        ready = client.get("/readyz")
+        ready = client.get("/readyz", headers={"X-API-Key": OPERATOR_KEY})
         assert ready.status_code == 200, ready.text
         checks = ready.json()["checks"]
         model_id = checks["model"]
@@ -163,7 +165,11 @@ def test_sigkill_during_concurrent_enrolment_loses_nothing_acknowledged(model_di
         model_dir,
         tmp_path / "data",
         ADMIN_KEY,
-        env={"BRUSHPRINT_RATE_LIMIT_PER_MINUTE": "0", "BRUSHPRINT_BATCH_MAX_WAIT_MS": "2"},
+        env={
+            "BRUSHPRINT_RATE_LIMIT_PER_MINUTE": "0",
+            "BRUSHPRINT_BATCH_MAX_WAIT_MS": "2",
+            "BRUSHPRINT_OPERATOR_KEY": OPERATOR_KEY,  # /readyz counts references for an operator only
+        },
         log_path=tmp_path / "server.log",
     )
     ledger = Ledger()
@@ -192,7 +198,7 @@ def test_sigkill_during_concurrent_enrolment_loses_nothing_acknowledged(model_di
                 f"/v1/artists/{ARTISTS[0]}/works", files={"image": ("n.jpg", data, "image/jpeg")}, headers=headers
             )
             assert r.status_code == 201, r.text
-            assert client.get("/readyz").json()["checks"]["references"] == n + 1
+            assert client.get("/readyz", headers={"X-API-Key": OPERATOR_KEY}).json()["checks"]["references"] == n + 1
         assert ADMIN_KEY not in server.log_text(), "the admin key was written to the server log"
     finally:
         server.stop()

@@ -18,6 +18,8 @@ from tests.service.conftest import encode, painting, png
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 ADMIN = {"X-API-Key": ADMIN_KEY}
+OPERATOR_KEY = "test-operator-key-0123456789abcdef"
+OPERATOR = {"X-API-Key": OPERATOR_KEY}
 
 
 def make_settings(model_dir: Path, data_dir: Path, **overrides: Any) -> Settings:
@@ -25,6 +27,7 @@ def make_settings(model_dir: Path, data_dir: Path, **overrides: Any) -> Settings
         "model_dir": model_dir,
         "data_dir": data_dir,
         "admin_key": ADMIN_KEY,
+        "operator_key": OPERATOR_KEY,
         "providers": "cpu",
         "batch_max_wait_ms": 2.0,
         # most tests make many calls with one key; the limiter has its own tests

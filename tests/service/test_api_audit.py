@@ -95,21 +95,39 @@ def test_filters_and_pagination(session: tuple[TestClient, dict, str]) -> None:
 
 def test_since_compares_in_utc(tmp_path: Path) -> None:
     log = AuditLog(open_database(f"sqlite:///{tmp_path / 'a.db'}"))
-    log.record(AuditRecord(key_name="k", route="compare", image_sha256="0" * 64, decision="match", model_id="m"))
+    log.record(
+        AuditRecord(
+            collection_id="default",
+            key_name="k",
+            route="compare",
+            image_sha256="0" * 64,
+            decision="match",
+            model_id="m",
+        )
+    )
     time.sleep(0.01)
     now = datetime.now(UTC)
     # the same instant written in another zone must filter the same way
     east, west = timezone(timedelta(hours=5)), timezone(timedelta(hours=-5))
-    assert log.query(since=now)[1] == 0
-    assert log.query(since=(now - timedelta(minutes=1)).astimezone(east))[1] == 1
-    assert log.query(since=(now + timedelta(minutes=1)).astimezone(west))[1] == 0
-    assert log.query(since=now - timedelta(minutes=1))[1] == 1
-    assert log.query(since=(now - timedelta(minutes=1)).replace(tzinfo=None))[1] == 1
+    assert log.query("default", since=now)[1] == 0
+    assert log.query("default", since=(now - timedelta(minutes=1)).astimezone(east))[1] == 1
+    assert log.query("default", since=(now + timedelta(minutes=1)).astimezone(west))[1] == 0
+    assert log.query("default", since=now - timedelta(minutes=1))[1] == 1
+    assert log.query("default", since=(now - timedelta(minutes=1)).replace(tzinfo=None))[1] == 1
 
 
 def test_since_at_the_ends_of_time(tmp_path: Path) -> None:
     # found by `make fuzz`: 0001-01-01T00:03+01:00 is before year 1 in UTC and used to overflow into a 500
     log = AuditLog(open_database(f"sqlite:///{tmp_path / 'a.db'}"))
-    log.record(AuditRecord(key_name="k", route="compare", image_sha256="0" * 64, decision="match", model_id="m"))
-    assert log.query(since=datetime(1, 1, 1, 0, 3, tzinfo=timezone(timedelta(hours=1))))[1] == 1
-    assert log.query(since=datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))))[1] == 0
+    log.record(
+        AuditRecord(
+            collection_id="default",
+            key_name="k",
+            route="compare",
+            image_sha256="0" * 64,
+            decision="match",
+            model_id="m",
+        )
+    )
+    assert log.query("default", since=datetime(1, 1, 1, 0, 3, tzinfo=timezone(timedelta(hours=1))))[1] == 1
+    assert log.query("default", since=datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))))[1] == 0

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from service.logging import JsonFormatter
 from service.serving.batching import Overloaded
-from tests.service.apitools import ADMIN, enrol, error_code, one, pair, running
+from tests.service.apitools import ADMIN, OPERATOR, enrol, error_code, one, pair, running
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +35,26 @@ def test_readyz_reports_model_and_store(client: TestClient) -> None:
     assert body["checks"]["store"] is True and body["checks"]["reindex_required"] is False
 
 
+def test_readyz_counts_only_for_an_operator(client: TestClient) -> None:
+    """The deployment's figures (summed over every collection) would tell one dealer how large the others are:
+    anonymous callers and collection keys get none; an operator key gets them."""
+    enrol(client, "counted", [1, 2])
+    for headers in ({}, ADMIN, {"X-API-Key": "not-a-key-at-all-0123"}):
+        checks = client.get("/readyz", headers=headers).json()["checks"]
+        assert "references" not in checks and "works_missing_embedding" not in checks, headers
+    checks = client.get("/readyz", headers=OPERATOR).json()["checks"]
+    assert checks["references"] == 2 and checks["works_missing_embedding"] == 0
+
+
 def test_readyz_is_503_while_a_reindex_is_pending(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client.app.state.runtime.bundle.gallery, "missing", 3)
+    monkeypatch.setattr(client.app.state.runtime, "missing", lambda: 3)
     r = client.get("/readyz")
     assert r.status_code == 503 and error_code(r) == "not_ready"
-    assert "reindex" in r.json()["error"]["message"]
+    assert "reindex" in r.json()["error"]["message"] and "3" not in r.json()["error"]["message"]
 
 
 def test_readyz_is_503_when_the_store_is_unreachable(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client.app.state.runtime.bundle.gallery, "ping", lambda: False)
+    monkeypatch.setattr(client.app.state.runtime.bundle.store, "ping", lambda: False)
     r = client.get("/readyz")
     assert r.status_code == 503 and error_code(r) == "not_ready"
 

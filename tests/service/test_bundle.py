@@ -46,9 +46,9 @@ def _staged(runtime: Runtime, model: Model) -> Bundle:
     """A bundle of `model` with the gallery embedded for it (not announced: nobody serves it yet), as an upgrade
     stages one."""
     first = runtime.factory(model)
-    first.gallery.reindex(lambda datas: runtime.embedder.embed_many(first, datas), announce=False)
+    first.view("default").gallery.reindex(lambda datas: runtime.embedder.embed_many(first, datas), announce=False)
     bundle = runtime.factory(model)
-    assert bundle.calibrator.refresh() is not None
+    assert bundle.view("default").calibrator.refresh() is not None
     return bundle
 
 
@@ -59,12 +59,12 @@ async def test_one_factory_builds_every_bundle(tmp_path: Path, uncounted_model: 
     try:
         await _enrol(runtime)
         first = runtime.bundle
-        assert (first.model, first.calibrator.model_id) == (uncounted_model, uncounted_model.model_id)
+        assert (first.model, first.view("default").calibrator.model_id) == (uncounted_model, uncounted_model.model_id)
         runtime.reindex()  # after a reindex: a new bundle of the same model, from the factory
         assert built == [runtime.bundle] and runtime.bundle is not first and runtime.bundle.model is uncounted_model
-        assert len(runtime.bundle.gallery) == len(first.gallery) == 10
+        assert len(runtime.bundle.view("default").gallery) == len(first.view("default").gallery) == 10
         staged = _staged(runtime, uncounted_other)  # what an upgrade stages comes from it too
-        assert built[-1] is staged and staged.calibrator.model_id == uncounted_other.model_id
+        assert built[-1] is staged and staged.view("default").calibrator.model_id == uncounted_other.model_id
     finally:
         runtime.close()
 
@@ -77,7 +77,7 @@ async def test_a_request_keeps_its_bundle_across_a_swap(
     try:
         await _enrol(runtime)
         old = runtime.bundle
-        assert old.calibrator.refresh() is not None
+        assert old.view("default").calibrator.refresh() is not None
         before = await runtime.scorer.verify(png(7), "artist1")
         assert before.calibration.source == "gallery" and before.calibration.model == old.model_id
         new = _staged(runtime, uncounted_other)
@@ -111,7 +111,7 @@ async def test_a_request_keeps_its_bundle_across_a_swap(
     )
     # the next request: entirely the new one's, its calibration built from the gallery scored by the new model
     assert after.model == after.calibration.model == new.model_id and after.calibration.source == "gallery"
-    version, artists, vectors = new.gallery.snapshot()
+    version, artists, vectors = new.view("default").gallery.snapshot()
     agg = uncounted_other.card.calibration.aggregation
     direct = build_tables(artists, vectors, uncounted_other.symmetric_scores, agg, version, min_artists=5)
     assert direct is not None and (direct.genuine_trials, direct.impostor_trials) == (

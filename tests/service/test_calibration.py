@@ -299,16 +299,16 @@ async def test_runtime_answers_with_the_gallery_tables_once_it_has_enough(
         assert d.threshold == card.recommended_threshold
         await _enrol(runtime, "monet", range(10, 13))
         v = await runtime.scorer.verify(png(1), "monet")
-        runtime.bundle.calibrator.wait(30)
+        runtime.bundle.view("default").calibrator.wait(30)
         assert v.calibration.source == "model_card"  # one artist: not enough
-        assert runtime.bundle.calibrator.tables is None
+        assert runtime.bundle.view("default").calibrator.tables is None
         v = await runtime.scorer.verify(png(1), "monet")
         assert v.calibration.reason.startswith(
             "the gallery has no calibration tables of its own: they need 2 artists with 2 or more works"
         )
         await _enrol(runtime, "manet", range(20, 22))
-        tables = runtime.bundle.calibrator.refresh()
-        assert tables is not None and tables.version == runtime.bundle.gallery.replicas.version
+        tables = runtime.bundle.view("default").calibrator.refresh()
+        assert tables is not None and tables.version == runtime.bundle.view("default").gallery.replicas.version
         assert (tables.genuine_pairs, tables.impostor_pairs) == (3 + 1, 3 * 2)
         assert (tables.genuine_trials, tables.impostor_trials) == (5, 5)
 
@@ -350,18 +350,18 @@ async def test_runtime_rebuilds_in_the_background_after_a_write(tmp_path: Path, 
         await _enrol(runtime, "monet", range(10, 12))
         await _enrol(runtime, "manet", range(20, 22))
         await runtime.scorer.compare(png(1), png(2))  # sees a new gallery version: starts a rebuild, does not wait
-        runtime.bundle.calibrator.wait(30)
-        first = runtime.bundle.calibrator.tables
-        assert first is not None and first.version == runtime.bundle.gallery.replicas.version
+        runtime.bundle.view("default").calibrator.wait(30)
+        first = runtime.bundle.view("default").calibrator.tables
+        assert first is not None and first.version == runtime.bundle.view("default").gallery.replicas.version
         assert (first.genuine_pairs, first.impostor_pairs) == (2, 4)
         d = await runtime.scorer.compare(png(1), png(2))
         assert d.calibration.source == "gallery" and d.calibration.genuine_pairs == 2
         # another write moves the version; the next request asks for newer tables
         await runtime.portfolios.add_works("manet", [("22.png", png(22))])
         stale = await runtime.scorer.compare(png(1), png(2))
-        runtime.bundle.calibrator.wait(30)
+        runtime.bundle.view("default").calibrator.wait(30)
         assert stale.calibration.source == "gallery"
-        second = runtime.bundle.calibrator.tables
+        second = runtime.bundle.view("default").calibrator.tables
         assert second is not None and second.version > first.version
         assert (second.genuine_pairs, second.impostor_pairs) == (1 + 3, 2 * 3)
         d = await runtime.scorer.compare(png(1), png(2))
@@ -369,7 +369,7 @@ async def test_runtime_rebuilds_in_the_background_after_a_write(tmp_path: Path, 
         # deleting an artist leaves one: back to the card's tables
         runtime.portfolios.delete_artist("monet")
         await runtime.scorer.compare(png(1), png(2))
-        runtime.bundle.calibrator.wait(30)
+        runtime.bundle.view("default").calibrator.wait(30)
         d = await runtime.scorer.compare(png(1), png(2))
         assert d.calibration.source == "model_card"
         assert d.threshold == model.card.calibration.recommended_threshold
@@ -386,11 +386,11 @@ async def test_runtime_with_gallery_calibration_off_keeps_the_card(tmp_path: Pat
         await _enrol(runtime, "manet", range(20, 22))
         d = await runtime.scorer.compare(png(1), png(2))
         v = await runtime.scorer.verify(png(10), "monet")
-        runtime.bundle.calibrator.wait(30)
+        runtime.bundle.view("default").calibrator.wait(30)
         d2 = await runtime.scorer.compare(png(1), png(2))
         assert {d.calibration.source, v.calibration.source, d2.calibration.source} == {"model_card"}
         assert "gallery calibration is off" in d2.calibration.reason
-        assert runtime.bundle.calibrator.tables is None
+        assert runtime.bundle.view("default").calibrator.tables is None
         card = model.card.calibration
         assert d2.threshold == card.recommended_threshold
         assert (d2.expected_fpr, d2.expected_fnr) == rates_at(card.pair, d2.threshold)
@@ -422,7 +422,7 @@ def test_compare_and_verify_replies_name_their_calibration(uncounted_model_dir: 
         enrol(client, "monet", [10, 11, 12])
         enrol(client, "manet", [20, 21])
         client.post("/v1/compare", files=pair(1, 2), headers=key)  # asks for the gallery's tables
-        client.app.state.runtime.bundle.calibrator.wait(30)
+        client.app.state.runtime.bundle.view("default").calibrator.wait(30)
         body = client.post("/v1/compare", files=pair(1, 2), headers=key).json()
         cal = body["calibration"]
         assert (cal["source"], cal["genuine_pairs"], cal["impostor_pairs"], cal["confidence"]) == (
@@ -493,8 +493,8 @@ def test_small_gallery_cannot_promise_what_its_pairs_cannot_show(uncounted_model
         for artist, seeds in SMALL_GALLERY.items():
             enrol(client, artist, seeds)
         client.post("/v1/compare", files=pair(1, 2), headers=key)  # asks for the gallery's tables
-        client.app.state.runtime.bundle.calibrator.wait(30)
-        tables = client.app.state.runtime.bundle.calibrator.tables
+        client.app.state.runtime.bundle.view("default").calibrator.wait(30)
+        tables = client.app.state.runtime.bundle.view("default").calibrator.tables
         assert (tables.genuine_pairs, tables.impostor_pairs, tables.genuine_trials, tables.impostor_trials) == (
             14,
             77,
@@ -534,7 +534,7 @@ async def test_a_gallery_less_certain_than_the_card_declines_and_says_so(tmp_pat
     try:
         for artist, seeds in SMALL_GALLERY.items():
             await _enrol(runtime, artist, range(seeds[0], seeds[-1] + 1))
-        assert runtime.bundle.calibrator.refresh() is not None
+        assert runtime.bundle.view("default").calibrator.refresh() is not None
         d = await runtime.scorer.compare(png(1), png(2), Strictness(max_fpr=0.05))
         assert d.calibration.source == "model_card"
         assert (d.calibration.genuine_pairs, d.calibration.impostor_pairs, d.calibration.confidence) == (57, 6025, 0.95)
@@ -560,7 +560,7 @@ async def test_a_gallery_at_least_as_certain_as_the_card_takes_over(model_dir: P
     try:
         for artist, seeds in SMALL_GALLERY.items():
             await _enrol(runtime, artist, range(seeds[0], seeds[-1] + 1))
-        runtime.bundle.calibrator.refresh()
+        runtime.bundle.view("default").calibrator.refresh()
         d = await runtime.scorer.compare(png(1), png(2))
         assert (d.calibration.source, d.calibration.genuine_pairs, d.calibration.impostor_pairs) == ("gallery", 14, 77)
         assert "are at least as many as the model card's 10 same-artist / 50 different-artist pairs" in (

@@ -85,7 +85,61 @@ def test_cli_key_works_over_http(model_dir: Path, tmp_path: Path, capsys: pytest
         assert names == {"ops", "bootstrap-admin"}
         c.delete("/v1/keys/ops", headers=ADMIN)
     _, out, _ = run(capsys, "--data-dir", str(tmp_path), "keys", "list", "--json")
-    assert {k["name"]: bool(k["revoked_at"]) for k in json.loads(out)} == {"ops": True, "bootstrap-admin": False}
+    listed = {k["name"]: (bool(k["revoked_at"]), k["collection"]) for k in json.loads(out)}
+    assert listed == {
+        "ops": (True, "default"),
+        "bootstrap-admin": (False, "default"),
+        "bootstrap-operator": (False, None),
+    }
+
+
+def test_collections_create_list_delete(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The operator's CLI: a collection and its first admin key (printed once, usable at once and only there),
+    keys in a collection, the listing with quotas and figures, and deletion with everything in it."""
+    d = str(tmp_path)
+    code, out, err = run(capsys, "--data-dir", d, "collections", "create", "--id", "dealer-b", "--max-works", "5")
+    assert code == 0 and "dealer-b" in err
+    first = out.strip()
+    assert first.startswith("bp_") and first not in err
+    code, out, _ = run(
+        capsys, "--data-dir", d, "keys", "create", "--name", "desk", "--scope", "verify", "--collection", "dealer-b"
+    )
+    desk = out.strip()
+    code, _, err = run(
+        capsys, "--data-dir", d, "keys", "create", "--name", "x", "--scope", "verify", "--collection", "nope"
+    )
+    assert code == 1 and "unknown_collection" in err
+    code, _, err = run(
+        capsys, "--data-dir", d, "keys", "create", "--name", "op", "--scope", "operator", "--collection", "dealer-b"
+    )
+    assert code == 2 and "no collection" in err
+    code, _, err = run(capsys, "--data-dir", d, "collections", "create", "--id", "Bad Id")
+    assert code == 1 and "invalid_collection_id" in err
+    with running(model_dir, tmp_path) as c:
+        own = {"X-API-Key": first}
+        r = c.post("/v1/artists", json={"id": "vermeer", "name": "Vermeer"}, headers=own)
+        assert r.status_code == 201
+        assert c.get("/v1/artists", headers=ADMIN).json()["total"] == 0  # the default collection's admin sees none
+        assert {k["name"] for k in c.get("/v1/keys", headers=own).json()} == {"admin", "desk"}
+        assert (
+            c.post(
+                "/v1/identify", files={"image": ("q.png", b"", "image/png")}, headers={"X-API-Key": desk}
+            ).status_code
+            == 422
+        )
+    code, out, _ = run(capsys, "--data-dir", d, "collections", "list", "--json")
+    listed = {c["id"]: (c["artists"], c["max_works"], c["keys"]) for c in json.loads(out)}
+    assert listed == {"default": (0, None, 1), "dealer-b": (1, 5, 2)}
+    code, out, _ = run(capsys, "--data-dir", d, "collections", "list")
+    assert code == 0 and "dealer-b" in out and first not in out
+    code, _, err = run(capsys, "--data-dir", d, "collections", "delete", "--id", "dealer-b", "--yes")
+    assert code == 0 and "1 artists" in err
+    store = KeyStore(open_database(f"sqlite:///{tmp_path / 'brushprint.db'}"))
+    for key in (first, desk):
+        with pytest.raises(Exception, match="not valid"):
+            store.authenticate(key)
+    code, _, err = run(capsys, "--data-dir", d, "collections", "delete", "--id", "dealer-b", "--yes")
+    assert code == 1 and "unknown_collection" in err
 
 
 def test_reindex_after_a_model_change(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,7 +44,7 @@ async def _error(coro) -> ServiceError | ImageError:  # type: ignore[no-untyped-
 
 
 def _originals(runtime: Runtime) -> list[Path]:
-    root = runtime.bundle.gallery.data_dir / "originals"
+    root = runtime.bundle.view("default").gallery.data_dir / "originals"
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
@@ -175,7 +175,7 @@ async def test_bad_file_in_enrolment_leaves_nothing(runtime: Runtime) -> None:
     assert (status_of(e), e.code) == (422, "corrupt_image")
     assert "b.jpg" in e.message
     assert (
-        runtime.portfolios.list_works("monet") == [] and _originals(runtime) == [] and len(runtime.bundle.gallery) == 0
+        runtime.portfolios.list_works("monet") == [] and _originals(runtime) == [] and len(runtime.bundle.view("default").gallery) == 0
     )
     e = await _error(runtime.portfolios.add_works("monet", [("a.png", good), ("a-again.png", good)]))
     assert (status_of(e), e.code) == (409, "duplicate_work")
@@ -198,7 +198,7 @@ async def test_works_crud(runtime: Runtime) -> None:
     assert (await runtime.scorer.verify(png(0), "monet")).portfolio_size == 2
     runtime.portfolios.delete_artist("monet")
     assert (await _error(runtime.scorer.verify(png(0), "monet"))).code == "unknown_artist"
-    assert len(runtime.bundle.gallery) == 0 and _originals(runtime) == []
+    assert len(runtime.bundle.view("default").gallery) == 0 and _originals(runtime) == []
 
 
 def test_artist_validation(runtime: Runtime) -> None:

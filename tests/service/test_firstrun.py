@@ -46,7 +46,7 @@ def test_a_fresh_server_says_how_to_get_the_first_key(model_dir: Path, tmp_path:
     from service.storage.db import open_database
     from service.storage.keys import KeyStore
 
-    KeyStore(open_database(f"sqlite:///{data / 'brushprint.db'}")).create("admin", "admin")
+    KeyStore(open_database(f"sqlite:///{data / 'brushprint.db'}")).create("admin", "admin", "default")
     with _KeylessServer(model_dir, data, admin_key="unused-admin-key-0123456789") as server:
         records = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
         last_start = records[max(i for i, r in enumerate(records) if "page" in r) :]

@@ -40,7 +40,7 @@ def originals(data_dir: Path) -> set[str]:
 
 def index_matches_store(client: TestClient, url: str) -> None:
     """The in-memory faiss index holds exactly the works that have an embedding of the current model."""
-    gallery = client.app.state.runtime.bundle.gallery
+    gallery = client.app.state.runtime.bundle.view("default").gallery
     gallery.index.check()
     engine = sa.create_engine(url)
     try:
@@ -164,7 +164,7 @@ def test_portfolio_lifecycle_on_postgres(model_dir: Path, tmp_path: Path, pg_url
     # restart: a second app on the same database and data dir keeps everything
     with running(model_dir, tmp_path, database_url=pg_url) as c:
         index_matches_store(c, pg_url)
-        assert len(c.app.state.runtime.bundle.gallery) == 5 and c.app.state.runtime.bundle.gallery.missing == 0
+        assert len(c.app.state.runtime.bundle.view("default").gallery) == 5 and c.app.state.runtime.bundle.view("default").gallery.missing == 0
         artists = c.get("/v1/artists", headers=ADMIN).json()
         assert [(a["id"], a["works"]) for a in artists["items"]] == [("monet", 2), ("renoir", 3)]
         assert artists["items"][0]["meta"] == meta
@@ -226,7 +226,7 @@ def test_text_postgres_refuses_is_a_client_error(model_dir: Path, tmp_path: Path
         assert r.status_code == 404 and error_code(r) == "unknown_artist", r.text
         keys = c.app.state.keys
         with pytest.raises(ServiceError) as refused:
-            keys.create("dea\x00ler", "verify")
+            keys.create("dea\x00ler", "verify", "default")
         assert status_of(refused.value) == 422
         assert c.get("/readyz").status_code == 200
 
@@ -235,16 +235,24 @@ def test_audit_log_times_round_trip_in_utc(pg_url: str) -> None:
     log = AuditLog(open_database(pg_url))
     before = datetime.now(UTC)
     log.record(
-        AuditRecord(key_name="k", route="compare", image_sha256="0" * 64, decision="match", model_id="m", score=0.5)
+        AuditRecord(
+            collection_id="default",
+            key_name="k",
+            route="compare",
+            image_sha256="0" * 64,
+            decision="match",
+            model_id="m",
+            score=0.5,
+        )
     )
     entries, total = log.query()
     assert total == 1
     t = entries[0].time
     assert t.utcoffset() == timedelta(0) and before <= t <= datetime.now(UTC)
     west = timezone(timedelta(hours=-5))
-    assert log.query(since=(before - timedelta(seconds=1)).astimezone(west))[1] == 1
-    assert log.query(since=(before + timedelta(minutes=1)).astimezone(west))[1] == 0
-    assert log.query(since=(before - timedelta(seconds=1)).replace(tzinfo=None))[1] == 1
+    assert log.query("default", since=(before - timedelta(seconds=1)).astimezone(west))[1] == 1
+    assert log.query("default", since=(before + timedelta(minutes=1)).astimezone(west))[1] == 0
+    assert log.query("default", since=(before - timedelta(seconds=1)).replace(tzinfo=None))[1] == 1
 
 
 def test_replicas_starting_together_on_a_fresh_database(pg_server: str) -> None:
@@ -270,7 +278,11 @@ def test_replicas_starting_together_on_a_fresh_database(pg_server: str) -> None:
                 try:
                     barrier.wait()
                     migrate(engine)
-                    infos.append(KeyStore(engine).ensure("bootstrap-admin", "test-admin-key-0123456789abcdef"))
+                    infos.append(
+                        KeyStore(engine).ensure(
+                            "bootstrap-admin", "test-admin-key-0123456789abcdef", "admin", "default"
+                        )
+                    )
                     AuditLog(engine)
                 except Exception as e:  # collected: an exception in a thread would not fail the test
                     failures.append(f"{type(e).__name__}: {e}")

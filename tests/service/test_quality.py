@@ -187,8 +187,8 @@ async def test_gallery_tables_stand_only_for_top_band_pictures(tmp_path: Path, b
         for artist, seeds in SMALL_GALLERY.items():
             runtime.portfolios.create_artist(artist, artist.title())
             await runtime.portfolios.add_works(artist, [(f"{s}.png", png(s, (48, 40))) for s in seeds])
-        runtime.bundle.calibrator.refresh()
-        gallery_table = runtime.bundle.calibrator.tables
+        runtime.bundle.view("default").calibrator.refresh()
+        gallery_table = runtime.bundle.view("default").calibrator.tables
         assert gallery_table is not None
         # good pictures: the gallery's 14 / 77 pairs are at least as many as the top band's 10 / 50, so they answer
         top = await runtime.scorer.compare(good(), png(4, (48, 40)))

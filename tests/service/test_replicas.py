@@ -7,6 +7,7 @@ from pathlib import Path
 
 from service.serving.model import Model
 from service.storage.replicas import ReplicaSync
+from service.storage.store import Committed
 from tests.service.galleries import make_gallery, new_work
 
 
@@ -21,8 +22,9 @@ def test_applied_only_when_nobody_else_wrote() -> None:
     sync = ReplicaSync(lambda: stored["version"], reload, threading.RLock())
     sync.loaded(4)
     assert not sync.sync() and reloads == []  # nothing changed: no reload
-    assert sync.applied(5) and sync.version == 5  # our own write, right after the version we hold
-    assert not sync.applied(7) and sync.version == 5  # someone wrote version 6 in between: caller must reload
+    assert sync.applied(Committed(4, 5)) and sync.version == 5  # our own write, right after the version we hold
+    # someone wrote (version 6) in between: the caller must reload
+    assert not sync.applied(Committed(6, 7)) and sync.version == 5
     stored["version"] = 8
     assert sync.sync() and reloads == [8] and sync.version == 8
 

@@ -44,7 +44,7 @@ def test_hash_is_sha256_hex() -> None:
 
 
 def test_only_the_hash_is_stored(store: KeyStore, db: sa.Engine) -> None:
-    info, key = store.create("dealer", "verify")
+    info, key = store.create("dealer", "verify", "default")
     with db.connect() as conn:
         stored = [tuple(r) for r in conn.execute(sa.text("SELECT * FROM api_keys"))]
     flat = " ".join(str(v) for row in stored for v in row)
@@ -54,7 +54,7 @@ def test_only_the_hash_is_stored(store: KeyStore, db: sa.Engine) -> None:
 
 
 def test_authenticate(store: KeyStore) -> None:
-    info, key = store.create("dealer", Scope.verify)
+    info, key = store.create("dealer", Scope.verify, "default")
     got = store.authenticate(key)
     assert (got.id, got.name, got.scope) == (info.id, "dealer", Scope.verify)
     for presented, code in [
@@ -77,54 +77,54 @@ def test_final_check_is_constant_time() -> None:
 
 
 def test_revoke_by_name_and_id(store: KeyStore) -> None:
-    a, key_a = store.create("a", "admin")
-    b, key_b = store.create("b", "verify")
-    assert store.revoke("a").revoked_at is not None
-    assert store.revoke(b.id).name == "b"
+    a, key_a = store.create("a", "admin", "default")
+    b, key_b = store.create("b", "verify", "default")
+    assert store.revoke("a", "default").revoked_at is not None
+    assert store.revoke(b.id, "default").name == "b"
     for key in (key_a, key_b):
         with pytest.raises(ServiceError) as e:
             store.authenticate(key)
         assert e.value.code == "invalid_api_key"
-    assert store.revoke(str(b.id)).revoked_at is not None  # twice is harmless
+    assert store.revoke(str(b.id), "default").revoked_at is not None  # twice is harmless
     with pytest.raises(ServiceError) as e:
-        store.revoke("a")  # no *active* key of that name any more
+        store.revoke("a", "default")  # no *active* key of that name any more
     assert (status_of(e.value), e.value.code) == (404, "unknown_key")
-    assert [k.active for k in store.list()] == [False, False]
-    assert store.list(include_revoked=False) == []
+    assert [k.active for k in store.list("default")] == [False, False]
+    assert store.list("default", include_revoked=False) == []
 
 
 def test_names_are_unique_among_active_keys(store: KeyStore) -> None:
-    store.create("dealer", "verify")
+    store.create("dealer", "verify", "default")
     with pytest.raises(ServiceError) as e:
-        store.create("dealer", "admin")
+        store.create("dealer", "admin", "default")
     assert (status_of(e.value), e.value.code) == (409, "key_name_taken")
-    store.revoke("dealer")
-    info, _ = store.create("dealer", "admin")
+    store.revoke("dealer", "default")
+    info, _ = store.create("dealer", "admin", "default")
     assert info.scope == Scope.admin
 
 
 def test_bad_scope_or_name(store: KeyStore) -> None:
     for name, scope in [("x", "root"), ("", "verify"), ("y" * 65, "verify")]:
         with pytest.raises(ServiceError) as e:
-            store.create(name, scope)
+            store.create(name, scope, "default")
         assert status_of(e.value) == 422
 
 
 def test_ensure_bootstraps_idempotently_and_rotates(store: KeyStore) -> None:
-    first = store.ensure("bootstrap-admin", "operator-chosen-secret-1")
+    first = store.ensure("bootstrap-admin", "operator-chosen-secret-1", "admin", "default")
     assert first.prefix.startswith("env:") and "operator" not in first.prefix  # chosen keys show no characters
-    again = store.ensure("bootstrap-admin", "operator-chosen-secret-1")
+    again = store.ensure("bootstrap-admin", "operator-chosen-secret-1", "admin", "default")
     assert first.id == again.id and first.scope == Scope.admin
-    assert len(store.list()) == 1
+    assert len(store.list("default")) == 1
     assert store.authenticate("operator-chosen-secret-1").id == first.id
     # a new value under the same name replaces the old key
-    rotated = store.ensure("bootstrap-admin", "operator-chosen-secret-2")
+    rotated = store.ensure("bootstrap-admin", "operator-chosen-secret-2", "admin", "default")
     assert rotated.id != first.id
     with pytest.raises(ServiceError):
         store.authenticate("operator-chosen-secret-1")
     # an operator's revocation sticks across restarts
-    store.revoke(rotated.id)
-    assert store.ensure("bootstrap-admin", "operator-chosen-secret-2").revoked_at is not None
+    store.revoke(rotated.id, "default")
+    assert store.ensure("bootstrap-admin", "operator-chosen-secret-2", "admin", "default").revoked_at is not None
     with pytest.raises(ServiceError):
         store.authenticate("operator-chosen-secret-2")
 

@@ -105,7 +105,7 @@ def test_upgrade_under_verify_traffic(
         assert c.get("/readyz").json()["checks"]["model"] == other_model.model_id
         after = portfolios(c)
         # the serving bundle's calibrator is the new model's, current, and not rebuilt on every request
-        calibrator = c.app.state.runtime.bundle.calibrator
+        calibrator = c.app.state.runtime.bundle.view("default").calibrator
         calibrator.wait(30)
         rebuilds = calibrator.rebuilds
         assert calibrator.tables is not None and calibrator.tables.model_id == other_model.model_id
@@ -115,7 +115,7 @@ def test_upgrade_under_verify_traffic(
             assert r["calibration"]["source"] == "gallery"
         calibrator.wait(30)
         assert calibrator.rebuilds == rebuilds
-        assert calibrator.built_version == c.app.state.runtime.bundle.gallery.replicas.version
+        assert calibrator.built_version == c.app.state.runtime.bundle.view("default").gallery.replicas.version
     statuses = [s for _, s, _ in answers]
     by_model = {m: sum(1 for *_, x in answers if x == m) for m in (old, other_model.model_id)}
     print(f"\nverify answers during the upgrade: {len(answers)}, statuses {sorted(set(statuses))}, by model {by_model}")
@@ -183,7 +183,7 @@ def test_enrolment_on_a_replica_behind_the_switch_is_refused(
     data = tmp_path / "data"
     with running(model_dir, data, model_poll_seconds=30) as c:
         enrol(c, "hals", [1, 2])
-        gallery = c.app.state.runtime.bundle.gallery
+        gallery = c.app.state.runtime.bundle.view("default").gallery
         engine = sa.create_engine(f"sqlite:///{data / 'brushprint.db'}")
         with engine.begin() as conn:  # another process switched the deployment a moment ago
             conn.execute(sa.update(ServingModelRow).values(model_id=other_model.model_id))
