@@ -57,6 +57,8 @@ def test_max_inflight_sheds_before_the_body_is_read_and_recovers(
                 return await real_identify(image, k)
 
             monkeypatch.setattr(scorer, "identify", held_identify)
+            # the routes ask the runtime for their collection's scorer: this one, for the default collection
+            monkeypatch.setattr(app.state.runtime, "scorer_for", lambda _collection: scorer)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=admin()) as c:
                 r = await c.post("/v1/artists", json={"id": "adm", "name": "Admission"})

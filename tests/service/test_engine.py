@@ -175,7 +175,9 @@ async def test_bad_file_in_enrolment_leaves_nothing(runtime: Runtime) -> None:
     assert (status_of(e), e.code) == (422, "corrupt_image")
     assert "b.jpg" in e.message
     assert (
-        runtime.portfolios.list_works("monet") == [] and _originals(runtime) == [] and len(runtime.bundle.view("default").gallery) == 0
+        runtime.portfolios.list_works("monet") == []
+        and _originals(runtime) == []
+        and len(runtime.bundle.view("default").gallery) == 0
     )
     e = await _error(runtime.portfolios.add_works("monet", [("a.png", good), ("a-again.png", good)]))
     assert (status_of(e), e.code) == (409, "duplicate_work")

@@ -164,7 +164,10 @@ def test_portfolio_lifecycle_on_postgres(model_dir: Path, tmp_path: Path, pg_url
     # restart: a second app on the same database and data dir keeps everything
     with running(model_dir, tmp_path, database_url=pg_url) as c:
         index_matches_store(c, pg_url)
-        assert len(c.app.state.runtime.bundle.view("default").gallery) == 5 and c.app.state.runtime.bundle.view("default").gallery.missing == 0
+        assert (
+            len(c.app.state.runtime.bundle.view("default").gallery) == 5
+            and c.app.state.runtime.bundle.view("default").gallery.missing == 0
+        )
         artists = c.get("/v1/artists", headers=ADMIN).json()
         assert [(a["id"], a["works"]) for a in artists["items"]] == [("monet", 2), ("renoir", 3)]
         assert artists["items"][0]["meta"] == meta

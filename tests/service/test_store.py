@@ -13,8 +13,8 @@ from sqlalchemy import text
 from service.api.errors import status_of
 from service.errors import ServiceError
 from service.serving.model import Model
-from service.storage.db import make_engine, open_database, sqlite_url
 from service.storage.collections import Collections
+from service.storage.db import make_engine, open_database, sqlite_url
 from service.storage.schema import DEFAULT_COLLECTION as D
 from service.storage.store import Committed, Store
 from tests.service.galleries import new_work
