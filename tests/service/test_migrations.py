@@ -18,7 +18,7 @@ from service.serving.model import Model
 from service.storage.db import SchemaError, current_revision, head_revision, make_engine, migrate, sqlite_url
 from service.storage.schema import Base
 from tests.service import previous_release
-from tests.service.apitools import ADMIN, enrol, running
+from tests.service.apitools import ADMIN, OPERATOR, enrol, running
 from tests.service.conftest import ROOT, png
 
 QUERIES = {"vermeer": 4, "hals": 13, "leyster": 23}
@@ -91,6 +91,18 @@ def test_previous_release_database_upgrades_and_serves_the_same(
         log = c.get("/v1/audit", headers=key).json()
         keys = {k["name"]: k["active"] for k in c.get("/v1/keys", headers=key).json()}
         upgraded = answers(c, key)
+        # revision 0003: everything the single-collection deployment held is the `default` collection's
+        (default,) = c.get("/v1/collections", headers=OPERATOR).json()
+        works = sum(len(seeds) for _, _, seeds in previous_release.ARTISTS.values())
+        assert (default["id"], default["artists"], default["works"]) == ("default", 3, works)
+        assert {k["collection"] for k in c.get("/v1/keys", headers=key).json()} == {"default"}
+        assert {e["collection_id"] for e in log["items"]} == {"default"}
+        # and a collection made afterwards sees none of it
+        made = c.post("/v1/collections", json={"id": "newcomer"}, headers=OPERATOR).json()
+        newcomer = {"X-API-Key": made["key"]["key"]}
+        assert c.get("/v1/artists", headers=newcomer).json()["total"] == 0
+        assert c.get("/v1/artists/vermeer", headers=newcomer).status_code == 404
+        assert c.get("/v1/audit", headers=newcomer).json()["total"] == 0
     assert keys["ops"] is True and keys["old-desk"] is False
     assert log["total"] == 2 and [e["request_id"] for e in log["items"]] == [None, "r1"]
     assert log["items"][1]["score"] == 0.71 and log["items"][1]["time"].startswith("2026-01-15T10:30:00")
