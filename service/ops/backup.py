@@ -1,6 +1,7 @@
-"""Backup and restore: one archive holding everything a deployment stores, and its exact restore.
+"""Backup and restore: one archive holding everything one collection stores, and its exact restore.
 
-`python -m service export --out FILE` writes a tar archive:
+`python -m service export --collection C --out FILE` writes a tar archive of collection C (default: `default`)
+— nothing of any other collection, and no operator key:
 
     artists.jsonl      id, name, meta, created
     works.jsonl        id, artist_id, sha256, filename, size_bytes, created
@@ -8,14 +9,16 @@
     keys.jsonl         name, prefix, key_hash, scope, created_at, revoked_at (hashes only: a key never leaves)
     audit.jsonl        the decision log, oldest first
     originals/<sha256>.bin   every original once (content-addressed)
-    manifest.json      LAST: format name and version, counts, the model that made the embeddings, and the sha256
-                       of every other member
+    manifest.json      LAST: format name and version, the collection (id, name, quota), counts, the model that
+                       made the embeddings, and the sha256 of every other member
 
 The manifest is written last, so a truncated archive has none and is refused; every member is hashed on read
 and compared with the manifest, so a flipped byte is refused too. `restore` checks the whole archive before it
 writes anything, writes the originals (content-addressed, atomic) and then every row in ONE transaction: a
-refused or failed import leaves the target as it was (originals it created are removed again). The target must
-be empty (no artists, works or audit rows); API keys already there win over archived ones (an archived key with
+refused or failed import leaves the target as it was (originals it created are removed again). The target is a
+collection (`import --collection C`; default: the archive's), made with the archive's name and quota when it does
+not exist, and refused when it holds artists, works or audit rows; an archive of the format before collections
+(version 1) is one deployment's single collection. API keys already there win over archived ones (an archived key with
 the same hash is skipped, an archived active key whose name is taken is restored revoked and reported).
 Embeddings of the serving model are restored as they were (identical answers); when the archive's embeddings
 are of another model, the caller re-embeds from the restored originals (`Runtime.reindex`).
@@ -31,6 +34,7 @@ import json
 import os
 import re
 import tarfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,14 +45,26 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from service.errors import Invalid
 from service.storage.audit import entry
+from service.storage.collections import check_id
 from service.storage.db import make_sessionmaker
 from service.storage.originals import OriginalStore
-from service.storage.schema import AUDIT, ApiKey, ArtistRow, EmbeddingRow, WorkRow, audit_fields
+from service.storage.schema import (
+    AUDIT,
+    DEFAULT_COLLECTION,
+    ApiKey,
+    ArtistRow,
+    CollectionRow,
+    EmbeddingRow,
+    WorkRow,
+    audit_fields,
+)
 from service.storage.store import Store
 
 FORMAT = "brushprint-backup"
-VERSION = 1
+VERSION = 2  # 2: one collection's archive (the manifest names it); 1: a deployment before collections
+READABLE = (1, 2)
 MANIFEST = "manifest.json"
 TABLES = ("artists", "works", "embeddings", "keys", "audit")
 _ORIGINAL_RE = re.compile(r"^originals/([0-9a-f]{64})\.bin$")
@@ -75,11 +91,13 @@ class ExportResult:
 
 @dataclass
 class RestoreResult:
+    collection: str
     counts: dict[str, int]
     originals: int
     models: list[str]  # model ids whose embeddings the archive held
     keys_skipped: list[str] = field(default_factory=list)  # already present (same hash)
     keys_revoked: list[str] = field(default_factory=list)  # active name taken in the target: restored revoked
+    works_renumbered: int = 0  # work ids another collection of the target already uses (a copy): given new ids
 
 
 @dataclass
@@ -106,10 +124,12 @@ def _time(value: Any) -> datetime | None:
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
-def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
+def _snapshot(s: Session, collection: str) -> dict[str, list[dict[str, Any]]]:
     artists = [
         {"id": a.id, "name": a.name, "meta": dict(a.meta or {}), "created": _iso(a.created)}
-        for a in s.scalars(sa.select(ArtistRow).order_by(ArtistRow.created, ArtistRow.id))
+        for a in s.scalars(
+            sa.select(ArtistRow).where(ArtistRow.collection_id == collection).order_by(ArtistRow.created, ArtistRow.id)
+        )
     ]
     works = [
         {
@@ -120,7 +140,9 @@ def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
             "size_bytes": w.size_bytes,
             "created": _iso(w.created),
         }
-        for w in s.scalars(sa.select(WorkRow).order_by(WorkRow.created, WorkRow.id))
+        for w in s.scalars(
+            sa.select(WorkRow).where(WorkRow.collection_id == collection).order_by(WorkRow.created, WorkRow.id)
+        )
     ]
     embeddings = [
         {
@@ -130,7 +152,12 @@ def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
             "vector": base64.b64encode(e.vector).decode("ascii"),
             "created": _iso(e.created),
         }
-        for e in s.scalars(sa.select(EmbeddingRow).order_by(EmbeddingRow.work_id, EmbeddingRow.model_id))
+        for e in s.scalars(
+            sa.select(EmbeddingRow)
+            .join(WorkRow, WorkRow.id == EmbeddingRow.work_id)
+            .where(WorkRow.collection_id == collection)
+            .order_by(EmbeddingRow.work_id, EmbeddingRow.model_id)
+        )
     ]
     keys = [
         {
@@ -141,11 +168,16 @@ def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
             "created_at": _iso(k.created_at),
             "revoked_at": _iso(k.revoked_at),
         }
-        for k in s.scalars(sa.select(ApiKey).order_by(ApiKey.id))
+        for k in s.scalars(sa.select(ApiKey).where(ApiKey.collection_id == collection).order_by(ApiKey.id))
     ]
-    audit = [_audit_record(entry(r._mapping)) for r in s.execute(sa.select(AUDIT).order_by(AUDIT.c.id))]
+    audit = [
+        _audit_record(entry(r._mapping))
+        for r in s.execute(sa.select(AUDIT).where(AUDIT.c.collection_id == collection).order_by(AUDIT.c.id))
+    ]
     # the path column is derived from the sha256 on restore; read it here to find each original's bytes
-    paths = dict(s.execute(sa.select(WorkRow.sha256, WorkRow.path)).tuples().all())
+    paths = dict(
+        s.execute(sa.select(WorkRow.sha256, WorkRow.path).where(WorkRow.collection_id == collection)).tuples().all()
+    )
     return {
         "artists": artists,
         "works": works,
@@ -157,8 +189,12 @@ def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
 
 
 def _audit_record(e: Any) -> dict[str, Any]:
-    """An audit entry as archived: every declared field but the row id (the target numbers its own rows)."""
-    return {f.name: _iso(e.time) if f.name == "time" else getattr(e, f.name) for f in audit_fields() if f.name != "id"}
+    """An audit entry as archived: every declared field but the row id (the target numbers its own rows) and the
+    collection (the archive is one collection's; the target names its own)."""
+    skip = ("id", "collection_id")
+    return {
+        f.name: _iso(e.time) if f.name == "time" else getattr(e, f.name) for f in audit_fields() if f.name not in skip
+    }
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -171,8 +207,15 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> No
     tar.addfile(info, io.BytesIO(data))
 
 
-def export_archive(db: sa.Engine, data_dir: str | Path, out: str | Path, progress: bool = False) -> ExportResult:
-    """Write the deployment behind `db` + `data_dir` to `out` (atomically: a partial file never has the name).
+def export_archive(
+    db: sa.Engine,
+    data_dir: str | Path,
+    out: str | Path,
+    progress: bool = False,
+    collection: str = DEFAULT_COLLECTION,
+) -> ExportResult:
+    """Write `collection` of the deployment behind `db` + `data_dir` to `out` (atomically: a partial file never
+    has the name).
 
     Reads one consistent snapshot (one transaction, REPEATABLE READ on PostgreSQL), so it may run while the
     service serves."""
@@ -182,7 +225,11 @@ def export_archive(db: sa.Engine, data_dir: str | Path, out: str | Path, progres
     with sessions() as s:
         if db.dialect.name == "postgresql":
             s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        snap = _snapshot(s)
+        row = s.get(CollectionRow, collection)
+        if row is None:
+            raise BackupError("unknown_collection", f"no collection with id {collection!r}")
+        about = {"id": row.id, "name": row.name, "max_works": row.max_works, "max_bytes": row.max_bytes}
+        snap = _snapshot(s, collection)
     paths = {p["sha256"]: p["path"] for p in snap.pop("_paths")}
     now = datetime.now(UTC)
     files: dict[str, str] = {}
@@ -207,6 +254,7 @@ def export_archive(db: sa.Engine, data_dir: str | Path, out: str | Path, progres
             manifest: dict[str, Any] = {
                 "format": FORMAT,
                 "version": VERSION,
+                "collection": about,
                 "created": _iso(now),
                 "counts": counts,
                 "originals": len(shas),
@@ -283,9 +331,9 @@ def check_archive(path: str | Path) -> Archive:
         raise BackupError("archive_corrupt", f"the manifest is not JSON: {e}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupError("archive_invalid", f"{path} is not a {FORMAT} archive")
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in READABLE:
         raise BackupError(
-            "archive_version", f"archive format version {manifest.get('version')!r}; this build reads {VERSION}"
+            "archive_version", f"archive format version {manifest.get('version')!r}; this build reads {READABLE}"
         )
     listed = manifest.get("files")
     if not isinstance(listed, dict) or set(listed) != set(seen):
@@ -314,26 +362,50 @@ def check_archive(path: str | Path) -> Archive:
 
 
 # ---- restore -------------------------------------------------------------------------------------------------
-def _target_empty(s: Session) -> None:
-    for row, what in ((ArtistRow.__table__, "artists"), (WorkRow.__table__, "works"), (AUDIT, "audit rows")):
-        n = int(s.scalar(sa.select(sa.func.count()).select_from(row)) or 0)
+def _target_empty(s: Session, collection: str) -> None:
+    for table, what in ((ArtistRow.__table__, "artists"), (WorkRow.__table__, "works"), (AUDIT, "audit rows")):
+        n = int(s.scalar(sa.select(sa.func.count()).select_from(table).where(table.c.collection_id == collection)) or 0)
         if n:
             raise BackupError(
-                "target_not_empty", f"the target deployment already holds {n} {what}; import needs an empty one"
+                "target_not_empty", f"collection {collection!r} already holds {n} {what}; import needs an empty one"
             )
 
 
-def restore_archive(db: sa.Engine, data_dir: str | Path, archive: str | Path, progress: bool = False) -> RestoreResult:
-    """Check `archive`, then restore it into the empty deployment behind `db` + `data_dir`, all or nothing."""
+def archived_collection(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The collection an archive holds (version 1, before collections: the deployment's one, `default`)."""
+    about = manifest.get("collection")
+    if manifest.get("version") == 1 or not isinstance(about, dict):
+        return {"id": DEFAULT_COLLECTION, "name": "Default collection", "max_works": None, "max_bytes": None}
+    return about
+
+
+def restore_archive(
+    db: sa.Engine,
+    data_dir: str | Path,
+    archive: str | Path,
+    progress: bool = False,
+    collection: str | None = None,
+) -> RestoreResult:
+    """Check `archive`, then restore it into `collection` (default: the archive's) of the deployment behind
+    `db` + `data_dir` — an empty collection, or one made now — all or nothing."""
     checked = check_archive(archive)
+    about = archived_collection(checked.manifest)
+    target = collection or str(about["id"])
+    try:
+        check_id(target)
+    except Invalid as e:
+        raise BackupError(e.code, e.message) from e
     sessions = make_sessionmaker(db)
     with sessions() as s:
-        _target_empty(s)
+        _target_empty(s, target)
     store = OriginalStore(Path(data_dir))
     created: list[str] = []
     rec = checked.records
     result = RestoreResult(
-        counts={t: len(rec[t]) for t in TABLES}, originals=len(checked.originals), models=checked.manifest["models"]
+        collection=target,
+        counts={t: len(rec[t]) for t in TABLES},
+        originals=len(checked.originals),
+        models=checked.manifest["models"],
     )
     try:
         todo = sorted(checked.originals)
@@ -351,8 +423,20 @@ def restore_archive(db: sa.Engine, data_dir: str | Path, archive: str | Path, pr
                 created.append(rel)
             bar.update()
         bar.close()
-        with Store(db).write() as s:  # one transaction, counted as a change (running replicas reload)
-            _target_empty(s)  # again, inside the transaction that writes
+        writer = Store(db)
+        with writer.write() as s:  # one transaction, counted as a change of every collection (replicas reload)
+            if s.get(CollectionRow, target) is None:
+                s.add(
+                    CollectionRow(
+                        id=target,
+                        name=str(about.get("name") or target),
+                        max_works=about.get("max_works"),
+                        max_bytes=about.get("max_bytes"),
+                        version=writer.version_in(s),
+                    )
+                )
+                s.flush()
+            _target_empty(s, target)  # again, inside the transaction that writes
             _insert_rows(s, rec, store, result)
     except BaseException:
         for rel in created:
@@ -361,15 +445,49 @@ def restore_archive(db: sa.Engine, data_dir: str | Path, archive: str | Path, pr
     return result
 
 
+def _renumber(s: Session, rec: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """Work ids are the deployment's: an archive restored beside the collection it came from (a copy) gets new ids
+    for the works whose ids are taken, everywhere the archive names them."""
+    ids = [w["id"] for w in rec["works"]]
+    taken: set[str] = set()
+    for start in range(0, len(ids), 500):
+        taken |= set(s.scalars(sa.select(WorkRow.id).where(WorkRow.id.in_(ids[start : start + 500]))))
+    if not taken:
+        return rec, 0
+    new = {old: str(uuid.uuid4()) for old in taken}
+
+    def renamed(rows: list[dict[str, Any]], *names: str) -> list[dict[str, Any]]:
+        return [{**r, **{n: new.get(r[n], r[n]) for n in names if r.get(n) is not None}} for r in rows]
+
+    audit_names = [n for n in ("work_id", "same_work_as") if any(n in r for r in rec["audit"])]
+    out = {
+        **rec,
+        "works": renamed(rec["works"], "id"),
+        "embeddings": renamed(rec["embeddings"], "work_id"),
+        "audit": renamed(rec["audit"], *audit_names),
+    }
+    return out, len(taken)
+
+
 def _insert_rows(s: Session, rec: dict[str, list[dict[str, Any]]], store: OriginalStore, result: RestoreResult) -> None:
     try:
+        rec, result.works_renumbered = _renumber(s, rec)
         for a in rec["artists"]:
-            s.add(ArtistRow(id=a["id"], name=a["name"], meta=a.get("meta") or {}, created=_time(a["created"])))
+            s.add(
+                ArtistRow(
+                    collection_id=result.collection,
+                    id=a["id"],
+                    name=a["name"],
+                    meta=a.get("meta") or {},
+                    created=_time(a["created"]),
+                )
+            )
         s.flush()
         for w in rec["works"]:
             s.add(
                 WorkRow(
                     id=w["id"],
+                    collection_id=result.collection,
                     artist_id=w["artist_id"],
                     sha256=w["sha256"],
                     filename=w.get("filename", ""),
@@ -393,8 +511,12 @@ def _insert_rows(s: Session, rec: dict[str, list[dict[str, Any]]], store: Origin
                 )
             )
         existing = {k.key_hash: k for k in s.scalars(sa.select(ApiKey))}
-        active_names = {k.name for k in existing.values() if k.revoked_at is None}
+        active_names = {
+            k.name for k in existing.values() if k.revoked_at is None and k.collection_id == result.collection
+        }
         for k in rec["keys"]:
+            if k["scope"] not in ("admin", "verify"):  # a collection's keys; an operator key is never archived
+                raise BackupError("archive_corrupt", f"key {k['name']!r} has scope {k['scope']!r}")
             if k["key_hash"] in existing:
                 result.keys_skipped.append(k["name"])
                 continue
@@ -406,6 +528,7 @@ def _insert_rows(s: Session, rec: dict[str, list[dict[str, Any]]], store: Origin
                 active_names.add(k["name"])
             s.add(
                 ApiKey(
+                    collection_id=result.collection,
                     name=k["name"],
                     prefix=k["prefix"],
                     key_hash=k["key_hash"],
@@ -415,7 +538,8 @@ def _insert_rows(s: Session, rec: dict[str, list[dict[str, Any]]], store: Origin
                 )
             )
         if rec["audit"]:
-            s.execute(AUDIT.insert(), [{**r, "time": _time(r["time"])} for r in rec["audit"]])
+            rows = [{**r, "collection_id": result.collection, "time": _time(r["time"])} for r in rec["audit"]]
+            s.execute(AUDIT.insert(), rows)
         s.flush()
     except (KeyError, TypeError, ValueError) as e:
         raise BackupError("archive_corrupt", f"archive records are malformed: {e!r}") from e

@@ -4,9 +4,12 @@
                                                  under the migration lock; service/storage/db.py)
     python -m service db current                 the database's revision and this release's
 
-    python -m service export --out FILE          one checksummed archive of the whole deployment (service/ops/backup.py)
-    python -m service import FILE                restore it into an empty deployment; re-embeds when the model differs
-    python -m service enrol ROOT                 enrol ROOT/<artist id>/<images>, creating artists as needed
+    python -m service export --out FILE [--collection C]   one checksummed archive of a collection (default:
+                                                 `default`; service/ops/backup.py)
+    python -m service import FILE [--collection C]   restore it into an empty (or new) collection, by default the
+                                                 archive's; re-embeds when the model differs
+    python -m service enrol ROOT [--collection C]   enrol ROOT/<artist id>/<images> into a collection (default:
+                                                 `default`), creating artists as needed
     python -m service upgrade --to DIR           re-embed with the model in DIR while serving, then switch every
                                                  replica at once (service/ops/upgrade.py); --abort drops a staged one
 
@@ -32,6 +35,7 @@ from tqdm import tqdm
 from contract.decode import ImageError
 from service.config import Settings
 from service.errors import Invalid, ServiceError, UnknownArtist
+from service.storage.schema import DEFAULT_COLLECTION
 
 if TYPE_CHECKING:
     from service.serving.runtime import Runtime
@@ -49,12 +53,15 @@ def add_commands(sub: Any) -> None:
     db_sub.add_parser("current", help="print the database's schema revision and this release's")
     export = sub.add_parser("export", help="write one checksummed backup archive (may run while serving)")
     export.add_argument("--out", required=True, help="archive file to write (written atomically)")
+    export.add_argument("--collection", default=DEFAULT_COLLECTION, help="the collection to export (default: default)")
     export.add_argument("--no-progress", action="store_true")
     restore = sub.add_parser("import", help="restore an archive into an empty deployment")
     restore.add_argument("archive")
+    restore.add_argument("--collection", help="the collection to restore into (default: the archive's)")
     restore.add_argument("--no-progress", action="store_true")
     enrol = sub.add_parser("enrol", help="enrol a folder-per-artist tree: ROOT/<artist id>/<image files>")
     enrol.add_argument("root")
+    enrol.add_argument("--collection", default=DEFAULT_COLLECTION, help="the collection to enrol into")
     enrol.add_argument("--no-progress", action="store_true")
     upgrade = sub.add_parser("upgrade", help="switch the serving model while serving (re-embeds first)")
     which = upgrade.add_mutually_exclusive_group(required=True)
@@ -141,10 +148,19 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
     db = _database(settings)
     try:
-        r = export_archive(db, settings.data_dir, args.out, progress=not args.no_progress)
+        r = export_archive(db, settings.data_dir, args.out, progress=not args.no_progress, collection=args.collection)
     finally:
         db.dispose()
-    _print({"archive": str(r.path), "bytes": r.bytes, "counts": r.counts, "originals": r.originals, "models": r.models})
+    _print(
+        {
+            "archive": str(r.path),
+            "collection": args.collection,
+            "bytes": r.bytes,
+            "counts": r.counts,
+            "originals": r.originals,
+            "models": r.models,
+        }
+    )
     return 0
 
 
@@ -155,7 +171,9 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     check_archive(args.archive)  # refuse a bad archive before loading the model
     runtime = Runtime.from_settings(settings)
     try:
-        r = restore_archive(runtime.db, settings.data_dir, args.archive, progress=not args.no_progress)
+        r = restore_archive(
+            runtime.db, settings.data_dir, args.archive, progress=not args.no_progress, collection=args.collection
+        )
         runtime.rebuild()
         missing = runtime.missing()
         reembedded = 0
@@ -170,6 +188,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
         runtime.close()
     _print(
         {
+            "collection": r.collection,
             "counts": r.counts,
             "originals": r.originals,
             "archive_models": r.models,
@@ -178,6 +197,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
             "failed": failed,
             "keys_skipped": r.keys_skipped,
             "keys_revoked": r.keys_revoked,
+            "works_renumbered": r.works_renumbered,
         }
     )
     return 1 if failed else 0
@@ -202,7 +222,11 @@ def _enrol(args: argparse.Namespace, settings: Settings) -> int:
     tree = folder_tree(Path(args.root))
     runtime = Runtime.from_settings(settings)
     try:
-        summary = asyncio.run(enrol_tree(runtime, tree, settings.max_files_per_request, progress=not args.no_progress))
+        summary = asyncio.run(
+            enrol_tree(
+                runtime, tree, settings.max_files_per_request, progress=not args.no_progress, collection=args.collection
+            )
+        )
     finally:
         runtime.close()
     _print(summary)
@@ -210,12 +234,16 @@ def _enrol(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def enrol_tree(
-    runtime: Runtime, tree: Sequence[tuple[str, list[Path]]], chunk: int, progress: bool = False
+    runtime: Runtime,
+    tree: Sequence[tuple[str, list[Path]]],
+    chunk: int,
+    progress: bool = False,
+    collection: str = DEFAULT_COLLECTION,
 ) -> dict[str, Any]:
     """Enrol each artist's files in chunks (one transaction each). Works already in the portfolio are skipped, so
     a rerun after an interruption continues where it stopped; a chunk holding a bad file is retried file by
     file so only that file is refused (listed with its error code)."""
-    portfolios = runtime.portfolios
+    portfolios = runtime.portfolios_for(collection)
     await runtime.start()
     artists_created, enrolled, skipped = 0, 0, 0
     refused: list[dict[str, str]] = []

@@ -11,7 +11,7 @@ import pytest
 
 from service.__main__ import main
 from service.serving.model import Model
-from tests.service.apitools import ADMIN, enrol, error_code, new_key, one, running
+from tests.service.apitools import ADMIN, OPERATOR, enrol, error_code, new_key, one, running
 from tests.service.conftest import png
 
 SEEDS = {"vermeer": [1, 2, 3, 4], "hals": [11, 12, 13], "leyster": [21, 22]}
@@ -225,3 +225,50 @@ def test_round_trip_on_postgresql(model_dir: Path, tmp_path: Path, pg_url: str, 
     with running(model_dir, target, database_url=pg_url) as c:
         r = c.post("/v1/verify", files=one(4), data={"artist_id": "vermeer"}, headers={"X-API-Key": key})
         assert r.status_code == 200 and r.json() == first
+
+
+def test_export_and_import_one_collection(model_dir: Path, tmp_path: Path, capsys) -> None:
+    """A collection's archive holds that collection only (no other collection's artists, works, originals, keys
+    or audit rows, no operator key); it restores into a deployment that holds other collections, under its own id
+    or another, without touching them, and answers there as it did; a collection that is not empty is refused."""
+    data = tmp_path / "source"
+    with running(model_dir, data) as c:
+        made = c.post("/v1/collections", json={"id": "dealer-a", "name": "Dealer A"}, headers=OPERATOR).json()
+        a = {"X-API-Key": made["key"]["key"]}
+        for artist, seeds in SEEDS.items():
+            assert c.post("/v1/artists", json={"id": artist, "name": artist}, headers=a).status_code == 201
+            files = [("image", (f"{s}.png", png(s), "image/png")) for s in seeds]
+            assert c.post(f"/v1/artists/{artist}/works", files=files, headers=a).status_code == 201
+        enrol(c, "vermeer", [50, 51])  # the default collection's own vermeer, other works
+        assert c.post("/v1/verify", files=one(1), data={"artist_id": "vermeer"}, headers=a).status_code == 200
+        before = c.post("/v1/verify", files=one(2), data={"artist_id": "vermeer"}, headers=a).json()
+    out = tmp_path / "dealer-a.tar"
+    argv = ["--model-dir", str(model_dir), "--data-dir"]
+    code, doc, err = cli(capsys, *argv, str(data), "export", "--collection", "dealer-a", "--out", str(out))
+    assert code == 0, err
+    assert doc["collection"] == "dealer-a" and doc["counts"]["works"] == 9 and doc["counts"]["keys"] == 1
+    assert doc["counts"]["audit"] == 2 and doc["originals"] == 9
+    with tarfile.open(out) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        names = set(tar.getnames())
+    assert manifest["collection"] == {"id": "dealer-a", "name": "Dealer A", "max_works": None, "max_bytes": None}
+    assert not {f"originals/{__import__('hashlib').sha256(png(s)).hexdigest()}.bin" for s in (50, 51)} & names
+
+    target = tmp_path / "target"
+    with running(model_dir, target) as c:
+        enrol(c, "vermeer", [60])  # the target's default collection: untouched by the import
+    code, doc, err = cli(capsys, *argv, str(target), "import", str(out), "--no-progress")
+    assert code == 0 and doc["collection"] == "dealer-a", err
+    code, doc, err = cli(capsys, *argv, str(target), "import", str(out), "--collection", "copy", "--no-progress")
+    assert code == 0 and doc["collection"] == "copy" and doc["works_renumbered"] == 9, err
+    code, _, err = cli(capsys, *argv, str(target), "import", str(out), "--collection", "copy", "--no-progress")
+    assert code == 1 and "target_not_empty" in err
+    with running(model_dir, target) as c:
+        listed = {x["id"]: (x["works"], x["name"]) for x in c.get("/v1/collections", headers=OPERATOR).json()}
+        assert listed == {"default": (1, "Default collection"), "dealer-a": (9, "Dealer A"), "copy": (9, "Dealer A")}
+        after = c.post("/v1/verify", files=one(2), data={"artist_id": "vermeer"}, headers=a).json()
+        assert (after["score"], after["portfolio_size"]) == (before["score"], before["portfolio_size"])
+        assert c.get("/v1/audit", headers=a).json()["total"] == 3  # its two, and the verify just made
+        assert [w["filename"] for w in c.get("/v1/artists/vermeer/works", headers=ADMIN).json()["works"]] == [
+            "vermeer-60.png"
+        ]
