@@ -24,6 +24,8 @@ from brushprint_client._types import (
     Artist,
     ArtistPage,
     AuditPage,
+    Collection,
+    CreatedCollection,
     CreatedKey,
     Decision,
     Identification,
@@ -195,6 +197,32 @@ class _Routes:
         return _Call("DELETE", f"/v1/keys/{_seg(ref)}", _json(lambda d: build(Key, d)))
 
     @staticmethod
+    def create_collection(
+        collection_id: str, name: str | None, max_works: int | None, max_bytes: int | None, admin_key_name: str
+    ) -> _Call[CreatedCollection]:
+        body: dict[str, Any] = {"id": collection_id, "admin_key_name": admin_key_name}
+        optional = (("name", name), ("max_works", max_works), ("max_bytes", max_bytes))
+        body.update({k: v for k, v in optional if v is not None})
+        return _Call("POST", "/v1/collections", _json(CreatedCollection.of), json=body)
+
+    @staticmethod
+    def list_collections() -> _Call[list[Collection]]:
+        return _Call("GET", "/v1/collections", _json(lambda d: [build(Collection, c) for c in d]))
+
+    @staticmethod
+    def get_collection(collection_id: str) -> _Call[Collection]:
+        return _Call("GET", f"/v1/collections/{_seg(collection_id)}", _json(lambda d: build(Collection, d)))
+
+    @staticmethod
+    def delete_collection(collection_id: str) -> _Call[None]:
+        return _Call("DELETE", f"/v1/collections/{_seg(collection_id)}", _none)
+
+    @staticmethod
+    def create_collection_key(collection_id: str, name: str, scope: str) -> _Call[CreatedKey]:
+        path = f"/v1/collections/{_seg(collection_id)}/keys"
+        return _Call("POST", path, _json(lambda d: build(CreatedKey, d)), json={"name": name, "scope": scope})
+
+    @staticmethod
     def audit(
         offset: int,
         limit: int,
@@ -353,6 +381,32 @@ class Client:
     ) -> AuditPage:
         return self._run(_Routes.audit(offset, limit, route, key_name, artist_id, since))
 
+    # collections (operator scope)
+    def create_collection(
+        self,
+        collection_id: str,
+        name: str | None = None,
+        *,
+        max_works: int | None = None,
+        max_bytes: int | None = None,
+        admin_key_name: str = "admin",
+    ) -> CreatedCollection:
+        """A new collection and its first admin key (`.key.key`, shown once)."""
+        return self._run(_Routes.create_collection(collection_id, name, max_works, max_bytes, admin_key_name))
+
+    def list_collections(self) -> list[Collection]:
+        return self._run(_Routes.list_collections())
+
+    def get_collection(self, collection_id: str) -> Collection:
+        return self._run(_Routes.get_collection(collection_id))
+
+    def delete_collection(self, collection_id: str) -> None:
+        """Deletes the collection and everything in it."""
+        return self._run(_Routes.delete_collection(collection_id))
+
+    def create_collection_key(self, collection_id: str, name: str, scope: str) -> CreatedKey:
+        return self._run(_Routes.create_collection_key(collection_id, name, scope))
+
     # operations (no key needed)
     def health(self) -> dict[str, Any]:
         return self._run(_Routes.health())
@@ -474,6 +528,32 @@ class AsyncClient:
         since: datetime | str | None = None,
     ) -> AuditPage:
         return await self._run(_Routes.audit(offset, limit, route, key_name, artist_id, since))
+
+    # collections (operator scope)
+    async def create_collection(
+        self,
+        collection_id: str,
+        name: str | None = None,
+        *,
+        max_works: int | None = None,
+        max_bytes: int | None = None,
+        admin_key_name: str = "admin",
+    ) -> CreatedCollection:
+        """A new collection and its first admin key (`.key.key`, shown once)."""
+        return await self._run(_Routes.create_collection(collection_id, name, max_works, max_bytes, admin_key_name))
+
+    async def list_collections(self) -> list[Collection]:
+        return await self._run(_Routes.list_collections())
+
+    async def get_collection(self, collection_id: str) -> Collection:
+        return await self._run(_Routes.get_collection(collection_id))
+
+    async def delete_collection(self, collection_id: str) -> None:
+        """Deletes the collection and everything in it."""
+        return await self._run(_Routes.delete_collection(collection_id))
+
+    async def create_collection_key(self, collection_id: str, name: str, scope: str) -> CreatedKey:
+        return await self._run(_Routes.create_collection_key(collection_id, name, scope))
 
     async def health(self) -> dict[str, Any]:
         return await self._run(_Routes.health())

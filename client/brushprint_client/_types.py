@@ -146,11 +146,37 @@ class Key:
     created_at: str
     active: bool
     revoked_at: str | None = None
+    collection: str | None = None  # the collection the key acts in (None: an operator key)
 
 
 @dataclass(frozen=True)
 class CreatedKey(Key):
     key: str = ""  # shown once: store it now
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection as an operator key sees it: its quota and what it holds, never what is in it."""
+
+    id: str
+    name: str
+    created: str
+    max_works: int | None = None
+    max_bytes: int | None = None
+    artists: int = 0
+    works: int = 0
+    bytes: int = 0
+    keys: int = 0
+
+
+@dataclass(frozen=True)
+class CreatedCollection:
+    collection: Collection
+    key: CreatedKey  # the collection's first admin key, shown once: store it now
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> CreatedCollection:
+        return cls(build(Collection, data["collection"]), build(CreatedKey, data["key"]))
 
 
 @dataclass(frozen=True)
@@ -167,6 +193,7 @@ class AuditEntry:
     score: float | None = None
     threshold: float | None = None
     request_id: str | None = None
+    collection_id: str | None = None
 
 
 @dataclass(frozen=True)

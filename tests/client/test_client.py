@@ -17,6 +17,7 @@ from brushprint_client import (
     Client,
     Conflict,
     Forbidden,
+    NotFound,
     RateLimited,
     RetryPolicy,
     Unauthorized,
@@ -31,12 +32,14 @@ from bench.pictures import painting_jpeg
 from bench.server import Server
 
 ADMIN_KEY = "client-admin-key-0123456789abcdef"
+OPERATOR_KEY = "client-operator-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("client-data") / "data"
-    with Server(model_dir, data, ADMIN_KEY, env={"BRUSHPRINT_RATE_LIMIT_PER_MINUTE": "0"}) as s:
+    env = {"BRUSHPRINT_RATE_LIMIT_PER_MINUTE": "0", "BRUSHPRINT_OPERATOR_KEY": OPERATOR_KEY}
+    with Server(model_dir, data, ADMIN_KEY, env=env) as s:
         yield s
 
 
@@ -159,6 +162,36 @@ def test_the_async_client_does_the_same(server: Server):
             with pytest.raises(UnknownArtist):
                 await bp.verify(painting_jpeg(3, 0), "nobody")
             await bp.delete_artist("degas")
+
+    asyncio.run(scenario())
+
+
+def test_collections_through_both_clients(server: Server):
+    """The operator's methods: a collection and its first key, a key in it, listing, deletion; the collection's
+    key sees its own artists only, and its keys say which collection they act in."""
+    with Client(server.base_url, OPERATOR_KEY) as op:
+        made = op.create_collection("client-dealer", "Client Dealer", max_works=3)
+        assert (made.collection.id, made.collection.max_works, made.key.scope) == ("client-dealer", 3, "admin")
+        assert made.key.key.startswith("bp_") and made.key.collection == "client-dealer"
+        desk = op.create_collection_key("client-dealer", "desk", "verify")
+        with Client(server.base_url, made.key.key) as dealer:
+            dealer.create_artist("mine", "Mine")
+            assert [a.id for a in dealer.list_artists().items] == ["mine"]
+            assert {k.collection for k in dealer.list_keys()} == {"client-dealer"}
+            with pytest.raises(Forbidden):
+                dealer.list_collections()
+        with Client(server.base_url, desk.key) as verifier, pytest.raises(UnknownArtist):
+            verifier.verify(painting_jpeg(1, 0), "monet")  # the default collection's artist is not here
+        assert op.get_collection("client-dealer").artists == 1
+        assert "client-dealer" in {c.id for c in op.list_collections()}
+
+    async def scenario() -> None:
+        async with AsyncClient(server.base_url, OPERATOR_KEY) as aop:
+            assert (await aop.get_collection("client-dealer")).keys == 2
+            await aop.delete_collection("client-dealer")
+            with pytest.raises(NotFound) as e:
+                await aop.get_collection("client-dealer")
+            assert e.value.code == "unknown_collection"
 
     asyncio.run(scenario())
 
