@@ -326,16 +326,18 @@ _ERROR_DOCS = {
     "max_fpr, min_precision)",
     401: "`missing_api_key` or `invalid_api_key` (unknown or revoked)",
     403: "`insufficient_scope`: the key's scope does not allow this route",
-    404: "`unknown_artist`, `unknown_work` or `unknown_key`",
-    409: "`artist_exists`, `duplicate_work`, `key_name_taken`, `empty_portfolio` (verify against an artist without "
+    404: "`unknown_artist`, `unknown_work`, `unknown_key` or `unknown_collection`: not in the key's collection (an id "
+    "of another collection answers exactly as one that does not exist)",
+    409: "`artist_exists`, `duplicate_work`, `key_name_taken`, `collection_exists`, `quota_exceeded` (the "
+    "collection's quota of works or bytes), `empty_portfolio` (verify against an artist without "
     "works) or `reindex_required` (works lack embeddings of the served model)",
     413: "`request_too_large`, `image_too_large`, `image_too_many_pixels` or `too_many_files`",
     415: "`unsupported_format` or `animated_image`",
     422: "`invalid_request` (the message names the field), `empty_image`, `corrupt_image`, `image_too_small`, "
     "`no_files`, `extreme_aspect_ratio`, `invalid_k`, `invalid_pagination`, `invalid_threshold`, "
     "`invalid_operating_point`, `operating_point_unreachable`, `invalid_evidence`, `invalid_max_side`, "
-    "`invalid_artist_id`, `invalid_name`, `invalid_meta`, `image_quality_too_low` (below the quality the model's "
-    "rates were measured at)",
+    "`invalid_artist_id`, `invalid_name`, `invalid_meta`, `invalid_collection_id`, `invalid_quota`, "
+    "`image_quality_too_low` (below the quality the model's rates were measured at)",
     429: "`rate_limited`: retry after the `Retry-After` header's seconds",
     503: "`overloaded` (retry after `Retry-After`), `not_ready`, or `model_switching` (an enrolment while the "
     "deployment switches models; retry after `Retry-After`)",
