@@ -40,6 +40,9 @@ SCORING = {"/v1/compare", "/v1/verify", "/v1/identify"}
 # reads a `verify` key may make besides scoring: the pictures of the works a verdict names
 VERIFY_READS = {"/v1/artists/{artist_id}/works/{work_id}/image"}
 ARTIST = "acl-artist"
+OPERATOR_KEY = "acl-operator-key-0123456789abcdef"
+# an operator key manages collections and reaches nothing else; no collection's key reaches these
+OPERATOR_ONLY = "/v1/collections"
 
 # The operations are read from an app that was never started: building it loads nothing.
 OPENAPI = create_app(Settings(model_dir=Path("unused-model"), data_dir=Path("unused-data"), admin_key=None)).openapi()
@@ -64,8 +67,8 @@ class Env:
 @pytest.fixture(scope="module")
 def env(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     data_dir = tmp_path_factory.mktemp("access-data")
-    with running_app(make_settings(model_dir, data_dir)) as (app, client):
-        keys = {"admin": ADMIN_KEY}
+    with running_app(make_settings(model_dir, data_dir, operator_key=OPERATOR_KEY)) as (app, client):
+        keys = {"admin": ADMIN_KEY, "operator": OPERATOR_KEY}
         for name, scope in [("acl-verify", "verify"), ("acl-admin2", "admin"), ("acl-revoked", "verify")]:
             r = client.post("/v1/keys", json={"name": name, "scope": scope}, headers=admin())
             assert r.status_code == 201, r.text
@@ -80,7 +83,8 @@ def env(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
 def _url(method: str, path: str, e: Env) -> str:
     # DELETEs that get past the gate must not destroy the fixture's artist: they aim at ids that do not exist
     artist, work = ("acl-nobody", "no-such-work") if method == "DELETE" else (ARTIST, e.work_id)
-    return path.replace("{artist_id}", artist).replace("{work_id}", work).replace("{key_ref}", "0")
+    url = path.replace("{artist_id}", artist).replace("{work_id}", work).replace("{key_ref}", "0")
+    return url.replace("{collection_id}", "acl-nowhere")
 
 
 def _send(e: Env, method: str, path: str, key: str | None):  # type: ignore[no-untyped-def]
@@ -206,6 +210,16 @@ def test_a_keyless_50_mb_upload_is_refused_without_reading_it(env: Env):
 def test_scope_is_enforced_on_every_v1_route(env: Env, method: str, path: str):
     codes = documented_codes(OPENAPI)
     r = _send(env, method, path, env.keys["acl-verify"])
+    operator = _send(env, method, path, env.keys["operator"])
+    if path.startswith(OPERATOR_ONLY):
+        for name in ("acl-verify", "admin", "acl-admin2"):
+            r = _send(env, method, path, env.keys[name])
+            assert r.status_code == 403, f"{method} {path} with {name}: {r.status_code} {r.text[:200]}"
+            assert assert_error_envelope(r, codes) == "insufficient_scope"
+        assert operator.status_code not in (401, 403), f"{method} {path}: {operator.status_code} {operator.text}"
+        return
+    assert operator.status_code == 403, f"{method} {path} with the operator key: {operator.status_code}"
+    assert assert_error_envelope(operator, codes) == "insufficient_scope"
     if path in SCORING:
         # past the gate: the missing body is what is wrong now
         assert r.status_code not in (401, 403), f"{method} {path}: {r.status_code} {r.text[:200]}"
