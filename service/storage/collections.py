@@ -5,7 +5,7 @@ what each holds, deletes one with everything in it — its artists, works and th
 log, and the originals no other work points at — in one transaction. Everyone else acts inside the collection of
 their key and never sees this module. A deleted collection's id may be used again; the versions it is stamped with
 come from the deployment-wide counter, so no process mistakes the new collection for the old one's index.
-Covered by tests/service/test_collections.py.
+Covered by tests/service/test_store.py, tests/service/test_cli.py and tests/reliability/test_isolation.py.
 """
 
 from __future__ import annotations

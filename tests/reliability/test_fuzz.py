@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from bench.pictures import painting, painting_jpeg
 from service.config import Settings
 from service.main import create_app
+from service.storage.collections import Collections
 from tests.reliability import hostile
 from tests.reliability.conftest import (
     admin,
@@ -384,11 +385,16 @@ def schema_app(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     asgi.shutdown_lifespans()
 
 
-def _fresh_admin_key(app: FastAPI) -> str:
+def _fresh_key(app: FastAPI, path: str) -> str:
     # One key per generated case: a generated `DELETE /v1/keys/{key_ref}` may revoke any existing key (the
-    # bootstrap key is id 1), and that must not silently turn the rest of the run into a wall of 401s.
-    _, key = app.state.keys.create(f"fuzz-{uuid.uuid4().hex[:12]}", "admin")
-    return key
+    # bootstrap key is id 1), and that must not silently turn the rest of the run into a wall of 401s. The
+    # collection routes get an operator key (theirs alone); the others an admin key of `default`, which a
+    # generated `DELETE /v1/collections/default` may have deleted: it is made again first.
+    name = f"fuzz-{uuid.uuid4().hex[:12]}"
+    if path.startswith("/v1/collections"):
+        return app.state.keys.create(name, "operator", None)[1]
+    Collections(app.state.keys.bind, app.state.settings.data_dir).ensure("default")
+    return app.state.keys.create(name, "admin", "default")[1]
 
 
 @pytest.mark.timeout(600)
@@ -397,7 +403,7 @@ def test_schemathesis_with_and_without_a_key(case, schema_app: FastAPI):
     codes = documented_codes(schema.raw_schema)
     where = f"{case.method} {case.formatted_path}"
 
-    response = case.call(app=schema_app, headers={"X-API-Key": _fresh_admin_key(schema_app)})
+    response = case.call(app=schema_app, headers={"X-API-Key": _fresh_key(schema_app, case.path)})
     if case.method.lower() not in schema.raw_schema["paths"][case.path]:
         # schemathesis probes methods the path does not declare: 405 in the error envelope, nothing else
         assert response.status_code == 405, where
