@@ -248,7 +248,7 @@ def test_audit_log_times_round_trip_in_utc(pg_url: str) -> None:
             score=0.5,
         )
     )
-    entries, total = log.query()
+    entries, total = log.query("default")
     assert total == 1
     t = entries[0].time
     assert t.utcoffset() == timedelta(0) and before <= t <= datetime.now(UTC)
