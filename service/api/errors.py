@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import Send
 
 from contract.decode import ImageTooLarge, InvalidImage, UnsupportedImage
@@ -136,19 +137,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method any route serves at `path`. Starlette's own Allow names only the first route matching the
-    path, and GET and POST of one resource are separate routes here."""
-    patterns = getattr(app.state, "path_methods", None)
-    if patterns is None:
-        patterns = [
-            (re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(p)) + "$"), {m.upper() for m in ops})
-            for p, ops in app.openapi().get("paths", {}).items()
+    """Every method a route of the app serves at `path`: API, page and docs alike, read from the routes themselves
+    (not the OpenAPI schema, which leaves the page out), so Allow names exactly what is answered there. Starlette's
+    own Allow names only the first route matching the path, and GET and POST of one resource are separate routes
+    here."""
+    table = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = [
+            (compile_path(rc.path)[0], frozenset(rc.methods))
+            for rc in iter_route_contexts(app.routes)
+            if rc.path and rc.methods
         ]
-        app.state.path_methods = patterns
-    methods = set().union(*(m for rx, m in patterns if rx.match(path)))
-    if "GET" in methods:
-        methods.add("HEAD")
-    return sorted(methods)
+        app.state.path_methods = table
+    return sorted(set().union(*(methods for rx, methods in table if rx.match(path))))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
