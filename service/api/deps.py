@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Form, Request, Security, UploadFile
+from fastapi import Depends, Form, Query, Request, Security, UploadFile
 from fastapi.security import APIKeyHeader
 
+from service.api.fields import INTEGER, NUMBER
 from service.api.ratelimit import RateLimiter
 from service.errors import Forbidden, TooLarge
 from service.serving.evidence import MAX_GRID, MIN_GRID
@@ -85,10 +86,12 @@ _UNIT = "a number from 0 to 1"
 def strictness_form(
     threshold: Annotated[
         float | None,
+        NUMBER,
         Form(ge=0.0, le=1.0, description=f"decision threshold, {_UNIT}: match when score ≥ threshold"),
     ] = None,
     max_fpr: Annotated[
         float | None,
+        NUMBER,
         Form(
             ge=0.0,
             le=1.0,
@@ -99,6 +102,7 @@ def strictness_form(
     ] = None,
     min_precision: Annotated[
         float | None,
+        NUMBER,
         Form(
             ge=0.0,
             le=1.0,
@@ -115,6 +119,7 @@ StrictnessDep = Annotated[Strictness, Depends(strictness_form)]
 
 EvidenceGrid = Annotated[
     int | None,
+    INTEGER,
     Form(
         ge=MIN_GRID,
         le=MAX_GRID,
@@ -122,6 +127,9 @@ EvidenceGrid = Annotated[
         "each scored on its own against the same target; costs n² extra embeddings, submitted to the backbone together",
     ),
 ]
+
+
+Offset = Annotated[int, INTEGER, Query(ge=0, le=2**62, description="how many items to skip")]
 
 
 async def read_upload(file: UploadFile, limit: int) -> bytes:

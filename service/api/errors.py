@@ -62,10 +62,18 @@ _HTTP_CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
 }
-# A request validation error on exactly one of these form fields gets the field's own code.
-_STRICTNESS_CODES = {"threshold": "invalid_threshold", "max_fpr": "invalid_operating_point"}
-_STRICTNESS_CODES["min_precision"] = "invalid_operating_point"
-_STRICTNESS_CODES.update(evidence="invalid_evidence", max_side="invalid_max_side")  # same codes as the scorer's
+# A request validation error on exactly one of these fields (out of range, or not spelled as service/api/fields.py
+# reads numbers) gets the field's own code: the code the serving layer refuses the same value with.
+_FIELD_CODES = {
+    "threshold": "invalid_threshold",
+    "max_fpr": "invalid_operating_point",
+    "min_precision": "invalid_operating_point",
+    "evidence": "invalid_evidence",
+    "max_side": "invalid_max_side",
+    "k": "invalid_k",
+    "offset": "invalid_pagination",
+    "limit": "invalid_pagination",
+}
 
 
 def status_of(exc: BaseException) -> int:
@@ -120,8 +128,8 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
         where, field = (loc[0] if loc else "body"), ".".join(loc[1:])
         what = "required, but missing" if e.get("type") == "missing" else e.get("msg", "invalid")
         parts.append(f"{field} ({where}): {what}" if field else f"request {where}: {what}")
-        if len(errors) == 1 and field in _STRICTNESS_CODES:
-            code = _STRICTNESS_CODES[field]
+        if len(errors) == 1 and field in _FIELD_CODES:
+            code = _FIELD_CODES[field]
     if len(errors) > 5:
         parts.append(f"and {len(errors) - 5} more")
     return error_response(422, code, "; ".join(parts) or "invalid request")
