@@ -37,7 +37,7 @@ def list_artists(
     _: AdminKey,
     portfolios: PortfoliosDep,
     offset: Offset = 0,
-    limit: Annotated[int, INTEGER, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Query(ge=1, le=500), INTEGER] = 50,
 ) -> Page[ArtistOut]:
     items, total = portfolios.list_artists(offset, limit)
     return Page[ArtistOut](items=[ArtistOut.model_validate(a) for a in items], total=total, offset=offset, limit=limit)

@@ -35,12 +35,12 @@ def read_audit(
     _: AdminKey,
     audit: AuditDep,
     offset: Offset = 0,
-    limit: Annotated[int, INTEGER, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000), INTEGER] = 100,
     route: Annotated[str | None, Query(max_length=64)] = None,
     key_name: Annotated[str | None, Query(max_length=64)] = None,
     artist_id: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[
-        datetime | None, BeforeValidator(_iso_only), Query(description="ISO 8601 time, e.g. 2026-01-31T12:00:00Z")
+        datetime | None, Query(description="ISO 8601 time, e.g. 2026-01-31T12:00:00Z"), BeforeValidator(_iso_only)
     ] = None,
 ) -> Page[AuditOut]:
     items, total = audit.query(

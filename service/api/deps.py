@@ -86,12 +86,11 @@ _UNIT = "a number from 0 to 1"
 def strictness_form(
     threshold: Annotated[
         float | None,
-        NUMBER,
         Form(ge=0.0, le=1.0, description=f"decision threshold, {_UNIT}: match when score ≥ threshold"),
+        NUMBER,
     ] = None,
     max_fpr: Annotated[
         float | None,
-        NUMBER,
         Form(
             ge=0.0,
             le=1.0,
@@ -99,16 +98,17 @@ def strictness_form(
             "95 % upper bound is at most this (422 `operating_point_unreachable` when the calibration pairs "
             "cannot show so low a rate)",
         ),
+        NUMBER,
     ] = None,
     min_precision: Annotated[
         float | None,
-        NUMBER,
         Form(
             ge=0.0,
             le=1.0,
             description=f"smallest acceptable precision, {_UNIT}: the lowest threshold whose 95 % lower bound "
             "of precision is at least this",
         ),
+        NUMBER,
     ] = None,
 ) -> Strictness:
     """At most one of the three; none means the default operating point (see the API description)."""
@@ -119,17 +119,17 @@ StrictnessDep = Annotated[Strictness, Depends(strictness_form)]
 
 EvidenceGrid = Annotated[
     int | None,
-    INTEGER,
     Form(
         ge=MIN_GRID,
         le=MAX_GRID,
         description=f"ask for an evidence map: the query cut into n×n regions (n from {MIN_GRID} to {MAX_GRID}), "
         "each scored on its own against the same target; costs n² extra embeddings, submitted to the backbone together",
     ),
+    INTEGER,
 ]
 
 
-Offset = Annotated[int, INTEGER, Query(ge=0, le=2**62, description="how many items to skip")]
+Offset = Annotated[int, Query(ge=0, le=2**62, description="how many items to skip"), INTEGER]
 
 
 async def read_upload(file: UploadFile, limit: int) -> bytes:

@@ -5,8 +5,9 @@ the docs call an integer takes the integer part of that grammar alone. So `3` is
 are numbers, while `3.0` (for an integer), `+3`, ` 3`, `3 `, `03`, `.5`, `5.`, `1_0`, `0x3`, `３`, `nan` and
 `inf` — all of which Python's `int()`/`float()` or pydantic's lax mode would take — are refused. A boolean is
 `true` or `false`. A value spelled otherwise is refused as one out of range is: 422 with the field's own code
-(service/api/errors.py). Use them in a parameter's `Annotated[...]` before `Form(...)` / `Query(...)`:
-`Annotated[int, INTEGER, Query(ge=1)]`. Covered by tests/service/test_fields.py.
+(service/api/errors.py). Use them in a parameter's `Annotated[...]` after `Form(...)` / `Query(...)`:
+`Annotated[int, Query(ge=1), INTEGER]` — placed before it, FastAPI keeps the bounds out of the OpenAPI schema's
+`minimum`/`maximum` (they still hold). Covered by tests/service/test_fields.py.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ async def identify(
     limit: UploadLimit,
     request_id: RequestId,
     image: Annotated[UploadFile, File(description="the painting to identify")],
-    k: Annotated[int, INTEGER, Form(ge=1, le=MAX_K, description="how many candidate artists to return")] = 5,
+    k: Annotated[int, Form(ge=1, le=MAX_K, description="how many candidate artists to return"), INTEGER] = 5,
 ) -> IdentifyOut:
     data = await read_upload(image, limit)
     candidates, model_id = await scorer.identify(data, k)

@@ -38,7 +38,7 @@ async def work_image(
     artist_id: str,
     work_id: str,
     max_side: Annotated[
-        int, INTEGER, Query(ge=MIN_SIDE, le=MAX_SIDE, description="longest side in pixels")
+        int, Query(ge=MIN_SIDE, le=MAX_SIDE, description="longest side in pixels"), INTEGER
     ] = DEFAULT_SIDE,
     format: Annotated[Literal["jpeg", "png"], Query(description="`jpeg` (default) or `png`")] = "jpeg",
 ) -> Response:

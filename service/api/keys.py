@@ -35,7 +35,7 @@ def create_key(_: AdminKey, keys: KeysDep, body: KeyIn) -> KeyCreated:
     responses=error_responses(401, 403, 422, 429),
 )
 def list_keys(
-    _: AdminKey, keys: KeysDep, include_revoked: Annotated[bool, BOOLEAN, Query(description="`true` or `false`")] = True
+    _: AdminKey, keys: KeysDep, include_revoked: Annotated[bool, Query(description="`true` or `false`"), BOOLEAN] = True
 ) -> list[KeyOut]:
     return [KeyOut.model_validate(k) for k in keys.list(include_revoked=include_revoked)]
 
