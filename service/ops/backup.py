@@ -36,6 +36,7 @@ Covered by tests/service/test_backup.py.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -388,13 +389,15 @@ def export_archive(db: sa.Engine, data_dir: str | Path, out: str | Path, progres
     """Write the deployment behind `db` + `data_dir` to `out` (atomically: a partial or unrestorable file never
     has the name). May run while the service serves and changes its gallery."""
     out = Path(out)
+    if out.is_dir():
+        raise BackupError("export_failed", f"{out} is a directory: name the archive file to write")
     store = OriginalStore(Path(data_dir))
     snap = read_snapshot(db)
     now = datetime.now(UTC)
     files: dict[str, str] = {}
     tmp = out.with_name(f".{out.name}.part")
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             gone: set[str] = set()
             for sha in tqdm(sorted(snap.paths), desc="export originals", unit="file", disable=not progress):
@@ -433,8 +436,11 @@ def export_archive(db: sa.Engine, data_dir: str | Path, out: str | Path, progres
         except BackupError as e:
             raise BackupError("export_unrestorable", f"the archive would be refused on import: {e.message}") from e
         os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # (not there, or its folder is not one)
+            tmp.unlink()
+        if isinstance(e, OSError):  # the file system's refusal (no such folder, no space, no permission), named
+            raise BackupError("export_failed", f"no archive written: {e}") from e
         raise
     return ExportResult(out, counts, manifest["originals"], out.stat().st_size, models, snap.version, left_out)
 
@@ -517,7 +523,7 @@ def check_archive(path: str | Path) -> Archive:
         raise BackupError("archive_corrupt", f"the manifest is not JSON: {e}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupError("archive_invalid", f"{path} is not a {FORMAT} archive")
-    if manifest.get("version") != VERSION:
+    if type(manifest.get("version")) is not int or manifest["version"] != VERSION:
         raise BackupError(
             "archive_version", f"archive format version {manifest.get('version')!r}; this build reads {VERSION}"
         )

@@ -214,6 +214,8 @@ def _drill(args: argparse.Namespace, settings: Settings) -> int:
     )
     if r.live_moved:
         print("the gallery changed while the drill ran; run it again when it is quiet", file=sys.stderr)
+    if not r.questions:
+        print("the gallery holds no works: the drill restored it but had nothing to ask", file=sys.stderr)
     return 0 if r.passed else 1
 
 

@@ -82,11 +82,13 @@ def read_archive(archive: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[s
     return records, originals, manifest
 
 
-def reseal(archive: Path, out: Path, edit: Edit) -> Path:
-    """The archive with its records (and originals) changed by `edit` and every checksum recomputed: tampered, but
-    consistent with its own manifest."""
+def reseal(archive: Path, out: Path, edit: Edit, edit_manifest: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """The archive with its records (and originals) changed by `edit`, its manifest by `edit_manifest`, and every
+    checksum recomputed: tampered, but consistent with its own manifest."""
     records, originals, manifest = read_archive(archive)
     edit(records, originals)
+    if edit_manifest is not None:
+        edit_manifest(manifest)
     files: dict[str, str] = {}
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
 

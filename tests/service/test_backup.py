@@ -387,6 +387,31 @@ def test_export_refuses_to_write_an_archive_import_would_refuse(model_dir: Path,
     assert not out.exists() and not list(tmp_path.glob(".x.tar*"))
 
 
+def test_export_to_a_place_it_cannot_write_says_so(model_dir: Path, tmp_path: Path, archived: Path, capsys) -> None:
+    """An --out that is a directory, or under a path that cannot be made, is refused by name (no traceback), and
+    no partial file is left."""
+    data = tmp_path / "data"
+    with running(model_dir, data) as c:
+        enrol(c, "vermeer", [1])
+    (tmp_path / "dir.tar").mkdir()
+    (tmp_path / "file").write_bytes(b"x")
+    for out in (tmp_path / "dir.tar", tmp_path / "file" / "a.tar"):
+        argv = ["--model-dir", str(model_dir), "--data-dir", str(data), "export", "--out", str(out), "--no-progress"]
+        code, doc, err = cli(capsys, *argv)
+        assert code == 1 and doc == {} and "error: export_failed:" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "dir.tar", "file"]
+    assert not list((tmp_path / "dir.tar").iterdir())
+
+
+def test_a_manifest_version_that_is_not_the_integer_is_refused(tmp_path: Path, archived: Path) -> None:
+    """`True == 1` in Python: the format version must be the integer itself."""
+    for version in (True, 1.0, "1", 2):
+        bad = reseal(archived, tmp_path / "v.tar", lambda r, o: None, lambda m, v=version: m.update(version=v))
+        with pytest.raises(BackupError) as info:
+            backup.check_archive(bad)
+        assert info.value.code == "archive_version", (version, info.value.message)
+
+
 # ---- bulk enrolment, and PostgreSQL ---------------------------------------------------------------------------
 def test_enrol_folder_tree_with_progress_and_rerun(model_dir: Path, tmp_path: Path, capsys) -> None:
     root = tmp_path / "archive"
