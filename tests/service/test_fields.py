@@ -160,12 +160,15 @@ def client(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         yield c
 
 
-def _send(client: TestClient, method: str, path: str, name: str, value: str):  # type: ignore[no-untyped-def]
+def _send(client: TestClient, method: str, path: str, name: str, value: str | None):  # type: ignore[no-untyped-def]
     path = path.replace("{artist_id}", "vermeer").replace("{work_id}", client.app.state.work_id)
     if method == "get":
         return client.get(path, params={name: value}, headers=ADMIN)
     files = pair(1, 2) if path.endswith("compare") else one(3)
-    data = {name: value, **({"artist_id": "vermeer"} if path.endswith("verify") else {})}
+    data = {
+        **({name: value} if value is not None else {}),
+        **({"artist_id": "vermeer"} if path.endswith("verify") else {}),
+    }
     return client.post(path, files=files, data=data, headers=ADMIN)
 
 
@@ -181,3 +184,18 @@ def test_each_field_refuses_every_other_spelling_and_changes_nothing(client: Tes
     assert client.get("/v1/audit", headers=ADMIN).json()["total"] == audit  # nothing decided, nothing logged
     r = _send(client, method, path, name, good)
     assert r.status_code == 200, (good, r.text)
+
+
+@pytest.mark.parametrize("field", list(FIELDS), ids=lambda f: f"{f[1]}:{f[2]}")
+def test_an_empty_value_is_absent_in_a_form_and_refused_in_a_query(client: TestClient, field) -> None:
+    """An empty form field counts as not sent (an HTML form sends an empty box so; FastAPI reads it as absent), as
+    the README says; an empty query parameter is a spelling like any other, refused with the field's code."""
+    method, path, name = field
+    kind, code, _ = FIELDS[field]
+    r = _send(client, method, path, name, "")
+    if method == "get":
+        assert r.status_code == 422 and error_code(r) == code, r.text
+    else:
+        absent = _send(client, method, path, name, None)
+        assert r.status_code == absent.status_code == 200, (r.text, absent.text)
+        assert {**r.json(), "request_id": None} == {**absent.json(), "request_id": None}
