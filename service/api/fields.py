@@ -13,6 +13,7 @@ are numbers, while `3.0` (for an integer), `+3`, ` 3`, `3 `, `03`, `.5`, `5.`, `
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pydantic import BeforeValidator
 
@@ -22,22 +23,26 @@ _BOOLEANS = {"true": True, "false": False}
 MAX_LENGTH = 40  # longer text is no number any field takes (and int() of 10⁴ digits costs)
 
 
-def parse_integer(value: object) -> object:
-    """The integer a text spells, or ValueError; anything not text is left to the field's type."""
-    if not isinstance(value, str):
-        return value
-    if len(value) > MAX_LENGTH or not _INTEGER.fullmatch(value):
-        raise ValueError("must be an integer in plain decimal digits (no '+', spaces, leading zeros, point, exponent)")
-    return int(value)
+def _spelled(pattern: re.Pattern[str], convert: Callable[[str], object], rule: str) -> Callable[[object], object]:
+    """A parser: the value a text spells by `pattern`, or ValueError saying `rule`; anything not text is left to the
+    field's type."""
+
+    def parse(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if len(value) > MAX_LENGTH or not pattern.fullmatch(value):
+            raise ValueError(rule)
+        return convert(value)
+
+    return parse
 
 
-def parse_number(value: object) -> object:
-    """The number a text spells as JSON would, or ValueError; anything not text is left to the field's type."""
-    if not isinstance(value, str):
-        return value
-    if len(value) > MAX_LENGTH or not _NUMBER.fullmatch(value):
-        raise ValueError("must be a number as JSON writes one, e.g. 0.05 or 1e-3 (no '+', spaces or leading zeros)")
-    return float(value)
+parse_integer = _spelled(
+    _INTEGER, int, "must be an integer in plain decimal digits (no '+', spaces, leading zeros, point, exponent)"
+)
+parse_number = _spelled(
+    _NUMBER, float, "must be a number as JSON writes one, e.g. 0.05 or 1e-3 (no '+', spaces or leading zeros)"
+)
 
 
 def parse_boolean(value: object) -> object:
