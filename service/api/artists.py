@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 
-from service.api.deps import AdminKey, PortfoliosDep, UploadLimit, read_upload
+from service.api.deps import AdminKey, Offset, PortfoliosDep, UploadLimit, read_upload
+from service.api.fields import INTEGER
 from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import ArtistIn, ArtistOut, Page, WorkOut, WorksOut, error_responses
 from service.errors import TooLarge
@@ -35,8 +36,8 @@ def create_artist(_: AdminKey, portfolios: PortfoliosDep, body: ArtistIn) -> Art
 def list_artists(
     _: AdminKey,
     portfolios: PortfoliosDep,
-    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=500), INTEGER] = 50,
 ) -> Page[ArtistOut]:
     items, total = portfolios.list_artists(offset, limit)
     return Page[ArtistOut](items=[ArtistOut.model_validate(a) for a in items], total=total, offset=offset, limit=limit)

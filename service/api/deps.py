@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Form, Request, Security, UploadFile
+from fastapi import Depends, Form, Query, Request, Security, UploadFile
 from fastapi.security import APIKeyHeader
 
+from service.api.fields import INTEGER, NUMBER
 from service.api.ratelimit import RateLimiter
 from service.errors import Forbidden, TooLarge
 from service.serving.evidence import MAX_GRID, MIN_GRID
@@ -116,6 +117,7 @@ def strictness_form(
     threshold: Annotated[
         float | None,
         Form(ge=0.0, le=1.0, description=f"decision threshold, {_UNIT}: match when score ≥ threshold"),
+        NUMBER,
     ] = None,
     max_fpr: Annotated[
         float | None,
@@ -126,6 +128,7 @@ def strictness_form(
             "95 % upper bound is at most this (422 `operating_point_unreachable` when the calibration pairs "
             "cannot show so low a rate)",
         ),
+        NUMBER,
     ] = None,
     min_precision: Annotated[
         float | None,
@@ -135,6 +138,7 @@ def strictness_form(
             description=f"smallest acceptable precision, {_UNIT}: the lowest threshold whose 95 % lower bound "
             "of precision is at least this",
         ),
+        NUMBER,
     ] = None,
 ) -> Strictness:
     """At most one of the three; none means the default operating point (see the API description)."""
@@ -151,7 +155,11 @@ EvidenceGrid = Annotated[
         description=f"ask for an evidence map: the query cut into n×n regions (n from {MIN_GRID} to {MAX_GRID}), "
         "each scored on its own against the same target; costs n² extra embeddings, submitted to the backbone together",
     ),
+    INTEGER,
 ]
+
+
+Offset = Annotated[int, Query(ge=0, le=2**62, description="how many items to skip"), INTEGER]
 
 
 async def read_upload(file: UploadFile, limit: int) -> bytes:

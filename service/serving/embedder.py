@@ -96,6 +96,14 @@ class Embedder:
         with self._decode_slots:
             return decode_bytes(data, limits or self.limits)
 
+    def decode_original(self, data: bytes) -> Decoded:
+        """An enrolled original (a thumbnail's source, an archive's original on restore): it passed the upload
+        checks once, so the byte limit is lifted, lest a later, smaller limit hide it; the others hold."""
+        lifted = ImageLimits(
+            max_bytes=max(len(data), 1), max_pixels=self.limits.max_pixels, formats=self.limits.formats
+        )
+        return self.decode(data, lifted)
+
     def prepare(self, bundle: Bundle, data: bytes, floor: bool = True) -> Prepared:
         """Bytes → decoded picture, backbone inputs and measured quality; with `floor`, a picture below the
         card's quality floor is refused (422 `image_quality_too_low`) before the backbone sees it."""

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from contract.decode import ImageError, ImageLimits
+from contract.decode import ImageError
 from service.config import Settings
 from service.errors import Invalid, NoFiles
 from service.serving.bundle import Bundle, BundleSlot
@@ -30,6 +30,24 @@ from service.storage.schema import DEFAULT_COLLECTION
 MAX_PAGE = 1000
 MAX_META_BYTES = 16_384
 ARTIST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def artist_fields(artist_id: object, name: object, meta: object) -> tuple[str, str, dict]:
+    """(id, name, meta) as the service stores an artist, or `Invalid` naming the first field it refuses. The one
+    check of an artist: the API's create and an archive's restore (service/ops/backup.py) both call it."""
+    if not isinstance(artist_id, str) or not ARTIST_ID_RE.fullmatch(artist_id):
+        raise Invalid("invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'")
+    if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        raise Invalid("invalid_name", "name must be a non-empty string of at most 256 characters")
+    if meta is not None and not isinstance(meta, dict):
+        raise Invalid("invalid_meta", "meta must be a JSON object")
+    try:
+        encoded = json.dumps(meta or {}, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise Invalid("invalid_meta", f"meta must be plain JSON: {e}") from e
+    if len(encoded.encode()) > MAX_META_BYTES:
+        raise Invalid("invalid_meta", f"meta must be at most {MAX_META_BYTES} bytes as JSON")
+    return artist_id, name.strip(), meta or {}
 
 
 class Portfolios:
@@ -47,19 +65,7 @@ class Portfolios:
 
     # ---- artists ------------------------------------------------------------------------------------------
     def create_artist(self, artist_id: str, name: str, meta: dict | None = None) -> Artist:
-        if not isinstance(artist_id, str) or not ARTIST_ID_RE.fullmatch(artist_id):
-            raise Invalid("invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'")
-        if not isinstance(name, str) or not name.strip() or len(name) > 256:
-            raise Invalid("invalid_name", "name must be a non-empty string of at most 256 characters")
-        if meta is not None and not isinstance(meta, dict):
-            raise Invalid("invalid_meta", "meta must be a JSON object")
-        try:
-            encoded = json.dumps(meta or {}, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise Invalid("invalid_meta", f"meta must be plain JSON: {e}") from e
-        if len(encoded.encode()) > MAX_META_BYTES:
-            raise Invalid("invalid_meta", f"meta must be at most {MAX_META_BYTES} bytes as JSON")
-        return self._gallery.create_artist(artist_id, name.strip(), meta or {})
+        return self._gallery.create_artist(*artist_fields(artist_id, name, meta))
 
     def list_artists(self, offset: int = 0, limit: int = 50) -> tuple[list[Artist], int]:
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
@@ -107,12 +113,9 @@ class Portfolios:
     async def work_image(self, artist_id: str, work_id: str, max_side: int = 256, fmt: str = "jpeg") -> Thumbnail:
         """A reference work's original, scaled to at most `max_side` px, as JPEG or PNG."""
         check_thumbnail(max_side, fmt)
-        data = await asyncio.to_thread(lambda: self._gallery.original(artist_id, work_id))
-        # it passed these checks at enrolment; the byte limit is lifted so a later, smaller limit cannot hide it
-        limits = self.embedder.limits
-        lifted = ImageLimits(max_bytes=max(len(data), 1), max_pixels=limits.max_pixels, formats=limits.formats)
+        data = await asyncio.to_thread(self._gallery.original, artist_id, work_id)
 
         def render() -> Thumbnail:
-            return thumbnail(self.embedder.decode(data, lifted).image, max_side, fmt)
+            return thumbnail(self.embedder.decode_original(data).image, max_side, fmt)
 
         return await asyncio.to_thread(render)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from service.errors import Conflict, Invalid, UnknownCollection
 from service.storage.db import make_sessionmaker
 from service.storage.keys import KeyInfo, KeyStore, Scope
-from service.storage.keys import check_name as check_key_name
+from service.storage.keys import key_name as check_key_name
 from service.storage.originals import OriginalStore
 from service.storage.schema import AUDIT, ApiKey, ArtistRow, CollectionRow, EmbeddingRow, WorkRow
 from service.storage.store import Store, storable
@@ -62,6 +62,19 @@ def _quota(value: object, what: str) -> int | None:
     return value
 
 
+def collection_fields(
+    collection_id: object, name: object, max_works: object, max_bytes: object
+) -> tuple[str, str, int | None, int | None]:
+    """(id, name, max_works, max_bytes) as a collection is stored (a name of None: the id), or `Invalid` naming the
+    first field refused. The one check of a collection: `create` and an archive's restore (service/ops/backup.py)."""
+    check_id(collection_id)
+    assert isinstance(collection_id, str)
+    name = collection_id if name is None else name
+    if not isinstance(name, str) or not name.strip() or len(name) > 256 or not storable(name):
+        raise Invalid("invalid_name", "name must be a non-empty string of at most 256 characters")
+    return collection_id, name.strip(), _quota(max_works, "max_works"), _quota(max_bytes, "max_bytes")
+
+
 class Collections:
     def __init__(self, db: sa.Engine, data_dir: str | Path):
         self.db = db
@@ -72,12 +85,7 @@ class Collections:
     def create(
         self, collection_id: str, name: str | None = None, max_works: int | None = None, max_bytes: int | None = None
     ) -> Collection:
-        check_id(collection_id)
-        name = collection_id if name is None else name
-        if not isinstance(name, str) or not name.strip() or len(name) > 256 or not storable(name):
-            raise Invalid("invalid_name", "name must be a non-empty string of at most 256 characters")
-        name = name.strip()
-        quotas = _quota(max_works, "max_works"), _quota(max_bytes, "max_bytes")
+        collection_id, name, *quotas = collection_fields(collection_id, name, max_works, max_bytes)
         exists = Conflict("collection_exists", f"collection {collection_id!r} already exists")
         try:
             with self.store.write() as s:  # stamped with the deployment's newest version, like every write

@@ -101,8 +101,8 @@ class KeyStore:
     def create(self, name: str, scope: Scope | str, collection: str | None) -> tuple[KeyInfo, str]:
         """Issue a new key in `collection` (None for an operator key). Returns its info and the plaintext key,
         which is never retrievable again."""
-        scope = _scope(scope)
-        name = check_name(name)
+        scope = key_scope(scope)
+        name = key_name(name)
         key = generate_key()
         with self._sessions.begin() as s:
             _check_collection(s, scope, collection)
@@ -127,7 +127,7 @@ class KeyStore:
         A different active key under the same name is revoked, so changing the environment variable rotates the
         bootstrap key. A bootstrap key that an operator revoked stays revoked.
         """
-        scope, name, digest = _scope(scope), check_name(name), hash_key(key)
+        scope, name, digest = key_scope(scope), key_name(name), hash_key(key)
         try:
             return self._ensure(name, key, scope, digest, collection)
         except sa.exc.IntegrityError:
@@ -226,14 +226,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _scope(scope: Scope | str) -> Scope:
+def key_scope(scope: Scope | str) -> Scope:
     try:
         return Scope(scope)
     except ValueError:
         raise Invalid("invalid_request", f"scope must be one of {[s.value for s in Scope]}") from None
 
 
-def check_name(name: str) -> str:
+def key_name(name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 64 or "\x00" in name:
         raise Invalid("invalid_request", "key name must be 1 to 64 characters, none of them NUL")
