@@ -16,6 +16,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     artists.router,
     images.router,
     keys.router,
+    keys.me_router,
     audit.router,
     collections.router,
     web.router,

@@ -82,8 +82,8 @@ KeysDep = Annotated[KeyStore, Depends(get_keys)]
 AuditDep = Annotated[AuditLog, Depends(get_audit)]
 
 
-def _allowed(request: Request, key: KeyInfo, need: Scope) -> KeyInfo:
-    if not scope_allows(key.scope, need):
+def _allowed(request: Request, key: KeyInfo, need: Scope | None) -> KeyInfo:
+    if need is not None and not scope_allows(key.scope, need):
         raise Forbidden("insufficient_scope", f"this route needs scope {need.value!r}; the key has {key.scope.value!r}")
     state = request.app.state
     limiter: RateLimiter = state.limiter
@@ -106,6 +106,12 @@ def require_operator(request: Request, key: Caller) -> KeyInfo:
     return _allowed(request, key, Scope.operator)
 
 
+def require_any(request: Request, key: Caller) -> KeyInfo:
+    """Any active key, of any scope (rate limits still apply)."""
+    return _allowed(request, key, None)
+
+
+AnyKey = Annotated[KeyInfo, Depends(require_any)]
 VerifyKey = Annotated[KeyInfo, Depends(require_verify)]
 AdminKey = Annotated[KeyInfo, Depends(require_admin)]
 OperatorKey = Annotated[KeyInfo, Depends(require_operator)]

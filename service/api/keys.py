@@ -1,18 +1,32 @@
 """API keys over HTTP (admin scope): the keys of the caller's collection, and only those; the same operations as
-`python -m service keys … --collection`."""
+`python -m service keys … --collection`. `GET /v1/me` (any scope): the calling key and its collection, what the page
+shows."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
-from service.api.deps import AdminKey, CallerCollection, KeysDep
+from service.api.deps import AdminKey, AnyKey, CallerCollection, KeysDep
 from service.api.fields import BOOLEAN
 from service.api.middleware import API_PREFIX
-from service.api.schemas import KeyCreated, KeyIn, KeyOut, error_responses
+from service.api.schemas import KeyCreated, KeyIn, KeyOut, MeOut, error_responses
 
 router = APIRouter(prefix=f"{API_PREFIX}/keys", tags=["keys"])
+me_router = APIRouter(prefix=API_PREFIX, tags=["keys"])
+
+
+@me_router.get(
+    "/me",
+    response_model=MeOut,
+    summary="The calling key",
+    description="Its name, scope and prefix, and the collection it acts in (null for an operator key). Any scope.",
+    responses=error_responses(401, 429),
+)
+def whoami(key: AnyKey, request: Request) -> MeOut:
+    name = None if key.collection is None else request.app.state.runtime.collections.get(key.collection).name
+    return MeOut(name=key.name, scope=key.scope, prefix=key.prefix, collection=key.collection, collection_name=name)
 
 
 @router.post(

@@ -261,6 +261,14 @@ class KeyOut(_Out):
     active: bool
 
 
+class MeOut(_Out):
+    name: str
+    scope: Scope
+    prefix: str = Field(description="first characters of the key; not a secret")
+    collection: str | None = Field(description="the collection the key acts in (null: an operator key)")
+    collection_name: str | None = Field(description="that collection's name (null: an operator key)")
+
+
 class KeyCreated(KeyOut):
     key: str = Field(description="the API key: shown this once, store it now (the service keeps only a hash)")
 

@@ -4,7 +4,7 @@
 
 const KEY_STORE = "brushprint.key";
 const $ = (sel) => document.querySelector(sel);
-const state = { scope: null, artists: [], detail: null };
+const state = { scope: null, me: null, artists: [], detail: null };
 
 // ---------------------------------------------------------------- talking to the API
 class ApiError extends Error {
@@ -75,32 +75,45 @@ async function guarded(fn) {
 }
 
 // ---------------------------------------------------------------- key and tabs
+const SCOPE_TEXT = {
+  admin: "Admin key: you may compare, verify, enrol artists and read the audit log.",
+  verify: "Verify key: you may compare and verify. Enrolment needs an admin key.",
+  operator: "Operator key: you see the collections; what is inside them needs one of their own keys.",
+};
+
 async function useKey(value) {
   sessionStorage.setItem(KEY_STORE, value);
   const status = $("#key-status");
   try {
-    state.artists = (await api("GET", `${API}/artists?limit=500`)).items;
-    state.scope = "admin";
+    state.me = await api("GET", `${API}/me`);
+    state.scope = state.me.scope;
+    state.artists = state.scope === "admin" ? (await api("GET", `${API}/artists?limit=500`)).items : [];
   } catch (e) {
-    if (e.status === 403) {
-      state.scope = "verify";
-      state.artists = [];
-    } else {
-      sessionStorage.removeItem(KEY_STORE);
-      state.scope = null;
-      status.textContent = `This key was refused: ${e.message} [${e.code}]`;
-      status.className = "bad";
-      $("#tabs").hidden = true;
-      document.querySelectorAll(".tab-panel").forEach((p) => (p.hidden = true));
-      return;
-    }
+    sessionStorage.removeItem(KEY_STORE);
+    state.scope = state.me = null;
+    status.textContent = `This key was refused: ${e.message} [${e.code}]`;
+    status.className = "bad";
+    $("#tabs").hidden = true;
+    $("#collection-status").hidden = true;
+    document.querySelectorAll(".tab-panel").forEach((p) => (p.hidden = true));
+    return;
   }
-  status.textContent = state.scope === "admin"
-    ? "Admin key: you may compare, verify, enrol artists and read the audit log."
-    : "Verify key: you may compare and verify. Enrolment needs an admin key.";
+  status.textContent = SCOPE_TEXT[state.scope] || `Scope ${state.scope}.`;
   status.className = "good";
+  const where = $("#collection-status");
+  where.textContent = state.me.collection === null
+    ? "No collection: an operator key acts inside none."
+    : `Collection: ${state.me.collection_name} (${state.me.collection}). Everything here is this collection's only.`;
+  where.hidden = false;
+  const operator = state.scope === "operator";
   $("#tabs").hidden = false;
+  document.querySelectorAll(".tab").forEach((t) => (t.hidden = operator !== (t.dataset.tab === "collections")));
   $("#admin-tab").hidden = state.scope !== "admin";
+  if (operator) {
+    showTab("collections");
+    await loadCollections();
+    return;
+  }
   fillArtists();
   if (state.scope === "admin") renderArtists();
   showTab(document.querySelector(".tab.active").dataset.tab);
@@ -108,6 +121,8 @@ async function useKey(value) {
 
 function showTab(name) {
   if (name === "admin" && state.scope !== "admin") name = "compare";
+  const operator = state.scope === "operator";
+  if ((name === "collections") !== operator) name = operator ? "collections" : "compare";
   document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t.dataset.tab === name));
   document.querySelectorAll(".tab-panel").forEach((p) => (p.hidden = p.id !== "tab-" + name));
 }
@@ -549,6 +564,22 @@ async function loadAudit() {
   table.hidden = false;
 }
 
+// ---------------------------------------------------------------- collections (operator)
+async function loadCollections() {
+  const listed = await api("GET", `${API}/collections`);
+  const body = $("#collections-table tbody");
+  body.innerHTML = "";
+  const quota = (v) => (v == null ? "no limit" : String(v));
+  for (const c of listed) {
+    const tr = el("tr");
+    const cells = [c.id, c.name, String(c.artists), `${c.works} / ${quota(c.max_works)}`,
+      `${c.bytes} / ${quota(c.max_bytes)}`, String(c.keys)];
+    tr.append(...cells.map((v) => el("td", null, v)));
+    body.append(tr);
+  }
+  $("#collections-empty").hidden = listed.length > 0;
+}
+
 // ---------------------------------------------------------------- wiring
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll(".drop").forEach(setupDrop);
@@ -568,6 +599,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#verify-go").addEventListener("click", () => guarded(verify));
   $("#works-upload").addEventListener("click", () => guarded(uploadWorks));
   $("#audit-load").addEventListener("click", () => guarded(loadAudit));
+  $("#collections-load").addEventListener("click", () => guarded(loadCollections));
   $("#artist-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     guarded(async () => {

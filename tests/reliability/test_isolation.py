@@ -144,6 +144,7 @@ PROBES: dict[tuple[str, str], Probe] = {
     ),
     ("DELETE", "/v1/keys/{key_ref}"): _delete("/v1/keys/{key_ref}"),
     ("GET", "/v1/audit"): lambda c, h, ids: c.get("/v1/audit", params={"artist_id": ids["artist_id"]}, headers=h),
+    ("GET", "/v1/me"): _get("/v1/me"),
     ("GET", "/v1/collections"): _get("/v1/collections"),
     ("POST", "/v1/collections"): lambda c, h, ids: c.post(
         "/v1/collections", json={"id": ids["collection_id"]}, headers=h
@@ -222,6 +223,9 @@ def test_listings_show_only_the_collection_own(world) -> None:
         assert all(not e["key_name"].startswith(other.name) for e in audit["items"])
         for filters in ({"key_name": f"{other.name}-desk"}, {"artist_id": other.own_artists()[0]}):
             assert client.get("/v1/audit", params=filters, headers=me.admin).json()["total"] == 0
+        for scope, headers in me.keys.items():  # the calling key names its own collection only
+            mine = client.get("/v1/me", headers=headers).json()
+            assert (mine["scope"], mine["collection"], mine["collection_name"]) == (scope, me.name, f"Dealer {me.name}")
 
 
 def test_scoring_reaches_only_the_collection_own_works(world) -> None:

@@ -36,8 +36,8 @@ def call(client: TestClient, method: str, path: str, headers: dict[str, str] | N
 def test_every_route_is_either_open_or_under_v1(client: TestClient) -> None:
     schema = client.app.openapi()
     assert set(schema["paths"]) - OPEN_PATHS == {p for _, p in v1_routes(client)}
-    # 14 + the reference-work picture (GET …/works/{work_id}/image) + 5 for collections (operator scope)
-    assert len(v1_routes(client)) == 20
+    # 14 + the reference-work picture (GET …/works/{work_id}/image) + 5 for collections (operator scope) + GET /v1/me
+    assert len(v1_routes(client)) == 21
     for method, path in v1_routes(client):
         assert schema["paths"][path][method.lower()]["security"] == [{"ApiKey": []}], (method, path)
     assert schema["components"]["securitySchemes"]["ApiKey"] == {
@@ -68,6 +68,8 @@ def test_verify_scope_reaches_scoring_routes_only(client: TestClient) -> None:
         if (method, path) in VERIFY_ROUTES:
             # past authentication: what is missing now is the body
             assert r.status_code == 422, (method, path, r.text)
+        elif path == "/v1/me":  # any key reads who it is
+            assert r.status_code == 200 and r.json()["scope"] == "verify", r.text
         elif path.endswith("/works/{work_id}/image"):
             # the pictures of the works a verdict names: past the scope check, the placeholder artist is unknown
             assert (r.status_code, error_code(r)) == (404, "unknown_artist"), (method, path)
@@ -87,7 +89,9 @@ def test_operator_scope_reaches_collection_routes_only(client: TestClient) -> No
     operator = {"X-API-Key": OPERATOR_KEY}
     for method, path in v1_routes(client):
         r = call(client, method, path, operator)
-        if not path.startswith("/v1/collections"):
+        if path == "/v1/me":
+            assert r.status_code == 200 and r.json()["collection"] is None, r.text
+        elif not path.startswith("/v1/collections"):
             assert (r.status_code, error_code(r)) == (403, "insufficient_scope"), (method, path)
         elif "{collection_id}" in path:
             # past the scope check: the placeholder collection is unknown (or, for a new key, the body is missing)

@@ -28,6 +28,7 @@ from bench.server import Server
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "default"
 ADMIN_KEY = "browser-admin-key-0123456789abcdef"
+OPERATOR_KEY = "browser-operator-key-0123456789abcdef"
 _LOADED = "[...document.querySelectorAll('%s')].filter(i => i.naturalWidth > 0).length"  # pictures shown
 CHROMIUM = os.environ.get("BRUSHPRINT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -36,7 +37,11 @@ CHROMIUM = os.environ.get("BRUSHPRINT_CHROMIUM") or shutil.which("chromium") or 
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert (SHIPPED / "model.json").is_file(), "the browser tests use the shipped model models/default"
     data = tmp_path_factory.mktemp("browser-data")
-    env = {"BRUSHPRINT_RATE_LIMIT_PER_MINUTE": "0", "BRUSHPRINT_PROVIDERS": "cpu"}
+    env = {
+        "BRUSHPRINT_RATE_LIMIT_PER_MINUTE": "0",
+        "BRUSHPRINT_PROVIDERS": "cpu",
+        "BRUSHPRINT_OPERATOR_KEY": OPERATOR_KEY,
+    }
     with Server(SHIPPED, data / "data", ADMIN_KEY, env=env) as s:
         yield s
 
@@ -100,6 +105,8 @@ def test_a_dealer_walks_through_the_page(server: Server, browser, shots: Path, t
     page.click("#key-use")
     page.wait_for_selector("#key-status.good")
     assert "Admin key" in page.inner_text("#key-status")
+    assert "Collection: Default collection (default)" in page.inner_text("#collection-status")
+    assert page.is_hidden("#collections-tab")
     # the key is in this tab's sessionStorage only: not in the URL, no cookie, not left in the input
     assert page.evaluate("sessionStorage.getItem('brushprint.key')") == ADMIN_KEY
     assert ADMIN_KEY not in page.url and context.cookies() == [] and page.input_value("#key-input") == ""
@@ -206,6 +213,7 @@ def test_a_verify_key_sees_no_admin_tab_and_types_the_artist(server: Server, bro
     page.click("#key-use")
     page.wait_for_selector("#key-status.good")
     assert "Verify key" in page.inner_text("#key-status")
+    assert "(default)" in page.inner_text("#collection-status")
     assert page.is_hidden("#admin-tab")
     page.click("[data-tab=verify]")
     assert page.is_visible("#verify-artist-id")
@@ -214,6 +222,38 @@ def test_a_verify_key_sees_no_admin_tab_and_types_the_artist(server: Server, bro
     page.click("#verify-go")
     page.wait_for_selector("#error:not([hidden])")
     assert "[unknown_artist]" in page.inner_text("#error")
+    context.close()
+
+
+def test_the_operator_sees_collections_and_a_dealer_its_own(server: Server, browser, shots: Path):  # type: ignore[no-untyped-def]
+    """An operator key shows the collections (and no compare/verify tabs); a key of another collection shows that
+    collection's name, and nothing of the default collection's artists."""
+    op = {"X-API-Key": OPERATOR_KEY}
+    r = httpx.post(server.base_url + "/v1/collections", json={"id": "dealer-b", "name": "Dealer B"}, headers=op)
+    assert r.status_code == 201, r.text
+    dealer_key = r.json()["key"]["key"]
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.base_url + "/")
+    page.fill("#key-input", OPERATOR_KEY)
+    page.click("#key-use")
+    page.wait_for_selector("#key-status.good")
+    assert "Operator key" in page.inner_text("#key-status")
+    assert "No collection" in page.inner_text("#collection-status")
+    assert page.is_visible("#tab-collections") and page.is_visible("#collections-tab")
+    assert page.is_hidden("[data-tab=compare]") and page.is_hidden("[data-tab=verify]") and page.is_hidden("#admin-tab")
+    _wait(page, "() => document.querySelectorAll('#collections-table tbody tr').length >= 2")
+    rows = page.inner_text("#collections-table tbody")
+    assert "default" in rows and "Dealer B" in rows
+    _shot(page, shots, "07-collections")
+
+    page.fill("#key-input", dealer_key)
+    page.click("#key-use")
+    _wait(page, "() => document.querySelector('#key-status').textContent.includes('Admin key')")
+    assert "Collection: Dealer B (dealer-b)" in page.inner_text("#collection-status")
+    assert page.is_hidden("#collections-tab") and page.is_hidden("#tab-collections")
+    page.click("#admin-tab")
+    assert page.inner_text("#artists-table tbody").strip() == ""  # the default collection's vermeer is not here
     context.close()
 
 
