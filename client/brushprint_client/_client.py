@@ -30,6 +30,7 @@ from brushprint_client._types import (
     Decision,
     Identification,
     Key,
+    Me,
     Verdict,
     Work,
     build,
@@ -186,6 +187,10 @@ class _Routes:
     @staticmethod
     def create_key(name: str, scope: str) -> _Call[CreatedKey]:
         return _Call("POST", "/v1/keys", _json(lambda d: build(CreatedKey, d)), json={"name": name, "scope": scope})
+
+    @staticmethod
+    def me() -> _Call[Me]:
+        return _Call("GET", "/v1/me", _json(lambda d: build(Me, d)))
 
     @staticmethod
     def list_keys(include_revoked: bool) -> _Call[list[Key]]:
@@ -363,6 +368,10 @@ class Client:
     def create_key(self, name: str, scope: str) -> CreatedKey:
         return self._run(_Routes.create_key(name, scope))
 
+    def me(self) -> Me:
+        """The key this client uses, and the collection it acts in (any scope)."""
+        return self._run(_Routes.me())
+
     def list_keys(self, include_revoked: bool = True) -> list[Key]:
         return self._run(_Routes.list_keys(include_revoked))
 
@@ -510,6 +519,10 @@ class AsyncClient:
 
     async def create_key(self, name: str, scope: str) -> CreatedKey:
         return await self._run(_Routes.create_key(name, scope))
+
+    async def me(self) -> Me:
+        """The key this client uses, and the collection it acts in (any scope)."""
+        return await self._run(_Routes.me())
 
     async def list_keys(self, include_revoked: bool = True) -> list[Key]:
         return await self._run(_Routes.list_keys(include_revoked))

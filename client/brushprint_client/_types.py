@@ -150,6 +150,17 @@ class Key:
 
 
 @dataclass(frozen=True)
+class Me:
+    """The calling key: its name, scope and prefix, and the collection it acts in (None: an operator key)."""
+
+    name: str
+    scope: str
+    prefix: str
+    collection: str | None = None
+    collection_name: str | None = None
+
+
+@dataclass(frozen=True)
 class CreatedKey(Key):
     key: str = ""  # shown once: store it now
 

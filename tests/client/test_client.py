@@ -174,10 +174,12 @@ def test_collections_through_both_clients(server: Server):
         assert (made.collection.id, made.collection.max_works, made.key.scope) == ("client-dealer", 3, "admin")
         assert made.key.key.startswith("bp_") and made.key.collection == "client-dealer"
         desk = op.create_collection_key("client-dealer", "desk", "verify")
+        assert (op.me().scope, op.me().collection) == ("operator", None)
         with Client(server.base_url, made.key.key) as dealer:
             dealer.create_artist("mine", "Mine")
             assert [a.id for a in dealer.list_artists().items] == ["mine"]
             assert {k.collection for k in dealer.list_keys()} == {"client-dealer"}
+            assert (dealer.me().collection, dealer.me().collection_name) == ("client-dealer", "Client Dealer")
             with pytest.raises(Forbidden):
                 dealer.list_collections()
         with Client(server.base_url, desk.key) as verifier, pytest.raises(UnknownArtist):
@@ -188,6 +190,7 @@ def test_collections_through_both_clients(server: Server):
     async def scenario() -> None:
         async with AsyncClient(server.base_url, OPERATOR_KEY) as aop:
             assert (await aop.get_collection("client-dealer")).keys == 2
+            assert (await aop.me()).scope == "operator"
             await aop.delete_collection("client-dealer")
             with pytest.raises(NotFound) as e:
                 await aop.get_collection("client-dealer")
