@@ -153,6 +153,27 @@ def test_restore_drill_command(
         assert not list(Path(tempfile.gettempdir()).glob("brushprint-drill-*"))  # removed afterwards
 
 
+def test_restore_drill_of_one_collection(model_dir: Path, tmp_path: Path, capsys) -> None:
+    """`drill --collection C` asks inside C, on both sides: the default collection's works (the same pictures,
+    under the same artist id) neither join the archive nor change an answer."""
+    data = tmp_path / "live"
+    with running(model_dir, data) as c:
+        made = c.post("/v1/collections", json={"id": "dealer-a", "name": "Dealer A"}, headers=OPERATOR).json()
+        a = {"X-API-Key": made["key"]["key"]}
+        for artist, seeds in SEEDS.items():
+            assert c.post("/v1/artists", json={"id": artist, "name": artist}, headers=a).status_code == 201
+            files = [("image", (f"{s}.png", png(s), "image/png")) for s in seeds]
+            assert c.post(f"/v1/artists/{artist}/works", files=files, headers=a).status_code == 201
+        enrol(c, "vermeer", [1, 50, 51])  # default: one of dealer-a's pictures among others
+    argv = ["--model-dir", str(model_dir), "--data-dir", str(data), "drill", "--out", str(tmp_path / "d.tar")]
+    code, doc, err = cli(capsys, *argv, "--collection", "dealer-a", "--no-progress")
+    assert code == 0, (err, doc)
+    assert doc["collection"] == "dealer-a" and doc["counts"]["works"] == 9 and doc["counts"]["keys"] == 1
+    assert doc["questions"] == doc["identical"] > 0 and doc["differences"] == [] and doc["live_moved"] is False
+    code, _, err = cli(capsys, *argv, "--collection", "nowhere", "--no-progress")
+    assert code == 1 and "unknown_collection" in err
+
+
 def test_restore_drill_sees_a_restore_that_answers_differently(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
