@@ -153,17 +153,23 @@ def test_restore_drill_command(
         assert not list(Path(tempfile.gettempdir()).glob("brushprint-drill-*"))  # removed afterwards
 
 
+def _dealer_a(c) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A collection `dealer-a` holding SEEDS (made by the operator); the headers of its first admin key."""
+    made = c.post("/v1/collections", json={"id": "dealer-a", "name": "Dealer A"}, headers=OPERATOR).json()
+    a = {"X-API-Key": made["key"]["key"]}
+    for artist, seeds in SEEDS.items():
+        assert c.post("/v1/artists", json={"id": artist, "name": artist}, headers=a).status_code == 201
+        files = [("image", (f"{s}.png", png(s), "image/png")) for s in seeds]
+        assert c.post(f"/v1/artists/{artist}/works", files=files, headers=a).status_code == 201
+    return a
+
+
 def test_restore_drill_of_one_collection(model_dir: Path, tmp_path: Path, capsys) -> None:
     """`drill --collection C` asks inside C, on both sides: the default collection's works (the same pictures,
     under the same artist id) neither join the archive nor change an answer."""
     data = tmp_path / "live"
     with running(model_dir, data) as c:
-        made = c.post("/v1/collections", json={"id": "dealer-a", "name": "Dealer A"}, headers=OPERATOR).json()
-        a = {"X-API-Key": made["key"]["key"]}
-        for artist, seeds in SEEDS.items():
-            assert c.post("/v1/artists", json={"id": artist, "name": artist}, headers=a).status_code == 201
-            files = [("image", (f"{s}.png", png(s), "image/png")) for s in seeds]
-            assert c.post(f"/v1/artists/{artist}/works", files=files, headers=a).status_code == 201
+        _dealer_a(c)
         enrol(c, "vermeer", [1, 50, 51])  # default: one of dealer-a's pictures among others
     argv = ["--model-dir", str(model_dir), "--data-dir", str(data), "drill", "--out", str(tmp_path / "d.tar")]
     code, doc, err = cli(capsys, *argv, "--collection", "dealer-a", "--no-progress")
@@ -531,12 +537,7 @@ def test_export_and_import_one_collection(model_dir: Path, tmp_path: Path, capsy
     or another, without touching them, and answers there as it did; a collection that is not empty is refused."""
     data = tmp_path / "source"
     with running(model_dir, data) as c:
-        made = c.post("/v1/collections", json={"id": "dealer-a", "name": "Dealer A"}, headers=OPERATOR).json()
-        a = {"X-API-Key": made["key"]["key"]}
-        for artist, seeds in SEEDS.items():
-            assert c.post("/v1/artists", json={"id": artist, "name": artist}, headers=a).status_code == 201
-            files = [("image", (f"{s}.png", png(s), "image/png")) for s in seeds]
-            assert c.post(f"/v1/artists/{artist}/works", files=files, headers=a).status_code == 201
+        a = _dealer_a(c)
         enrol(c, "vermeer", [50, 51])  # the default collection's own vermeer, other works
         assert c.post("/v1/verify", files=one(1), data={"artist_id": "vermeer"}, headers=a).status_code == 200
         before = c.post("/v1/verify", files=one(2), data={"artist_id": "vermeer"}, headers=a).json()
