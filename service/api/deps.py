@@ -90,24 +90,22 @@ def strictness_form(
     max_fpr: Annotated[
         float | None,
         Form(
-            ge=0.0,
-            le=1.0,
-            description=f"largest acceptable false-positive rate, {_UNIT}: the threshold chosen is the lowest whose "
-            "95 % upper bound is at most this (422 `operating_point_unreachable` when the calibration pairs "
-            "cannot show so low a rate)",
+            description="largest acceptable false-positive rate, a fraction above 0 and at most 0.5 (0.01 means 1 %): "
+            "the threshold chosen is the lowest whose 95 % upper bound is at most this (422 "
+            "`operating_point_unreachable` when the calibration pairs cannot show so low a rate). Without any "
+            "strictness field the verdict's strict point is max_fpr 0.01",
         ),
     ] = None,
     min_precision: Annotated[
         float | None,
         Form(
-            ge=0.0,
-            le=1.0,
-            description=f"smallest acceptable precision, {_UNIT}: the lowest threshold whose 95 % lower bound "
-            "of precision is at least this",
+            description="smallest acceptable precision, a fraction above 0 and below 1 (0.99 means 99 %): the lowest "
+            "threshold whose 95 % lower bound of precision is at least this",
         ),
     ] = None,
 ) -> Strictness:
-    """At most one of the three; none means the default operating point (see the API description)."""
+    """At most one of the three (their ranges are checked by `Strictness`, with a hint); none means the verdict's
+    default strict point (see the API description)."""
     return Strictness(threshold=threshold, max_fpr=max_fpr, min_precision=min_precision)
 
 
@@ -154,6 +152,7 @@ def decided(
         decision="match" if decision.match else "no_match",
         model_id=decision.model,
         request_id=request_id,
+        verdict=decision.verdict,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from contract.operating import STRICT_MAX_FPR
 from service.storage.audit import AuditEntry
 from service.storage.keys import Scope
 
@@ -131,12 +132,75 @@ class QualityOut(_Out):
         return cls(score=q.score, band=q.band, floor=q.floor, pictures=[PictureQualityOut.of(p) for p in q.pictures])
 
 
+class PointOut(_Out):
+    threshold: float | None = Field(description="the score this point sits at (null: unreachable)")
+    expected_fpr: float | None = Field(description="false-positive rate measured at this threshold")
+    expected_fnr: float | None = Field(description="false-negative rate measured at this threshold")
+    expected_fpr_upper: float | None = Field(description="its one-sided 95 % upper bound (null: counts not recorded)")
+    expected_fnr_upper: float | None = Field(description="its one-sided 95 % upper bound (null: counts not recorded)")
+    rule: str = Field(description="how the point was chosen")
+    reachable: bool = Field(True, description="false: the calibration's pairs cannot show this strictness")
+    why: str = Field("", description="why it is unreachable")
+
+    @classmethod
+    def of(cls, op: Any, rule: str = "", why: str = "") -> PointOut:
+        if op is None:
+            return cls(
+                threshold=None,
+                expected_fpr=None,
+                expected_fnr=None,
+                expected_fpr_upper=None,
+                expected_fnr_upper=None,
+                rule=rule,
+                reachable=False,
+                why=why,
+            )
+        return cls(
+            threshold=op.threshold,
+            expected_fpr=op.fpr,
+            expected_fnr=op.fnr,
+            expected_fpr_upper=op.fpr_upper,
+            expected_fnr_upper=op.fnr_upper,
+            rule=op.rule,
+        )
+
+
+class PointsOut(_Out):
+    strict: PointOut = Field(
+        description='"consistent" from here: the strictness asked for, else at most 1 % false matches with 95 % '
+        "confidence (`max_fpr<=0.01`); unreachable when the calibration's pairs cannot show it (then nothing is "
+        "consistent)"
+    )
+    equal_error: PointOut = Field(description='"not consistent" below here: the calibration\'s equal-error point')
+
+    @classmethod
+    def of(cls, tw: Any) -> PointsOut:
+        return cls(
+            strict=PointOut.of(tw.strict, f"max_fpr<={STRICT_MAX_FPR:g}", tw.unreachable),
+            equal_error=PointOut.of(tw.equal_error),
+        )
+
+
 class DecisionOut(_Out):
     score: float = Field(description="same-artist score in [0, 1]; symmetric in the two images")
-    threshold: float = Field(description="the threshold the decision used: `match` is `score >= threshold`")
+    verdict: Literal["consistent", "inconclusive", "not_consistent"] = Field(
+        description="`consistent` only at or above the strict point, `not_consistent` below the equal-error point, "
+        "`inconclusive` between (`points` holds both, with their rates)"
+    )
+    summary: str = Field(description="the verdict in plain words, for people")
+    points: PointsOut = Field(description="the two operating points the verdict was read at")
+    threshold: float | None = Field(
+        description="the strict point's threshold: `match` is `score >= threshold`. With a strictness field it is "
+        "the one asked for; without one, at most 1 % false matches (95 % confidence), so `match` means `verdict` "
+        "is `consistent`; null when the calibration cannot show that (then `match` is false)"
+    )
     match: bool
-    expected_fpr: float = Field(description="false-positive rate measured at this threshold (see `calibration`)")
-    expected_fnr: float = Field(description="false-negative rate measured at this threshold (see `calibration`)")
+    expected_fpr: float | None = Field(
+        description="false-positive rate measured at this threshold (see `calibration`); null without a threshold"
+    )
+    expected_fnr: float | None = Field(
+        description="false-negative rate measured at this threshold (see `calibration`); null without a threshold"
+    )
     expected_fpr_upper: float | None = Field(
         description="one-sided 95 % Clopper–Pearson upper bound of the false-positive rate, for the number of "
         "different-artist pairs behind the table: the rate this threshold is shown not to exceed. null: the "
@@ -155,6 +219,11 @@ class DecisionOut(_Out):
         None,
         description="the uploads' measured quality and which band of the model card's error rates it picked",
     )
+
+    @field_validator("points", mode="before")
+    @classmethod
+    def _points(cls, value: Any) -> Any:
+        return PointsOut.of(value) if value is not None and not isinstance(value, PointsOut | dict) else value
 
     @field_validator("quality", mode="before")
     @classmethod
@@ -176,6 +245,8 @@ class ReferenceScore(BaseModel):
 
 
 class VerifyOut(DecisionOut):
+    artist_id: str = Field(description="the claimed artist")
+    artist_name: str = Field(description="the claimed artist's name")
     portfolio_size: int = Field(description="number of reference works of the claimed artist")
     top_references: list[ReferenceScore] = Field(description="the references that weighed most, best first")
 
@@ -189,7 +260,13 @@ class VerifyOut(DecisionOut):
             else ReferenceScore(work_id=r.work_id, score=r.score)
             for r in verdict.top_references
         ]
-        return cls(**base, portfolio_size=verdict.portfolio_size, top_references=refs)
+        return cls(
+            **base,
+            artist_id=verdict.artist_id,
+            artist_name=verdict.artist_name,
+            portfolio_size=verdict.portfolio_size,
+            top_references=refs,
+        )
 
 
 class CandidateOut(_Out):

@@ -24,7 +24,7 @@ import numpy as np
 from contract import quality
 from contract.aggregation import aggregate, top_m
 from contract.decode import Decoded
-from contract.operating import OperatingPoint
+from contract.operating import INCONCLUSIVE, STRICT_MAX_FPR, ThreeWay
 from service.config import Settings
 from service.errors import Conflict, Invalid
 from service.serving.bundle import Bundle, BundleSlot
@@ -32,19 +32,24 @@ from service.serving.calibration import MODEL_CARD, CalibrationUsed
 from service.serving.embedder import Embedder
 from service.serving.evidence import EvidenceMap, check_grid, evidence_map
 from service.serving.quality import QualityUsed
-from service.serving.strictness import Strictness, resolve
-from service.storage.gallery import Portfolio
+from service.serving.strictness import Strictness, judge
+from service.serving.wording import Subject, summary
+from service.storage.gallery import Artist, Portfolio
 
 MAX_K = 50
 
 
 @dataclass(frozen=True)
 class Decision:
+    """A score judged at the strict point (the caller's strictness, else max_fpr 0.01: `match` is `score >=
+    threshold`; no strict point — the default one unreachable — leaves threshold and rates None, match False), and
+    the three-way verdict from the strict and the equal-error point (`points`), in words (`summary`)."""
+
     score: float
-    threshold: float
+    threshold: float | None
     match: bool
-    expected_fpr: float
-    expected_fnr: float
+    expected_fpr: float | None
+    expected_fnr: float | None
     rule: str
     model: str
     # one-sided 95 % upper bounds of the expected rates for the pairs behind the table (None: not recorded)
@@ -54,11 +59,15 @@ class Decision:
     calibration: CalibrationUsed = MODEL_CARD  # which tables gave the threshold and the expected rates
     evidence: EvidenceMap | None = None  # per-region scores of the query, when asked for (service/serving/evidence.py)
     quality: QualityUsed | None = None  # what the uploads' quality was and which band's rates it picked
+    verdict: str = INCONCLUSIVE  # consistent / inconclusive / not_consistent (contract.operating)
+    summary: str = ""  # the verdict in words (service/serving/wording.py)
+    points: ThreeWay | None = None  # the strict and the equal-error point the verdict was read at
 
 
 @dataclass(frozen=True)
 class Verdict(Decision):
     artist_id: str = ""
+    artist_name: str = ""
     portfolio_size: int = 0
     top_references: list[tuple[str, float]] = field(default_factory=list)  # (work id, pair score), best first
 
@@ -71,19 +80,45 @@ class Candidate:
     references_scored: int
 
 
-def decided(bundle: Bundle, score: float, op: OperatingPoint) -> dict[str, Any]:
-    """The fields every decision shares: the score judged at the operating point, with its expected rates."""
+def decided(bundle: Bundle, score: float, tw: ThreeWay, subject: Subject) -> dict[str, Any]:
+    """The fields every decision shares: the score judged at the strict point, with its expected rates, and the
+    three-way verdict."""
+    verdict = tw.verdict(score)
+    op = tw.strict
+    at = (
+        dict(
+            threshold=op.threshold,
+            match=score >= op.threshold,
+            expected_fpr=op.fpr,
+            expected_fnr=op.fnr,
+            expected_fpr_upper=op.fpr_upper,
+            expected_fnr_upper=op.fnr_upper,
+            rule=op.rule,
+        )
+        if op is not None
+        else dict(
+            threshold=None,
+            match=False,
+            expected_fpr=None,
+            expected_fnr=None,
+            expected_fpr_upper=None,
+            expected_fnr_upper=None,
+            rule=f"max_fpr<={STRICT_MAX_FPR:g} unreachable, nothing is called a match: {tw.unreachable}",
+        )
+    )
     return dict(
         score=score,
-        threshold=op.threshold,
-        match=score >= op.threshold,
-        expected_fpr=op.fpr,
-        expected_fnr=op.fnr,
-        expected_fpr_upper=op.fpr_upper,
-        expected_fnr_upper=op.fnr_upper,
-        rule=op.rule,
+        **at,
         model=bundle.model_id,
+        verdict=verdict,
+        summary=summary(verdict, tw, score, subject),
+        points=tw,
     )
+
+
+def region_threshold(tw: ThreeWay) -> float:
+    """What an evidence map's regions are judged at: the strict point, or without one the equal-error point."""
+    return tw.strict.threshold if tw.strict is not None else tw.equal_error.threshold
 
 
 def require_index(bundle: Bundle) -> None:
@@ -136,7 +171,7 @@ class Scorer:
         pair_q = None if qa.score is None or qb.score is None else float(quality.pair_quality(qa.score, qb.score))
         band = b.quality.band(pair_q, "the pair", (qa, qb))
         table, recommended, used = b.pair_calibration(band)
-        op = resolve(table, strictness or Strictness(), recommended)
+        tw = judge(table, strictness or Strictness(), recommended)
         sa, sb = pa.sha256, pb.sha256
         # submitted in a canonical order so compare(a, b) and compare(b, a) run the very same batch
         first, second = (pa.inputs, pb.inputs) if sa <= sb else (pb.inputs, pa.inputs)
@@ -150,9 +185,9 @@ class Scorer:
                 regions = b.model.reference_vectors(np.stack(embs))
                 return [float(s) for s in b.model.score_against(other, regions)]
 
-            emap = await self._evidence(b, pa.decoded, grid, against_b, op.threshold, "image_b")
+            emap = await self._evidence(b, pa.decoded, grid, against_b, region_threshold(tw), "image_b")
         return Decision(
-            **decided(b, score, op),
+            **decided(b, score, tw, Subject.pair()),
             images=(sa, sb),
             calibration=used,
             evidence=emap,
@@ -165,7 +200,7 @@ class Scorer:
         """Portfolio score of an upload. `evidence=n` adds an n×n evidence map against the same portfolio."""
         grid = None if evidence is None else check_grid(evidence)
         b = self.bundles.current
-        portfolio = await asyncio.to_thread(_current_portfolio, b, artist_id)  # 409/404 before any model work
+        artist, portfolio = await asyncio.to_thread(_current_portfolio, b, artist_id)  # 409/404 before model work
         n = len(portfolio.work_ids)
         if n == 0:
             raise Conflict("empty_portfolio", f"artist {artist_id!r} has no enrolled works to verify against")
@@ -173,7 +208,7 @@ class Scorer:
         p = await asyncio.to_thread(self.embedder.prepare, b, image)
         band = b.quality.band(p.quality.score, "the picture", (p.quality,))
         table, recommended, used = b.portfolio_calibration(n, band)
-        op = resolve(table, strictness or Strictness(), recommended)
+        tw = judge(table, strictness or Strictness(), recommended)
         emb = await self.embedder.embed(b, p.inputs)
         scores = await asyncio.to_thread(_score_portfolio, b, emb, portfolio.vectors)
         score = aggregate(scores, agg)
@@ -184,14 +219,15 @@ class Scorer:
             def against_portfolio(embs: list[np.ndarray]) -> list[float]:
                 return [aggregate(_score_portfolio(b, e, portfolio.vectors), agg) for e in embs]
 
-            emap = await self._evidence(b, p.decoded, grid, against_portfolio, op.threshold, "portfolio")
+            emap = await self._evidence(b, p.decoded, grid, against_portfolio, region_threshold(tw), "portfolio")
         return Verdict(
-            **decided(b, score, op),
+            **decided(b, score, tw, Subject.portfolio(artist.name, n)),
             images=(p.sha256,),
             calibration=used,
             evidence=emap,
             quality=b.quality.used(p.quality.score, band, (p.quality,)),
             artist_id=artist_id,
+            artist_name=artist.name,
             portfolio_size=n,
             top_references=[(portfolio.work_ids[i], float(scores[i])) for i in top],
         )
@@ -231,10 +267,9 @@ def _pair_score(b: Bundle, ea: np.ndarray, eb: np.ndarray) -> float:
     return float(b.model.symmetric_scores(va[None], vb[None])[0])
 
 
-def _current_portfolio(b: Bundle, artist_id: str) -> Portfolio:
+def _current_portfolio(b: Bundle, artist_id: str) -> tuple[Artist, Portfolio]:
     require_index(b)
-    b.gallery.get_artist(artist_id)
-    return b.gallery.portfolio(artist_id)
+    return b.gallery.get_artist(artist_id), b.gallery.portfolio(artist_id)
 
 
 def _score_portfolio(b: Bundle, emb: np.ndarray, vectors: np.ndarray) -> np.ndarray:

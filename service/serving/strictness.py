@@ -13,6 +13,11 @@ Semantics (README and API docs repeat them):
   does not record its counts); none → `operating_point_unreachable`, saying what the table's pairs can show;
 - `min_precision=p`: the smallest calibrated threshold whose precision lower bound ≥ p;
 - nothing: the default point (the card's recommended threshold, or an equal-error point), rates as for `threshold`.
+The three-way verdict (`judge`, contract.operating `three_way`) takes the strictness asked for as its strict point
+(nothing asked: `max_fpr=0.01`, and when the table cannot show that, no strict point: never "consistent") and the
+default point as its equal-error point.
+Values that make no sense as a strictness are refused with a hint: `max_fpr` outside (0, 0.5] ("0.01 means
+1 %"; above one half, "no match" would err less), `min_precision` outside (0, 1), `threshold` outside [0, 1].
 Portfolio (verify) decisions use the table of the largest simulated portfolio size k ≤ the real portfolio's
 size (the smallest k when the portfolio is smaller than all of them; the pair table when the card has none).
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contract.card import Calibration
-from contract.operating import OperatingPoint, Table, Unreachable, operating_point
+from contract.operating import OperatingPoint, Table, ThreeWay, Unreachable, operating_point, three_way
 from service.errors import BadRequest, Invalid
 
 
@@ -41,16 +46,54 @@ class Strictness:
             )
         for name in given:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not _in_range(name, float(value)):
                 code = "invalid_threshold" if name == "threshold" else "invalid_operating_point"
-                raise Invalid(code, f"{name} must be a number between 0 and 1, not {value!r}")
-            # NaN fails the range check above; infinities too
+                raise Invalid(code, _range_message(name, value))
+            # NaN fails every range check; infinities too
+
+
+_RANGES = {
+    "threshold": "a score between 0 and 1",
+    "max_fpr": "a fraction above 0 and at most 0.5 (0.01 means 1 % false matches; above one half, calling every "
+    "pair a non-match errs less)",
+    "min_precision": "a fraction above 0 and below 1 (0.99 means 99 % of matches right)",
+}
+
+
+def _in_range(name: str, v: float) -> bool:
+    if name == "threshold":
+        return 0.0 <= v <= 1.0
+    if name == "max_fpr":
+        return 0.0 < v <= 0.5
+    return 0.0 < v < 1.0
+
+
+def _range_message(name: str, value: object) -> str:
+    hint = ""
+    if isinstance(value, int | float) and not isinstance(value, bool) and name != "threshold" and 1 <= value <= 100:
+        hint = f"; did you mean {name}={value / 100:g} ({value:g} %)?"
+    return f"{name} must be {_RANGES[name]}, not {value!r}{hint}"
 
 
 def resolve(table: Table, strictness: Strictness, default: tuple[float, str]) -> OperatingPoint:
     """The operating point `strictness` asks for on `table` (contract.operating); `default` = (threshold, rule)."""
     try:
         return operating_point(
+            table,
+            threshold=strictness.threshold,
+            max_fpr=strictness.max_fpr,
+            min_precision=strictness.min_precision,
+            default=default,
+        )
+    except Unreachable as e:
+        raise Invalid("operating_point_unreachable", str(e)) from e
+
+
+def judge(table: Table, strictness: Strictness, default: tuple[float, str]) -> ThreeWay:
+    """The verdict's two points on `table` (contract.operating `three_way`): the strict one is the strictness asked
+    for (unreachable: 422 `operating_point_unreachable`), else max_fpr 0.01 (unreachable: none, and why)."""
+    try:
+        return three_way(
             table,
             threshold=strictness.threshold,
             max_fpr=strictness.max_fpr,

@@ -63,7 +63,11 @@ async def test_compare_is_symmetric_and_calibrated(runtime: Runtime, model: Mode
     assert ab.score == ba.score
     assert 0.0 <= ab.score <= 1.0
     cal = model.card.calibration
-    assert ab.threshold == cal.recommended_threshold and ab.rule == cal.recommended_rule
+    # the verdict's lower point is the card's recommended (equal-error) one; its strict point max_fpr 0.01
+    assert ab.points is not None and ab.points.strict is not None
+    low = ab.points.equal_error
+    assert (low.threshold, low.rule) == (cal.recommended_threshold, cal.recommended_rule)
+    assert ab.threshold == ab.points.strict.threshold and ab.rule == "max_fpr<=0.01"
     assert ab.match == (ab.score >= ab.threshold)
     assert (ab.expected_fpr, ab.expected_fnr) == rates_at(cal.pair, ab.threshold)
     # bounds for the card's counts; a card that records none has none (null), never an invented one
@@ -119,9 +123,11 @@ async def test_enrol_and_verify(runtime: Runtime, model: Model) -> None:
     assert scores == sorted(scores, reverse=True)
     assert v.score == pytest.approx(float(np.mean(scores)), abs=1e-6)
     table, k = portfolio_table(model.card.calibration, 4)
-    assert (v.expected_fpr, v.expected_fnr) == rates_at(table.rows, v.threshold)
-    if k is not None:  # by default verify sits at the EER point of the portfolio table it is judged by
-        assert (v.threshold, v.rule) == equal_error_point(table.rows, f"the k={k} portfolio calibration")
+    assert v.threshold is not None and (v.expected_fpr, v.expected_fnr) == rates_at(table.rows, v.threshold)
+    if k is not None:  # verify's lower point is the EER point of the portfolio table it is judged by
+        assert v.points is not None
+        low = v.points.equal_error
+        assert (low.threshold, low.rule) == equal_error_point(table.rows, f"the k={k} portfolio calibration")
     assert v.match == (v.score >= v.threshold) and v.model == model.model_id
     # a one-work portfolio holding the query itself scores exactly like comparing the picture with itself
     await _enrol(runtime, "solo", range(10, 11))

@@ -106,7 +106,8 @@ async def test_quality_picks_the_band_and_its_rates(tmp_path: Path, banded: Mode
         assert [p.score for p in d.quality.pictures] == [0.95, 0.95]
         assert d.quality.floor == FLOOR
         table, default = quality.band_table(bands[0], "pair")
-        assert (d.threshold, d.rule) == (default[0], "top band EER")
+        assert d.points is not None
+        assert (d.points.equal_error.threshold, d.points.equal_error.rule) == (default[0], "top band EER")
 
         d = await runtime.scorer.compare(good(), fair(), Strictness(max_fpr=0.05))
         assert d.quality is not None and d.quality.band == FLOOR
