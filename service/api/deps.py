@@ -122,6 +122,33 @@ EvidenceGrid = Annotated[
 ]
 
 
+_EACH = "; with several images, give it once per image in their order (empty for none)"
+
+
+def catalogue_form(
+    title: Annotated[list[str] | None, Form(description=f"the work's title{_EACH}")] = None,
+    date: Annotated[list[str] | None, Form(description=f"its date as catalogued, e.g. `c. 1665`{_EACH}")] = None,
+    medium: Annotated[list[str] | None, Form(description=f"e.g. `oil on canvas`{_EACH}")] = None,
+    dimensions: Annotated[list[str] | None, Form(description=f"e.g. `44.5 × 39 cm`{_EACH}")] = None,
+    inventory_number: Annotated[list[str] | None, Form(description=f"inventory or accession number{_EACH}")] = None,
+    photo_credit: Annotated[list[str] | None, Form(description=f"who made the photograph{_EACH}")] = None,
+    notes: Annotated[list[str] | None, Form(description=f"free notes{_EACH}")] = None,
+) -> dict[str, list[str] | None]:
+    """Enrolment's catalogue fields as given (service/serving/catalogue.py `per_work` pairs them with images)."""
+    return dict(
+        title=title,
+        date=date,
+        medium=medium,
+        dimensions=dimensions,
+        inventory_number=inventory_number,
+        photo_credit=photo_credit,
+        notes=notes,
+    )
+
+
+CatalogueForm = Annotated[dict[str, list[str] | None], Depends(catalogue_form)]
+
+
 async def read_upload(file: UploadFile, limit: int) -> bytes:
     """The upload's bytes, reading at most limit + 1 so an oversized file costs no more than the limit."""
     data = await file.read(limit + 1)
@@ -140,7 +167,9 @@ UploadLimit = Annotated[int, Depends(upload_limit)]
 def decided(
     decision: Decision, key: KeyInfo, route: str, request_id: str | None, artist_id: str | None = None
 ) -> AuditRecord:
-    """A compare/verify decision as the decision log records it (`decision.images`: the uploads' sha256)."""
+    """A compare/verify decision as the decision log records it (`decision.images`: the uploads' sha256), with the
+    names and titles it showed: the artist's, and verify's reference that weighed most."""
+    top = getattr(decision, "top_references", None) or [None]
     return AuditRecord(
         key_name=key.name,
         route=route,
@@ -153,6 +182,10 @@ def decided(
         model_id=decision.model,
         request_id=request_id,
         verdict=decision.verdict,
+        artist_name=getattr(decision, "artist_name", None) or None,
+        work_id=top[0].work_id if top[0] is not None else None,
+        work_title=top[0].catalogue.get("title") if top[0] is not None else None,
+        same_work_as=decision.same_work_as[0].work_id if decision.same_work_as else None,
     )
 
 

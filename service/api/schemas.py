@@ -181,6 +181,16 @@ class PointsOut(_Out):
         )
 
 
+class CopyOfOut(_Out):
+    image: str = Field(description="which upload: `image_a`, `image_b` (compare) or `image` (verify)")
+    artist_id: str
+    artist_name: str
+    work_id: str = Field(description="the enrolled work the upload shows")
+    title: str | None = Field(description="its catalogue title")
+    similarity: float = Field(description="cosine of the two pictures' reference vectors (1 for the same bytes)")
+    identical: bool = Field(description="the very same bytes")
+
+
 class DecisionOut(_Out):
     score: float = Field(description="same-artist score in [0, 1]; symmetric in the two images")
     verdict: Literal["consistent", "inconclusive", "not_consistent"] = Field(
@@ -189,6 +199,11 @@ class DecisionOut(_Out):
     )
     summary: str = Field(description="the verdict in plain words, for people")
     points: PointsOut = Field(description="the two operating points the verdict was read at")
+    same_work_as: list[CopyOfOut] = Field(
+        description="enrolled works an upload is a copy of: the same bytes, or the same painting photographed again "
+        "(the model card's measured same-painting similarity). A known work re-submitted is no evidence about a new "
+        "one: verify judges a copy of one of the portfolio's works against the others"
+    )
     threshold: float | None = Field(
         description="the strict point's threshold: `match` is `score >= threshold`. With a strictness field it is "
         "the one asked for; without one, at most 1 % false matches (95 % confidence), so `match` means `verdict` "
@@ -239,7 +254,19 @@ class DecisionOut(_Out):
     )
 
 
-class ReferenceScore(BaseModel):
+class CatalogueOut(_Out):
+    """A work's catalogue entry (null: not recorded)."""
+
+    title: str | None = None
+    date: str | None = Field(None, description="as catalogued, e.g. `c. 1665`")
+    medium: str | None = None
+    dimensions: str | None = None
+    inventory_number: str | None = Field(None, description="inventory or accession number")
+    photo_credit: str | None = None
+    notes: str | None = None
+
+
+class ReferenceScore(CatalogueOut):
     work_id: str
     score: float
 
@@ -252,14 +279,9 @@ class VerifyOut(DecisionOut):
 
     @classmethod
     def of(cls, verdict: Any) -> VerifyOut:
-        """From the scorer's Verdict, whose `top_references` are (work_id, score) pairs."""
+        """From the scorer's Verdict, whose `top_references` carry their works' catalogue entries."""
         base = DecisionOut.model_validate(verdict).model_dump()
-        refs = [
-            ReferenceScore(work_id=r[0], score=r[1])
-            if isinstance(r, tuple | list)
-            else ReferenceScore(work_id=r.work_id, score=r.score)
-            for r in verdict.top_references
-        ]
+        refs = [ReferenceScore(work_id=r.work_id, score=r.score, **r.catalogue) for r in verdict.top_references]
         return cls(
             **base,
             artist_id=verdict.artist_id,
@@ -275,9 +297,37 @@ class CandidateOut(_Out):
     score: float = Field(description="portfolio score of the query against this artist, as /verify computes it")
 
 
-class IdentifyOut(BaseModel):
+class OpenSetOut(_Out):
+    verdict: Literal["consistent", "inconclusive", "not_consistent"] = Field(
+        description="is the painting by any enrolled artist? `consistent`: the top candidate's score reaches the "
+        "strict point (at most 1 % of paintings by artists not enrolled score so high, 95 % confidence); "
+        "`not_consistent`: below the equal-error point (likely none of them); `inconclusive` between, or when the "
+        "gallery cannot calibrate it (too few artists with 2 or more works, or a picture below its quality)"
+    )
+    summary: str = Field(description="the same in plain words")
+    score: float | None = Field(description="the top candidate's score (null: no candidate)")
+    artist_id: str | None = Field(description="the top candidate")
+    artist_name: str = ""
+    points: PointsOut | None = Field(description="the two points the verdict was read at (null: none)")
+    calibration: CalibrationOut = Field(description="the gallery's leave-one-out identify trials behind the points")
+
+    @field_validator("points", mode="before")
+    @classmethod
+    def _points(cls, value: Any) -> Any:
+        return PointsOut.of(value) if value is not None and not isinstance(value, PointsOut | dict) else value
+
+
+class IdentifyOut(_Out):
     candidates: list[CandidateOut] = Field(description="candidate artists, best first")
     model: str
+    open_set: OpenSetOut = Field(description="whether the painting belongs to any enrolled artist at all")
+    same_work_as: list[CopyOfOut] = Field(description="enrolled works the upload is a copy of (left out of ranking)")
+    quality: QualityOut | None = None
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _quality(cls, value: Any) -> Any:
+        return QualityOut.of(value) if value is not None and not isinstance(value, QualityOut | dict) else value
 
 
 # ---- artists and works ------------------------------------------------------------------------------------
@@ -289,6 +339,27 @@ class ArtistIn(BaseModel):
     meta: dict[str, Any] | None = Field(None, description="free-form JSON kept with the artist")
 
 
+class ArtistPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=256, description="the new name")
+    meta: dict[str, Any] | None = Field(None, description="replaces the artist's meta")
+
+
+class WorkPatch(BaseModel):
+    """The catalogue fields to change (left out: unchanged; null or empty: cleared)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = None
+    date: str | None = None
+    medium: str | None = None
+    dimensions: str | None = None
+    inventory_number: str | None = None
+    photo_credit: str | None = None
+    notes: str | None = None
+
+
 class ArtistOut(_Out):
     id: str
     name: str
@@ -297,7 +368,7 @@ class ArtistOut(_Out):
     works: int | None = Field(None, description="number of reference works")
 
 
-class WorkOut(_Out):
+class WorkOut(CatalogueOut):
     id: str
     artist_id: str
     sha256: str = Field(description="sha256 of the uploaded bytes")

@@ -3,7 +3,7 @@
 `python -m service export --out FILE` writes a tar archive:
 
     artists.jsonl      id, name, meta, created
-    works.jsonl        id, artist_id, sha256, filename, size_bytes, created
+    works.jsonl        id, artist_id, sha256, filename, size_bytes, created, and the catalogue fields
     embeddings.jsonl   work_id, model_id, dim, vector (base64 float32 little-endian), created
     keys.jsonl         name, prefix, key_hash, scope, created_at, revoked_at (hashes only: a key never leaves)
     audit.jsonl        the decision log, oldest first
@@ -44,7 +44,7 @@ from tqdm import tqdm
 from service.storage.audit import entry
 from service.storage.db import make_sessionmaker
 from service.storage.originals import OriginalStore
-from service.storage.schema import AUDIT, ApiKey, ArtistRow, EmbeddingRow, WorkRow, audit_fields
+from service.storage.schema import AUDIT, CATALOGUE, ApiKey, ArtistRow, EmbeddingRow, WorkRow, audit_fields
 from service.storage.store import Store
 
 FORMAT = "brushprint-backup"
@@ -119,6 +119,7 @@ def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
             "filename": w.filename,
             "size_bytes": w.size_bytes,
             "created": _iso(w.created),
+            **{k: getattr(w, k) for k in CATALOGUE},
         }
         for w in s.scalars(sa.select(WorkRow).order_by(WorkRow.created, WorkRow.id))
     ]
@@ -376,6 +377,7 @@ def _insert_rows(s: Session, rec: dict[str, list[dict[str, Any]]], store: Origin
                     path=store.relpath(w["sha256"]),
                     size_bytes=int(w["size_bytes"]),
                     created=_time(w["created"]),
+                    **{k: w.get(k) for k in CATALOGUE},
                 )
             )
         s.flush()

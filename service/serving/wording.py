@@ -79,9 +79,9 @@ def summary(verdict: str, tw: ThreeWay, score: float, subject: Subject) -> str:
                 "Treat it as unresolved: a better photograph or more reference works may decide it."
             )
         return (
-            f"Inconclusive: the score {score:.3f} lies between {low:.3f}, below which it would be called not "
-            f"consistent, and {tw.strict.threshold:.3f}, from which it would be called consistent. Treat it as "
-            "unresolved: a better photograph or more reference works may decide it."
+            f"Inconclusive about {subject.claim}: the score {score:.3f} lies between {low:.3f}, below which it "
+            f"would be called not consistent, and {tw.strict.threshold:.3f}, from which it would be called "
+            "consistent. Treat it as unresolved: a better photograph or more reference works may decide it."
         )
     missed = tw.equal_error.fnr
     return (

@@ -30,6 +30,7 @@ DECISION_FIELDS = {
     "verdict",
     "summary",
     "points",
+    "same_work_as",
 }
 
 
