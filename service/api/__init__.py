@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api import artists, audit, compare, health, identify, images, keys, verify, web
+from service.api import artists, audit, compare, docs, health, identify, images, keys, verify, web
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -18,4 +18,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     keys.router,
     audit.router,
     web.router,
+    docs.router,
 )

@@ -246,3 +246,29 @@ def _overlay_painted(page, selector: str) -> bool:  # type: ignore[no-untyped-de
             selector,
         )
     )
+
+
+def test_the_api_reference_works_without_internet(server: Server, browser):  # type: ignore[no-untyped-def]
+    """/docs (Swagger UI) and /redoc render in a browser that can reach nothing but the service: every asset they
+    load is the service's own (the pinned fastapi-offline package's files), none a CDN's."""
+    context = browser.new_context()
+    outside: list[str] = []
+
+    def only_the_service(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.url.startswith(server.base_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    context.route("**/*", only_the_service)
+    page = context.new_page()
+    page.goto(server.base_url + "/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    assert page.locator(".swagger-ui .opblock").count() >= 10  # every route, as documented
+    assert "/v1/verify" in page.inner_text(".swagger-ui")
+    page.goto(server.base_url + "/redoc")
+    page.wait_for_selector("[role=navigation], .menu-content", timeout=30_000)
+    assert "Verify a painting against an artist's portfolio" in page.inner_text("body")
+    assert outside == []
+    context.close()
