@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Form, Request, Security, UploadFile
 from fastapi.security import APIKeyHeader
 
+from contract.decode import megabytes
 from service.api.ratelimit import RateLimiter
 from service.errors import Forbidden, TooLarge
 from service.serving.evidence import MAX_GRID, MIN_GRID
@@ -153,7 +154,9 @@ async def read_upload(file: UploadFile, limit: int) -> bytes:
     """The upload's bytes, reading at most limit + 1 so an oversized file costs no more than the limit."""
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise TooLarge("image_too_large", f"{file.filename or 'the upload'} is over the limit of {limit} bytes")
+        raise TooLarge(
+            "image_too_large", f"{file.filename or 'the upload'} is over the limit of {megabytes(limit)} per image"
+        )
     return data
 
 

@@ -52,7 +52,7 @@ class RegionOut(_Out):
 
 class EvidenceOut(_Out):
     grid: int = Field(description="n: the query was cut into n×n equal regions")
-    width: int = Field(description="width of the decoded, orientation-corrected query the boxes refer to")
+    width: int = Field(description="width of the query as uploaded (orientation-corrected) the boxes refer to")
     height: int
     threshold: float = Field(description="the decision's threshold, which each region's `match` used")
     target: str = Field(description="`portfolio` (verify: the artist's works) or `image_b` (compare)")
@@ -139,8 +139,8 @@ class PointOut(_Out):
     expected_fpr_upper: float | None = Field(description="its one-sided 95 % upper bound (null: counts not recorded)")
     expected_fnr_upper: float | None = Field(description="its one-sided 95 % upper bound (null: counts not recorded)")
     rule: str = Field(description="how the point was chosen")
-    reachable: bool = Field(True, description="false: the calibration's pairs cannot show this strictness")
-    why: str = Field("", description="why it is unreachable")
+    reachable: bool = Field(default=True, description="false: the calibration's pairs cannot show this strictness")
+    why: str = Field(default="", description="why it is unreachable")
 
     @classmethod
     def of(cls, op: Any, rule: str = "", why: str = "") -> PointOut:
@@ -433,15 +433,16 @@ _ERROR_DOCS = {
     401: "`missing_api_key` or `invalid_api_key` (unknown or revoked)",
     403: "`insufficient_scope`: the key's scope does not allow this route",
     404: "`unknown_artist`, `unknown_work` or `unknown_key`",
-    409: "`artist_exists`, `duplicate_work`, `key_name_taken`, `empty_portfolio` (verify against an artist without "
+    409: "`artist_exists`, `duplicate_work` (the same bytes already enrolled), `same_painting` (the same painting "
+    "photographed again), `key_name_taken`, `empty_portfolio` (verify against an artist without "
     "works) or `reindex_required` (works lack embeddings of the served model)",
     413: "`request_too_large`, `image_too_large`, `image_too_many_pixels` or `too_many_files`",
     415: "`unsupported_format` or `animated_image`",
     422: "`invalid_request` (the message names the field), `empty_image`, `corrupt_image`, `image_too_small`, "
     "`no_files`, `extreme_aspect_ratio`, `invalid_k`, `invalid_pagination`, `invalid_threshold`, "
     "`invalid_operating_point`, `operating_point_unreachable`, `invalid_evidence`, `invalid_max_side`, "
-    "`invalid_artist_id`, `invalid_name`, `invalid_meta`, `image_quality_too_low` (below the quality the model's "
-    "rates were measured at)",
+    "`invalid_artist_id`, `invalid_name`, `invalid_meta`, `invalid_catalogue` (a catalogue entry too long or not "
+    "plain text, naming the field), `image_quality_too_low` (below the quality the model's rates were measured at)",
     429: "`rate_limited`: retry after the `Retry-After` header's seconds",
     503: "`overloaded` (retry after `Retry-After`), `not_ready`, or `model_switching` (an enrolment while the "
     "deployment switches models; retry after `Retry-After`)",

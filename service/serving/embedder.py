@@ -33,6 +33,7 @@ def image_limits(settings: Settings) -> ImageLimits:
     return ImageLimits(
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.max_pixels,
+        decode_pixels=settings.decode_pixels,
         formats=frozenset(settings.allowed_formats),
     )
 
@@ -75,7 +76,8 @@ class Embedder:
             on_batch=on_batch,
             name="embed",
         )
-        # bounds the memory of concurrent decodes (a 40-Mpixel upload is ~120 MB as RGB)
+        # bounds the memory of concurrent decodes (at most `decode_pixels`, 40 MP, ~160 MB each in Pillow; larger
+        # scans are reduced while decoding, contract.decode)
         self._decode_slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
     async def start(self) -> None:

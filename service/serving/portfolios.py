@@ -11,11 +11,12 @@ without the new model's embedding. Covered by tests/service/test_engine.py and t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
 
-from contract.decode import ImageError, ImageLimits
+from contract.decode import ImageError
 from service.config import Settings
 from service.errors import Invalid, NoFiles
 from service.serving.bundle import Bundle, BundleSlot
@@ -133,7 +134,7 @@ class Portfolios:
         data = await asyncio.to_thread(self._gallery.original, artist_id, work_id)
         # it passed these checks at enrolment; the byte limit is lifted so a later, smaller limit cannot hide it
         limits = self.embedder.limits
-        lifted = ImageLimits(max_bytes=max(len(data), 1), max_pixels=limits.max_pixels, formats=limits.formats)
+        lifted = dataclasses.replace(limits, max_bytes=max(len(data), 1))
 
         def render() -> Thumbnail:
             return thumbnail(self.embedder.decode(data, lifted).image, max_side, fmt)

@@ -222,6 +222,7 @@ class Scorer:
             score=score,
             threshold=threshold,
             target=target,
+            size=decoded.size,
         )
 
     async def compare(

@@ -349,7 +349,11 @@ def test_from_real_settings(tmp_path: Path, model_dir: Path, monkeypatch: pytest
     monkeypatch.setenv("BRUSHPRINT_PROVIDERS", "cpu")
     e = Runtime.from_settings(Settings())
     try:
-        assert e.embedder.limits.max_pixels == 40_000_000 and "WEBP" in e.embedder.limits.formats
+        assert (
+            e.embedder.limits.max_pixels == 200_000_000
+            and e.embedder.limits.decode_pixels == 40_000_000
+            and "WEBP" in e.embedder.limits.formats
+        )
         # the defaults are the Settings' own: nothing in the runtime repeats them
         assert e.settings.identify_shortlist == Settings.model_fields["identify_shortlist"].default == 200
         assert e.embedder.batcher.max_queue == Settings.model_fields["max_queue"].default
