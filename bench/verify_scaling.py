@@ -67,8 +67,8 @@ class Paths:
 
     def add_seed_head(self, workdir: Path, providers: list[str]) -> None:
         """Export the original seed head (random weights, this embedding dim) with tf2onnx for the comparison."""
-        from training.export import to_onnx
-        from training.heads import INPUT_A, INPUT_B, OUTPUT, build_seed
+        from training.backbone.export import to_onnx
+        from training.heads.trained import INPUT_A, INPUT_B, OUTPUT, build_seed
 
         heads = build_seed(self.dim)
         path = to_onnx(heads.pair, {INPUT_A: (self.dim,), INPUT_B: (self.dim,)}, OUTPUT, workdir / "seed_head.onnx")

@@ -2,7 +2,7 @@
 
 The card's `calibration.aggregation` says how (today only `top_mean`: the mean of the `top_m` highest pair
 scores, all of them when the portfolio is smaller). Training simulates portfolios with `aggregate_rows` when
-it builds the portfolio calibration tables (training/evaluate.py), and the service judges real portfolios
+it builds the portfolio calibration tables (training/evaluation/evaluate.py), and the service judges real portfolios
 with `aggregate`, which is `aggregate_rows` of one row, so the tables describe the very scores the service
 computes. Covered by tests/contract/test_aggregation.py and tests/contract/test_parity.py.
 """

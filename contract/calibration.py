@@ -1,7 +1,8 @@
 """Calibration tables: scored labelled pairs (or portfolio trials) → one row per threshold of GRID.
 
-The one implementation behind the model card's tables (training/evaluate.py, training/realmodel.py,
-training/realeval.py) and the service's gallery calibration (service/serving/calibration.py), so a table means the same
+The one implementation behind the model card's tables (training/evaluation/evaluate.py, training/realmodel.py,
+training/evaluation/realeval.py) and the service's gallery calibration (service/serving/calibration.py), so a table
+means the same
 wherever it was made. A table knows how many pairs stand behind it (`sample_size`): its rows carry the upper
 bounds of their rates for that many (contract.operating), and the card records the counts beside the table.
 Pairs scored in `repeats` repeated cross-validation splits count once per repeat, not once per score: the same

@@ -1,6 +1,6 @@
 """The model card (`model.json`): the one contract between training and serving.
 
-Training writes it (`training/export.py`), the service reads nothing else about a model. Pure pydantic:
+Training writes it (`training/backbone/export.py`), the service reads nothing else about a model. Pure pydantic:
 importable by both halves without TensorFlow or onnxruntime. Covered by tests/contract/test_card.py.
 """
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contract.heads import head_kind
 
 CARD_FILE = "model.json"
 FORMAT_VERSION: Literal[1] = 1
@@ -124,7 +126,7 @@ class HeadSpec(_Strict):
     service can project each reference once and compare many pairs cheaply; composing them equals `file`.
     """
 
-    kind: Literal["seed", "symmetric", "cosine"]
+    kind: str = Field(description="a kind of contract.heads.KINDS")
     file: str
     input_names: tuple[str, str]
     output_name: str
@@ -136,10 +138,13 @@ class HeadSpec(_Strict):
 
     @model_validator(mode="after")
     def _parts_together(self) -> HeadSpec:
+        kind = head_kind(self.kind)
         if (self.projection is None) != (self.comparator is None):
             raise ValueError("head.projection and head.comparator come together or not at all")
-        if self.kind == "cosine" and (self.cosine is None or self.projection is None):
-            raise ValueError("a cosine head has its cosine spec, a projection and a comparator")
+        if kind.projection and self.projection is None:
+            raise ValueError(f"a {kind.name} head has a projection and a comparator")
+        if kind.spec == "cosine" and self.cosine is None:
+            raise ValueError(f"a {kind.name} head has its cosine spec")
         return self
 
 
@@ -348,6 +353,14 @@ def load_card(model_dir: Path, verify_files: bool = True) -> Card:
             if got != want:
                 raise CardError(f"{f} sha256 {got[:12]}… does not match the card's {want[:12]}…")
     return card
+
+
+def seal_card(card: Card, model_dir: Path) -> Card:
+    """The one card writer: record the sha256 of every ONNX file the card names (as they are in `model_dir`)
+    and write model.json there; returns the sealed card. Training's exports and the dev model all call it."""
+    sealed = card.model_copy(update={"files": {f: sha256_file(Path(model_dir) / f) for f in card.onnx_files()}})
+    write_card(sealed, model_dir)
+    return sealed
 
 
 def write_card(card: Card, model_dir: Path) -> Path:

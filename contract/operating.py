@@ -23,7 +23,7 @@ the point estimates, as they were chosen before.
 
 The bounds treat the counted pairs (or trials) as independent; pairs share paintings, so where anything they
 are optimistic, not pessimistic. The service (service/serving/strictness.py), training's checks
-(training/realeval.py) and its card writer (training/evaluate.py) all call this module.
+(training/evaluation/realeval.py) and its card writer (training/evaluation/evaluate.py) all call this module.
 Covered by tests/contract/test_operating.py.
 """
 

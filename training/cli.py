@@ -64,7 +64,7 @@ def _split_arrays(manifest, embeddings: np.ndarray) -> dict[str, tuple[np.ndarra
 
 
 def _load_split_arrays(work: Work):
-    from training.datasets import Manifest
+    from training.data.datasets import Manifest
 
     manifest = Manifest.from_csv(work.manifest)
     emb = np.load(work.embeddings)
@@ -74,7 +74,7 @@ def _load_split_arrays(work: Work):
 
 
 def _load_trained(work: Work, kind: str, embedded: Embedded):
-    from training.train import load_head
+    from training.heads.train import load_head
 
     info_path = work.heads / f"{kind}.json"
     if not info_path.is_file():
@@ -90,7 +90,7 @@ def _load_trained(work: Work, kind: str, embedded: Embedded):
 
 
 def stage_synth(*, out: Path, settings: SynthSettings) -> None:
-    from training.synthetic import generate
+    from training.data.synthetic import generate
 
     s = settings
     t = time.perf_counter()
@@ -99,9 +99,9 @@ def stage_synth(*, out: Path, settings: SynthSettings) -> None:
 
 
 def stage_embed(work: Work, *, settings: EmbedSettings) -> Embedded:
-    from training.backbones import build_embedder
-    from training.datasets import drop_unreadable, load_corpus, split_artists
-    from training.embed import embed_manifest
+    from training.backbone.backbones import build_embedder
+    from training.backbone.embed import embed_manifest
+    from training.data.datasets import drop_unreadable, load_corpus, split_artists
 
     t = time.perf_counter()
     manifest = load_corpus(settings.corpus)
@@ -129,7 +129,7 @@ def stage_embed(work: Work, *, settings: EmbedSettings) -> Embedded:
 
 
 def stage_train(work: Work, *, heads: Sequence[str], config: TrainConfig) -> dict:
-    from training.train import train_head
+    from training.heads.train import train_head
 
     work.embedded()
     _, splits = _load_split_arrays(work)
@@ -147,7 +147,7 @@ def stage_train(work: Work, *, heads: Sequence[str], config: TrainConfig) -> dic
 
 
 def stage_evaluate(work: Work, *, heads: Sequence[str], settings: EvalSettings) -> list:
-    from training.evaluate import evaluate_head
+    from training.evaluation.evaluate import evaluate_head
 
     embedded = work.embedded()
     _, splits = _load_split_arrays(work)
@@ -180,11 +180,11 @@ def stage_export(
     work: Work, *, settings: ExportSettings, heads: Sequence[str] | None = None, command: str = ""
 ) -> Path:
     """ONNX + parity + model.json + REPORT.md; `heads` are the candidates (default: every evaluated head)."""
-    from training.backbones import build_embedder
-    from training.datasets import Manifest
-    from training.evaluate import choose_head
-    from training.export import export_model
-    from training.report import write_model_report
+    from training.backbone.backbones import build_embedder
+    from training.backbone.export import export_model
+    from training.data.datasets import Manifest
+    from training.evaluation.evaluate import choose_head
+    from training.evaluation.report import write_model_report
 
     t = time.perf_counter()
     embedded = work.embedded()
@@ -281,7 +281,7 @@ def run_pipeline(
 
 
 def _heads(text: str) -> list[str]:
-    from training.heads import KINDS
+    from training.heads.trained import KINDS
 
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     bad = [k for k in kinds if k not in KINDS]
@@ -524,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command=command,
         )
     elif a.command == "realset":
-        from training.realset import build_met
+        from training.data.realset import build_met
 
         print(json.dumps(build_met(a.out, cache=a.cache), indent=2))
     elif a.command == "make-real":
@@ -553,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pair = card.metrics["real"]["pair"]
         print(f"[make-real] {card.model_id}: real pair AUC {pair['auc']:.3f} {pair['auc_ci95']}", flush=True)
     elif a.command == "robustness":
-        from training.robustness import judge_model
+        from training.evaluation.robustness import judge_model
 
         result = judge_model(a.model, a.corpus, a.out, a.work, conditions=a.conditions, n_boot=a.bootstrap)
         print(json.dumps(result["summary"], indent=2), flush=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-DEFAULT_HEADS = ("seed", "symmetric")  # every kind of training/heads.py KINDS, unless --heads says otherwise
+DEFAULT_HEADS = ("seed", "symmetric")  # every kind of training/heads/trained.py KINDS, unless --heads says otherwise
 # the 19M-parameter seed head costs ~10x the symmetric head per epoch: the CLI caps its epochs (--seed-head-epochs)
 SEED_HEAD_EPOCHS = 10
 
@@ -37,7 +37,7 @@ class SynthSettings(_Settings):
 
 
 class SplitSettings(_Settings):
-    """The artist-disjoint split (training/datasets.py `split_artists`)."""
+    """The artist-disjoint split (training/data/datasets.py `split_artists`)."""
 
     val: float = 0.15
     test: float = 0.15
@@ -63,14 +63,14 @@ class EmbedSettings(_Settings):
 
 @dataclass
 class TrainConfig:
-    """`train`: how a pair head is fitted (training/train.py `train_head`)."""
+    """`train`: how a pair head is fitted (training/heads/train.py `train_head`)."""
 
     epochs: int = 40
     pairs_per_epoch: int = 20_000
     batch_size: int = 256
     val_pairs: int = 4_000
     patience: int = 6
-    learning_rate: float | None = None  # None: the per-kind default in training/train.py
+    learning_rate: float | None = None  # None: the per-kind default in training/heads/train.py
     seed: int = 0
     # per-kind epoch caps (the CLI sets {"seed": SEED_HEAD_EPOCHS})
     epochs_by_kind: dict = field(default_factory=dict)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from training.settings import EmbedSettings
 
 if TYPE_CHECKING:
-    from training.evaluate import HeadEvaluation
+    from training.evaluation.evaluate import HeadEvaluation
 
 RUN_FILE = "run.json"
 FORMAT: Literal[2] = 2
@@ -149,7 +149,7 @@ class Work:
         if not path.is_file():
             raise SystemExit(f"no evaluation of the {kind} head in {self.evals}: run evaluate first")
         from contract.card import Calibration
-        from training.evaluate import HeadEvaluation
+        from training.evaluation.evaluate import HeadEvaluation
 
         d = json.loads(path.read_text())
         return HeadEvaluation(

@@ -18,6 +18,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from contract.card import Card, CardError, load_card
+from contract.heads import head_kind
 from contract.recipe import combine, model_inputs
 
 Providers = Literal["auto", "cpu", "cuda"]
@@ -196,11 +197,13 @@ class Model:
     def symmetric_scores(self, va: np.ndarray, vb: np.ndarray) -> np.ndarray:
         """Pair scores of reference vectors that do not depend on the order of the pair.
 
-        The symmetric comparator is order-free by construction (|a−b| and a·b); other heads are averaged
-        over both orders.
+        An order-free kind (contract.heads: `symmetric`, `cosine`) scores through its comparator as it is; other
+        heads are averaged over both orders.
         """
-        if self.has_projection:
+        if self.has_projection and head_kind(self.card.head.kind).order_free:
             return self.compare(va, vb)
+        if self.has_projection:
+            return (self.compare(va, vb) + self.compare(vb, va)) / np.float32(2.0)
         return (self.pair_scores(va, vb) + self.pair_scores(vb, va)) / np.float32(2.0)
 
     def score_against(self, query_vec: np.ndarray, ref_vecs: np.ndarray, chunk: int = 2048) -> np.ndarray:

@@ -186,3 +186,34 @@ def test_counts_round_trip_and_must_not_be_negative(card_dir: Path, tmp_path: Pa
     raw["calibration"]["impostor_pairs"] = -1
     with pytest.raises(ValueError):
         Card.model_validate(raw)
+
+
+def test_head_kinds_come_from_one_registry(card_dir: Path) -> None:
+    from contract.heads import KINDS, TRAINED, head_kind
+
+    assert set(KINDS) == {"seed", "symmetric", "cosine"} and TRAINED == ("seed", "symmetric")
+    assert head_kind("cosine").order_free and not head_kind("seed").order_free
+    head = load_card(card_dir).head.model_dump()
+    with pytest.raises(ValueError, match="unknown head kind 'mlp'"):
+        HeadSpec.model_validate({**head, "kind": "mlp"})
+    # a kind that projects needs its projection; a cosine head its cosine spec
+    with pytest.raises(ValueError, match="has a projection"):
+        HeadSpec.model_validate({**head, "kind": "symmetric", "projection": None, "comparator": None})
+    with pytest.raises(ValueError, match="cosine spec"):
+        HeadSpec.model_validate({**head, "kind": "cosine", "cosine": None})
+
+
+def test_seal_card_records_the_files_it_names(card_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from contract.card import seal_card
+
+    card = load_card(card_dir)
+    out = tmp_path / "sealed"
+    out.mkdir()
+    for name in card.onnx_files():
+        shutil.copyfile(card_dir / name, out / name)
+    (out / card.backbone.file).write_bytes(b"other weights")
+    sealed = seal_card(card.model_copy(update={"files": {}}), out)
+    assert sealed.files[card.backbone.file] == sha256_file(out / card.backbone.file)
+    assert load_card(out) == sealed and sealed.model_id != card.model_id

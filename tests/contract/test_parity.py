@@ -1,6 +1,6 @@
 """Training and serving turn the same picture into the same backbone input, and score portfolios alike.
 
-The training path is the embedding cache's: a corpus file on disk → `training.embed.embed_manifest`, which
+The training path is the embedding cache's: a corpus file on disk → `training.backbone.embed.embed_manifest`, which
 feeds the backbone what `load_input` makes of it. The serving path is an upload: bytes → `Embedder.prepare`
 (decode with the service's limits, the model's recipe) → what the micro-batcher hands the backbone. Both must be
 the very same float32 arrays for every kind of file the issue found them to differ on.
@@ -22,8 +22,8 @@ from service.config import Settings
 from service.serving.model import Model
 from service.serving.runtime import Runtime
 from tests.service.conftest import encode, painting
-from training.datasets import Item, Manifest
-from training.embed import embed_manifest, load_input
+from training.backbone.embed import embed_manifest, load_input
+from training.data.datasets import Item, Manifest
 
 ORIENTATION = 0x0112
 # what `ImageOps.exif_transpose` does for each orientation, undone: storing undo(upright) with orientation o
@@ -163,7 +163,7 @@ def test_every_orientation_decodes_upright(orientation: int, tmp_path: Path) -> 
 def test_evaluation_aggregates_portfolios_as_the_service_does() -> None:
     import contract.aggregation
     import service.serving.scorer
-    import training.evaluate as ev
+    import training.evaluation.evaluate as ev
     from contract.card import Aggregation
 
     assert ev.aggregate_rows is contract.aggregation.aggregate_rows

@@ -32,8 +32,20 @@ def test_the_card_is_the_real_painting_model(shipped_model_dir: Path) -> None:
     real = card.metrics["real"]
     lo, hi = real["pair"]["auc_ci95"]
     assert lo <= real["pair"]["auc"] <= hi  # figures are recorded with their interval
-    # the card's metrics say which candidate won, and the shipped head is it
-    assert max(real["candidates_pair_auc"].values()) - next(iter(real["candidates_pair_auc"].values())) < 0.01
+    # the card says why the shipped head ships: no trained head ranks real pairs better, and its rates hold under
+    # acquisition conditions it was not fitted on where the recipe without the nuisance step's do not
+    aucs = real["candidates_pair_auc"]
+    shipped_auc = next(iter(aucs.values()))
+    assert all(v <= shipped_auc for k, v in aucs.items() if k.startswith("trained head"))
+    rob = card.metrics["robustness"]
+
+    def worst_fpr(judged: dict) -> float:
+        rows = [r for k, r in judged.items() if k.endswith(("/within", "/cross"))]
+        return max(r["points"]["max_fpr<=0.05"]["observed_fpr"] for r in rows)
+
+    assert worst_fpr(rob["judged"]) <= 0.08 < worst_fpr(rob["baseline"])
+    assert card.head.selected_on.startswith("rates that hold on photographs")
+    assert card.calibration.quality is not None and card.calibration.bands
 
 
 def test_every_crop_of_a_compare_goes_through_one_backbone_run(shipped: Model, tmp_path: Path) -> None:

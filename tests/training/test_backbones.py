@@ -1,4 +1,4 @@
-"""training/backbones.py: the Lite2 port proven on ImageNet photos, the embedder's contract, ONNX parity."""
+"""training/backbone/backbones.py: the Lite2 port proven on ImageNet photos, the embedder's contract, ONNX parity."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from PIL import Image
 from skimage import data
 
 from contract.recipe import preprocess
-from training import backbones as B
-from training import weights as W
+from training.backbone import backbones as B
+from training.backbone import weights as W
 
 CATS = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 CUPS = {967, 968, 504}  # espresso, cup, coffee mug

@@ -1,4 +1,4 @@
-"""training/conditions.py: every acquisition condition yields an upload the contract decodes, deterministic in its
+"""training/data/conditions.py: every acquisition condition yields an upload the contract decodes, deterministic in its
 seed, changing the picture the way it says; the leave-family-out rule never lets a fit see the judged families."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from skimage import data
 
 from contract.decode import CORPUS_LIMITS, decode_bytes
 from contract.quality import blur_effect
-from training import conditions as cond
+from training.data import conditions as cond
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""training/cosine.py: PCA whitening, the projection, the logistic calibration and the three exported ONNX files."""
+"""training/heads/cosine.py: PCA whitening, the projection, the logistic calibration and the three exported ONNX
+files."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from training.cosine import CosineHead, export, fit_calibration, fit_robust, fit_whitening, principal
+from training.heads.cosine import CosineHead, export, fit_calibration, fit_robust, fit_whitening, principal
 
 D = 12
 

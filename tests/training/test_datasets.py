@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.datasets import (
+from training.data.datasets import (
     Item,
     Manifest,
     drop_unreadable,

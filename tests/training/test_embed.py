@@ -13,15 +13,15 @@ from PIL import Image
 
 from contract.card import EmbeddingRecipe, Preprocessing
 from contract.recipe import preprocess
-from training.datasets import Item, Manifest
-from training.embed import EmbeddingCache, cache_key, embed_manifest
+from training.backbone.embed import EmbeddingCache, cache_key, embed_manifest
+from training.data.datasets import Item, Manifest
 
 DIM = 8
 PRE = Preprocessing(resize_shorter=24, crop=(24, 24), scale=1 / 255, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 
 @dataclass(frozen=True)
-class TinySpec:  # the fields of training.backbones.EmbedderSpec
+class TinySpec:  # the fields of training.backbone.backbones.EmbedderSpec
     arch: str = "tiny"
     embedding_dim: int = DIM
     recipe: EmbeddingRecipe = EmbeddingRecipe(pooled_dim=DIM, description="test")

@@ -1,4 +1,5 @@
-"""training/evaluate.py: metrics, calibration tables, portfolio simulation, plots; training/report.py: the report."""
+"""training/evaluation/evaluate.py: metrics, calibration tables, portfolio simulation, plots;
+training/evaluation/report.py: the report."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from contract.calibration import GRID, threshold_table
 from contract.card import Calibration
 from contract.operating import equal_error_row, rate_upper
-from training.evaluate import (
+from training.evaluation.evaluate import (
     at_threshold,
     calibrate,
     choose_head,
@@ -16,8 +17,8 @@ from training.evaluate import (
     portfolio_trials,
     roc_summary,
 )
-from training.heads import build_head
-from training.report import write_report
+from training.evaluation.report import write_report
+from training.heads.trained import build_head
 
 
 def test_roc_summary_perfect_and_crossing():
@@ -99,7 +100,7 @@ def test_evaluate_head_structure(evaluation):
 
 def test_calibration_threshold_is_val_eer():
     y = np.array([0, 0, 0, 1, 1, 1.0])
-    from training.evaluate import SplitScores
+    from training.evaluation.evaluate import SplitScores
 
     cal = calibrate(SplitScores("val", y, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])))
     assert 0.3 <= cal.recommended_threshold <= 0.7

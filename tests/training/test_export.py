@@ -1,4 +1,4 @@
-"""training/export.py: ONNX names and dynamic batch, parity checks that can fail, a card that loads."""
+"""training/backbone/export.py: ONNX names and dynamic batch, parity checks that can fail, a card that loads."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import skimage.data
 from PIL import Image
 
 from contract.card import CardError, EmbeddingRecipe, load_card
-from training.backbones import EmbedderSpec, preprocessing_for
-from training.evaluate import SplitScores, calibrate
-from training.export import (
+from training.backbone.backbones import EmbedderSpec, preprocessing_for
+from training.backbone.export import (
     ParityError,
     check_parity,
     export_head,
@@ -21,7 +20,8 @@ from training.export import (
     onnx_run,
     to_onnx,
 )
-from training.heads import build_head
+from training.evaluation.evaluate import SplitScores, calibrate
+from training.heads.trained import build_head
 
 DIM = 10
 

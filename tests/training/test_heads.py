@@ -1,11 +1,11 @@
-"""training/heads.py: the seed head's size, exact symmetry, and the symmetric head's factorisation."""
+"""training/heads/trained.py: the seed head's size, exact symmetry, and the symmetric head's factorisation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.heads import SEED_WIDTHS, build_head
+from training.heads.trained import SEED_WIDTHS, build_head
 
 rng = np.random.default_rng(0)
 A = rng.normal(size=(7, 12)).astype(np.float32)

@@ -1,11 +1,11 @@
-"""training/pairs.py: balanced, fresh, self-pair-free sampling that never favours prolific artists."""
+"""training/data/pairs.py: balanced, fresh, self-pair-free sampling that never favours prolific artists."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.pairs import PairDataset, PairSampler, fixed_pairs
+from training.data.pairs import PairDataset, PairSampler, fixed_pairs
 
 # artist 0 is prolific (100 images), 1..9 have 3 each, 10 and 11 a single image
 LABELS = np.array([0] * 100 + [a for a in range(1, 10) for _ in range(3)] + [10, 11])

@@ -1,4 +1,5 @@
-"""training/realeval.py on synthetic clustered vectors: artist-disjoint folds, out-of-fold whitening, pair AUC,
+"""training/evaluation/realeval.py on synthetic clustered vectors: artist-disjoint folds, out-of-fold whitening, pair
+AUC,
 artist-bootstrap intervals, leave-one-out verification trials and the nested operating points."""
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from contract.card import Aggregation
 from contract.operating import Unreachable, equal_error_point, rate_upper
 from service.errors import ServiceError
 from service.serving.strictness import Strictness, resolve
-from training import realeval
-from training.realeval import (
+from training.evaluation import realeval
+from training.evaluation.realeval import (
     OPERATING_POINTS,
     artist_folds,
     auc_eer,

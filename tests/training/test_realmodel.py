@@ -14,8 +14,9 @@ from bench.devmodel import CROP, build_dev_model
 from contract.card import load_card
 from contract.decode import decode_file
 from service.serving.model import Model
-from training import conditions, realeval, robustness, synthetic
-from training.cosine import CosineHead
+from training.data import conditions, synthetic
+from training.evaluation import realeval, robustness
+from training.heads.cosine import CosineHead
 from training.realmodel import (
     BACKBONE_FILE,
     RealModelError,
@@ -89,7 +90,7 @@ def test_the_card_describes_a_multi_crop_cosine_model(built):
     n = ARTISTS * PER_ARTIST
     assert h.cosine.fitted_on.startswith(f"{n * GRID * GRID} crops of {n} real paintings")
     assert "copies under 22 acquisition conditions" in h.cosine.fitted_on
-    assert h.selected_on.startswith("real-painting pair AUC")
+    assert h.selected_on.startswith("rates that hold on photographs: worst observed FPR at max_fpr=0.05")
     assert "nuisance-aware whitening" in h.selected_on and "no whitening" in h.selected_on
 
     dev = load_card(built["dev"])

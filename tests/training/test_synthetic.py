@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from training.datasets import load_corpus, read_folders
-from training.synthetic import STROKES, artist_style, generate, render_painting
+from training.data.datasets import load_corpus, read_folders
+from training.data.synthetic import STROKES, artist_style, generate, render_painting
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -1,13 +1,13 @@
-"""training/train.py: learns from clustered embeddings, keeps the best val-AUC epoch, is reproducible."""
+"""training/heads/train.py: learns from clustered embeddings, keeps the best val-AUC epoch, is reproducible."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.pairs import fixed_pairs, pair_inputs
+from training.data.pairs import fixed_pairs, pair_inputs
+from training.heads.train import embedding_stats, load_head, train_head
 from training.settings import TrainConfig
-from training.train import embedding_stats, load_head, train_head
 
 
 def _clusters(n_artists: int, per: int, dim: int, seed: int, offset: int = 0):

@@ -1,4 +1,4 @@
-"""training/weights.py: torch checkpoints read without torch, and the torch → Keras layout conversions."""
+"""training/backbone/weights.py: torch checkpoints read without torch, and the torch → Keras layout conversions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import weights as W
+from training.backbone import weights as W
 
 # --- a minimal torch checkpoint writer, so both on-disk formats (and views) can be exercised without torch ----
 

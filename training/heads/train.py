@@ -15,8 +15,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training.heads import HeadModels, build_head
-from training.pairs import PairDataset, PairSampler, fixed_pairs, pair_inputs
+from training.data.pairs import PairDataset, PairSampler, fixed_pairs, pair_inputs
+from training.heads.trained import HeadModels, build_head
 from training.settings import TrainConfig
 
 

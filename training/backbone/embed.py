@@ -25,7 +25,7 @@ import numpy as np
 from contract.card import sha256_file
 from contract.decode import CORPUS_LIMITS, ImageError, decode_file
 from contract.recipe import combine, model_inputs
-from training.datasets import Manifest
+from training.data.datasets import Manifest
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Keras → ONNX (tf2onnx, opset 17, dynamic batch), parity checks, and the model card.
 
 Every exported graph is run with onnxruntime (CPU) against its Keras original on real inputs — corpus
-images decoded and prepared by the contract (`training.embed.load_input`) for the backbone, real embeddings
+images decoded and prepared by the contract (`training.backbone.embed.load_input`) for the backbone, real embeddings
 for the head — and export fails if they differ by more than `PARITY_TOL`. The model directory ends up holding
 only what the service needs: the ONNX files, `model.json` (with a sha256 per file), REPORT.md and plots.
 Covered by tests/training/test_export.py and tests/training/test_e2e.py.
@@ -19,9 +19,9 @@ import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
 
-from contract.card import BackboneSpec, Calibration, Card, HeadSpec, OnnxPart, sha256_file, write_card
-from training.embed import load_input
-from training.heads import INPUT_A, INPUT_B, OUTPUT, HeadModels
+from contract.card import BackboneSpec, Calibration, Card, HeadSpec, OnnxPart, seal_card
+from training.backbone.embed import load_input
+from training.heads.trained import INPUT_A, INPUT_B, OUTPUT, HeadModels
 
 OPSET = 17
 PARITY_TOL = 1e-4
@@ -147,7 +147,7 @@ def build_card(
     training_data: dict,
     out_dir: Path,
 ) -> Card:
-    """The card for the files already in `out_dir`; sha256 of each ONNX file is taken now."""
+    """The card for the files already in `out_dir` (unsealed: `contract.card.seal_card` records their sha256)."""
     out_dir = Path(out_dir)
     projection = comparator = None
     if "projection" in parity:
@@ -177,8 +177,7 @@ def build_card(
         training_data=training_data,
         files={},
     )
-    files = {f: sha256_file(out_dir / f) for f in card.onnx_files()}
-    return card.model_copy(update={"files": files})
+    return card
 
 
 def export_model(
@@ -200,5 +199,4 @@ def export_model(
     parity = {"backbone": export_backbone(embedder, spec, out_dir, parity_images)}
     parity.update(export_head(head, out_dir, parity_embeddings))
     card = build_card(name or out_dir.name, version, spec, head, parity, calibration, metrics, training_data, out_dir)
-    write_card(card, out_dir)
-    return card
+    return seal_card(card, out_dir)

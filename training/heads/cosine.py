@@ -8,7 +8,7 @@ probability by a logistic calibration `sigmoid(slope * cosine + bias)` fitted on
 out-of-fold pairs. The map is monotone: it changes no AUC, only what a score means.
 
 Whitening is unsupervised: it may be fitted on any real paintings, labels unused. Evaluation still keeps
-the works it was fitted on apart (training/realeval.py). Exported with onnx.helper (no TensorFlow), as
+the works it was fitted on apart (training/evaluation/realeval.py). Exported with onnx.helper (no TensorFlow), as
 the three files every head has: pair head, projection, comparator. Covered by tests/training/test_cosine.py.
 """
 
@@ -21,9 +21,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from training.onnxgraph import init as _init
-from training.onnxgraph import save as _save
-from training.onnxgraph import value as _f
+from training.backbone.onnxgraph import init as _init
+from training.backbone.onnxgraph import save as _save
+from training.backbone.onnxgraph import value as _f
 
 DEFAULT_DIM = 64
 DEFAULT_POWER = -0.5

@@ -272,7 +272,7 @@ def batchnorm(sd: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
 
 
 def efficientnet_lite_keras_weights(sd: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    """Keras layer name → weights, for the layer names `training.backbones` gives EfficientNet-Lite.
+    """Keras layer name → weights, for the layer names `training.backbone.backbones` gives EfficientNet-Lite.
 
     The torch names come from lukemelas' EfficientNet-PyTorch as adapted for Lite by ML Illustrated:
     `_conv_stem`, `_bn0`, `_blocks.{i}._expand_conv|_bn0|_depthwise_conv|_bn1|_project_conv|_bn2`,

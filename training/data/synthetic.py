@@ -33,7 +33,7 @@ import numpy as np
 from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 from PIL import Image, ImageDraw, ImageFilter
 
-from training.datasets import Item, Manifest
+from training.data.datasets import Item, Manifest
 
 GENERATOR_VERSION = "1.0"  # bump whenever the pixels for a given (seed, artist, index, size) change
 STROKES = ("dab", "line", "curve", "dot", "hatch", "block")
@@ -585,7 +585,7 @@ def generate(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     params = {
-        "generator": "training.synthetic",
+        "generator": "training.data.synthetic",
         "version": GENERATOR_VERSION,
         "seed": seed,
         "n_artists": n_artists,

@@ -21,8 +21,9 @@ from contract.operating import Table, Unreachable, equal_error_point
 from contract.operating import operating_point as choose_point
 from contract.quality import pair_quality
 from contract.recipe import crop_features, model_inputs, resized
-from training import conditions as cond
-from training import cosine, realeval
+from training.data import conditions as cond
+from training.evaluation import realeval
+from training.heads import cosine
 
 
 def _key(spec: BackboneSpec, backbone: Path, paths: Sequence[Path], condition: str, seed: int) -> str:
@@ -818,8 +819,8 @@ def judge_model(
     (quality → band → contract.operating); nothing is fitted. Writes `out`/robustness.json and ROBUSTNESS.md.
     For a corpus kept apart from the model's fit, these are its figures on another source of paintings."""
     from contract.card import load_card
-    from training.datasets import read_folders
-    from training.report import judged_lines
+    from training.data.datasets import read_folders
+    from training.evaluation.report import judged_lines
 
     model_dir, out = Path(model_dir), Path(out)
     card = load_card(model_dir)

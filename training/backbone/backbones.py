@@ -20,7 +20,7 @@ import keras
 from keras import layers, ops
 
 from contract.card import EmbeddingRecipe, Preprocessing
-from training import weights as W
+from training.backbone import weights as W
 
 ARCHS = ("efficientnet_lite2", "efficientnet_lite0", "inception_resnet_v2")
 

@@ -2,7 +2,7 @@
 
 Readers: Painter by Numbers as published on Kaggle (`train_info.csv` or `all_data_info.csv` with image folders
 `train/` and `test/`), folder-per-artist (`root/<artist>/*.jpg`), and the synthetic corpus written by
-`training.synthetic` (folder-per-artist plus a `corpus.json`). Missing images are skipped and counted, a missing
+`training.data.synthetic` (folder-per-artist plus a `corpus.json`). Missing images are skipped and counted, a missing
 column is an error naming it, images the contract's decoder refuses are dropped by `drop_unreadable`.
 
 Splits are by artist, so validation and test measure what the service does: judge artists the model never saw.
@@ -224,7 +224,7 @@ def read_folders(root: str | Path) -> Manifest:
 
 
 def load_corpus(spec: str) -> Manifest:
-    """`pbn:ROOT`, `folders:ROOT` or `synthetic:ROOT` (a corpus written by `training.synthetic.generate`)."""
+    """`pbn:ROOT`, `folders:ROOT` or `synthetic:ROOT` (a corpus written by `training.data.synthetic.generate`)."""
     kind, sep, root = spec.partition(":")
     if not sep or not root:
         raise ValueError(f"corpus spec {spec!r}: expected pbn:ROOT, folders:ROOT or synthetic:ROOT")

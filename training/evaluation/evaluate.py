@@ -5,7 +5,7 @@
   finer near 0 and 1);
 - portfolio level: a query against k references of the claimed artist, scores aggregated exactly as the
   service does (mean of the top-m pair scores), one table per k;
-- plots (ROC, score histograms, confusion matrix); REPORT.md is written from these by training/report.py.
+- plots (ROC, score histograms, confusion matrix); REPORT.md is written from these by training/evaluation/report.py.
 
 Calibration tables come from VAL, with the distinct pairs (trials) behind each (sampling repeats pairs of a small
 split; the card records the counts, the service bounds its rates by them); the recommended threshold is the
@@ -26,9 +26,10 @@ from sklearn.metrics import classification_report, confusion_matrix, roc_auc_sco
 from contract.aggregation import aggregate_rows
 from contract.calibration import SampleSize, sample_size, threshold_table
 from contract.card import Aggregation, Calibration, PortfolioCalibration
+from contract.heads import head_kind
 from contract.operating import Table, operating_point
-from training.heads import HeadModels
-from training.pairs import fixed_pairs
+from training.data.pairs import fixed_pairs
+from training.heads.trained import HeadModels
 
 matplotlib.use("Agg")  # headless: plots are files, never windows
 import matplotlib.pyplot as plt  # noqa: E402
@@ -357,7 +358,7 @@ def choose_head(evaluations: Sequence[HeadEvaluation]) -> tuple[HeadEvaluation, 
     why += "). Chosen on validation artists only; test artists stay unseen until the numbers below."
     if others and best.params < min(e.params for e in others):
         why += f" It is also the smaller head ({best.params:,} parameters)."
-    if best.kind == "symmetric":
+    if head_kind(best.kind).projection:
         why += (
             " Its per-image projection is computed once per reference work, so verifying a query against a"
             " portfolio runs only the small comparator per pair."

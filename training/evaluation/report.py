@@ -1,6 +1,6 @@
 """REPORT.md: what a model was trained on, how each head did on unseen (and, apart, seen) artists, the shipped
 head's calibration tables, plots, and how long it took to build. Written by `export` from the card it has just
-written and the evaluations (training/evaluate.py). Covered by tests/training/test_evaluate.py (write_report)
+written and the evaluations (training/evaluation/evaluate.py). Covered by tests/training/test_evaluate.py (write_report)
 and tests/training/test_e2e.py (write_model_report).
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from contract.card import CalibrationRow, Card, QualityModel
 
 if TYPE_CHECKING:  # evaluate imports the Keras heads; a report of a cosine model needs no TensorFlow
-    from training.evaluate import HeadEvaluation
+    from training.evaluation.evaluate import HeadEvaluation
 
 
 def write_model_report(
@@ -305,7 +305,7 @@ def robustness_lines(card: Card) -> list[str]:
 def judged_lines(
     judged: dict, base: dict, protocol: str, q: QualityModel | None, bands: Sequence[float], title: str
 ) -> list[str]:
-    """A robustness table (training/robustness.py `judge` or `judge_model` output) as markdown."""
+    """A robustness table (training/evaluation/robustness.py `judge` or `judge_model` output) as markdown."""
     clean = judged["published/published"]
     lines = [
         "",

@@ -23,7 +23,9 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-KINDS = ("seed", "symmetric")
+from contract.heads import TRAINED
+
+KINDS = TRAINED  # the trained kinds of contract.heads (the one registry of head kinds)
 SEED_WIDTHS = (2048, 2048, 2048, 1024, 1024, 512, 512, 256, 128)
 INPUT_A, INPUT_B, OUTPUT = "embedding_a", "embedding_b", "probability"
 

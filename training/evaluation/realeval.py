@@ -33,7 +33,7 @@ from contract.calibration import sample_size, threshold_table
 from contract.card import Aggregation
 from contract.operating import OperatingPoint, Table, Unreachable
 from contract.operating import operating_point as choose_point
-from training.cosine import CosineHead, Whitening, fit_calibration, fit_whitening, l2
+from training.heads.cosine import CosineHead, Whitening, fit_calibration, fit_whitening, l2
 
 OPERATING_POINTS = (("max_fpr", 0.01), ("max_fpr", 0.05), ("max_fpr", 0.10), ("default", None))
 

@@ -4,8 +4,8 @@ A dealer's picture of a painting is rarely the museum's file: a phone photo of a
 balance, sensor noise, the phone's sharpening, JPEG), a picture forwarded through a messenger (downscaled and
 recompressed twice), a WebP from a web page, a screenshot. Each `Condition` turns a published picture into the
 bytes such a caller would upload, deterministically for a given seed, so the model's evaluation can put every
-image of a corpus through it (training/robustness.py) and the robust projection can be fitted on copies that
-differ only by the camera (training/cosine.py).
+image of a corpus through it (training/evaluation/robustness.py) and the robust projection can be fitted on copies that
+differ only by the camera (training/heads/cosine.py).
 
 Every condition belongs to a *family* (what kind of nuisance it is: jpeg, webp, resample, blur, sharpen, noise,
 colour, geometry, and `combined` for the several-step ones a caller meets as a whole: a phone photo, a messenger
