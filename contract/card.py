@@ -235,8 +235,8 @@ class QualityBand(_Strict):
 class SameWork(_Strict):
     """When two pictures show the same painting (a copy re-encoded, resized, re-photographed): the cosine of their
     reference vectors (the head's projection, else the embedding) at or above `threshold`. Measured by
-    `python -m training duplicates` (training/duplicates.py) on copies of a corpus under acquisition conditions
-    against pairs of different paintings, the projection fitted without the judged paintings."""
+    `python -m training duplicates` (training/evaluation/duplicates.py) on copies of a corpus under acquisition
+    conditions against pairs of different paintings, the projection fitted without the judged paintings."""
 
     threshold: float = Field(ge=-1.0, le=1.0)
     measured_on: str

@@ -558,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = judge_model(a.model, a.corpus, a.out, a.work, conditions=a.conditions, n_boot=a.bootstrap)
         print(json.dumps(result["summary"], indent=2), flush=True)
     elif a.command == "duplicates":
-        from training import duplicates
+        from training.evaluation import duplicates
 
         _, same = duplicates.measure(
             a.model, a.corpus, a.work, repeats=a.repeats, seed=a.seed, conditions=a.conditions, write=a.write

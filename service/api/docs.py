@@ -1,6 +1,6 @@
 """The API's reference pages, `/docs` (Swagger UI) and `/redoc`, working without internet: their scripts, styles and
 icon are served by the service itself from the pinned PyPI package `fastapi-offline` (which ships them), never from
-a CDN, and ReDoc is asked for no web fonts. Not part of the OpenAPI schema. Covered by tests/web/test_docs.py and
+a CDN, and ReDoc is asked for no web fonts. Not part of the OpenAPI schema. Covered by tests/web/test_page.py and
 tests/service/test_api_health.py.
 """
 

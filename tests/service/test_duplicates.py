@@ -1,6 +1,6 @@
 """Issue 17 item 3: a picture of a painting already enrolled — the same bytes, or the same painting photographed
-again (at or above the model card's measured same-painting similarity, training/duplicates.py) — is refused at
-enrolment under any artist with a 409 naming the artist and work, unless the caller says it is intended; a query
+again (at or above the model card's measured same-painting similarity, training/evaluation/duplicates.py) — is refused
+at enrolment under any artist with a 409 naming the artist and work, unless the caller says it is intended; a query
 that is a copy of an enrolled work says so (`same_work_as`), and verify judges it against the portfolio's other
 works."""
 

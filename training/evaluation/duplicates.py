@@ -6,10 +6,11 @@ pictures' reference vectors — for the shipped cosine head, its nuisance-aware 
 copies of one painting under acquisition conditions as one point — at or above a threshold. That projection was
 fitted on the corpus's own copies, so measuring it there would flatter it: here every figure comes from paintings
 the projection never saw. In each repeat the artists are split in halves; a projection is fitted (the card's
-recipe: training/robustness.py `Recipe`) on one half's paintings and their copies under every condition, and the
-other half is judged:
+recipe: training/evaluation/robustness.py `Recipe`) on one half's paintings and their copies under every
+condition, and the other half is judged:
 
-- copies: each painting as published against itself under each acquisition condition (training/conditions.py);
+- copies: each painting as published against itself under each acquisition condition
+  (training/data/conditions.py);
 - different paintings: every pair of different paintings, both as published, one as published and one through
   a condition, and both through the same condition — same-artist pairs included (the hardest).
 
@@ -28,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.card import Card, SameWork, load_card, write_card
+from contract.card import Card, SameWork, load_card, seal_card
 from contract.operating import rate_upper
-from training import conditions as cond
-from training import realeval
-from training.datasets import read_folders
-from training.robustness import Copies, Recipe, condition_crops
+from training.data import conditions as cond
+from training.data.datasets import read_folders
+from training.evaluation import realeval
+from training.evaluation.robustness import Copies, Recipe, condition_crops
 
 
 def judge(copies: Copies, labels: np.ndarray, recipe: Recipe, repeats: int = 5, seed: int = 0) -> dict:
@@ -115,7 +116,7 @@ def measure(
         cal = card.calibration.model_copy(update={"same_work": result})
         updated = card.model_copy(update={"calibration": cal})
         assert updated.model_id == card.model_id  # nothing an embedding depends on changed
-        write_card(updated, Path(model_dir))
+        seal_card(updated, Path(model_dir))
     return card, result
 
 
