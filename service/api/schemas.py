@@ -181,6 +181,45 @@ class PointsOut(_Out):
         )
 
 
+class PresetOut(_Out):
+    id: str = Field(description="the preset's name, e.g. `fpr1`")
+    label: str = Field(description="the preset in words")
+    field: Literal["max_fpr", "min_precision"] = Field(description="the request field it sets")
+    value: float = Field(description="the value it sets the field to")
+    reachable: bool = Field(description="false: the calibration's pairs cannot show it (a request would be 422)")
+    point: PointOut | None = Field(description="the operating point it gives (null: unreachable)")
+    why: str = Field(description="why it is unreachable (empty when reachable)")
+
+
+class PresetsOut(_Out):
+    route: Literal["compare", "verify"]
+    portfolio_size: int | None = Field(description="verify: the works of the portfolio the presets are for")
+    presets: list[PresetOut]
+    points: PointsOut = Field(description="the default verdict's two points on the same table")
+    calibration: CalibrationOut = Field(description="the table the presets were read on")
+
+    @classmethod
+    def of(cls, p: Any) -> PresetsOut:
+        return cls(
+            route=p.route,
+            portfolio_size=p.portfolio_size,
+            presets=[
+                PresetOut(
+                    id=x.id,
+                    label=x.label,
+                    field=x.field,
+                    value=x.value,
+                    reachable=x.point is not None,
+                    point=None if x.point is None else PointOut.of(x.point),
+                    why=x.why,
+                )
+                for x in p.presets
+            ],
+            points=PointsOut.of(p.points),
+            calibration=p.calibration,
+        )
+
+
 class CopyOfOut(_Out):
     image: str = Field(description="which upload: `image_a`, `image_b` (compare) or `image` (verify)")
     artist_id: str

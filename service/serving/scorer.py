@@ -32,7 +32,7 @@ from service.serving.calibration import MODEL_CARD, CalibrationUsed
 from service.serving.embedder import Embedder
 from service.serving.evidence import EvidenceMap, check_grid, evidence_map
 from service.serving.quality import QualityUsed
-from service.serving.strictness import Strictness, judge
+from service.serving.strictness import Preset, Strictness, judge, presets
 from service.serving.wording import Subject, summary
 from service.storage.gallery import Artist, Portfolio, SameWork, Work
 
@@ -344,6 +344,23 @@ class Scorer:
             quality=b.quality.used(p.quality.score, band, (p.quality,)),
         )
 
+    async def presets(self, route: str, artist_id: str | None = None) -> Presets:
+        """Which strictness presets the calibration can reach for `route` ("compare", or "verify" against
+        `artist_id`'s portfolio as it is now), for pictures of the top quality band: the page offers only these."""
+        b = self.bundles.current
+        if route == "compare":
+            table, recommended, used = b.pair_calibration(b.quality.top_band)
+            n = None
+        elif route == "verify":
+            if not artist_id:
+                raise Invalid("invalid_request", "artist_id: the presets of verify are those of an artist's portfolio")
+            _, portfolio = await asyncio.to_thread(_current_portfolio, b, artist_id)
+            n = len(portfolio.work_ids)
+            table, recommended, used = b.portfolio_calibration(max(n, 1), b.quality.top_band)
+        else:
+            raise Invalid("invalid_request", f"route must be compare or verify, not {route!r}")
+        return Presets(route, presets(table), judge(table, Strictness(), recommended), used, n)
+
     def _rank(self, b: Bundle, query: np.ndarray, k: int, leave_out: set[str]) -> list[Candidate]:
         b.gallery.sync()
         hits = b.gallery.search(query, self.settings.identify_shortlist + len(leave_out))
@@ -360,6 +377,18 @@ class Scorer:
         scored.sort(key=lambda t: (-t[0], t[1]))
         names = b.gallery.artist_names([a for _, a, _ in scored[:k]])
         return [Candidate(a, names.get(a, ""), s, n) for s, a, n in scored[:k] if a in names]
+
+
+@dataclass(frozen=True)
+class Presets:
+    """The strictness presets a caller may offer for `route` today: each on the table a top-quality picture would
+    be judged by (the gallery's own or the card's, as a request would choose), with the default verdict's points."""
+
+    route: str
+    presets: list[Preset]
+    points: ThreeWay
+    calibration: CalibrationUsed
+    portfolio_size: int | None = None
 
 
 def _open_set(table: Table | None, used: CalibrationUsed, top: Candidate | None, copies: tuple[CopyOf, ...]) -> OpenSet:

@@ -104,6 +104,46 @@ def judge(table: Table, strictness: Strictness, default: tuple[float, str]) -> T
         raise Invalid("operating_point_unreachable", str(e)) from e
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A strictness a page or client may offer, and what the calibration makes of it: its operating point, or
+    (`point` None) why the calibration's pairs cannot show it."""
+
+    id: str
+    label: str
+    field: str  # "max_fpr" or "min_precision"
+    value: float
+    point: OperatingPoint | None
+    why: str = ""
+
+
+# the strictness presets offered, strictest first within each kind
+PRESETS: tuple[tuple[str, str, str, float], ...] = (
+    ("fpr1", "At most 1 % false matches", "max_fpr", 0.01),
+    ("fpr5", "At most 5 % false matches", "max_fpr", 0.05),
+    ("fpr10", "At most 10 % false matches", "max_fpr", 0.10),
+    ("prec99", "At least 99 % of matches right", "min_precision", 0.99),
+    ("prec95", "At least 95 % of matches right", "min_precision", 0.95),
+)
+
+
+def presets(table: Table) -> list[Preset]:
+    """Each of `PRESETS` on `table`, by the same rule a request with that field is answered by (so a preset
+    marked reachable is one a request can ask for without 422 `operating_point_unreachable`)."""
+    out = []
+    for pid, label, name, value in PRESETS:
+        try:
+            point = (
+                operating_point(table, max_fpr=value)
+                if name == "max_fpr"
+                else operating_point(table, min_precision=value)
+            )
+            out.append(Preset(pid, label, name, value, point))
+        except Unreachable as e:
+            out.append(Preset(pid, label, name, value, None, str(e)))
+    return out
+
+
 def portfolio_table(calibration: Calibration, portfolio_size: int) -> tuple[Table, int | None]:
     """The calibration table for a portfolio of this size and its k (None: the pair table, no portfolio ones)."""
     if not calibration.portfolio:

@@ -107,3 +107,43 @@ def test_an_unreachable_default_strict_point_is_never_consistent(model_dir: Path
         # an evidence map without a strict point judges its regions at the equal-error point
         body = c.post("/v1/compare", files=pair(5, 5), data={"evidence": "2"}, headers=ADMIN).json()
         assert body["evidence"]["threshold"] == body["points"]["equal_error"]["threshold"]
+
+
+@pytest.mark.parametrize("route", ["compare", "verify"])
+def test_presets_offered_are_exactly_the_ones_a_request_can_ask_for(client: TestClient, route: str) -> None:
+    """Item 8: GET /v1/strictness marks each preset reachable or not on the table a top-quality picture is judged
+    by; asking for a reachable one answers at its threshold, an unreachable one is the 422 it predicts."""
+    params = {"route": route, **({"artist_id": "renoir"} if route == "verify" else {})}
+    body = client.get("/v1/strictness", params=params, headers=ADMIN).json()
+    assert body["route"] == route and body["portfolio_size"] == (3 if route == "verify" else None)
+    assert {p["id"] for p in body["presets"]} >= {"fpr1", "fpr5", "prec99"}
+    assert body["points"]["strict"]["rule"] == "max_fpr<=0.01"
+    outcomes = set()
+    for preset in body["presets"]:
+        form = {preset["field"]: str(preset["value"])}
+        if route == "compare":
+            r = client.post("/v1/compare", files={"image_a": ("a.jpg", photo("astronaut")),
+                            "image_b": ("b.jpg", photo("coffee"))}, data=form, headers=ADMIN)  # fmt: skip
+        else:
+            r = client.post("/v1/verify", files={"image": ("q.jpg", photo("astronaut"))},
+                            data={"artist_id": "renoir", **form}, headers=ADMIN)  # fmt: skip
+        if preset["reachable"]:
+            assert r.status_code == 200, (preset, r.text)
+            assert r.json()["threshold"] == preset["point"]["threshold"] and preset["why"] == ""
+        else:
+            assert r.status_code == 422 and r.json()["error"]["code"] == "operating_point_unreachable", preset
+            assert preset["point"] is None and r.json()["error"]["message"] == preset["why"]
+        outcomes.add(preset["reachable"])
+    if route == "compare":
+        assert outcomes == {True, False}  # the shipped card reaches some presets and not others
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code"),
+    [({"route": "identify"}, 422, "invalid_request"), ({}, 422, "invalid_request"),
+     ({"route": "verify"}, 422, "invalid_request"),
+     ({"route": "verify", "artist_id": "nobody"}, 404, "unknown_artist")],
+)  # fmt: skip
+def test_presets_refuse_what_they_cannot_answer(client: TestClient, params: dict, status: int, code: str) -> None:
+    r = client.get("/v1/strictness", params=params, headers=ADMIN)
+    assert (r.status_code, r.json()["error"]["code"]) == (status, code)
