@@ -70,6 +70,16 @@ class CopyOf:
     def describe(self) -> str:
         return self.text
 
+    def note(self) -> str:
+        """The copy in words for the reply's `summary`: which upload, which enrolled work (by title), whose."""
+        field = {"image_a": "Painting A", "image_b": "Painting B"}.get(self.image, "The picture")
+        how = "the very same file as" if self.identical else f"the same painting (similarity {self.similarity:.3f}) as"
+        work = f"“{self.title}”" if self.title else f"work {self.work_id}"
+        return (
+            f"{field} is {how} {work} by {self.artist_name}, already enrolled: a known work submitted again is no "
+            "evidence about a new one."
+        )
+
 
 @dataclass(frozen=True)
 class TopReference:
@@ -177,7 +187,7 @@ def decided(
         **at,
         model=bundle.model_id,
         verdict=verdict,
-        summary=" ".join([*(f"The {c.image} is {c.text}." for c in copies), summary(verdict, tw, score, subject)]),
+        summary=" ".join([summary(verdict, tw, score, subject), *(c.note() for c in copies)]),
         points=tw,
     )
 
@@ -393,19 +403,19 @@ class Presets:
 
 def _open_set(table: Table | None, used: CalibrationUsed, top: Candidate | None, copies: tuple[CopyOf, ...]) -> OpenSet:
     """Whether the painting belongs to any enrolled artist, from the top candidate's score."""
-    note = "".join(f"The {c.image} is {c.text}. " for c in copies)
+    note = "".join(f" {c.note()}" for c in copies)
     if top is None:
-        return OpenSet(NOT_CONSISTENT, note + "No enrolled artist has reference works.", None, None, "", None, used)
+        return OpenSet(NOT_CONSISTENT, "No enrolled artist has reference works." + note, None, None, "", None, used)
     if table is None:
         says = (
-            f"{note}Inconclusive: the closest enrolled artist is {top.name} (score {top.score:.3f}), but whether the "
-            f"painting belongs to any enrolled artist cannot be told here: {used.reason}."
+            f"Inconclusive: the closest enrolled artist is {top.name} (score {top.score:.3f}), but whether the "
+            f"painting belongs to any enrolled artist cannot be told here: {used.reason}.{note}"
         )
         return OpenSet(INCONCLUSIVE, says, top.score, top.artist_id, top.name, None, used)
     default = equal_error_point(table.rows, "this gallery's leave-one-out identify trials")
     tw = judge(table, Strictness(), default)
     verdict = tw.verdict(top.score)
-    says = note + summary(verdict, tw, top.score, Subject.gallery(top.name))
+    says = summary(verdict, tw, top.score, Subject.gallery(top.name)) + note
     return OpenSet(verdict, says, top.score, top.artist_id, top.name, tw, used)
 
 

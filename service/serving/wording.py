@@ -73,8 +73,8 @@ def summary(verdict: str, tw: ThreeWay, score: float, subject: Subject) -> str:
     if verdict == INCONCLUSIVE:
         if tw.strict is None:
             return (
-                f"Inconclusive: the score {score:.3f} is not low enough to rule out {subject.claim} (from "
-                f"{low:.3f}), but the calibration behind this answer is too small to show that fewer than "
+                f"Inconclusive: the score {score:.3f} is at or above {low:.3f}, so it does not rule out "
+                f"{subject.claim}, but the calibration behind this answer is too small to show that fewer than "
                 f"{one_in(STRICT_MAX_FPR)} {subject.others} score so high, so nothing is called consistent here. "
                 "Treat it as unresolved: a better photograph or more reference works may decide it."
             )

@@ -383,21 +383,11 @@ function oneIn(rate, bound) {
   return `1 in ${bound ? Math.floor(1 / rate) : Math.round(1 / rate)}`;
 }
 
-function copiesText(copies) {
-  return copies.map((c) => {
-    const what = c.title ? `“${c.title}”` : `work ${c.work_id.slice(0, 8)}`;
-    const how = c.identical ? "the very same file" : `the same painting photographed again (similarity ${score3(c.similarity)})`;
-    return `${c.image === "image_b" ? "Painting B" : c.image === "image_a" ? "Painting A" : "This picture"} is ` +
-      `${what} by ${c.artist_name}, already enrolled: ${how}. A known work submitted again is no evidence about a new one.`;
-  });
-}
-
 // `asked`: the caller chose a strictness (then `match` is read at it, and said apart from the verdict)
 function renderDecision(box, r, unit, asked) {
   box.innerHTML = "";
   box.hidden = false;
   box.append(verdictBlock(r.verdict, r.summary));
-  for (const text of copiesText(r.same_work_as || [])) box.append(el("p", "notice", text));
   const line = `score ${score3(r.score)} · threshold ${score3(r.threshold)} · rule: ${r.rule}`;
   box.append(el("p", "score", line));
   if (asked && r.threshold != null) {
@@ -605,8 +595,7 @@ async function identify() {
     box.hidden = false;
     const o = r.open_set;
     box.append(verdictBlock(o.verdict, o.summary));
-    for (const text of copiesText(r.same_work_as || [])) box.append(el("p", "notice", text));
-    if (o.points) {
+      if (o.points) {
       box.append(el("p", "muted points",
         pointsText(o.points, o.calibration && o.calibration.confidence, "paintings by artists not enrolled")));
     }

@@ -97,7 +97,9 @@ def test_a_query_copying_an_enrolled_work_says_so(client: TestClient) -> None:
     (copy,) = body["same_work_as"]
     assert (copy["image"], copy["artist_id"], copy["work_id"], copy["title"]) == ("image_a", "renoir", cat["id"], "Cat")
     assert not copy["identical"] and copy["similarity"] >= 0.88
-    assert body["summary"].startswith("The image_a is the same painting")
+    # the verdict first, then the copy, by title and artist name
+    assert body["summary"].startswith(body["verdict"].replace("_", " ").capitalize())
+    assert "Painting A is the same painting (similarity" in body["summary"] and "“Cat” by" in body["summary"]
     # verify against the portfolio it belongs to: judged against the other works, not against itself
     files = {"image": ("q.jpg", photo("chelsea"))}
     v = client.post("/v1/verify", files=files, data={"artist_id": "renoir"}, headers=ADMIN).json()
