@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api import artists, audit, compare, health, identify, images, keys, verify, web
+from service.api import artists, audit, compare, docs, health, identify, images, keys, strictness, verify, web
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     compare.router,
     verify.router,
     identify.router,
+    strictness.router,
     artists.router,
     images.router,
     keys.router,
     audit.router,
     web.router,
+    docs.router,
 )

@@ -4,7 +4,7 @@
 
     originals/<sha256>.bin   every original once (content-addressed)
     artists.jsonl      id, name, meta, created
-    works.jsonl        id, artist_id, sha256, filename, size_bytes, created
+    works.jsonl        id, artist_id, sha256, filename, size_bytes, created, and the catalogue fields
     embeddings.jsonl   work_id, model_id, dim, vector (base64 float32 little-endian), created
     keys.jsonl         name, prefix, key_hash, scope, created_at, revoked_at (hashes only: a key never leaves)
     audit.jsonl        the decision log, oldest first
@@ -52,12 +52,22 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import numpy as np
 import sqlalchemy as sa
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from contract.decode import ImageError
-from service.errors import ServiceError
+from service.errors import Invalid, ServiceError
+from service.serving.catalogue import checked
 from service.serving.portfolios import artist_fields
 from service.storage.audit import entry
 from service.storage.db import make_sessionmaker, snapshot_session
@@ -65,6 +75,7 @@ from service.storage.keys import Scope, key_name
 from service.storage.originals import OriginalStore
 from service.storage.schema import (
     AUDIT,
+    CATALOGUE,
     ApiKey,
     ArtistRow,
     AuditEntry,
@@ -145,6 +156,24 @@ class WorkRecord(_Record):
     filename: Filename = ""
     size_bytes: int = Field(ge=1, le=2**31 - 1)
     created: Time
+    # the catalogue entry (service/storage/schema.py CATALOGUE), checked as the API checks it
+    title: str | None = None
+    date: str | None = None
+    medium: str | None = None
+    dimensions: str | None = None
+    inventory_number: str | None = None
+    photo_credit: str | None = None
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _catalogue_as_the_api_takes_it(self) -> WorkRecord:
+        entry = {k: getattr(self, k) for k in CATALOGUE}
+        try:
+            if checked(entry) != entry:
+                raise ValueError("its catalogue entry is not as the service stores one (untrimmed or empty text)")
+        except Invalid as e:
+            raise ValueError(e.message) from None
+        return self
 
 
 class EmbeddingRecord(_Record):
@@ -297,6 +326,7 @@ def _work_lines(s: Session, paths: dict[str, str]) -> list[dict[str, Any]]:
                 "filename": w.filename,
                 "size_bytes": w.size_bytes,
                 "created": _iso(w.created),
+                **{k: getattr(w, k) for k in CATALOGUE},
             }
         )
     return out
@@ -748,6 +778,7 @@ def _insert_rows(s: Session, rec: Records, store: OriginalStore, result: Restore
                 path=store.relpath(w.sha256),
                 size_bytes=w.size_bytes,
                 created=w.created,
+                **{k: getattr(w, k) for k in CATALOGUE},
             )
         )
     s.flush()

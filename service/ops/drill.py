@@ -90,8 +90,7 @@ async def answer(runtime: Runtime, q: Question, originals: dict[str, bytes]) -> 
         if q.kind == "verify":
             assert q.artist_id is not None
             return asdict(await runtime.scorer.verify(images[0], q.artist_id, q.strictness))
-        candidates, model = await runtime.scorer.identify(images[0], 5)
-        return {"candidates": [asdict(c) for c in candidates], "model": model}
+        return asdict(await runtime.scorer.identify(images[0], 5))
     except (ServiceError, ImageError) as e:
         return {"error": e.code}
 

@@ -68,6 +68,9 @@ def deployment(model_dir: Path, data: Path) -> tuple[str, list[dict], dict]:
     with running(model_dir, data) as c:
         for artist, seeds in SEEDS.items():
             enrol(c, artist, seeds)
+        work = c.get("/v1/artists/vermeer/works", headers=ADMIN).json()["works"][0]["id"]
+        catalogue = {"title": "The Milkmaid", "date": "c. 1658", "inventory_number": "SK-A-2344"}
+        assert c.patch(f"/v1/artists/vermeer/works/{work}", json=catalogue, headers=ADMIN).status_code == 200
         key = new_key(c, "desk", "verify")
         new_key(c, "old", "verify")
         assert c.delete("/v1/keys/old", headers=ADMIN).status_code in (200, 204)
@@ -121,6 +124,7 @@ def test_round_trip_gives_identical_answers(model_dir: Path, tmp_path: Path, sou
         again = listing(c)
         assert again["artists"] == snapshot["artists"]
         assert again["works"] == snapshot["works"]
+        assert again["works"]["vermeer"]["works"][0]["title"] == "The Milkmaid"  # catalogue entries travel
         assert again["keys"] == snapshot["keys"]
         assert again["audit_total"] == snapshot["audit_total"]
         after = answers(c, key)  # the archived verify key works on the restored deployment
