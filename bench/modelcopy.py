@@ -48,9 +48,9 @@ def single_crop_copy(model_dir: str | Path, out: str | Path, crop_side: int | No
     """A copy of a model directory whose recipe is ONE centre crop.
 
     Same backbone, head and calibration tables; only `preprocessing.grid` becomes (1, 1) and `resize_shorter` the
-    crop side (no quality model or bands: those describe the full recipe), and the version says so. The service
-    tests run on it: the serving path the shipped model takes, at a sixteenth of its backbone work. Benchmarks
-    use it as the single-crop baseline.
+    crop side (no quality model, bands or same-painting threshold: they describe the full recipe), and the version
+    says so. The service tests run on it: the serving path the shipped model takes, at a sixteenth of its backbone
+    work. Benchmarks use it as the single-crop baseline.
     """
 
     def change(card: Card) -> Card:
@@ -61,7 +61,7 @@ def single_crop_copy(model_dir: str | Path, out: str | Path, crop_side: int | No
         )
         # the quality model and its bands were measured with the full recipe at its working resolution: they do
         # not describe a single crop, so the copy has neither (its rates are the published tables')
-        calibration = card.calibration.model_copy(update={"quality": None, "bands": []})
+        calibration = card.calibration.model_copy(update={"quality": None, "bands": [], "same_work": None})
         return card.model_copy(
             update={"backbone": backbone, "calibration": calibration, "version": f"{card.version}-1crop"}
         )

@@ -232,6 +232,21 @@ class QualityBand(_Strict):
     measured_on: str = ""
 
 
+class SameWork(_Strict):
+    """When two pictures show the same painting (a copy re-encoded, resized, re-photographed): the cosine of their
+    reference vectors (the head's projection, else the embedding) at or above `threshold`. Measured by
+    `python -m training duplicates` (training/evaluation/duplicates.py) on copies of a corpus under acquisition
+    conditions against pairs of different paintings, the projection fitted without the judged paintings."""
+
+    threshold: float = Field(ge=-1.0, le=1.0)
+    measured_on: str
+    different_pairs: int = Field(ge=0, description="distinct pairs of different paintings measured")
+    false_same: int = Field(ge=0, description="of those, at or above the threshold")
+    copies: int = Field(ge=0, description="copies of paintings measured (painting × condition)")
+    found: float = Field(ge=0.0, le=1.0, description="fraction of the copies at or above the threshold")
+    per_condition: dict[str, float] = Field(default_factory=dict, description="fraction found, per condition")
+
+
 class Calibration(_Strict):
     """Tables measured on artist-disjoint validation pairs, sorted by threshold ascending.
 
@@ -253,6 +268,7 @@ class Calibration(_Strict):
     recommended_rule: str
     quality: QualityModel | None = None
     bands: list[QualityBand] = Field(default_factory=list)
+    same_work: SameWork | None = Field(default=None, exclude_if=_absent)
 
     @model_validator(mode="after")
     def _sorted(self) -> Calibration:

@@ -7,7 +7,17 @@ is composited on white; 16/32-bit and float grey are scaled to 8 bits; CMYK, gre
 
 Everything here treats the bytes as hostile: the format is detected from the content with only the allowed
 Pillow plugins enabled (so e.g. the EPS plugin, which shells out to Ghostscript, is never reached), the pixel
-count is checked from the header before any pixel is decoded, and the image must decode completely.
+count is checked from the header before any pixel is decoded (`max_pixels`, 200 MP: anything larger is refused
+as a bomb), and the image must decode completely. Pillow's own guard, which refuses above twice
+`Image.MAX_IMAGE_PIXELS` as a file is opened, is raised (never switched off) so that it refuses at the largest
+`max_pixels` in use, before any plugin allocates a picture.
+
+Large scans are reduced while decoding to at most `decode_pixels` (40 MP; the recipe resizes the shorter side to
+a few hundred pixels anyway), by a whole factor: a JPEG by its decoder's DCT scaling (Pillow `draft`: 1/2, 1/4 or
+1/8, so only the reduced picture is ever in memory), other formats by decoding them once and then `Image.reduce`
+(a box average) — one such full-size decode at a time per process (`_LARGE`), so memory stays bounded however
+many arrive together. `Decoded.size` keeps the upload's own size (what quality is measured on) and `reduced`
+the factor.
 `decode_bytes` never opens a path or a URL. Errors are plain exceptions with a stable `code`; the service maps
 their classes to HTTP statuses at its edge (`ImageTooLarge` 413, `UnsupportedImage` 415, `InvalidImage` 422).
 Covered by tests/contract/test_decode.py and tests/contract/test_parity.py.
@@ -15,16 +25,20 @@ Covered by tests/contract/test_decode.py and tests/contract/test_parity.py.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import math
 import os
+import re
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from contract.quality import jpeg_quality
 
@@ -77,8 +91,9 @@ _WHITE = (255, 255, 255)
 
 @dataclass(frozen=True)
 class ImageLimits:
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_bytes: int = 64_000_000
+    max_pixels: int = 200_000_000  # refused from the header above this
+    decode_pixels: int = 40_000_000  # reduced while decoding above this
     min_side: int = 16
     # preprocessing scales the shorter side up to the model's size: a 16×2,000,000 strip would become billions
     # of pixels. Hanging scrolls reach ~10:1, so 25:1 refuses only the absurd.
@@ -87,7 +102,7 @@ class ImageLimits:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", frozenset(f.upper() for f in self.formats))
-        _ensure_plugins()
+        _ensure_plugins(self.max_pixels)
         unknown = self.formats - set(Image.OPEN)
         if unknown:
             raise ValueError(f"unknown image formats in the allow-list: {sorted(unknown)}")
@@ -100,6 +115,13 @@ class Decoded:
     format: str  # Pillow's name of the detected format (JPEG, PNG, MPO, ...)
     n_bytes: int = 0  # size of the bytes as given
     jpeg_quality: int | None = None  # estimated from a JPEG's quantisation tables (contract.quality), else None
+    source_size: tuple[int, int] | None = None  # the upload's own width and height, oriented (None: the image's)
+    reduced: int = 1  # the whole factor the picture was reduced by while decoding
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The upload's own size (before any reduction), oriented as the image is."""
+        return self.source_size or self.image.size
 
     @property
     def width(self) -> int:
@@ -115,21 +137,30 @@ def _plugins(limits: ImageLimits) -> list[str]:
 
 
 _init_lock = threading.Lock()
+# one full-size decode above `decode_pixels` at a time (formats the decoder cannot scale): bounded memory
+_LARGE = threading.Lock()
 
 
-def _ensure_plugins() -> None:
+def _ensure_plugins(max_pixels: int = 0) -> None:
     # Image.open(formats=...) only considers plugins already registered; preinit() registers the common
     # ones (JPEG, PNG, GIF, BMP, …) and init() the rest (WEBP, TIFF). Idempotent, but not thread-safe.
     with _init_lock:
         Image.preinit()
         Image.init()
+        # Pillow refuses above 2 × MAX_IMAGE_PIXELS (179 MP by default) as it opens a file, before `max_pixels`
+        # can be read from the header here (and its WebP plugin allocates the canvas while opening): raised, never
+        # lowered or switched off, so that its refusal falls at the largest limit in use. Its warning, between
+        # half that and that, is for sizes this module accepts on purpose.
+        half = -(-max_pixels // 2)
+        if Image.MAX_IMAGE_PIXELS is not None and half > Image.MAX_IMAGE_PIXELS:
+            Image.MAX_IMAGE_PIXELS = half
+            warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-# Corpus files are the trainer's own, not hostile uploads, and the recipe shrinks them anyway: they may be as large
-# as Pillow itself decodes (its bomb guard, 2 × Image.MAX_IMAGE_PIXELS, is what training accepted before) and any
-# number of bytes. Every other check is the service's, so a model never learns from a picture the service would
-# refuse for its content (too small, absurd proportions, animated, another format).
-CORPUS_LIMITS = ImageLimits(max_bytes=1 << 40, max_pixels=178_956_970)
+# Corpus files are the trainer's own, not hostile uploads: they may be any number of bytes. Every other check is
+# the service's (pixels too, and the same reduction while decoding), so a model never learns from a picture the
+# service would refuse or see otherwise (too small, absurd proportions, animated, another format).
+CORPUS_LIMITS = ImageLimits(max_bytes=1 << 40)
 
 
 def decode_file(path: str | os.PathLike[str], limits: ImageLimits | None = None) -> Decoded:
@@ -159,12 +190,13 @@ def decode_bytes(data: bytes | bytearray | memoryview, limits: ImageLimits | Non
     if len(data) > limits.max_bytes:
         raise _too_many_bytes(len(data), limits)
     sha = hashlib.sha256(data).hexdigest()
-    _ensure_plugins()
+    _ensure_plugins(limits.max_pixels)
 
     try:
         im = Image.open(io.BytesIO(data), formats=_plugins(limits))
-    except Image.DecompressionBombError as e:
-        raise _too_many_pixels(None, limits) from e
+    except Image.DecompressionBombError as e:  # Pillow's guard, at the limit (`_ensure_plugins`)
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        raise _too_many_pixels(int(found[1]) if found else None, limits) from e
     except UnidentifiedImageError as e:
         raise UnsupportedImage(
             "unsupported_format", f"not an image in an accepted format ({', '.join(sorted(limits.formats))})"
@@ -197,33 +229,109 @@ def decode_bytes(data: bytes | bytearray | memoryview, limits: ImageLimits | Non
                 "animated_image",
                 "animated or multi-frame images are not accepted; upload a single still picture",
             )
+        budget = min(limits.decode_pixels, limits.max_pixels)
+        factor = _factor(w * h, budget)
+        if factor > 1 and fmt in ("JPEG", "MPO"):
+            # DCT scaling by the power of two at or above the factor (at most 1/8): only that is ever decoded
+            scale = min(8, 1 << (factor - 1).bit_length())
+            im.draft(im.mode, (w // scale, h // scale))
         try:
-            im.load()
-        except Image.DecompressionBombError as e:
-            raise _too_many_pixels((w, h), limits) from e
+            with _LARGE if im.size[0] * im.size[1] > budget else contextlib.nullcontext():
+                im.load()
+                quant = getattr(im, "quantization", None) if fmt in ("JPEG", "MPO") else None
+                orientation = _orientation(im)  # read before reducing: a reduced TIFF no longer has its tags
+                picture = _reduced(im, _factor(im.size[0] * im.size[1], budget))
         except Exception as e:  # truncated data, bad chunks, decoder errors: Pillow raises many kinds
             raise InvalidImage("corrupt_image", f"the image could not be decoded completely: {e}") from e
-        quant = getattr(im, "quantization", None) if fmt in ("JPEG", "MPO") else None
-        rgb = _to_rgb(_oriented(im))
-    return Decoded(image=rgb, sha256=sha, format=fmt, n_bytes=len(data), jpeg_quality=jpeg_quality(quant))
+        rgb = _to_rgb(_oriented(picture, orientation))
+    return Decoded(
+        image=rgb,
+        sha256=sha,
+        format=fmt,
+        n_bytes=len(data),
+        jpeg_quality=jpeg_quality(quant),
+        source_size=(h, w) if orientation in _SWAPS_SIDES else (w, h),
+        reduced=round(w / picture.size[0]),
+    )
+
+
+def _factor(pixels: int, budget: int) -> int:
+    """The smallest whole factor that brings `pixels` within `budget` (1: no reduction)."""
+    return 1 if pixels <= budget else math.ceil(math.sqrt(pixels / budget))
+
+
+# modes Image.reduce cannot average (or would average meaninglessly: palette indices) and what to reduce them in
+_REDUCE_IN = {"1": "L", "P": "RGB", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
+
+
+def _reduced(im: Image.Image, factor: int) -> Image.Image:
+    """`im` reduced by a whole factor (a box average; alpha is premultiplied by Pillow, so compositing on white
+    afterwards gives the average of the composited pixels)."""
+    if factor <= 1:
+        return im
+    if im.mode == "PA" or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+    elif im.mode in _REDUCE_IN:
+        im = im.convert(_REDUCE_IN[im.mode])
+    try:
+        return im.reduce(factor)
+    except ValueError:  # a mode Pillow cannot reduce
+        return _to_rgb(im).reduce(factor)
+
+
+def megabytes(n: int) -> str:
+    """A byte count for people, in MB (10^6 bytes): "64 MB", "20.5 MB"; under 0.1 MB in kB ("10 kB")."""
+    value, unit = (n / 1e6, "MB") if n >= 100_000 else (n / 1e3, "kB")
+    return f"{value:,.1f}".removesuffix(".0") + f" {unit}"
 
 
 def _too_many_bytes(size: int, limits: ImageLimits) -> ImageTooLarge:
-    return ImageTooLarge("image_too_large", f"the upload is {size} bytes; the limit is {limits.max_bytes} bytes")
+    return ImageTooLarge(
+        "image_too_large", f"the upload is {megabytes(size)}; the limit is {megabytes(limits.max_bytes)}"
+    )
 
 
-def _too_many_pixels(size: tuple[int, int] | None, limits: ImageLimits) -> ImageTooLarge:
-    what = f"{size[0]}×{size[1]} = {size[0] * size[1]} pixels" if size else "too many pixels"
-    return ImageTooLarge("image_too_many_pixels", f"the image has {what}; the limit is {limits.max_pixels}")
+def megapixels(n: int) -> str:
+    """A pixel count for people, in MP: "53.3 MP", "200 MP", "200.02 MP"; under 0.01 MP in pixels ("3,000 pixels")."""
+    return f"{n / 1e6:,.2f}".rstrip("0").rstrip(".") + " MP" if n >= 10_000 else f"{n:,} pixels"
 
 
-def _oriented(im: Image.Image) -> Image.Image:
+def _too_many_pixels(size: tuple[int, int] | int | None, limits: ImageLimits) -> ImageTooLarge:
+    """`size`: width and height from the header, or only their product (as Pillow's own guard gives it)."""
+    if isinstance(size, tuple):
+        what = f"{size[0]}×{size[1]} = {megapixels(size[0] * size[1])}"
+    else:
+        what = "too many pixels" if size is None else f"{size:,} pixels ({megapixels(size)})"
+    return ImageTooLarge(
+        "image_too_many_pixels",
+        f"the image has {what}; the limit is {megapixels(limits.max_pixels)} (scans up to it are reduced while "
+        "decoding)",
+    )
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_SIDES = {5, 6, 7, 8}
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1: as stored; 1 too when the EXIF is broken: metadata damage, not picture damage)."""
     try:
-        out = ImageOps.exif_transpose(im)
+        value = im.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception:
-        # broken EXIF is metadata damage, not picture damage: keep the pixels as stored
-        return im
-    return out if out is not None else im
+        return 1
+    return value if value in _TRANSPOSE else 1
+
+
+def _oriented(im: Image.Image, orientation: int) -> Image.Image:
+    return im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -12,6 +12,11 @@ bound, never on the point estimate (`operating_point`):
 - no threshold meets `max_fpr` / `min_precision` with that confidence: `Unreachable`, saying what n can show
   ("with 56 different-artist pairs the lowest false-positive rate shown at 95 % confidence is 0.052").
 
+The three-way verdict (`three_way`) reads a score against two points of one table: "consistent" only at or above
+the strict point (the caller's strictness, else `max_fpr=STRICT_MAX_FPR` by the rule above), "not consistent"
+below the equal-error (default) point, "inconclusive" between. A strict point the caller did not ask for and the
+table cannot show is no error: then nothing is ever "consistent", and `ThreeWay.unreachable` says why.
+
 A `Table` is a calibration table with the effective counts behind it. A card written before the counts were
 recorded has none: its bounds are None (unknown, not invented), and `max_fpr` / `min_precision` fall back to
 the point estimates, as they were chosen before.
@@ -33,6 +38,9 @@ from scipy.stats import beta
 from contract.card import Calibration, CalibrationRow, PortfolioCalibration
 
 CONFIDENCE = 0.95
+STRICT_MAX_FPR = 0.01  # the verdict's strict point when the caller chooses none: at most 1 % false matches
+CONSISTENT, INCONCLUSIVE, NOT_CONSISTENT = "consistent", "inconclusive", "not_consistent"
+VERDICTS = (CONSISTENT, INCONCLUSIVE, NOT_CONSISTENT)
 _AT = f"at {CONFIDENCE * 100:.0f} % confidence"
 
 
@@ -208,3 +216,46 @@ def operating_point(
     if default is None:
         default = equal_error_point(rows, "the calibration table")
     return _at(table, default[0], default[1])
+
+
+@dataclass(frozen=True)
+class ThreeWay:
+    """The two points of a three-way verdict on one table. `strict` is None when the default strict point is
+    unreachable (`unreachable` says why): then no score is "consistent"."""
+
+    strict: OperatingPoint | None
+    equal_error: OperatingPoint
+    unreachable: str = ""
+    asked: bool = False  # the strict point is the caller's own strictness (else the default max_fpr)
+
+    def verdict(self, score: float) -> str:
+        """ "consistent" at or above the strict point; else "not consistent" below the equal-error point; else
+        "inconclusive". A strict point below the equal-error one leaves no inconclusive scores."""
+        if self.strict is not None and score >= self.strict.threshold:
+            return CONSISTENT
+        if score < self.equal_error.threshold:
+            return NOT_CONSISTENT
+        return INCONCLUSIVE
+
+
+def three_way(
+    table: Table,
+    *,
+    threshold: float | None = None,
+    max_fpr: float | None = None,
+    min_precision: float | None = None,
+    default: tuple[float, str] | None = None,
+) -> ThreeWay:
+    """The verdict's points on `table`: the strict point is the caller's strictness (at most one of `threshold`,
+    `max_fpr`, `min_precision`; unreachable: `Unreachable`, the caller asked for it), else `max_fpr=
+    STRICT_MAX_FPR` (unreachable: no strict point, and why); the equal-error point is `default` (else the
+    table's equal-error row), as `operating_point` gives them."""
+    lower = operating_point(table, default=default)
+    asked = any(v is not None for v in (threshold, max_fpr, min_precision))
+    if asked:
+        strict = operating_point(table, threshold=threshold, max_fpr=max_fpr, min_precision=min_precision)
+        return ThreeWay(strict, lower, asked=True)
+    try:
+        return ThreeWay(operating_point(table, max_fpr=STRICT_MAX_FPR), lower)
+    except Unreachable as e:
+        return ThreeWay(None, lower, unreachable=str(e))

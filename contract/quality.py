@@ -148,12 +148,15 @@ class Measures:
         return asdict(self)
 
 
-def measure(image: Image.Image, n_bytes: int, jpeg_q: int | None, working: Image.Image) -> Measures:
+def measure(
+    image: Image.Image, n_bytes: int, jpeg_q: int | None, working: Image.Image, size: tuple[int, int] | None = None
+) -> Measures:
     """Measures of an upload: `image` as decoded (RGB), its size in bytes, its estimated JPEG quality (None: not
     a JPEG; contract.decode.Decoded carries both) and `working`, the picture as the recipe resized it
     (contract.recipe.resized) — where sharpness and noise are taken, so a small picture blown up to the model's
-    size reads as blurry, as the model sees it."""
-    w, h = image.size
+    size reads as blurry, as the model sees it. `size`: the upload's own width and height where the decoder
+    reduced it (contract.decode.Decoded.size): the size and bits per pixel are the upload's, not the reduction's."""
+    w, h = size or image.size
     grey = _grey(working)
     return Measures(
         width=w,

@@ -62,11 +62,19 @@ class Settings(BaseSettings):
     operator_key_name: str = Field(default="bootstrap-operator", min_length=1, max_length=64)
 
     # --- image intake limits (the embedder hands them to contract.decode, which enforces them)
-    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest accepted image file")
+    max_upload_bytes: int = Field(default=64_000_000, gt=0, description="largest accepted image file")
     max_request_bytes: int = Field(
-        default=100 * 1024 * 1024, gt=0, description="largest request body, checked from Content-Length before reading"
+        default=100_000_000, gt=0, description="largest request body, checked from Content-Length before reading"
     )
-    max_pixels: int = Field(default=40_000_000, gt=0, description="decompression-bomb guard: width*height")
+    max_pixels: int = Field(
+        default=200_000_000, gt=0, description="decompression-bomb guard: width*height, checked from the header"
+    )
+    decode_pixels: int = Field(
+        default=40_000_000,
+        gt=0,
+        description="larger pictures are reduced while decoding (JPEG by DCT scaling, others one at a time) to at "
+        "most this many pixels",
+    )
     allowed_formats: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"],
         description="Pillow format names accepted for uploads",

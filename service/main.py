@@ -104,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=API_DESCRIPTION,
         version=_version(),
         lifespan=_lifespan(settings),
+        docs_url=None,  # /docs and /redoc are service/api/docs.py's: their assets served here, not from a CDN
+        redoc_url=None,
         responses={500: {"model": ErrorBody, "description": "`internal_error`: a bug; quote the X-Request-ID"}},
     )
     app.state.settings = settings

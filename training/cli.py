@@ -9,6 +9,7 @@
     make-default  synth a corpus, then run: the shipped models/default
     make-real     the shipped model on real paintings (robust projection, quality bands, robustness judged)
     robustness    judge any model on any folder-per-artist corpus under every acquisition condition
+    duplicates    measure the same-painting threshold of a model (copies vs different paintings); --write: card
 
 Stages communicate only through files in the work directory (training/workdir.py: WORK/run.json is the typed
 run state, with the embed settings and the time each stage took), so any stage can be rerun alone. Each stage is
@@ -464,6 +465,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path, default=Path("runs/robustness"), help="embedding cache")
     p.add_argument("--conditions", nargs="+", default=None, help="acquisition conditions (default: all of them)")
     p.add_argument("--bootstrap", type=int, default=300)
+
+    p = sub.add_parser("duplicates", help="measure when two pictures are the same painting (calibration.same_work)")
+    p.add_argument("--corpus", type=Path, required=True, help="folder-per-artist real paintings")
+    p.add_argument("--model", type=Path, default=Path("models/default"), help="the model directory")
+    p.add_argument("--work", type=Path, default=Path("runs/real"), help="embedding cache (make-real's)")
+    p.add_argument("--repeats", type=int, default=5, help="artist half-splits")
+    p.add_argument("--conditions", nargs="+", default=None, help="acquisition conditions (default: all of them)")
+    p.add_argument("--write", action="store_true", help="record the threshold in the model's card")
+    seed_arg(p)
     return parser
 
 
@@ -547,5 +557,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         result = judge_model(a.model, a.corpus, a.out, a.work, conditions=a.conditions, n_boot=a.bootstrap)
         print(json.dumps(result["summary"], indent=2), flush=True)
+    elif a.command == "duplicates":
+        from training.evaluation import duplicates
+
+        _, same = duplicates.measure(
+            a.model, a.corpus, a.work, repeats=a.repeats, seed=a.seed, conditions=a.conditions, write=a.write
+        )
+        print(duplicates.report(same), flush=True)
     print(f"[{a.command}] done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0

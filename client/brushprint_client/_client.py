@@ -10,7 +10,7 @@ import asyncio
 import mimetypes
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ import httpx
 
 from brushprint_client._errors import BrushprintError, TransportFailed, error_from, retry_after
 from brushprint_client._types import (
+    CATALOGUE_FIELDS,
     Artist,
     ArtistPage,
     AuditPage,
@@ -31,6 +32,7 @@ from brushprint_client._types import (
     Identification,
     Key,
     Me,
+    Presets,
     Verdict,
     Work,
     build,
@@ -66,7 +68,7 @@ class _Call(Generic[R]):
     parse: Callable[[httpx.Response], R]
     params: dict[str, Any] | None = None
     json: Any = None
-    data: dict[str, str] | None = None
+    data: dict[str, Any] | None = None
     files: list[tuple[str, tuple[str, bytes, str]]] = field(default_factory=list)
 
     def request_kwargs(self) -> dict[str, Any]:
@@ -104,6 +106,25 @@ def _image(value: ImageInput, default_name: str = "image") -> tuple[str, bytes, 
 def _strictness(threshold: float | None, max_fpr: float | None, min_precision: float | None) -> dict[str, str]:
     form = {"threshold": threshold, "max_fpr": max_fpr, "min_precision": min_precision}
     return {k: repr(float(v)) for k, v in form.items() if v is not None}
+
+
+CatalogueEntry = Mapping[str, "str | None"]  # a work's catalogue fields, as `Catalogue` names them
+
+
+def _catalogue_form(entries: Sequence[CatalogueEntry] | None, n: int) -> dict[str, list[str]]:
+    """Per-image catalogue entries → enrolment's repeated form fields: a field given for any image is sent once per
+    image, in the images' order (empty where that work has none)."""
+    if entries is None:
+        return {}
+    if len(entries) != n:
+        raise ValueError(f"{len(entries)} catalogue entries for {n} images: give one per image (or none)")
+    unknown = sorted({k for e in entries for k in e} - set(CATALOGUE_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"unknown catalogue field(s) {', '.join(unknown)}; the fields are {', '.join(CATALOGUE_FIELDS)}"
+        )
+    used = [f for f in CATALOGUE_FIELDS if any(e.get(f) for e in entries)]
+    return {f: [e.get(f) or "" for e in entries] for f in used}
 
 
 def _seg(value: str | int) -> str:
@@ -165,10 +186,29 @@ class _Routes:
         return _Call("DELETE", f"/v1/artists/{_seg(artist_id)}", _none)
 
     @staticmethod
-    def add_works(artist_id: str, images: Iterable[ImageInput]) -> _Call[list[Work]]:
+    def update_artist(artist_id: str, name: str | None, meta: dict[str, Any] | None) -> _Call[Artist]:
+        body = {k: v for k, v in {"name": name, "meta": meta}.items() if v is not None}
+        return _Call("PATCH", f"/v1/artists/{_seg(artist_id)}", _json(lambda d: build(Artist, d)), json=body)
+
+    @staticmethod
+    def add_works(
+        artist_id: str, images: Iterable[ImageInput], catalogue: Sequence[CatalogueEntry] | None, allow_duplicate: bool
+    ) -> _Call[list[Work]]:
         files = [("image", _image(img, f"work-{i}")) for i, img in enumerate(images)]
+        data: dict[str, Any] = _catalogue_form(catalogue, len(files))
+        if allow_duplicate:
+            data["allow_duplicate"] = "true"
         parse = _json(lambda d: [build(Work, w) for w in d["works"]])
-        return _Call("POST", f"/v1/artists/{_seg(artist_id)}/works", parse, files=files)
+        return _Call("POST", f"/v1/artists/{_seg(artist_id)}/works", parse, data=data, files=files)
+
+    @staticmethod
+    def update_work(artist_id: str, work_id: str, changes: CatalogueEntry) -> _Call[Work]:
+        path = f"/v1/artists/{_seg(artist_id)}/works/{_seg(work_id)}"
+        return _Call("PATCH", path, _json(lambda d: build(Work, d)), json=dict(changes))
+
+    @staticmethod
+    def presets(route: str, artist_id: str | None) -> _Call[Presets]:
+        return _Call("GET", "/v1/strictness", _json(Presets.of), params={"route": route, "artist_id": artist_id})
 
     @staticmethod
     def list_works(artist_id: str) -> _Call[list[Work]]:
@@ -335,7 +375,13 @@ class Client:
         return self._run(_Routes.verify(image, artist_id, threshold, max_fpr, min_precision, evidence))
 
     def identify(self, image: ImageInput, k: int = 5) -> Identification:
+        """The `k` enrolled artists closest to the painting, and `open_set`: whether it belongs to any of them."""
         return self._run(_Routes.identify(image, k))
+
+    def presets(self, route: str = "compare", artist_id: str | None = None) -> Presets:
+        """The strictness presets the calibration can reach today, for "compare" or for "verify" against
+        `artist_id`'s portfolio; pass a reachable one as `**{preset.field: preset.value}`."""
+        return self._run(_Routes.presets(route, artist_id))
 
     # artists and works (admin)
     def create_artist(self, artist_id: str, name: str, meta: dict[str, Any] | None = None) -> Artist:
@@ -350,9 +396,26 @@ class Client:
     def delete_artist(self, artist_id: str) -> None:
         self._run(_Routes.delete_artist(artist_id))
 
-    def add_works(self, artist_id: str, images: Iterable[ImageInput]) -> list[Work]:
-        """Enrol reference works in one all-or-nothing request."""
-        return self._run(_Routes.add_works(artist_id, images))
+    def update_artist(self, artist_id: str, *, name: str | None = None, meta: dict[str, Any] | None = None) -> Artist:
+        """Rename an artist or replace its meta (the id and the works stay)."""
+        return self._run(_Routes.update_artist(artist_id, name, meta))
+
+    def add_works(
+        self,
+        artist_id: str,
+        images: Iterable[ImageInput],
+        catalogue: Sequence[CatalogueEntry] | None = None,
+        *,
+        allow_duplicate: bool = False,
+    ) -> list[Work]:
+        """Enrol reference works in one all-or-nothing request, each with its catalogue entry (a dict of title,
+        date, medium, dimensions, inventory_number, photo_credit, notes) when `catalogue` gives one per image. A
+        picture already enrolled raises `Conflict` (`duplicate_work` or `same_painting`) unless `allow_duplicate`."""
+        return self._run(_Routes.add_works(artist_id, images, catalogue, allow_duplicate))
+
+    def update_work(self, artist_id: str, work_id: str, **changes: str | None) -> Work:
+        """Edit a work's catalogue entry: the fields given change, None or "" clears one."""
+        return self._run(_Routes.update_work(artist_id, work_id, changes))
 
     def list_works(self, artist_id: str) -> list[Work]:
         return self._run(_Routes.list_works(artist_id))
@@ -493,6 +556,9 @@ class AsyncClient:
     async def identify(self, image: ImageInput, k: int = 5) -> Identification:
         return await self._run(_Routes.identify(image, k))
 
+    async def presets(self, route: str = "compare", artist_id: str | None = None) -> Presets:
+        return await self._run(_Routes.presets(route, artist_id))
+
     async def create_artist(self, artist_id: str, name: str, meta: dict[str, Any] | None = None) -> Artist:
         return await self._run(_Routes.create_artist(artist_id, name, meta))
 
@@ -505,8 +571,23 @@ class AsyncClient:
     async def delete_artist(self, artist_id: str) -> None:
         await self._run(_Routes.delete_artist(artist_id))
 
-    async def add_works(self, artist_id: str, images: Iterable[ImageInput]) -> list[Work]:
-        return await self._run(_Routes.add_works(artist_id, images))
+    async def update_artist(
+        self, artist_id: str, *, name: str | None = None, meta: dict[str, Any] | None = None
+    ) -> Artist:
+        return await self._run(_Routes.update_artist(artist_id, name, meta))
+
+    async def add_works(
+        self,
+        artist_id: str,
+        images: Iterable[ImageInput],
+        catalogue: Sequence[CatalogueEntry] | None = None,
+        *,
+        allow_duplicate: bool = False,
+    ) -> list[Work]:
+        return await self._run(_Routes.add_works(artist_id, images, catalogue, allow_duplicate))
+
+    async def update_work(self, artist_id: str, work_id: str, **changes: str | None) -> Work:
+        return await self._run(_Routes.update_work(artist_id, work_id, changes))
 
     async def list_works(self, artist_id: str) -> list[Work]:
         return await self._run(_Routes.list_works(artist_id))

@@ -43,14 +43,67 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Point:
+    """One operating point of a verdict: its threshold and the rates measured there (None: unreachable, `why`)."""
+
+    threshold: float | None
+    expected_fpr: float | None
+    expected_fnr: float | None
+    rule: str
+    expected_fpr_upper: float | None = None
+    expected_fnr_upper: float | None = None
+    reachable: bool = True
+    why: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Points:
+    """The two points a three-way verdict is read at: "consistent" from `strict`, "not consistent" below
+    `equal_error`, "inconclusive" between."""
+
+    strict: Point
+    equal_error: Point
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Points:
+        return cls(_build(Point, data["strict"]), _build(Point, data["equal_error"]))
+
+
+@dataclass(frozen=True)
+class CopyOf:
+    """An enrolled work an upload is a copy of: the same bytes (`identical`), or the same painting photographed
+    again (`similarity` at or above the model's measured same-painting threshold)."""
+
+    image: str  # which upload: "image_a", "image_b" (compare) or "image"
+    artist_id: str
+    artist_name: str
+    work_id: str
+    similarity: float
+    identical: bool
+    title: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CONSISTENT, INCONCLUSIVE, NOT_CONSISTENT = "consistent", "inconclusive", "not_consistent"
+
+
+@dataclass(frozen=True)
 class Decision:
     score: float
-    threshold: float
+    # the strict point's threshold (`match` is score >= threshold): the strictness asked for, else at most 1 % false
+    # matches with 95 % confidence; None (and `match` False) when the calibration cannot show that
+    threshold: float | None
     match: bool
-    expected_fpr: float
-    expected_fnr: float
+    expected_fpr: float | None
+    expected_fnr: float | None
     rule: str
     model: str
+    # "consistent", "inconclusive" or "not_consistent", and the same in plain words for people
+    verdict: str = INCONCLUSIVE
+    summary: str = ""
+    points: Points | None = None
+    same_work_as: list[CopyOf] = field(default_factory=list)
     # one-sided 95 % upper bounds of the expected rates (None: the server's table does not record its counts)
     expected_fpr_upper: float | None = None
     expected_fnr_upper: float | None = None
@@ -66,20 +119,51 @@ class Decision:
     def of(cls, data: dict[str, Any]) -> Decision:
         return _build(cls, data, **_decision_parts(data))
 
+    @property
+    def consistent(self) -> bool:
+        """True only for the verdict "consistent" (at or above the strict point)."""
+        return self.verdict == CONSISTENT
+
+
+def _copies(data: dict[str, Any]) -> list[CopyOf]:
+    return [_build(CopyOf, c) for c in data.get("same_work_as") or []]
+
 
 def _decision_parts(data: dict[str, Any]) -> dict[str, Any]:
-    ev = data.get("evidence")
-    return {"evidence": Evidence.of(ev) if isinstance(ev, dict) else None}
+    ev, points = data.get("evidence"), data.get("points")
+    return {
+        "evidence": Evidence.of(ev) if isinstance(ev, dict) else None,
+        "points": Points.of(points) if isinstance(points, dict) else None,
+        "same_work_as": _copies(data),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Catalogue:
+    """A work's catalogue entry (None: not recorded)."""
+
+    title: str | None = None
+    date: str | None = None  # as catalogued, e.g. "c. 1665"
+    medium: str | None = None
+    dimensions: str | None = None
+    inventory_number: str | None = None  # inventory or accession number
+    photo_credit: str | None = None
+    notes: str | None = None
+
+
+CATALOGUE_FIELDS = tuple(f.name for f in fields(Catalogue))
 
 
 @dataclass(frozen=True)
-class ReferenceScore:
+class ReferenceScore(Catalogue):
     work_id: str
     score: float
 
 
 @dataclass(frozen=True)
 class Verdict(Decision):
+    artist_id: str = ""
+    artist_name: str = ""
     portfolio_size: int = 0
     top_references: list[ReferenceScore] = field(default_factory=list)
 
@@ -97,13 +181,44 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class OpenSet:
+    """Does the painting belong to any enrolled artist at all? A three-way verdict on the top candidate's score,
+    calibrated on the gallery's own leave-one-out identify trials (`points` None: no table to read it on)."""
+
+    verdict: str
+    summary: str
+    score: float | None
+    artist_id: str | None
+    artist_name: str = ""
+    points: Points | None = None
+    calibration: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> OpenSet:
+        points = data.get("points")
+        return _build(cls, data, points=Points.of(points) if isinstance(points, dict) else None)
+
+
+@dataclass(frozen=True)
 class Identification:
     candidates: list[Candidate]
     model: str
+    open_set: OpenSet | None = None
+    same_work_as: list[CopyOf] = field(default_factory=list)
+    quality: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Identification:
-        return _build(cls, data, candidates=[_build(Candidate, c) for c in data.get("candidates", [])])
+        open_set = data.get("open_set")
+        return _build(
+            cls,
+            data,
+            candidates=[_build(Candidate, c) for c in data.get("candidates", [])],
+            open_set=OpenSet.of(open_set) if isinstance(open_set, dict) else None,
+            same_work_as=_copies(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -128,7 +243,7 @@ class ArtistPage:
 
 
 @dataclass(frozen=True)
-class Work:
+class Work(Catalogue):
     id: str
     artist_id: str
     sha256: str
@@ -204,6 +319,11 @@ class AuditEntry:
     score: float | None = None
     threshold: float | None = None
     request_id: str | None = None
+    verdict: str | None = None  # the three-way verdict (identify: the open-set one)
+    artist_name: str | None = None  # as named when the answer was given
+    work_id: str | None = None  # verify: the reference that weighed most
+    work_title: str | None = None
+    same_work_as: str | None = None  # the enrolled work the upload was a copy of
     collection_id: str | None = None
 
 
@@ -217,6 +337,43 @@ class AuditPage:
     @classmethod
     def of(cls, data: dict[str, Any]) -> AuditPage:
         return _build(cls, data, items=[_build(AuditEntry, e) for e in data.get("items", [])])
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A strictness preset and whether the calibration can show it (`point` None: it cannot, `why`)."""
+
+    id: str
+    label: str
+    field: str  # "max_fpr" or "min_precision": the argument to pass with `value`
+    value: float
+    reachable: bool
+    point: Point | None = None
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Presets:
+    """The strictness presets for compare, or for verify against one portfolio, on today's calibration."""
+
+    route: str
+    presets: list[Preset]
+    points: Points
+    calibration: dict[str, Any]
+    portfolio_size: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Presets:
+        presets = [
+            _build(Preset, p, point=_build(Point, p["point"]) if isinstance(p.get("point"), dict) else None)
+            for p in data.get("presets", [])
+        ]
+        return _build(cls, data, presets=presets, points=Points.of(data["points"]))
+
+    @property
+    def reachable(self) -> list[Preset]:
+        return [p for p in self.presets if p.reachable]
 
 
 def build(cls: type[T], data: dict[str, Any]) -> T:

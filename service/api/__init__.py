@@ -6,13 +6,27 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api import artists, audit, collections, compare, health, identify, images, keys, verify, web
+from service.api import (
+    artists,
+    audit,
+    collections,
+    compare,
+    docs,
+    health,
+    identify,
+    images,
+    keys,
+    strictness,
+    verify,
+    web,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     compare.router,
     verify.router,
     identify.router,
+    strictness.router,
     artists.router,
     images.router,
     keys.router,
@@ -20,4 +34,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit.router,
     collections.router,
     web.router,
+    docs.router,
 )

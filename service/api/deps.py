@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Form, Query, Request, Security, UploadFile
 from fastapi.security import APIKeyHeader
 
+from contract.decode import megabytes
 from service.api.fields import INTEGER, NUMBER
 from service.api.ratelimit import RateLimiter
 from service.errors import Forbidden, TooLarge
@@ -128,26 +129,24 @@ def strictness_form(
     max_fpr: Annotated[
         float | None,
         Form(
-            ge=0.0,
-            le=1.0,
-            description=f"largest acceptable false-positive rate, {_UNIT}: the threshold chosen is the lowest whose "
-            "95 % upper bound is at most this (422 `operating_point_unreachable` when the calibration pairs "
-            "cannot show so low a rate)",
+            description="largest acceptable false-positive rate, a fraction above 0 and at most 0.5 (0.01 means 1 %): "
+            "the threshold chosen is the lowest whose 95 % upper bound is at most this (422 "
+            "`operating_point_unreachable` when the calibration pairs cannot show so low a rate). Without any "
+            "strictness field the verdict's strict point is max_fpr 0.01",
         ),
         NUMBER,
     ] = None,
     min_precision: Annotated[
         float | None,
         Form(
-            ge=0.0,
-            le=1.0,
-            description=f"smallest acceptable precision, {_UNIT}: the lowest threshold whose 95 % lower bound "
-            "of precision is at least this",
+            description="smallest acceptable precision, a fraction above 0 and below 1 (0.99 means 99 %): the lowest "
+            "threshold whose 95 % lower bound of precision is at least this",
         ),
         NUMBER,
     ] = None,
 ) -> Strictness:
-    """At most one of the three; none means the default operating point (see the API description)."""
+    """At most one of the three (their ranges are checked by `Strictness`, with a hint); none means the verdict's
+    default strict point (see the API description)."""
     return Strictness(threshold=threshold, max_fpr=max_fpr, min_precision=min_precision)
 
 
@@ -168,11 +167,40 @@ EvidenceGrid = Annotated[
 Offset = Annotated[int, Query(ge=0, le=2**62, description="how many items to skip"), INTEGER]
 
 
+_EACH = "; with several images, give it once per image in their order (empty for none)"
+
+
+def catalogue_form(
+    title: Annotated[list[str] | None, Form(description=f"the work's title{_EACH}")] = None,
+    date: Annotated[list[str] | None, Form(description=f"its date as catalogued, e.g. `c. 1665`{_EACH}")] = None,
+    medium: Annotated[list[str] | None, Form(description=f"e.g. `oil on canvas`{_EACH}")] = None,
+    dimensions: Annotated[list[str] | None, Form(description=f"e.g. `44.5 × 39 cm`{_EACH}")] = None,
+    inventory_number: Annotated[list[str] | None, Form(description=f"inventory or accession number{_EACH}")] = None,
+    photo_credit: Annotated[list[str] | None, Form(description=f"who made the photograph{_EACH}")] = None,
+    notes: Annotated[list[str] | None, Form(description=f"free notes{_EACH}")] = None,
+) -> dict[str, list[str] | None]:
+    """Enrolment's catalogue fields as given (service/serving/catalogue.py `per_work` pairs them with images)."""
+    return dict(
+        title=title,
+        date=date,
+        medium=medium,
+        dimensions=dimensions,
+        inventory_number=inventory_number,
+        photo_credit=photo_credit,
+        notes=notes,
+    )
+
+
+CatalogueForm = Annotated[dict[str, list[str] | None], Depends(catalogue_form)]
+
+
 async def read_upload(file: UploadFile, limit: int) -> bytes:
     """The upload's bytes, reading at most limit + 1 so an oversized file costs no more than the limit."""
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise TooLarge("image_too_large", f"{file.filename or 'the upload'} is over the limit of {limit} bytes")
+        raise TooLarge(
+            "image_too_large", f"{file.filename or 'the upload'} is over the limit of {megabytes(limit)} per image"
+        )
     return data
 
 
@@ -186,8 +214,10 @@ UploadLimit = Annotated[int, Depends(upload_limit)]
 def decided(
     decision: Decision, key: KeyInfo, route: str, request_id: str | None, artist_id: str | None = None
 ) -> AuditRecord:
-    """A compare/verify decision as the decision log records it (`decision.images`: the uploads' sha256)."""
+    """A compare/verify decision as the decision log records it (`decision.images`: the uploads' sha256), with the
+    names and titles it showed: the artist's, and verify's reference that weighed most."""
     assert key.collection is not None  # a scoring route's key (the scorer dependency refused an operator's)
+    top = getattr(decision, "top_references", None) or [None]
     return AuditRecord(
         collection_id=key.collection,
         key_name=key.name,
@@ -200,6 +230,11 @@ def decided(
         decision="match" if decision.match else "no_match",
         model_id=decision.model,
         request_id=request_id,
+        verdict=decision.verdict,
+        artist_name=getattr(decision, "artist_name", None) or None,
+        work_id=top[0].work_id if top[0] is not None else None,
+        work_title=top[0].catalogue.get("title") if top[0] is not None else None,
+        same_work_as=decision.same_work_as[0].work_id if decision.same_work_as else None,
     )
 
 

@@ -21,6 +21,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contract.decode import megabytes
 from service.api.errors import headers_of, send_error, send_exception
 from service.api.metrics import UNMATCHED_ROUTE, Metrics
 from service.errors import BadRequest, Overloaded, ServiceError, TooLarge
@@ -50,7 +51,7 @@ class RequestTooLarge(HTTPException):
     """
 
     def __init__(self, limit: int):
-        super().__init__(413, f"the request body is over the limit of {limit} bytes")
+        super().__init__(413, f"the request body is over the limit of {megabytes(limit)}")
 
 
 class BodySizeLimit:
@@ -71,7 +72,8 @@ class BodySizeLimit:
                 return
             if int(declared) > self.max_bytes:
                 too_large = TooLarge(
-                    "request_too_large", f"the request body is {declared} bytes; the limit is {self.max_bytes}"
+                    "request_too_large",
+                    f"the request body is {megabytes(int(declared))}; the limit is {megabytes(self.max_bytes)}",
                 )
                 # Connection: close, since the unread body is still on the socket.
                 await send_exception(send, too_large, {"Connection": "close"})

@@ -10,6 +10,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from contract.operating import STRICT_MAX_FPR
 from service.storage.audit import AuditEntry
 from service.storage.keys import Scope
 
@@ -51,7 +52,7 @@ class RegionOut(_Out):
 
 class EvidenceOut(_Out):
     grid: int = Field(description="n: the query was cut into n×n equal regions")
-    width: int = Field(description="width of the decoded, orientation-corrected query the boxes refer to")
+    width: int = Field(description="width of the query as uploaded (orientation-corrected) the boxes refer to")
     height: int
     threshold: float = Field(description="the decision's threshold, which each region's `match` used")
     target: str = Field(description="`portfolio` (verify: the artist's works) or `image_b` (compare)")
@@ -131,12 +132,129 @@ class QualityOut(_Out):
         return cls(score=q.score, band=q.band, floor=q.floor, pictures=[PictureQualityOut.of(p) for p in q.pictures])
 
 
+class PointOut(_Out):
+    threshold: float | None = Field(description="the score this point sits at (null: unreachable)")
+    expected_fpr: float | None = Field(description="false-positive rate measured at this threshold")
+    expected_fnr: float | None = Field(description="false-negative rate measured at this threshold")
+    expected_fpr_upper: float | None = Field(description="its one-sided 95 % upper bound (null: counts not recorded)")
+    expected_fnr_upper: float | None = Field(description="its one-sided 95 % upper bound (null: counts not recorded)")
+    rule: str = Field(description="how the point was chosen")
+    reachable: bool = Field(default=True, description="false: the calibration's pairs cannot show this strictness")
+    why: str = Field(default="", description="why it is unreachable")
+
+    @classmethod
+    def of(cls, op: Any, rule: str = "", why: str = "") -> PointOut:
+        if op is None:
+            return cls(
+                threshold=None,
+                expected_fpr=None,
+                expected_fnr=None,
+                expected_fpr_upper=None,
+                expected_fnr_upper=None,
+                rule=rule,
+                reachable=False,
+                why=why,
+            )
+        return cls(
+            threshold=op.threshold,
+            expected_fpr=op.fpr,
+            expected_fnr=op.fnr,
+            expected_fpr_upper=op.fpr_upper,
+            expected_fnr_upper=op.fnr_upper,
+            rule=op.rule,
+        )
+
+
+class PointsOut(_Out):
+    strict: PointOut = Field(
+        description='"consistent" from here: the strictness asked for, else at most 1 % false matches with 95 % '
+        "confidence (`max_fpr<=0.01`); unreachable when the calibration's pairs cannot show it (then nothing is "
+        "consistent)"
+    )
+    equal_error: PointOut = Field(description='"not consistent" below here: the calibration\'s equal-error point')
+
+    @classmethod
+    def of(cls, tw: Any) -> PointsOut:
+        return cls(
+            strict=PointOut.of(tw.strict, f"max_fpr<={STRICT_MAX_FPR:g}", tw.unreachable),
+            equal_error=PointOut.of(tw.equal_error),
+        )
+
+
+class PresetOut(_Out):
+    id: str = Field(description="the preset's name, e.g. `fpr1`")
+    label: str = Field(description="the preset in words")
+    field: Literal["max_fpr", "min_precision"] = Field(description="the request field it sets")
+    value: float = Field(description="the value it sets the field to")
+    reachable: bool = Field(description="false: the calibration's pairs cannot show it (a request would be 422)")
+    point: PointOut | None = Field(description="the operating point it gives (null: unreachable)")
+    why: str = Field(description="why it is unreachable (empty when reachable)")
+
+
+class PresetsOut(_Out):
+    route: Literal["compare", "verify"]
+    portfolio_size: int | None = Field(description="verify: the works of the portfolio the presets are for")
+    presets: list[PresetOut]
+    points: PointsOut = Field(description="the default verdict's two points on the same table")
+    calibration: CalibrationOut = Field(description="the table the presets were read on")
+
+    @classmethod
+    def of(cls, p: Any) -> PresetsOut:
+        return cls(
+            route=p.route,
+            portfolio_size=p.portfolio_size,
+            presets=[
+                PresetOut(
+                    id=x.id,
+                    label=x.label,
+                    field=x.field,
+                    value=x.value,
+                    reachable=x.point is not None,
+                    point=None if x.point is None else PointOut.of(x.point),
+                    why=x.why,
+                )
+                for x in p.presets
+            ],
+            points=PointsOut.of(p.points),
+            calibration=p.calibration,
+        )
+
+
+class CopyOfOut(_Out):
+    image: str = Field(description="which upload: `image_a`, `image_b` (compare) or `image` (verify)")
+    artist_id: str
+    artist_name: str
+    work_id: str = Field(description="the enrolled work the upload shows")
+    title: str | None = Field(description="its catalogue title")
+    similarity: float = Field(description="cosine of the two pictures' reference vectors (1 for the same bytes)")
+    identical: bool = Field(description="the very same bytes")
+
+
 class DecisionOut(_Out):
     score: float = Field(description="same-artist score in [0, 1]; symmetric in the two images")
-    threshold: float = Field(description="the threshold the decision used: `match` is `score >= threshold`")
+    verdict: Literal["consistent", "inconclusive", "not_consistent"] = Field(
+        description="`consistent` only at or above the strict point, `not_consistent` below the equal-error point, "
+        "`inconclusive` between (`points` holds both, with their rates)"
+    )
+    summary: str = Field(description="the verdict in plain words, for people")
+    points: PointsOut = Field(description="the two operating points the verdict was read at")
+    same_work_as: list[CopyOfOut] = Field(
+        description="enrolled works an upload is a copy of: the same bytes, or the same painting photographed again "
+        "(the model card's measured same-painting similarity). A known work re-submitted is no evidence about a new "
+        "one: verify judges a copy of one of the portfolio's works against the others"
+    )
+    threshold: float | None = Field(
+        description="the strict point's threshold: `match` is `score >= threshold`. With a strictness field it is "
+        "the one asked for; without one, at most 1 % false matches (95 % confidence), so `match` means `verdict` "
+        "is `consistent`; null when the calibration cannot show that (then `match` is false)"
+    )
     match: bool
-    expected_fpr: float = Field(description="false-positive rate measured at this threshold (see `calibration`)")
-    expected_fnr: float = Field(description="false-negative rate measured at this threshold (see `calibration`)")
+    expected_fpr: float | None = Field(
+        description="false-positive rate measured at this threshold (see `calibration`); null without a threshold"
+    )
+    expected_fnr: float | None = Field(
+        description="false-negative rate measured at this threshold (see `calibration`); null without a threshold"
+    )
     expected_fpr_upper: float | None = Field(
         description="one-sided 95 % Clopper–Pearson upper bound of the false-positive rate, for the number of "
         "different-artist pairs behind the table: the rate this threshold is shown not to exceed. null: the "
@@ -156,6 +274,11 @@ class DecisionOut(_Out):
         description="the uploads' measured quality and which band of the model card's error rates it picked",
     )
 
+    @field_validator("points", mode="before")
+    @classmethod
+    def _points(cls, value: Any) -> Any:
+        return PointsOut.of(value) if value is not None and not isinstance(value, PointsOut | dict) else value
+
     @field_validator("quality", mode="before")
     @classmethod
     def _quality(cls, value: Any) -> Any:
@@ -170,26 +293,41 @@ class DecisionOut(_Out):
     )
 
 
-class ReferenceScore(BaseModel):
+class CatalogueOut(_Out):
+    """A work's catalogue entry (null: not recorded)."""
+
+    title: str | None = None
+    date: str | None = Field(None, description="as catalogued, e.g. `c. 1665`")
+    medium: str | None = None
+    dimensions: str | None = None
+    inventory_number: str | None = Field(None, description="inventory or accession number")
+    photo_credit: str | None = None
+    notes: str | None = None
+
+
+class ReferenceScore(CatalogueOut):
     work_id: str
     score: float
 
 
 class VerifyOut(DecisionOut):
+    artist_id: str = Field(description="the claimed artist")
+    artist_name: str = Field(description="the claimed artist's name")
     portfolio_size: int = Field(description="number of reference works of the claimed artist")
     top_references: list[ReferenceScore] = Field(description="the references that weighed most, best first")
 
     @classmethod
     def of(cls, verdict: Any) -> VerifyOut:
-        """From the scorer's Verdict, whose `top_references` are (work_id, score) pairs."""
+        """From the scorer's Verdict, whose `top_references` carry their works' catalogue entries."""
         base = DecisionOut.model_validate(verdict).model_dump()
-        refs = [
-            ReferenceScore(work_id=r[0], score=r[1])
-            if isinstance(r, tuple | list)
-            else ReferenceScore(work_id=r.work_id, score=r.score)
-            for r in verdict.top_references
-        ]
-        return cls(**base, portfolio_size=verdict.portfolio_size, top_references=refs)
+        refs = [ReferenceScore(work_id=r.work_id, score=r.score, **r.catalogue) for r in verdict.top_references]
+        return cls(
+            **base,
+            artist_id=verdict.artist_id,
+            artist_name=verdict.artist_name,
+            portfolio_size=verdict.portfolio_size,
+            top_references=refs,
+        )
 
 
 class CandidateOut(_Out):
@@ -198,9 +336,37 @@ class CandidateOut(_Out):
     score: float = Field(description="portfolio score of the query against this artist, as /verify computes it")
 
 
-class IdentifyOut(BaseModel):
+class OpenSetOut(_Out):
+    verdict: Literal["consistent", "inconclusive", "not_consistent"] = Field(
+        description="is the painting by any enrolled artist? `consistent`: the top candidate's score reaches the "
+        "strict point (at most 1 % of paintings by artists not enrolled score so high, 95 % confidence); "
+        "`not_consistent`: below the equal-error point (likely none of them); `inconclusive` between, or when the "
+        "gallery cannot calibrate it (too few artists with 2 or more works, or a picture below its quality)"
+    )
+    summary: str = Field(description="the same in plain words")
+    score: float | None = Field(description="the top candidate's score (null: no candidate)")
+    artist_id: str | None = Field(description="the top candidate")
+    artist_name: str = ""
+    points: PointsOut | None = Field(description="the two points the verdict was read at (null: none)")
+    calibration: CalibrationOut = Field(description="the gallery's leave-one-out identify trials behind the points")
+
+    @field_validator("points", mode="before")
+    @classmethod
+    def _points(cls, value: Any) -> Any:
+        return PointsOut.of(value) if value is not None and not isinstance(value, PointsOut | dict) else value
+
+
+class IdentifyOut(_Out):
     candidates: list[CandidateOut] = Field(description="candidate artists, best first")
     model: str
+    open_set: OpenSetOut = Field(description="whether the painting belongs to any enrolled artist at all")
+    same_work_as: list[CopyOfOut] = Field(description="enrolled works the upload is a copy of (left out of ranking)")
+    quality: QualityOut | None = None
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _quality(cls, value: Any) -> Any:
+        return QualityOut.of(value) if value is not None and not isinstance(value, QualityOut | dict) else value
 
 
 # ---- artists and works ------------------------------------------------------------------------------------
@@ -212,6 +378,27 @@ class ArtistIn(BaseModel):
     meta: dict[str, Any] | None = Field(None, description="free-form JSON kept with the artist")
 
 
+class ArtistPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=256, description="the new name")
+    meta: dict[str, Any] | None = Field(None, description="replaces the artist's meta")
+
+
+class WorkPatch(BaseModel):
+    """The catalogue fields to change (left out: unchanged; null or empty: cleared)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = None
+    date: str | None = None
+    medium: str | None = None
+    dimensions: str | None = None
+    inventory_number: str | None = None
+    photo_credit: str | None = None
+    notes: str | None = None
+
+
 class ArtistOut(_Out):
     id: str
     name: str
@@ -220,7 +407,7 @@ class ArtistOut(_Out):
     works: int | None = Field(None, description="number of reference works")
 
 
-class WorkOut(_Out):
+class WorkOut(CatalogueOut):
     id: str
     artist_id: str
     sha256: str = Field(description="sha256 of the uploaded bytes")
@@ -336,7 +523,8 @@ _ERROR_DOCS = {
     403: "`insufficient_scope`: the key's scope does not allow this route",
     404: "`unknown_artist`, `unknown_work`, `unknown_key` or `unknown_collection`: not in the key's collection (an id "
     "of another collection answers exactly as one that does not exist)",
-    409: "`artist_exists`, `duplicate_work`, `key_name_taken`, `collection_exists`, `quota_exceeded` (the "
+    409: "`artist_exists`, `duplicate_work` (the same bytes already enrolled in the collection), `same_painting` (the "
+    "same painting photographed again), `key_name_taken`, `collection_exists`, `quota_exceeded` (the "
     "collection's quota of works or bytes), `empty_portfolio` (verify against an artist without "
     "works) or `reindex_required` (works lack embeddings of the served model)",
     413: "`request_too_large`, `image_too_large`, `image_too_many_pixels` or `too_many_files`",
@@ -345,6 +533,7 @@ _ERROR_DOCS = {
     "`no_files`, `extreme_aspect_ratio`, `invalid_k`, `invalid_pagination`, `invalid_threshold`, "
     "`invalid_operating_point`, `operating_point_unreachable`, `invalid_evidence`, `invalid_max_side`, "
     "`invalid_artist_id`, `invalid_name`, `invalid_meta`, `invalid_collection_id`, `invalid_quota`, "
+    "`invalid_catalogue` (a catalogue entry too long or not plain text, naming the field), "
     "`image_quality_too_low` (below the quality the model's rates were measured at)",
     429: "`rate_limited`: retry after the `Retry-After` header's seconds",
     503: "`overloaded` (retry after `Retry-After`), `not_ready`, or `model_switching` (an enrolment while the "

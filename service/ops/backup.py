@@ -5,7 +5,7 @@
 
     originals/<sha256>.bin   every original once (content-addressed)
     artists.jsonl      id, name, meta, created
-    works.jsonl        id, artist_id, sha256, filename, size_bytes, created
+    works.jsonl        id, artist_id, sha256, filename, size_bytes, created, and the catalogue fields
     embeddings.jsonl   work_id, model_id, dim, vector (base64 float32 little-endian), created
     keys.jsonl         name, prefix, key_hash, scope, created_at, revoked_at (hashes only: a key never leaves)
     audit.jsonl        the decision log, oldest first
@@ -62,12 +62,22 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import numpy as np
 import sqlalchemy as sa
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from contract.decode import ImageError
-from service.errors import ServiceError
+from service.errors import Invalid, ServiceError
+from service.serving.catalogue import checked
 from service.serving.portfolios import artist_fields
 from service.storage.audit import entry
 from service.storage.collections import collection_fields
@@ -76,6 +86,7 @@ from service.storage.keys import Scope, key_name
 from service.storage.originals import OriginalStore
 from service.storage.schema import (
     AUDIT,
+    CATALOGUE,
     DEFAULT_COLLECTION,
     ApiKey,
     ArtistRow,
@@ -158,6 +169,24 @@ class WorkRecord(_Record):
     filename: Filename = ""
     size_bytes: int = Field(ge=1, le=2**31 - 1)
     created: Time
+    # the catalogue entry (service/storage/schema.py CATALOGUE), checked as the API checks it
+    title: str | None = None
+    date: str | None = None
+    medium: str | None = None
+    dimensions: str | None = None
+    inventory_number: str | None = None
+    photo_credit: str | None = None
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _catalogue_as_the_api_takes_it(self) -> WorkRecord:
+        entry = {k: getattr(self, k) for k in CATALOGUE}
+        try:
+            if checked(entry) != entry:
+                raise ValueError("its catalogue entry is not as the service stores one (untrimmed or empty text)")
+        except Invalid as e:
+            raise ValueError(e.message) from None
+        return self
 
 
 class EmbeddingRecord(_Record):
@@ -331,6 +360,7 @@ def _work_lines(s: Session, collection: str, paths: dict[str, str]) -> list[dict
                 "filename": w.filename,
                 "size_bytes": w.size_bytes,
                 "created": _iso(w.created),
+                **{k: getattr(w, k) for k in CATALOGUE},
             }
         )
     return out
@@ -859,6 +889,7 @@ def _insert_rows(
                 path=store.relpath(w.sha256),
                 size_bytes=w.size_bytes,
                 created=w.created,
+                **{k: getattr(w, k) for k in CATALOGUE},
             )
         )
     s.flush()

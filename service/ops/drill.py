@@ -93,8 +93,7 @@ async def answer(scorer: Scorer, q: Question, originals: dict[str, bytes]) -> di
         if q.kind == "verify":
             assert q.artist_id is not None
             return asdict(await scorer.verify(images[0], q.artist_id, q.strictness))
-        candidates, model = await scorer.identify(images[0], 5)
-        return {"candidates": [asdict(c) for c in candidates], "model": model}
+        return asdict(await scorer.identify(images[0], 5))
     except (ServiceError, ImageError) as e:
         return {"error": e.code}
 

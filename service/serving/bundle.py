@@ -92,6 +92,28 @@ class View:
             return table, equal_error_point(table.rows, label), replace(used, model=tables.model_id)
         return table, card_default, replace(used, model=self.model_id)
 
+    def open_set_calibration(self, band: QualityBand | None = None) -> tuple[Table | None, CalibrationUsed]:
+        """identify's open-set table: the gallery's leave-one-out identify trials only (a card cannot know which
+        artists a gallery holds), for pictures of the top band; None, and why, when there is none."""
+        tables, why_not = self._gallery_tables()
+        top = self.bundle.quality.top_band
+        if tables is not None and band is not None and top is not None and band is not top:
+            tables, why_not = (
+                None,
+                (
+                    f"the picture's quality is in the band from {band.min_quality:g}, below the top band (from "
+                    f"{top.min_quality:g}) that the gallery's own works stand for"
+                ),
+            )
+        if tables is None or not tables.open_set:
+            return None, CalibrationUsed("gallery", reason=why_not or "the gallery has no identify trials yet")
+        table = tables.open_set_table()
+        why = (
+            f"the gallery's own leave-one-out identify trials: {table.genuine} of enrolled artists' works, "
+            f"{table.impostor} of works whose artist was left out"
+        )
+        return table, replace(CalibrationUsed.of("gallery", table, why), model=tables.model_id)
+
     def pair_calibration(self, band: QualityBand | None = None) -> Calibrated:
         cal = self.bundle.model.card.calibration
         return self._calibration("pair", Table.pair_of(cal), (cal.recommended_threshold, cal.recommended_rule), band)
@@ -198,6 +220,7 @@ class BundleFactory:
             min_artists=s.gallery_calibration_min_artists,
             enabled=s.gallery_calibration,
             model_id=model.model_id,
+            shortlist=s.identify_shortlist,
         )
         return View(bundle=bundle, collection=collection, gallery=gallery, calibrator=calibrator)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -111,6 +111,14 @@ class GalleryTables:
     portfolio: list[CalibrationRow]
     genuine_trials: int
     impostor_trials: int
+    # identify's open-set decision: the top candidate's score for a held-out work whose artist is enrolled
+    # (genuine) or, its artist removed, is not (impostor)
+    open_set: list[CalibrationRow] = field(default_factory=list)
+    open_genuine: int = 0
+    open_impostor: int = 0
+
+    def open_set_table(self) -> Table:
+        return Table(self.open_set, self.open_genuine, self.open_impostor, "trials")
 
     def pair_table(self) -> Table:
         return Table(self.pair, self.genuine_pairs, self.impostor_pairs, "pairs")
@@ -133,6 +141,7 @@ def build_tables(
     min_artists: int = MIN_ARTISTS,
     seed: int = 0,
     model_id: str = "",
+    shortlist: int = 200,
 ) -> GalleryTables | None:
     """Tables from the enrolled references (their reference vectors and artists), or None when the gallery is
     too small to speak for itself."""
@@ -196,6 +205,7 @@ def build_tables(
             start += len(p)
     ty_arr = np.array(ty)
     portfolio_table = threshold_table(ty_arr, np.array(ts))
+    oy, os_ = open_set_trials(artist_ids, vectors, score_pairs, aggregation, rng, shortlist)
     return GalleryTables(
         version=version,
         model_id=model_id,
@@ -206,7 +216,67 @@ def build_tables(
         portfolio=portfolio_table,
         genuine_trials=int(ty_arr.sum()),
         impostor_trials=int((~ty_arr).sum()),
+        open_set=threshold_table(oy, os_),
+        open_genuine=int(oy.sum()),
+        open_impostor=int((~oy).sum()),
     )
+
+
+def top_candidate(
+    query: int,
+    artist_ids: np.ndarray,
+    vectors: np.ndarray,
+    unit: np.ndarray,
+    score_pairs: PairScorer,
+    aggregation: Aggregation,
+    shortlist: int,
+    without: str | None = None,
+) -> float | None:
+    """The best portfolio score of enrolled work `query` held out, as /v1/identify ranks (a shortlist of the
+    nearest references by cosine, each shortlisted artist's whole portfolio scored and aggregated), with artist
+    `without` not enrolled at all; None when no artist is left."""
+    keep = np.ones(len(artist_ids), bool)
+    keep[query] = False
+    if without is not None:
+        keep &= artist_ids != without
+    rows = np.nonzero(keep)[0]
+    if not len(rows):
+        return None
+    near = rows[np.argsort(-(unit[rows] @ unit[query]), kind="stable")[:shortlist]]
+    best = None
+    for a in dict.fromkeys(artist_ids[near].tolist()):
+        refs = rows[artist_ids[rows] == a]
+        s = aggregate(score_pairs(np.repeat(vectors[query : query + 1], len(refs), axis=0), vectors[refs]), aggregation)
+        best = s if best is None else max(best, s)
+    return best
+
+
+def open_set_trials(
+    artist_ids: np.ndarray,
+    vectors: np.ndarray,
+    score_pairs: PairScorer,
+    aggregation: Aggregation,
+    rng: np.random.Generator,
+    shortlist: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine?, top score) of leave-one-out identify trials: each sampled work against the gallery without it
+    (genuine, when its artist keeps at least one other work) and against the gallery without its artist
+    (impostor: a painting by an artist not enrolled)."""
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    queries = np.arange(len(artist_ids))
+    if len(queries) > MAX_QUERIES:
+        queries = rng.choice(queries, MAX_QUERIES, replace=False)
+    counts = dict(zip(*np.unique(artist_ids, return_counts=True), strict=True))
+    y, s = [], []
+    for q in queries:
+        own = artist_ids[q]
+        trials = ([None] if counts[own] >= MIN_WORKS else []) + [own]
+        for without in trials:
+            top = top_candidate(int(q), artist_ids, vectors, unit, score_pairs, aggregation, shortlist, without)
+            if top is not None:
+                y.append(without is None)
+                s.append(top)
+    return np.array(y, bool), np.array(s, np.float64)
 
 
 class GalleryCalibrator:
@@ -220,10 +290,12 @@ class GalleryCalibrator:
         min_artists: int = MIN_ARTISTS,
         enabled: bool = True,
         model_id: str = "",
+        shortlist: int = 200,
     ):
         """`snapshot()` → (version, artist ids, reference vectors) of the gallery, read consistently;
-        `score_pairs` the model `model_id`'s symmetric pair scores of reference vectors."""
+        `score_pairs` the model `model_id`'s symmetric pair scores of reference vectors; `shortlist` identify's."""
         self._snapshot = snapshot
+        self.shortlist = shortlist
         self.model_id = model_id
         self.rebuilds = 0  # tables built so far (a bundle's calibrator rebuilds only when its gallery moved)
         self._score_pairs = score_pairs
@@ -280,6 +352,7 @@ class GalleryCalibrator:
                 version,
                 min_artists=self.min_artists,
                 model_id=self.model_id,
+                shortlist=self.shortlist,
             )
         except Exception:  # a failed rebuild leaves the previous tables; the next write tries again
             log.exception("gallery calibration failed")

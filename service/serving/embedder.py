@@ -11,6 +11,7 @@ tests/service/test_engine.py and tests/service/test_bundle.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ def image_limits(settings: Settings) -> ImageLimits:
     return ImageLimits(
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.max_pixels,
+        decode_pixels=settings.decode_pixels,
         formats=frozenset(settings.allowed_formats),
     )
 
@@ -75,7 +77,8 @@ class Embedder:
             on_batch=on_batch,
             name="embed",
         )
-        # bounds the memory of concurrent decodes (a 40-Mpixel upload is ~120 MB as RGB)
+        # bounds the memory of concurrent decodes (at most `decode_pixels`, 40 MP, ~160 MB each in Pillow; larger
+        # scans are reduced while decoding, contract.decode)
         self._decode_slots = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
     async def start(self) -> None:
@@ -99,10 +102,7 @@ class Embedder:
     def decode_original(self, data: bytes) -> Decoded:
         """An enrolled original (a thumbnail's source, an archive's original on restore): it passed the upload
         checks once, so the byte limit is lifted, lest a later, smaller limit hide it; the others hold."""
-        lifted = ImageLimits(
-            max_bytes=max(len(data), 1), max_pixels=self.limits.max_pixels, formats=self.limits.formats
-        )
-        return self.decode(data, lifted)
+        return self.decode(data, dataclasses.replace(self.limits, max_bytes=max(len(data), 1)))
 
     def prepare(self, bundle: Bundle, data: bytes, floor: bool = True) -> Prepared:
         """Bytes → decoded picture, backbone inputs and measured quality; with `floor`, a picture below the

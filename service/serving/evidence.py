@@ -41,7 +41,7 @@ class Region:
 @dataclass(frozen=True)
 class EvidenceMap:
     grid: int  # n: the map has n rows and n columns
-    width: int  # size of the decoded, orientation-corrected query the boxes refer to
+    width: int  # size of the upload (orientation-corrected) the boxes refer to
     height: int
     threshold: float
     target: str  # "portfolio" (verify) or "image_b" (compare)
@@ -73,20 +73,24 @@ async def evidence_map(
     score: Callable[[list[np.ndarray]], list[float]],
     threshold: float,
     target: str,
+    size: tuple[int, int] | None = None,
 ) -> EvidenceMap:
     """Score each region of `image`.
 
-    `prepare` is the bundle's image → backbone inputs step (`Model.model_inputs`), `embed` its micro-batcher,
-    `score` turns the regions' embeddings into one score each against the target (run in a worker thread,
-    like `prepare`).
+    `size`: the upload's own width and height where the decoder reduced it (contract.decode.Decoded.size): the
+    regions are cut from `image` but the boxes given are the same grid over the upload's own pixels. `prepare` is
+    the bundle's image → backbone inputs step (`Model.model_inputs`), `embed` its micro-batcher, `score` turns the
+    regions' embeddings into one score each against the target (run in a worker thread, like `prepare`).
     """
     grid = check_grid(grid)
-    boxes = region_boxes(image.width, image.height, grid)
-    inputs = await asyncio.to_thread(lambda: [prepare(image.crop(b)) for b in boxes])
+    width, height = size or image.size
+    boxes = region_boxes(width, height, grid)
+    cuts = region_boxes(image.width, image.height, grid)
+    inputs = await asyncio.to_thread(lambda: [prepare(image.crop(b)) for b in cuts])
     embeddings = await asyncio.gather(*(embed(x) for x in inputs))
     scores = await asyncio.to_thread(score, list(embeddings))
     regions = [
         Region(row=i // grid, col=i % grid, box=b, score=float(s), match=bool(s >= threshold))
         for i, (b, s) in enumerate(zip(boxes, scores, strict=True))
     ]
-    return EvidenceMap(grid, image.width, image.height, threshold, target, regions)
+    return EvidenceMap(grid, width, height, threshold, target, regions)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from contract.decode import ImageError
 from service.config import Settings
 from service.errors import Invalid, NoFiles
 from service.serving.bundle import Bundle, BundleSlot
+from service.serving.catalogue import checked
 from service.serving.embedder import Embedder
 from service.serving.thumbnails import Thumbnail, thumbnail
 from service.serving.thumbnails import check_request as check_thumbnail
@@ -32,13 +33,13 @@ MAX_META_BYTES = 16_384
 ARTIST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-def artist_fields(artist_id: object, name: object, meta: object) -> tuple[str, str, dict]:
-    """(id, name, meta) as the service stores an artist, or `Invalid` naming the first field it refuses. The one
-    check of an artist: the API's create and an archive's restore (service/ops/backup.py) both call it."""
-    if not isinstance(artist_id, str) or not ARTIST_ID_RE.fullmatch(artist_id):
-        raise Invalid("invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'")
+def _name(name: object) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
         raise Invalid("invalid_name", "name must be a non-empty string of at most 256 characters")
+    return name.strip()
+
+
+def _meta(meta: object) -> dict:
     if meta is not None and not isinstance(meta, dict):
         raise Invalid("invalid_meta", "meta must be a JSON object")
     try:
@@ -47,7 +48,15 @@ def artist_fields(artist_id: object, name: object, meta: object) -> tuple[str, s
         raise Invalid("invalid_meta", f"meta must be plain JSON: {e}") from e
     if len(encoded.encode()) > MAX_META_BYTES:
         raise Invalid("invalid_meta", f"meta must be at most {MAX_META_BYTES} bytes as JSON")
-    return artist_id, name.strip(), meta or {}
+    return dict(meta or {})
+
+
+def artist_fields(artist_id: object, name: object, meta: object) -> tuple[str, str, dict]:
+    """(id, name, meta) as the service stores an artist, or `Invalid` naming the first field it refuses. The one
+    check of an artist: the API's create and an archive's restore (service/ops/backup.py) both call it."""
+    if not isinstance(artist_id, str) or not ARTIST_ID_RE.fullmatch(artist_id):
+        raise Invalid("invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'")
+    return artist_id, _name(name), _meta(meta)
 
 
 class Portfolios:
@@ -67,6 +76,12 @@ class Portfolios:
     def create_artist(self, artist_id: str, name: str, meta: dict | None = None) -> Artist:
         return self._gallery.create_artist(*artist_fields(artist_id, name, meta))
 
+    def update_artist(self, artist_id: str, name: str | None = None, meta: dict | None = None) -> Artist:
+        """Rename an artist and/or replace its meta (None leaves it); its id and works stay."""
+        return self._gallery.update_artist(
+            artist_id, None if name is None else _name(name), None if meta is None else _meta(meta)
+        )
+
     def list_artists(self, offset: int = 0, limit: int = 50) -> tuple[list[Artist], int]:
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
             raise Invalid("invalid_pagination", f"offset must be ≥ 0 and limit between 1 and {MAX_PAGE}")
@@ -79,10 +94,21 @@ class Portfolios:
         self._gallery.delete_artist(artist_id)
 
     # ---- works --------------------------------------------------------------------------------------------
-    async def add_works(self, artist_id: str, files: Sequence[tuple[str, bytes]]) -> list[Work]:
-        """Enrol uploads into a portfolio, all or nothing."""
+    async def add_works(
+        self,
+        artist_id: str,
+        files: Sequence[tuple[str, bytes]],
+        catalogue: Sequence[Mapping[str, object]] | None = None,
+        allow_duplicate: bool = False,
+    ) -> list[Work]:
+        """Enrol uploads into a portfolio, all or nothing, each with its catalogue entry (`catalogue[i]` for
+        `files[i]`). A picture of a painting already enrolled is refused unless `allow_duplicate`
+        (service/storage/gallery.py `add_works`)."""
         if not files:
             raise NoFiles()
+        entries = [checked(c) for c in catalogue] if catalogue is not None else [{} for _ in files]
+        if len(entries) != len(files):
+            raise Invalid("invalid_catalogue", f"{len(entries)} catalogue entries for {len(files)} images")
         b = self.bundles.current
         gallery = (await asyncio.to_thread(b.view, self.collection)).gallery
         await asyncio.to_thread(gallery.get_artist, artist_id)
@@ -93,9 +119,9 @@ class Portfolios:
             chunk = files[start : start + step]
             prepared = await asyncio.gather(*(self._prepare_named(b, name, data) for name, data in chunk))
             embs = await asyncio.gather(*(self.embedder.embed(b, p.inputs) for p in prepared))
-            for (name, data), p, emb in zip(chunk, prepared, embs, strict=True):
-                items.append(NewWork(filename=name or "", data=data, sha256=p.sha256, embedding=emb))
-        return await asyncio.to_thread(gallery.add_works, artist_id, items)
+            for (name, data), p, emb, entry in zip(chunk, prepared, embs, entries[start:], strict=False):
+                items.append(NewWork(filename=name or "", data=data, sha256=p.sha256, embedding=emb, catalogue=entry))
+        return await asyncio.to_thread(gallery.add_works, artist_id, items, allow_duplicate)
 
     async def _prepare_named(self, b: Bundle, name: str, data: bytes):  # type: ignore[no-untyped-def]
         try:
@@ -106,6 +132,10 @@ class Portfolios:
 
     def list_works(self, artist_id: str) -> list[Work]:
         return self._gallery.list_works(artist_id)
+
+    def update_work(self, artist_id: str, work_id: str, changes: dict[str, object]) -> Work:
+        """Edit a work's catalogue entry: the fields given (None or "" clears one), checked as at enrolment."""
+        return self._gallery.update_work(artist_id, work_id, checked(changes))
 
     def delete_work(self, artist_id: str, work_id: str) -> None:
         self._gallery.delete_work(artist_id, work_id)

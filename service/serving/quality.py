@@ -62,7 +62,7 @@ class QualityRules:
     def assess(self, decoded: Decoded, working: Image.Image) -> PictureQuality:
         """`working`: the picture after the recipe's resize (contract.recipe `resized`), which quality is
         measured on and the crops are cut from."""
-        m = quality.measure(decoded.image, decoded.n_bytes, decoded.jpeg_quality, working)
+        m = quality.measure(decoded.image, decoded.n_bytes, decoded.jpeg_quality, working, decoded.size)
         return PictureQuality(m, None if self.model is None else round(quality.score(m, self.model), 4))
 
     def check_floor(self, pq: PictureQuality, what: str = "the picture") -> None:

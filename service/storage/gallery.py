@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import Engine as SqlEngine
 
-from service.errors import DuplicateWork, NoFiles, NotFound
+from service.errors import Conflict, DuplicateWork, NoFiles, NotFound
 from service.storage.index import Hit, ReferenceIndex, gpu_available
 from service.storage.originals import OriginalStore
 from service.storage.replicas import ReplicaSync
@@ -42,7 +42,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Artist", "Gallery", "Hit", "NewWork", "Portfolio", "ReferenceIndex", "ReferenceSpace", "Work"]
+__all__ = [
+    "Artist",
+    "Gallery",
+    "Hit",
+    "NewWork",
+    "Portfolio",
+    "ReferenceIndex",
+    "ReferenceSpace",
+    "SameWork",
+    "Work",
+]
 
 ReferenceFn = Callable[[np.ndarray], np.ndarray]
 
@@ -56,10 +66,29 @@ class ReferenceSpace:
     embedding_dim: int
     reference_dim: int
     to_reference: ReferenceFn
+    same_work: float | None = None  # cosine of reference vectors from which two pictures show one painting
 
     @classmethod
     def of(cls, model: Model) -> ReferenceSpace:
-        return cls(model.model_id, model.embedding_dim, model.reference_dim, model.reference_vectors)
+        measured = model.card.calibration.same_work
+        threshold = None if measured is None else measured.threshold
+        return cls(model.model_id, model.embedding_dim, model.reference_dim, model.reference_vectors, threshold)
+
+
+@dataclass(frozen=True)
+class SameWork:
+    """An enrolled work a picture shows: the same bytes (`identical`), or the same painting by the measured
+    similarity of their reference vectors (`similarity`, cosine)."""
+
+    work: Work
+    artist_name: str
+    similarity: float
+    identical: bool
+
+    def describe(self) -> str:
+        title = f" ({self.work.title!r})" if self.work.title else ""
+        how = "the same file as" if self.identical else f"the same painting (similarity {self.similarity:.3f}) as"
+        return f"{how} work {self.work.id}{title} of artist {self.work.artist_id!r} ({self.artist_name})"
 
 
 @dataclass(frozen=True)
@@ -158,6 +187,9 @@ class Gallery:
     def get_artist(self, artist_id: str) -> Artist:
         return self.store.get_artist(self.collection, artist_id)
 
+    def update_artist(self, artist_id: str, name: str | None = None, meta: dict | None = None) -> Artist:
+        return self.store.update_artist(self.collection, artist_id, name, meta)
+
     def artist_names(self, artist_ids: Sequence[str]) -> dict[str, str]:
         return self.store.artist_names(self.collection, artist_ids)
 
@@ -171,7 +203,64 @@ class Gallery:
             self._after_delete(removed)
 
     # ---- works ------------------------------------------------------------------------------------------
-    def add_works(self, artist_id: str, items: Sequence[NewWork]) -> list[Work]:
+    # ---- copies of enrolled works ----------------------------------------------------------------------------
+    def same_work(self, sha256: str, reference: np.ndarray) -> SameWork | None:
+        """The enrolled work of this collection this picture shows, if any: one with the same bytes, else the
+        nearest reference at or above the model's measured same-painting similarity (none measured: only the same
+        bytes count). Another collection's works are never looked at."""
+        exact = self.store.works_with_sha256(self.collection, sha256)
+        if exact:
+            w = exact[0]
+            return SameWork(w, self.store.artist_names(self.collection, [w.artist_id]).get(w.artist_id, ""), 1.0, True)
+        threshold = self.space.same_work
+        if threshold is None:
+            return None
+        self.sync()
+        hits = self.search(reference, 1)
+        if not hits or hits[0].similarity < threshold:
+            return None
+        work = self.store.works(self.collection, [hits[0].work_id]).get(hits[0].work_id)
+        if work is None:  # deleted since the search
+            return None
+        return SameWork(
+            work,
+            self.store.artist_names(self.collection, [work.artist_id]).get(work.artist_id, ""),
+            hits[0].similarity,
+            False,
+        )
+
+    def _refuse_copies(self, artist_id: str, items: Sequence[NewWork], refs: np.ndarray) -> None:
+        """409 for a picture of a painting already enrolled in this collection (under any artist), or shown twice in
+        this upload; another collection's works are never looked at."""
+        for it, ref in zip(items, refs, strict=True):
+            found = self.same_work(it.sha256, ref)
+            if found is not None and found.identical and found.work.artist_id == artist_id:
+                continue  # already in this very portfolio: the store refuses that, allowed or not
+            if found is not None:
+                code = "duplicate_work" if found.identical else "same_painting"
+                raise Conflict(
+                    code,
+                    f"{it.filename or 'the upload'!r} is {found.describe()}; to enrol it under {artist_id!r} all the "
+                    "same, send allow_duplicate=true",
+                )
+        threshold = self.space.same_work
+        if threshold is not None and len(items) > 1:
+            unit = refs / np.maximum(np.linalg.norm(refs, axis=1, keepdims=True), 1e-12)
+            sims = unit @ unit.T
+            i, j = np.triu_indices(len(items), 1)
+            close = np.nonzero(sims[i, j] >= threshold)[0]
+            if len(close):
+                a, b = items[i[close[0]]], items[j[close[0]]]
+                raise Conflict(
+                    "same_painting",
+                    f"{b.filename!r} shows the same painting as {a.filename!r} in this upload (similarity "
+                    f"{sims[i[close[0]], j[close[0]]]:.3f}); send allow_duplicate=true if both are wanted",
+                )
+
+    def add_works(self, artist_id: str, items: Sequence[NewWork], allow_duplicate: bool = False) -> list[Work]:
+        """Enrol `items` (one transaction). Unless `allow_duplicate`, a picture of a painting already enrolled
+        under any artist — the same bytes, or the same painting by the model's measured similarity — is a 409
+        naming the work (`duplicate_work` / `same_painting`). The same bytes twice in one portfolio never are."""
         if not items:
             raise NoFiles()
         seen: dict[str, str] = {}
@@ -191,6 +280,9 @@ class Gallery:
             return rel
 
         with self._lock:
+            if not allow_duplicate:
+                self.get_artist(artist_id)  # 404 before any talk of copies
+                self._refuse_copies(artist_id, items, refs)
             try:
                 committed, works = self.store.add_works(self.collection, artist_id, self.model_id, items, save)
             except BaseException:
@@ -202,6 +294,12 @@ class Gallery:
 
     def list_works(self, artist_id: str) -> list[Work]:
         return self.store.list_works(self.collection, artist_id)
+
+    def update_work(self, artist_id: str, work_id: str, changes: dict[str, str | None]) -> Work:
+        return self.store.update_work(self.collection, artist_id, work_id, changes)
+
+    def works(self, work_ids: Sequence[str]) -> dict[str, Work]:
+        return self.store.works(self.collection, work_ids)
 
     def original(self, artist_id: str, work_id: str) -> bytes:
         """The uploaded bytes of one of the artist's works (for thumbnails)."""

@@ -83,6 +83,19 @@ class CollectionRow(Base):
 
 
 # ---- portfolios ----------------------------------------------------------------------------------------------
+# A work's catalogue entry, each a bounded free text (its longest length here): what a registrar records of a
+# painting beside its picture. The API, the store, the backup and the migration (0002) all read this one list.
+CATALOGUE: dict[str, int] = {
+    "title": 256,
+    "date": 64,  # "1887", "c. 1660–1665": as catalogued, not a calendar date
+    "medium": 256,
+    "dimensions": 128,
+    "inventory_number": 128,  # inventory or accession number
+    "photo_credit": 256,
+    "notes": 2000,
+}
+
+
 class ArtistRow(Base):
     """An artist of one collection: ids are the collection's own (two dealers may both have a `vermeer`)."""
 
@@ -118,6 +131,13 @@ class WorkRow(Base):
     path: Mapped[str] = mapped_column(String(512))  # relative to the data dir
     size_bytes: Mapped[int] = mapped_column(Integer)
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    title: Mapped[str | None] = mapped_column(String(CATALOGUE["title"]), nullable=True)
+    date: Mapped[str | None] = mapped_column(String(CATALOGUE["date"]), nullable=True)
+    medium: Mapped[str | None] = mapped_column(String(CATALOGUE["medium"]), nullable=True)
+    dimensions: Mapped[str | None] = mapped_column(String(CATALOGUE["dimensions"]), nullable=True)
+    inventory_number: Mapped[str | None] = mapped_column(String(CATALOGUE["inventory_number"]), nullable=True)
+    photo_credit: Mapped[str | None] = mapped_column(String(CATALOGUE["photo_credit"]), nullable=True)
+    notes: Mapped[str | None] = mapped_column(String(CATALOGUE["notes"]), nullable=True)
     artist: Mapped[ArtistRow] = relationship(back_populates="works")
     embeddings: Mapped[list[EmbeddingRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
@@ -203,7 +223,8 @@ def _column(sql_type: Any, *, index: bool = False, primary_key: bool = False, de
 @dataclass(frozen=True, kw_only=True)
 class AuditRecord:
     """One compare / verify / identify answer as the decision log records it: which key asked which route about
-    which upload(s) (sha256; only compare has a second), what was decided at what threshold, by which model."""
+    which upload(s) (sha256; only compare has a second), what was decided at what threshold, by which model, the
+    verdict, and the artist and work it named (with their names and titles at the time)."""
 
     key_name: str = _column(String(64), index=True)
     route: str = _column(String(64), index=True)
@@ -215,6 +236,12 @@ class AuditRecord:
     decision: str = _column(String(32))
     model_id: str = _column(String(128))
     request_id: str | None = _column(String(64), default=None)
+    # revision 0002: the three-way verdict, and what the answer named, as it was named then
+    verdict: str | None = _column(String(32), default=None)
+    artist_name: str | None = _column(String(256), default=None)
+    work_id: str | None = _column(String(36), default=None)  # verify: the reference that weighed most
+    work_title: str | None = _column(String(256), default=None)
+    same_work_as: str | None = _column(String(36), default=None)  # the enrolled work the upload is a copy of
     # revision 0003: the collection whose key asked; only that collection's keys ever read the row
     collection_id: str = _column(String(64), index=True)
 

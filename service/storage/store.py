@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -40,6 +40,7 @@ from service.errors import (
 )
 from service.storage.db import make_sessionmaker, session_scope
 from service.storage.schema import (
+    CATALOGUE,
     ArtistRow,
     CollectionRow,
     EmbeddingRow,
@@ -66,6 +67,18 @@ class Work:
     sha256: str
     size_bytes: int
     created: datetime
+    # its catalogue entry (schema.CATALOGUE's fields; None: not recorded)
+    title: str | None = None
+    date: str | None = None
+    medium: str | None = None
+    dimensions: str | None = None
+    inventory_number: str | None = None
+    photo_credit: str | None = None
+    notes: str | None = None
+
+    @property
+    def catalogue(self) -> dict[str, str | None]:
+        return {k: getattr(self, k) for k in CATALOGUE}
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,7 @@ class NewWork:
     data: bytes
     sha256: str
     embedding: np.ndarray
+    catalogue: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,7 @@ def _work(row: WorkRow) -> Work:
         sha256=row.sha256,
         size_bytes=row.size_bytes,
         created=row.created,
+        **{k: getattr(row, k) for k in CATALOGUE},
     )
 
 
@@ -294,6 +309,28 @@ class Store:
         except IntegrityError as e:
             raise artist_exists(artist_id) from e
 
+    def update_artist(
+        self, collection: str, artist_id: str, name: str | None = None, meta: dict | None = None
+    ) -> Artist:
+        """Rename an artist of `collection` and/or replace its meta; the portfolio and its embeddings are untouched
+        (no version bump: nothing any index holds changed)."""
+        if name is not None and not storable(name):
+            raise Invalid("invalid_name", "name must not contain NUL characters")
+        with session_scope(self._sessions) as s:
+            row = self._artist_row(s, collection, artist_id)
+            if row is None:
+                raise UnknownArtist(artist_id)
+            if name is not None:
+                row.name = name
+            if meta is not None:
+                row.meta = dict(meta)
+            n = s.scalar(
+                select(func.count(WorkRow.id)).where(
+                    WorkRow.collection_id == collection, WorkRow.artist_id == artist_id
+                )
+            )
+            return _artist(row, int(n or 0))
+
     def get_artist(self, collection: str, artist_id: str) -> Artist:
         with self._sessions() as s:
             row = self._artist_row(s, collection, artist_id)
@@ -419,6 +456,7 @@ class Store:
                         size_bytes=len(it.data),
                         # listings order by creation time: a microsecond apart keeps the upload order
                         created=now + timedelta(microseconds=i),
+                        **it.catalogue,
                     )
                     work.embeddings.append(
                         EmbeddingRow(
@@ -453,6 +491,36 @@ class Store:
         if row is None or row.collection_id != collection or row.artist_id != artist_id:
             raise UnknownWork(artist_id, work_id)
         return row
+
+    def update_work(self, collection: str, artist_id: str, work_id: str, changes: dict[str, str | None]) -> Work:
+        """Set catalogue fields of one of the artist's works in `collection` (None clears one); nothing else of it
+        changes."""
+        with session_scope(self._sessions) as s:
+            if self._artist_row(s, collection, artist_id) is None:
+                raise UnknownArtist(artist_id)
+            row = self._work_row(s, collection, artist_id, work_id)
+            for k, v in changes.items():
+                setattr(row, k, v)
+            s.flush()
+            return _work(row)
+
+    def works_with_sha256(self, collection: str, sha256: str) -> list[Work]:
+        """Every work of `collection` whose original has these bytes (any artist), oldest first."""
+        with self._sessions() as s:
+            rows = s.scalars(
+                select(WorkRow)
+                .where(WorkRow.collection_id == collection, WorkRow.sha256 == sha256)
+                .order_by(WorkRow.created, WorkRow.id)
+            )
+            return [_work(r) for r in rows]
+
+    def works(self, collection: str, work_ids: Sequence[str]) -> dict[str, Work]:
+        """The works of `collection` with these ids (missing ones, and other collections', left out), with their
+        catalogue entries."""
+        ids = [w for w in work_ids if storable(w)]
+        with self._sessions() as s:
+            rows = s.scalars(select(WorkRow).where(WorkRow.collection_id == collection, WorkRow.id.in_(ids)))
+            return {r.id: _work(r) for r in rows}
 
     def work_path(self, collection: str, artist_id: str, work_id: str) -> str:
         """Where (relative to the data dir) the original of one of the artist's works is kept."""

@@ -4,7 +4,12 @@
 
 const KEY_STORE = "brushprint.key";
 const $ = (sel) => document.querySelector(sel);
-const state = { scope: null, me: null, artists: [], detail: null };
+const state = { scope: null, me: null, artists: [], artistPage: 0, detail: null, auditOffset: 0, editing: null };
+const ARTISTS_PER_PAGE = 50;
+const ARTISTS_PER_REQUEST = 500; // the API's largest page: the page asks for as many pages as there are
+const AUDIT_PER_PAGE = 50;
+const AUDIT_PER_REQUEST = 1000;
+const BUSY_AFTER_MS = 300; // a request that takes longer shows the progress bar
 
 // ---------------------------------------------------------------- talking to the API
 class ApiError extends Error {
@@ -22,20 +27,59 @@ function key() {
   return sessionStorage.getItem(KEY_STORE) || "";
 }
 
-async function api(method, path, body) {
+// Progress for slow requests: any request still running after BUSY_AFTER_MS shows the bar, with what it is doing
+// and the seconds so far, until the last one ends.
+const busy = { running: new Map(), next: 0, timer: null, shown: false };
+
+function busyStart(label) {
+  const id = busy.next++;
+  busy.running.set(id, { label, since: performance.now() });
+  if (!busy.timer) busy.timer = setInterval(busyTick, 100);
+  return id;
+}
+
+function busyEnd(id) {
+  busy.running.delete(id);
+  if (!busy.running.size) {
+    clearInterval(busy.timer);
+    busy.timer = null;
+    busy.shown = false;
+    $("#busy").hidden = true;
+  }
+}
+
+function busyTick() {
+  const now = performance.now();
+  const oldest = [...busy.running.values()].reduce((a, b) => (a.since <= b.since ? a : b), { since: now });
+  const elapsed = now - oldest.since;
+  if (elapsed < BUSY_AFTER_MS) return;
+  const more = busy.running.size > 1 ? ` (+${busy.running.size - 1} more)` : "";
+  $("#busy-text").textContent = `${oldest.label}… ${(elapsed / 1000).toFixed(1)} s${more}`;
+  if (!busy.shown) {
+    busy.shown = true;
+    $("#busy").hidden = false;
+  }
+}
+
+async function api(method, path, body, label = "Working") {
   const headers = { "X-API-Key": key() };
   let payload = body;
   if (body && !(body instanceof FormData)) {
     headers["Content-Type"] = "application/json";
     payload = JSON.stringify(body);
   }
-  let r;
+  const id = busyStart(label);
   try {
-    r = await fetch(path, { method, headers, body: payload });
-  } catch (e) {
-    throw new ApiError(0, "network_error", "the service could not be reached: " + e.message);
+    let r;
+    try {
+      r = await fetch(path, { method, headers, body: payload });
+    } catch (e) {
+      throw new ApiError(0, "network_error", "the service could not be reached: " + e.message);
+    }
+    return await answer(r);
+  } finally {
+    busyEnd(id);
   }
-  return answer(r);
 }
 
 async function answer(r) {
@@ -56,7 +100,7 @@ async function answer(r) {
 
 function showError(e) {
   const box = $("#error");
-  box.textContent = e instanceof ApiError ? `${e.message} [${e.code}]` : String(e);
+  box.textContent = e instanceof ApiError ? `${e.message} [${e.code}]` : String(e.message || e);
   box.hidden = false;
   box.scrollIntoView({ block: "nearest" });
 }
@@ -74,10 +118,19 @@ async function guarded(fn) {
   }
 }
 
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+const score3 = (x) => (x == null ? "" : Number(x).toFixed(3));
+
 // ---------------------------------------------------------------- key and tabs
 const SCOPE_TEXT = {
-  admin: "Admin key: you may compare, verify, enrol artists and read the audit log.",
-  verify: "Verify key: you may compare and verify. Enrolment needs an admin key.",
+  admin: "Admin key: you may compare, verify, identify, enrol artists and read the audit log.",
+  verify: "Verify key: you may compare, verify and identify. Enrolment needs an admin key.",
   operator: "Operator key: you see the collections; what is inside them needs one of their own keys.",
 };
 
@@ -87,7 +140,7 @@ async function useKey(value) {
   try {
     state.me = await api("GET", `${API}/me`);
     state.scope = state.me.scope;
-    state.artists = state.scope === "admin" ? (await api("GET", `${API}/artists?limit=500`)).items : [];
+    state.artists = state.scope === "admin" ? await allArtists() : [];
   } catch (e) {
     sessionStorage.removeItem(KEY_STORE);
     state.scope = state.me = null;
@@ -125,23 +178,34 @@ function showTab(name) {
   if ((name === "collections") !== operator) name = operator ? "collections" : "compare";
   document.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t.dataset.tab === name));
   document.querySelectorAll(".tab-panel").forEach((p) => (p.hidden = p.id !== "tab-" + name));
+  if (name === "compare") guarded(() => loadPresets("compare"));
+  if (name === "verify") guarded(() => loadPresets("verify"));
 }
 
 // ---------------------------------------------------------------- file inputs with drag and drop and previews
 function setupDrop(zone) {
   const input = zone.querySelector("input[type=file]");
-  const img = zone.querySelector("img");
+  const label = zone.querySelector("label");
+  const original = label.textContent;
   const show = () => {
+    const img = zone.querySelector("img");
     const file = input.files[0];
-    if (img && file) {
+    if (img) {
       if (img.src) URL.revokeObjectURL(img.src);
-      img.src = URL.createObjectURL(file);
-      img.hidden = false;
+      img.hidden = !file;
+      if (file) img.src = URL.createObjectURL(file);
       const canvas = zone.querySelector("canvas");
       if (canvas) canvas.hidden = true;
+    } else {
+      label.textContent = input.files.length ? `${input.files.length} file(s) chosen` : original;
     }
-    if (!img) zone.querySelector("label").textContent = `${input.files.length} file(s) chosen`;
+    input.dispatchEvent(new CustomEvent("chosen"));
   };
+  zone._clear = () => {
+    input.value = "";
+    show();
+  };
+  zone._show = show;
   input.addEventListener("change", show);
   zone.addEventListener("dragover", (ev) => { ev.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
@@ -162,43 +226,75 @@ function chosen(id, what) {
 }
 
 // ---------------------------------------------------------------- strictness
-const PRESETS = [
-  ["default", "Recommended (equal error rates)", null],
-  ["fpr1", "At most 1 % false matches", ["max_fpr", "0.01"]],
-  ["fpr5", "At most 5 % false matches", ["max_fpr", "0.05"]],
-  ["prec99", "At least 99 % of matches right", ["min_precision", "0.99"]],
-  ["custom", "My own threshold", null],
-];
+// What the page offers: the default three-way verdict, the presets the current calibration can reach (asked of
+// the service, GET /v1/strictness: a preset it cannot show is not offered), or the caller's own threshold.
+const strictnessState = { compare: null, verify: null };
 
 function setupStrictness(box) {
   const id = box.dataset.for;
   box.innerHTML = "";
-  const label = document.createElement("label");
-  label.textContent = "Strictness";
+  const label = el("label", null, "Strictness");
   label.htmlFor = id + "-preset";
-  const select = document.createElement("select");
+  const select = el("select");
   select.id = id + "-preset";
-  for (const [value, text] of PRESETS) select.add(new Option(text, value));
-  const slider = document.createElement("input");
+  const slider = el("input");
   Object.assign(slider, { type: "range", min: "0", max: "1", step: "0.001", value: "0.5", id: id + "-threshold" });
   slider.hidden = true;
   slider.setAttribute("aria-label", "threshold");
-  const readout = document.createElement("output");
+  const readout = el("output", null, "threshold 0.500");
   readout.id = id + "-threshold-value";
   readout.hidden = true;
-  readout.textContent = "threshold 0.500";
+  const note = el("p", "muted presets-note");
+  note.id = id + "-presets-note";
   select.addEventListener("change", () => {
     slider.hidden = readout.hidden = select.value !== "custom";
   });
   slider.addEventListener("input", () => (readout.textContent = "threshold " + Number(slider.value).toFixed(3)));
-  box.append(label, select, slider, readout);
+  box.append(label, select, slider, readout, note);
+  fillPresets(id, null);
 }
 
+function fillPresets(id, answer) {
+  const select = $("#" + id + "-preset");
+  const previous = select.value;
+  select.innerHTML = "";
+  select.add(new Option("Default: “consistent” only at ≤ 1 % false matches", "default"));
+  const offered = answer ? answer.presets.filter((p) => p.reachable) : [];
+  for (const p of offered) select.add(new Option(p.label, p.id));
+  select.add(new Option("My own threshold", "custom"));
+  if ([...select.options].some((o) => o.value === previous)) select.value = previous;
+  select.dispatchEvent(new Event("change"));
+  strictnessState[id] = answer;
+  const missing = answer ? answer.presets.filter((p) => !p.reachable) : [];
+  $("#" + id + "-presets-note").textContent = missing.length
+    ? "Not offered, because the calibration's pairs cannot show them: " +
+      missing.map((p) => p.label.toLowerCase()).join("; ") + "."
+    : "";
+}
+
+async function loadPresets(id) {
+  let query = `route=${id}`;
+  if (id === "verify") {
+    const artistId = currentVerifyArtist();
+    if (!artistId) return fillPresets(id, null);
+    query += `&artist_id=${encodeURIComponent(artistId)}`;
+  }
+  try {
+    fillPresets(id, await api("GET", `${API}/strictness?${query}`, undefined, "Reading the calibration"));
+  } catch (e) {
+    fillPresets(id, null);
+    if (e.status !== 404) throw e; // an artist id typed wrong is said when verifying
+  }
+}
+
+// the strictness chosen, added to the request; true when one was (not the default verdict)
 function addStrictness(form, id) {
   const preset = $("#" + id + "-preset").value;
   if (preset === "custom") form.append("threshold", $("#" + id + "-threshold").value);
-  const chosenPreset = PRESETS.find((p) => p[0] === preset);
-  if (chosenPreset && chosenPreset[2]) form.append(...chosenPreset[2]);
+  const answer = strictnessState[id];
+  const chosenPreset = answer && answer.presets.find((p) => p.id === preset);
+  if (chosenPreset) form.append(chosenPreset.field, String(chosenPreset.value));
+  return preset === "custom" || Boolean(chosenPreset);
 }
 
 // ---------------------------------------------------------------- results in words
@@ -235,7 +331,7 @@ function inWords(r, unit) {
     ? `none of the ${positives} was missed${fnBound ? " (" + fnBound + ")" : ""}`
     : `${howMany(r.expected_fnr, unit.positives, "missed")} (false-negative rate ${pct(r.expected_fnr)}` +
       `${fnBound ? "; " + fnBound : ""})`;
-  return `At this strictness (threshold ${r.threshold.toFixed(3)}), ${fp}, and ${fn}.`;
+  return `At this strictness (threshold ${score3(r.threshold)}), ${fp}, and ${fn}.`;
 }
 
 function calibrationText(r) {
@@ -255,8 +351,8 @@ function qualityText(r) {
   if (!q || !Array.isArray(q.pictures)) return "";
   const pics = q.pictures.map((p) => {
     const jpeg = p.jpeg_quality != null ? `, JPEG quality ${p.jpeg_quality}` : "";
-    const score = p.score != null ? `quality ${p.score.toFixed(2)}: ` : "";
-    return `${score}${p.width}×${p.height} px${jpeg}, sharpness ${p.sharpness.toFixed(2)}`;
+    const score = p.score != null ? `quality ${score3(p.score)}: ` : "";
+    return `${score}${p.width}×${p.height} px${jpeg}, sharpness ${score3(p.sharpness)}`;
   });
   if (q.score == null) return `Photographs: ${pics.join("; ")}. This model measures no photo quality.`;
   const grade = q.score >= 0.9 ? "good" : q.score >= 0.75 ? "fair" : "poor";
@@ -264,25 +360,59 @@ function qualityText(r) {
     ? ` The error rates above are the ones measured on photographs of quality ${q.band} and above` +
       (q.band < 0.9 ? " — a poorer photo costs accuracy: send the sharpest, largest picture you have." : ".")
     : "";
-  return `Photographs: ${grade} (${q.score.toFixed(2)}; ${pics.join("; ")}).${band}`;
+  return `Photographs: ${grade} (${score3(q.score)}; ${pics.join("; ")}).${band}`;
 }
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
+const VERDICT_CLASS = { consistent: "consistent", inconclusive: "inconclusive", not_consistent: "not-consistent" };
+
+// The verdict in the words the API gives (`summary`): its first clause as the headline, the rest below it.
+function verdictBlock(verdict, summary) {
+  const cut = summary.indexOf(": ");
+  const head = cut > 0 ? summary.slice(0, cut) : summary;
+  const rest = cut > 0 ? summary.slice(cut + 2) : "";
+  const block = el("div", "verdict-block");
+  block.append(el("p", "verdict " + (VERDICT_CLASS[verdict] || ""), head));
+  if (rest) block.append(el("p", "summary", rest.charAt(0).toUpperCase() + rest.slice(1)));
+  return block;
 }
 
-function renderDecision(box, r, unit) {
+// The two points in words: where "consistent" starts and where "not consistent" ends, with what each costs.
+// `others`: what a false match is made of ("pairs by different artists", "paintings by other artists", …)
+function pointsText(points, confidence, others) {
+  if (!points) return "";
+  const s = points.strict, e = points.equal_error;
+  let strict = "nothing can be called “consistent” on this calibration";
+  if (s.reachable) {
+    const rate = s.expected_fpr_upper != null
+      ? `at most ${oneIn(s.expected_fpr_upper, true)} ${others} score that high, with ${Math.round((confidence ?? 0.95) * 100)} % confidence`
+      : `about ${oneIn(s.expected_fpr, false)} ${others} scored that high in the calibration data`;
+    strict = `“consistent” from a score of ${score3(s.threshold)} (${rate})`;
+  }
+  return `Read at two points: ${strict}; “not consistent” below ${score3(e.threshold)}, the equal-error point.`;
+}
+
+// "1 in 25" (a bound: N rounded down so that it still holds), a percentage past one in two, "none" for 0
+function oneIn(rate, bound) {
+  if (rate <= 0) return "none of the";
+  if (rate >= 0.5) return `${bound ? Math.ceil(rate * 100) : Math.round(rate * 100)} % of`;
+  return `1 in ${bound ? Math.floor(1 / rate) : Math.round(1 / rate)}`;
+}
+
+// `asked`: the caller chose a strictness (then `match` is read at it, and said apart from the verdict)
+function renderDecision(box, r, unit, asked) {
   box.innerHTML = "";
   box.hidden = false;
-  const verdict = el("p", "verdict " + (r.match ? "match" : "nomatch"),
-    r.match ? unit.matchText : unit.noMatchText);
-  const score = el("p", "score", `score ${r.score.toFixed(3)} · threshold ${r.threshold.toFixed(3)} · rule: ${r.rule}`);
-  const words = el("p", "words", inWords(r, unit));
-  const quality = el("p", "muted quality", qualityText(r));
-  box.append(verdict, score, words, quality, el("p", "muted calibration", calibrationText(r)), el("p", "muted", "model " + r.model));
+  box.append(verdictBlock(r.verdict, r.summary));
+  const line = `score ${score3(r.score)} · threshold ${score3(r.threshold)} · rule: ${r.rule}`;
+  box.append(el("p", "score", line));
+  if (asked && r.threshold != null) {
+    box.append(el("p", "match-line " + (r.match ? "good" : "bad"),
+      r.match ? `At the strictness you chose: ${unit.matchText}.` : `At the strictness you chose: ${unit.noMatchText}.`));
+  }
+  box.append(el("p", "muted points", pointsText(r.points, r.calibration && r.calibration.confidence, unit.negatives)));
+  if (r.threshold != null) box.append(el("p", "words", inWords(r, unit)));
+  box.append(el("p", "muted quality", qualityText(r)), el("p", "muted calibration", calibrationText(r)),
+    el("p", "muted", "model " + r.model));
 }
 
 // ---------------------------------------------------------------- evidence maps
@@ -304,7 +434,7 @@ function drawEvidence(zone, evidence) {
     const sx = w / evidence.width, sy = h / evidence.height;
     const g = canvas.getContext("2d");
     g.clearRect(0, 0, w, h);
-    g.font = `${Math.max(11, Math.round(Math.min(w, h) / (evidence.grid * 5)))}px sans-serif`;
+    g.font = `${Math.max(11, Math.round(Math.min(w, h) / (evidence.grid * 6)))}px sans-serif`;
     g.textAlign = "center";
     g.textBaseline = "middle";
     for (const region of evidence.regions) {
@@ -317,7 +447,7 @@ function drawEvidence(zone, evidence) {
       g.strokeStyle = region.match ? "rgba(255,255,255,0.95)" : "rgba(0,0,0,0.4)";
       g.strokeRect(x + 1, y + 1, rw - 2, rh - 2);
       g.fillStyle = "#fff";
-      g.fillText(region.score.toFixed(2), x + rw / 2, y + rh / 2);
+      g.fillText(score3(region.score), x + rw / 2, y + rh / 2);
     }
   };
   if (img.complete && img.naturalWidth) draw();
@@ -325,9 +455,8 @@ function drawEvidence(zone, evidence) {
   zone._evidence = draw;
 }
 
-function evidenceLegend(evidence) {
+function evidenceLegend(evidence, target) {
   const matched = evidence.regions.filter((r) => r.match).length;
-  const target = evidence.target === "portfolio" ? "the artist's portfolio" : "painting B";
   return el("p", "muted legend",
     `Evidence map: ${matched} of ${evidence.regions.length} regions, each scored on its own against ${target}, ` +
     "reach the threshold (outlined; green = higher score, red = lower). It shows which regions look like " +
@@ -343,22 +472,22 @@ async function compare() {
   const form = new FormData();
   form.append("image_a", chosen("compare-a", "painting A"));
   form.append("image_b", chosen("compare-b", "painting B"));
-  addStrictness(form, "compare");
+  const asked = addStrictness(form, "compare");
   const withEvidence = $("#compare-evidence").checked;
   if (withEvidence) form.append("evidence", $("#compare-grid").value);
   const button = $("#compare-go");
   button.disabled = true;
   $("#compare-result").hidden = true; // an old answer must not stand beside a new question
   try {
-    const r = await api("POST", `${API}/compare`, form);
+    const r = await api("POST", `${API}/compare`, form, "Comparing the two paintings");
     const box = $("#compare-result");
     renderDecision(box, r, {
       negatives: "different-artist pairs",
       positives: "same-artist pairs",
-      matchText: "Match: likely the same artist",
-      noMatchText: "No match: not judged the same artist",
-    });
-    if (r.evidence) box.append(evidenceLegend(r.evidence));
+      matchText: "a match, likely the same artist",
+      noMatchText: "no match",
+    }, asked);
+    if (r.evidence) box.append(evidenceLegend(r.evidence, "painting B"));
     drawEvidence($("#compare-a").closest(".drop"), r.evidence);
   } finally {
     button.disabled = false;
@@ -366,14 +495,20 @@ async function compare() {
 }
 
 // ---------------------------------------------------------------- verify
+function artistLabel(a) {
+  return `${a.name} (${a.works} work${a.works === 1 ? "" : "s"})`;
+}
+
 function fillArtists() {
   const select = $("#verify-artist");
   const text = $("#verify-artist-id");
   const note = $("#verify-artist-note");
+  const previous = select.value;
   select.innerHTML = "";
   if (state.scope === "admin") {
     const enrolled = state.artists.filter((a) => a.works > 0);
-    for (const a of enrolled) select.add(new Option(`${a.name} (${a.id}, ${a.works} works)`, a.id));
+    for (const a of enrolled) select.add(new Option(artistLabel(a), a.id));
+    if (enrolled.some((a) => a.id === previous)) select.value = previous;
     select.hidden = false;
     text.hidden = true;
     note.hidden = enrolled.length > 0;
@@ -386,15 +521,38 @@ function fillArtists() {
   }
 }
 
+function currentVerifyArtist() {
+  return state.scope === "admin" ? $("#verify-artist").value : $("#verify-artist-id").value.trim();
+}
+
 function artistChoice() {
-  const id = state.scope === "admin" ? $("#verify-artist").value : $("#verify-artist-id").value.trim();
+  const id = currentVerifyArtist();
   if (!id) throw new Error("choose an artist first");
   return id;
 }
 
+// another artist: the answer about the previous one must not stay on screen, and the presets are that portfolio's
+function verifyArtistChanged() {
+  $("#verify-result").hidden = true;
+  drawEvidence($("#verify-image").closest(".drop"), null);
+  guarded(() => loadPresets("verify"));
+}
+
 async function thumbnail(artistId, workId, side) {
-  const blob = await api("GET", `${API}/artists/${encodeURIComponent(artistId)}/works/${encodeURIComponent(workId)}/image?max_side=${side}`);
+  const blob = await api("GET", `${API}/artists/${encodeURIComponent(artistId)}/works/${encodeURIComponent(workId)}/image?max_side=${side}`,
+    undefined, "Loading pictures");
   return URL.createObjectURL(blob);
+}
+
+function workName(w) {
+  return w.title || w.filename || "untitled work";
+}
+
+function caption(lines, full) {
+  const cap = el("figcaption");
+  for (const [cls, text] of lines) if (text) cap.append(el("span", cls, text));
+  cap.title = full;
+  return cap;
 }
 
 async function verify() {
@@ -402,30 +560,33 @@ async function verify() {
   const form = new FormData();
   form.append("image", chosen("verify-image", "a painting"));
   form.append("artist_id", artistId);
-  addStrictness(form, "verify");
+  const asked = addStrictness(form, "verify");
   if ($("#verify-evidence").checked) form.append("evidence", $("#verify-grid").value);
   const button = $("#verify-go");
   button.disabled = true;
   $("#verify-result").hidden = true;
   try {
-    const r = await api("POST", `${API}/verify`, form);
+    const r = await api("POST", `${API}/verify`, form, "Verifying against the portfolio");
     const box = $("#verify-result");
+    const name = r.artist_name || artistId;
     renderDecision(box, r, {
       negatives: "paintings by other artists",
-      positives: "paintings by this artist",
-      matchText: `Match: consistent with ${artistId}'s portfolio`,
-      noMatchText: `No match: not judged to be by ${artistId}`,
-    });
-    box.append(el("p", "muted", `Judged against ${r.portfolio_size} reference works.`));
-    if (r.evidence) box.append(evidenceLegend(r.evidence));
+      positives: `paintings by ${name}`,
+      matchText: `a match with ${name}'s portfolio`,
+      noMatchText: `no match with ${name}'s portfolio`,
+    }, asked);
+    box.append(el("p", "muted", `Judged against ${r.portfolio_size} reference works of ${name}.`));
+    if (r.evidence) box.append(evidenceLegend(r.evidence, `${name}'s portfolio`));
     drawEvidence($("#verify-image").closest(".drop"), r.evidence);
     const thumbs = el("div", "thumbs");
-    box.append(el("h3", null, "Closest reference works"), thumbs);
+    box.append(el("h3", null, `Closest reference works of ${name}`), thumbs);
     for (const ref of r.top_references) {
       const fig = el("figure", "thumb");
       const img = el("img");
-      img.alt = "reference work " + ref.work_id;
-      fig.append(img, el("figcaption", null, `score ${ref.score.toFixed(3)}`));
+      const title = ref.title || "untitled work";
+      img.alt = title;
+      fig.append(img, caption([["title", title], ["date", ref.date || ""], ["score", `score ${score3(ref.score)}`]],
+        [title, ref.date, ref.inventory_number].filter(Boolean).join(" · ")));
       thumbs.append(fig);
       thumbnail(artistId, ref.work_id, 256).then((url) => (img.src = url)).catch(showError);
     }
@@ -434,78 +595,249 @@ async function verify() {
   }
 }
 
-// ---------------------------------------------------------------- admin: artists, works, audit
+// ---------------------------------------------------------------- identify
+async function identify() {
+  const form = new FormData();
+  form.append("image", chosen("identify-image", "a painting"));
+  form.append("k", $("#identify-k").value);
+  const button = $("#identify-go");
+  button.disabled = true;
+  const box = $("#identify-result");
+  box.hidden = true;
+  try {
+    const r = await api("POST", `${API}/identify`, form, "Looking through the enrolled artists");
+    box.innerHTML = "";
+    box.hidden = false;
+    const o = r.open_set;
+    box.append(verdictBlock(o.verdict, o.summary));
+      if (o.points) {
+      box.append(el("p", "muted points",
+        pointsText(o.points, o.calibration && o.calibration.confidence, "paintings by artists not enrolled")));
+    }
+    if (!r.candidates.length) {
+      box.append(el("p", "muted", "No artist has reference works yet."));
+    } else {
+      box.append(el("h3", null, "Closest enrolled artists"));
+      const table = el("table", "candidates");
+      const head = el("tr");
+      for (const h of ["", "artist", "score", ""]) head.append(el("th", null, h));
+      table.append(el("thead"), el("tbody"));
+      table.tHead.append(head);
+      r.candidates.forEach((c, i) => {
+        const tr = el("tr");
+        const act = el("td");
+        const go = el("button", "secondary small", "Verify against this artist");
+        go.type = "button";
+        go.addEventListener("click", () => verifyCandidate(c));
+        act.append(go);
+        tr.append(el("td", null, String(i + 1)), el("td", null, c.name || c.artist_id), el("td", "num", score3(c.score)), act);
+        table.tBodies[0].append(tr);
+      });
+      box.append(table, el("p", "muted",
+        "A ranking, not a verdict about any one artist: verify against a candidate to judge that attribution."));
+    }
+    box.append(el("p", "muted quality", qualityText(r)), el("p", "muted calibration", calibrationText(o)),
+      el("p", "muted", "model " + r.model));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function verifyCandidate(c) {
+  showTab("verify");
+  if (state.scope === "admin") $("#verify-artist").value = c.artist_id;
+  else $("#verify-artist-id").value = c.artist_id;
+  $("#verify-image").files = $("#identify-image").files;
+  $("#verify-image").closest(".drop")._show();
+  verifyArtistChanged();
+}
+
+// ---------------------------------------------------------------- admin: artists
+async function allArtists() {
+  const out = [];
+  for (let offset = 0; ; offset += ARTISTS_PER_REQUEST) {
+    const page = await api("GET", `${API}/artists?offset=${offset}&limit=${ARTISTS_PER_REQUEST}`, undefined, "Loading artists");
+    out.push(...page.items);
+    if (!page.items.length || out.length >= page.total) return out;
+  }
+}
+
 async function reloadArtists() {
-  state.artists = (await api("GET", `${API}/artists?limit=500`)).items;
+  state.artists = await allArtists();
   renderArtists();
   fillArtists();
 }
 
 function renderArtists() {
+  const pages = Math.max(1, Math.ceil(state.artists.length / ARTISTS_PER_PAGE));
+  state.artistPage = Math.min(state.artistPage, pages - 1);
+  const start = state.artistPage * ARTISTS_PER_PAGE;
+  const shown = state.artists.slice(start, start + ARTISTS_PER_PAGE);
   const body = $("#artists-table tbody");
   body.innerHTML = "";
-  for (const a of state.artists) {
+  for (const a of shown) {
     const tr = el("tr");
-    const open = el("button", "link", a.id);
+    const open = el("button", "link", a.name);
     open.type = "button";
     open.addEventListener("click", () => guarded(() => openArtist(a)));
     const del = el("button", "danger small", "Delete");
     del.type = "button";
     del.addEventListener("click", () => guarded(async () => {
-      if (!confirm(`Delete ${a.id} and all of its works?`)) return;
-      await api("DELETE", `${API}/artists/${encodeURIComponent(a.id)}`);
-      if (state.detail && state.detail.id === a.id) $("#artist-detail").hidden = true;
+      if (!confirm(`Delete the artist ${a.name} (${a.id}) and all ${a.works ?? 0} of their reference works?`)) return;
+      await api("DELETE", `${API}/artists/${encodeURIComponent(a.id)}`, undefined, "Deleting");
+      if (state.detail && state.detail.id === a.id) closeArtist();
       await reloadArtists();
     }));
-    const cells = [el("td"), el("td", null, a.name), el("td", null, String(a.works ?? "")), el("td")];
+    const cells = [el("td"), el("td", "muted", a.id), el("td", null, String(a.works ?? "")), el("td")];
     cells[0].append(open);
     cells[3].append(del);
     tr.append(...cells);
     body.append(tr);
   }
+  const total = state.artists.length;
+  $("#artists-range").textContent = total
+    ? `artists ${start + 1}–${start + shown.length} of ${total}`
+    : "no artists yet";
+  $("#artists-prev").disabled = state.artistPage === 0;
+  $("#artists-next").disabled = state.artistPage >= pages - 1;
+}
+
+function pageArtists(step) {
+  state.artistPage += step;
+  renderArtists();
+}
+
+// Opening another artist clears everything chosen for the previous one: files, their catalogue entries, the
+// upload's status and any work being edited, so nothing meant for one portfolio is sent to another.
+function resetUpload() {
+  $("#works-files").closest(".drop")._clear();
+  $("#works-allow-duplicate").checked = false;
+  $("#works-progress").hidden = true;
+  $("#works-status").textContent = "";
+  closeEdit();
+}
+
+function closeArtist() {
+  state.detail = null;
+  resetUpload();
+  $("#artist-detail").hidden = true;
 }
 
 async function openArtist(a) {
+  if (!state.detail || state.detail.id !== a.id) resetUpload();
   state.detail = a;
-  $("#detail-name").textContent = `${a.name} (${a.id})`;
+  $("#detail-name").textContent = a.name;
   $("#artist-detail").hidden = false;
-  $("#works-status").textContent = "";
   await renderWorks();
 }
 
+async function renameArtist() {
+  const a = state.detail;
+  const name = prompt(`New name for ${a.name} (${a.id}):`, a.name);
+  if (name == null || !name.trim() || name.trim() === a.name) return;
+  const updated = await api("PATCH", `${API}/artists/${encodeURIComponent(a.id)}`, { name: name.trim() }, "Renaming");
+  await reloadArtists();
+  state.detail = state.artists.find((x) => x.id === a.id) || updated;
+  $("#detail-name").textContent = state.detail.name;
+}
+
+// ---------------------------------------------------------------- admin: works
 async function renderWorks() {
   const a = state.detail;
   const grid = $("#works-grid");
+  const { works } = await api("GET", `${API}/artists/${encodeURIComponent(a.id)}/works`, undefined, "Loading works");
+  if (!state.detail || state.detail.id !== a.id) return; // another artist was opened meanwhile
   grid.innerHTML = "";
-  const { works } = await api("GET", `${API}/artists/${encodeURIComponent(a.id)}/works`);
   if (!works.length) grid.append(el("p", "muted", "No reference works yet."));
   for (const w of works) {
     const fig = el("figure", "thumb");
     const img = el("img");
-    img.alt = w.filename || w.id;
+    img.alt = workName(w);
+    const edit = el("button", "secondary small", "Edit");
+    edit.type = "button";
+    edit.addEventListener("click", () => openEdit(a, w));
     const del = el("button", "danger small", "Delete");
     del.type = "button";
     del.addEventListener("click", () => guarded(async () => {
-      await api("DELETE", `${API}/artists/${encodeURIComponent(a.id)}/works/${encodeURIComponent(w.id)}`);
+      if (!confirm(`Delete “${workName(w)}” from the portfolio of ${a.name} (${a.id})?`)) return;
+      await api("DELETE", `${API}/artists/${encodeURIComponent(a.id)}/works/${encodeURIComponent(w.id)}`, undefined, "Deleting");
+      if (state.editing && state.editing.id === w.id) closeEdit();
       await renderWorks();
       await reloadArtists();
     }));
-    fig.append(img, el("figcaption", null, w.filename || w.id.slice(0, 8)), del);
+    const full = [workName(w), w.date, w.medium, w.inventory_number, w.filename].filter(Boolean).join(" · ");
+    const buttons = el("div", "row small-gap");
+    buttons.append(edit, del);
+    fig.append(img, caption([["title", workName(w)], ["date", w.date || ""]], full), buttons);
     grid.append(fig);
     thumbnail(a.id, w.id, 160).then((url) => (img.src = url)).catch(showError);
   }
 }
 
+const CATALOGUE_FIELDS = ["title", "date", "medium", "dimensions", "inventory_number", "photo_credit", "notes"];
+
+function openEdit(artist, w) {
+  state.editing = w;
+  const form = $("#work-edit");
+  $("#work-edit-name").textContent = `${workName(w)} (${artist.name})`;
+  for (const f of CATALOGUE_FIELDS) form.elements[f].value = w[f] || "";
+  form.hidden = false;
+  form.elements.title.focus();
+}
+
+function closeEdit() {
+  state.editing = null;
+  $("#work-edit").hidden = true;
+}
+
+async function saveEdit() {
+  const a = state.detail, w = state.editing;
+  if (!a || !w) return;
+  const form = $("#work-edit");
+  const changes = {};
+  for (const f of CATALOGUE_FIELDS) if ((w[f] || "") !== form.elements[f].value.trim()) changes[f] = form.elements[f].value.trim();
+  if (Object.keys(changes).length) {
+    await api("PATCH", `${API}/artists/${encodeURIComponent(a.id)}/works/${encodeURIComponent(w.id)}`, changes, "Saving");
+  }
+  closeEdit();
+  await renderWorks();
+}
+
+// The files chosen for upload, each with its title and date (the rest of a catalogue entry is edited afterwards).
+function renderCatalogueRows() {
+  const box = $("#works-catalogue");
+  box.innerHTML = "";
+  for (const f of Array.from($("#works-files").files)) {
+    const row = el("div", "catalogue-row");
+    const name = el("span", "file-name", f.name);
+    name.title = f.name;
+    const title = el("input");
+    Object.assign(title, { placeholder: "title (optional)", maxLength: 256, className: "cat-title" });
+    title.setAttribute("aria-label", `title of ${f.name}`);
+    const date = el("input");
+    Object.assign(date, { placeholder: "date", maxLength: 64, className: "cat-date" });
+    date.setAttribute("aria-label", `date of ${f.name}`);
+    row.append(name, title, date);
+    box.append(row);
+  }
+}
+
 // One request per batch (each batch all-or-nothing on the server); progress counts the bytes sent overall.
-function uploadBatch(artistId, files, onProgress) {
+function uploadBatch(artistId, files, entries, allowDuplicate, onProgress) {
   return new Promise((resolve, reject) => {
     const form = new FormData();
     for (const f of files) form.append("image", f);
+    for (const field of ["title", "date"]) {
+      if (entries.some((e) => e[field])) for (const e of entries) form.append(field, e[field]);
+    }
+    if (allowDuplicate) form.append("allow_duplicate", "true");
     const xhr = new XMLHttpRequest();
+    const id = busyStart("Enrolling works");
     xhr.open("POST", `${API}/artists/${encodeURIComponent(artistId)}/works`);
     xhr.setRequestHeader("X-API-Key", key());
     xhr.upload.addEventListener("progress", (ev) => ev.lengthComputable && onProgress(ev.loaded));
     xhr.addEventListener("load", () => {
+      busyEnd(id);
       const headers = new Headers();
       const retry = xhr.getResponseHeader("Retry-After");
       if (retry) headers.set("Retry-After", retry);
@@ -513,7 +845,10 @@ function uploadBatch(artistId, files, onProgress) {
       answer(new Response(xhr.status === 204 ? null : xhr.responseText, { status: xhr.status, headers }))
         .then(resolve, reject);
     });
-    xhr.addEventListener("error", () => reject(new ApiError(0, "network_error", "the upload was interrupted")));
+    xhr.addEventListener("error", () => {
+      busyEnd(id);
+      reject(new ApiError(0, "network_error", "the upload was interrupted"));
+    });
     xhr.send(form);
   });
 }
@@ -521,25 +856,35 @@ function uploadBatch(artistId, files, onProgress) {
 async function uploadWorks() {
   const a = state.detail;
   const files = Array.from($("#works-files").files);
-  if (!files.length) throw new Error("choose reference works first");
+  if (!a) throw new Error("open an artist first");
+  if (!files.length) throw new Error(`choose reference works for ${a.name} first`);
+  const entries = [...document.querySelectorAll("#works-catalogue .catalogue-row")].map((row) => ({
+    title: row.querySelector(".cat-title").value.trim(),
+    date: row.querySelector(".cat-date").value.trim(),
+  }));
+  const allowDuplicate = $("#works-allow-duplicate").checked;
+  const n = files.length;
+  if (!confirm(`Enrol ${n} work${n === 1 ? "" : "s"} in the portfolio of ${a.name} (${a.id})?`)) return;
   const BATCH = 8;
-  const total = files.reduce((n, f) => n + f.size, 0) || 1;
+  const total = files.reduce((sum, f) => sum + f.size, 0) || 1;
   const bar = $("#works-progress");
   const status = $("#works-status");
   bar.hidden = false;
   bar.value = 0;
   let done = 0, enrolled = 0;
   try {
-    for (let i = 0; i < files.length; i += BATCH) {
+    for (let i = 0; i < n; i += BATCH) {
       const batch = files.slice(i, i + BATCH);
-      const size = batch.reduce((n, f) => n + f.size, 0);
-      status.textContent = `uploading ${i + 1}–${i + batch.length} of ${files.length}…`;
-      const r = await uploadBatch(a.id, batch, (sent) => (bar.value = Math.min(100, (100 * (done + sent)) / total)));
+      const size = batch.reduce((sum, f) => sum + f.size, 0);
+      status.textContent = `uploading ${i + 1}–${i + batch.length} of ${n} to ${a.name}…`;
+      const r = await uploadBatch(a.id, batch, entries.slice(i, i + BATCH), allowDuplicate,
+        (sent) => (bar.value = Math.min(100, (100 * (done + sent)) / total)));
       done += size;
       enrolled += r.works.length;
       bar.value = (100 * done) / total;
     }
-    status.textContent = `${enrolled} works enrolled.`;
+    status.textContent = `${enrolled} works enrolled in the portfolio of ${a.name}.`;
+    $("#works-files").closest(".drop")._clear();
   } catch (e) {
     status.textContent = `${enrolled} works enrolled before the error; the failing batch was not enrolled.`;
     throw e;
@@ -549,19 +894,70 @@ async function uploadWorks() {
   }
 }
 
+// ---------------------------------------------------------------- admin: audit
+const VERDICT_WORDS = { consistent: "consistent", inconclusive: "inconclusive", not_consistent: "not consistent" };
+
+function auditRow(e) {
+  const artist = e.artist_name || e.artist_id || "";
+  const work = e.work_title || (e.work_id ? `work ${e.work_id.slice(0, 8)}` : "");
+  const copy = e.same_work_as ? ` (a copy of work ${e.same_work_as.slice(0, 8)})` : "";
+  return [new Date(e.time).toLocaleString(), e.key_name, e.route, artist,
+    (VERDICT_WORDS[e.verdict] || e.decision) + copy, score3(e.score), score3(e.threshold), work];
+}
+
 async function loadAudit() {
-  const page = await api("GET", `${API}/audit?limit=50`);
+  const page = await api("GET", `${API}/audit?offset=${state.auditOffset}&limit=${AUDIT_PER_PAGE}`, undefined, "Reading the audit log");
+  if (!page.items.length && state.auditOffset > 0 && page.total > 0) {
+    state.auditOffset = Math.max(0, (Math.ceil(page.total / AUDIT_PER_PAGE) - 1) * AUDIT_PER_PAGE);
+    return loadAudit();
+  }
   const table = $("#audit-table");
   const body = table.querySelector("tbody");
   body.innerHTML = "";
   for (const e of page.items) {
     const tr = el("tr");
-    const cells = [new Date(e.time).toLocaleString(), e.key_name, e.route, e.artist_id || "",
-      e.score == null ? "" : e.score.toFixed(3), e.threshold == null ? "" : e.threshold.toFixed(3), e.decision];
-    tr.append(...cells.map((c) => el("td", null, c)));
+    tr.append(...auditRow(e).map((c) => el("td", null, c)));
     body.append(tr);
   }
   table.hidden = false;
+  $("#audit-pager").hidden = false;
+  $("#audit-range").textContent = page.total
+    ? `decisions ${page.offset + 1}–${page.offset + page.items.length} of ${page.total}, newest first`
+    : "no decisions yet";
+  $("#audit-newer").disabled = state.auditOffset === 0;
+  $("#audit-older").disabled = page.offset + page.items.length >= page.total;
+}
+
+function pageAudit(step) {
+  state.auditOffset = Math.max(0, state.auditOffset + step * AUDIT_PER_PAGE);
+  return loadAudit();
+}
+
+const AUDIT_COLUMNS = ["id", "time", "key_name", "route", "verdict", "decision", "artist_id", "artist_name", "score",
+  "threshold", "work_id", "work_title", "same_work_as", "image_sha256", "image_b_sha256", "model_id", "request_id"];
+
+function csvCell(v) {
+  const s = v == null ? "" : String(v);
+  // a leading = + - @ would be read as a formula by spreadsheets: quote it behind an apostrophe
+  const safe = /^[=+\-@\t\r]/.test(s) ? "'" + s : s;
+  return /[",\n\r]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
+}
+
+async function exportAudit() {
+  const rows = [AUDIT_COLUMNS.join(",")];
+  for (let offset = 0; ; offset += AUDIT_PER_REQUEST) {
+    const page = await api("GET", `${API}/audit?offset=${offset}&limit=${AUDIT_PER_REQUEST}`, undefined, "Exporting the audit log");
+    for (const e of page.items) rows.push(AUDIT_COLUMNS.map((c) => csvCell(e[c])).join(","));
+    if (!page.items.length || offset + page.items.length >= page.total) break;
+  }
+  const blob = new Blob([rows.join("\r\n") + "\r\n"], { type: "text/csv" });
+  const link = el("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `brushprint-audit-${new Date().toISOString().slice(0, 10)}.csv`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
 }
 
 // ---------------------------------------------------------------- collections (operator)
@@ -597,17 +993,35 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("#compare-go").addEventListener("click", () => guarded(compare));
   $("#verify-go").addEventListener("click", () => guarded(verify));
+  $("#identify-go").addEventListener("click", () => guarded(identify));
+  $("#verify-artist").addEventListener("change", verifyArtistChanged);
+  $("#verify-artist-id").addEventListener("change", verifyArtistChanged);
+  $("#works-files").addEventListener("chosen", renderCatalogueRows);
   $("#works-upload").addEventListener("click", () => guarded(uploadWorks));
-  $("#audit-load").addEventListener("click", () => guarded(loadAudit));
   $("#collections-load").addEventListener("click", () => guarded(loadCollections));
+  $("#artist-rename").addEventListener("click", () => guarded(renameArtist));
+  $("#artists-prev").addEventListener("click", () => pageArtists(-1));
+  $("#artists-next").addEventListener("click", () => pageArtists(1));
+  $("#work-edit").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    guarded(saveEdit);
+  });
+  $("#work-edit-cancel").addEventListener("click", closeEdit);
+  $("#audit-load").addEventListener("click", () => guarded(() => { state.auditOffset = 0; return loadAudit(); }));
+  $("#audit-newer").addEventListener("click", () => guarded(() => pageAudit(-1)));
+  $("#audit-older").addEventListener("click", () => guarded(() => pageAudit(1)));
+  $("#audit-csv").addEventListener("click", () => guarded(exportAudit));
   $("#artist-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     guarded(async () => {
-      const made = await api("POST", `${API}/artists`, { id: $("#artist-id").value.trim(), name: $("#artist-name").value.trim() });
+      const made = await api("POST", `${API}/artists`, { id: $("#artist-id").value.trim(), name: $("#artist-name").value.trim() }, "Creating");
       $("#artist-id").value = "";
       $("#artist-name").value = "";
       await reloadArtists();
-      await openArtist(state.artists.find((a) => a.id === made.id) || made);
+      const index = state.artists.findIndex((a) => a.id === made.id);
+      if (index >= 0) state.artistPage = Math.floor(index / ARTISTS_PER_PAGE);
+      renderArtists();
+      await openArtist(state.artists[index] || made);
     });
   });
   if (key()) guarded(() => useKey(key()));

@@ -12,6 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 from brushprint_client import (
+    CONSISTENT,
+    INCONCLUSIVE,
+    NOT_CONSISTENT,
     AsyncClient,
     BadRequest,
     Client,
@@ -113,6 +116,88 @@ def test_every_route_through_the_sync_client(bp: Client, server: Server, tmp_pat
     bp.delete_artist("monet")
     with pytest.raises(UnknownArtist):
         bp.get_artist("monet")
+
+
+def _photo(name: str) -> bytes:
+    """A real photograph (scikit-image's test pictures): distinct works to the model, unlike the synthetic ones."""
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(getattr(data, name)()).convert("RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_verdicts_catalogue_duplicates_presets_and_open_set(bp: Client, server: Server):
+    raw = httpx.Client(base_url=server.base_url, headers=server.headers(), timeout=60)
+    bp.create_artist("vermeer", "Johannes Vermeer")
+    works = bp.add_works(
+        "vermeer",
+        [_photo("astronaut"), _photo("coffee"), _photo("chelsea")],
+        [{"title": "The Milkmaid", "date": "c. 1658"}, {}, {"inventory_number": "SK-A-2344"}],
+    )
+    assert [(w.title, w.date, w.inventory_number) for w in works] == [
+        ("The Milkmaid", "c. 1658", None),
+        (None, None, None),
+        (None, None, "SK-A-2344"),
+    ]
+    assert [w.title for w in bp.list_works("vermeer")] == ["The Milkmaid", None, None]
+    with pytest.raises(ValueError, match="2 catalogue entries for 3 images"):
+        bp.add_works("vermeer", [b"a", b"b", b"c"], [{}, {}])
+    with pytest.raises(ValueError, match="unknown catalogue field"):
+        bp.add_works("vermeer", [b"a"], [{"painter": "x"}])
+
+    # the same picture under another artist: a 409 naming the artist and work, unless intended
+    bp.create_artist("copyist", "A Copyist")
+    with pytest.raises(Conflict) as info:
+        bp.add_works("copyist", [_photo("astronaut")])
+    assert info.value.code == "duplicate_work" and "Johannes Vermeer" in info.value.message
+    assert len(bp.add_works("copyist", [_photo("astronaut")], allow_duplicate=True)) == 1
+
+    edited = bp.update_work("vermeer", works[0].id, title="Het melkmeisje", date=None)
+    assert (edited.title, edited.date, edited.id) == ("Het melkmeisje", None, works[0].id)
+    assert bp.update_artist("vermeer", name="Jan Vermeer").name == "Jan Vermeer"
+
+    # the verdict, its points and its words, as the API gives them
+    v = bp.verify(_photo("rocket"), "vermeer")
+    body = raw.post("/v1/verify", files={"image": _photo("rocket")}, data={"artist_id": "vermeer"}).json()
+    assert (v.verdict, v.summary, v.artist_name) == (body["verdict"], body["summary"], "Jan Vermeer")
+    assert v.consistent == (v.verdict == CONSISTENT) and v.verdict in (CONSISTENT, INCONCLUSIVE, NOT_CONSISTENT)
+    assert v.points is not None and v.points.strict.rule == "max_fpr<=0.01" == v.rule
+    assert v.points.equal_error.threshold == body["points"]["equal_error"]["threshold"]
+    assert "Jan Vermeer" in v.summary and v.same_work_as == []
+    assert {r.title for r in v.top_references} == {"Het melkmeisje", None}
+    # a copy of an enrolled work says so, and is judged against the portfolio's other works
+    copy = bp.verify(_photo("coffee"), "vermeer")
+    assert [(c.work_id, c.identical, c.artist_name) for c in copy.same_work_as] == [(works[1].id, True, "Jan Vermeer")]
+    assert copy.portfolio_size == 2
+
+    found = bp.identify(_photo("coins"), k=3)
+    assert found.open_set is not None and found.open_set.verdict in (CONSISTENT, INCONCLUSIVE, NOT_CONSISTENT)
+    assert found.open_set.summary and found.open_set.artist_id == found.candidates[0].artist_id
+    assert [c.work_id for c in bp.identify(_photo("chelsea")).same_work_as] == [works[2].id]
+
+    # presets: the reachable ones are answered at their threshold, the others refused as predicted
+    presets = bp.presets("compare")
+    assert presets.route == "compare" and presets.reachable and len(presets.reachable) < len(presets.presets)
+    for p in presets.presets:
+        if p.reachable:
+            assert p.point is not None
+            d = bp.compare(_photo("rocket"), _photo("coins"), **{p.field: p.value})
+            assert d.threshold == p.point.threshold
+        else:
+            with pytest.raises(Unprocessable) as refused:
+                bp.compare(_photo("rocket"), _photo("coins"), **{p.field: p.value})
+            assert refused.value.code == "operating_point_unreachable" and refused.value.message == p.why
+    assert bp.presets("verify", "vermeer").portfolio_size == 3
+    with pytest.raises(Unprocessable) as info:
+        bp.compare(_photo("rocket"), _photo("coins"), max_fpr=1)
+    assert info.value.code == "invalid_operating_point" and "did you mean max_fpr=0.01" in info.value.message
+
+    entry = bp.audit(limit=1, route="verify").items[0]
+    assert (entry.artist_name, entry.verdict, entry.same_work_as) == ("Jan Vermeer", copy.verdict, works[1].id)
+    raw.close()
+    bp.delete_artist("vermeer")
+    bp.delete_artist("copyist")
 
 
 def test_errors_are_typed_and_carry_the_api_code(bp: Client, server: Server):

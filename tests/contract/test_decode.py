@@ -22,6 +22,8 @@ from contract.decode import (
     UnsupportedImage,
     decode_bytes,
     decode_file,
+    megabytes,
+    megapixels,
 )
 from tests.service.conftest import encode, painting
 
@@ -105,12 +107,152 @@ def test_20000_square_png_is_refused_from_its_header() -> None:
     assert (type(e), e.code) == (ImageTooLarge, "image_too_many_pixels")
 
 
-def test_pixel_limit_below_pillows_own() -> None:
-    # 8000×6000 = 48 Mpx: under Pillow's bomb threshold, over ours
-    e = _error(_png_claiming(8000, 6000))
+def test_pixel_limit_is_read_from_the_header_and_named_in_mp() -> None:
+    limits = ImageLimits()
+    assert limits.max_pixels == 200_000_000
+    e = _error(_png_claiming(20_000, 10_001))  # 200.02 MP: one row over
     assert (type(e), e.code) == (ImageTooLarge, "image_too_many_pixels")
+    assert e.message.startswith("the image has 200,020,000 pixels (200.02 MP); the limit is 200 MP")
+    e = _error(_png_claiming(60, 50), ImageLimits(max_pixels=2999))  # a limit under Pillow's: read from the header
+    assert e.message.startswith("the image has 60×50 = 3,000 pixels; the limit is 2,999 pixels")
+    assert (megapixels(8200 * 6500), megapixels(200_000_000), megapixels(12_345)) == ("53.3 MP", "200 MP", "0.01 MP")
+    # within the limit the header is believed: the (absent) pixel data is what fails, not the size
+    assert _error(_png_claiming(20_000, 10_000)).code == "corrupt_image"
     e = _error(encode(painting(6, (40, 40)), "PNG"), ImageLimits(max_pixels=40 * 40 - 1))
     assert e.code == "image_too_many_pixels"
+
+
+def test_byte_limit_is_named_in_mb() -> None:
+    data = encode(painting(4, (600, 400)), "PNG")
+    assert len(data) > 200_000
+    e = _error(data, ImageLimits(max_bytes=200_000))
+    assert e.message == f"the upload is {len(data) / 1e6:.1f} MB; the limit is 0.2 MB"
+    assert (megabytes(64_000_000), megabytes(2 * 1024 * 1024), megabytes(10_000)) == ("64 MB", "2.1 MB", "10 kB")
+
+
+def test_pillows_own_guard_stays_on_and_refuses_at_the_limit() -> None:
+    """Pillow's guard refuses above twice MAX_IMAGE_PIXELS while opening (before our header check can run; its WebP
+    plugin allocates the canvas then): raised so that it refuses exactly above the service's limit."""
+    limits = ImageLimits()
+    assert Image.MAX_IMAGE_PIXELS is not None and limits.max_pixels == 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(_png_claiming(20_000, 10_001)))
+    assert Image.open(io.BytesIO(_png_claiming(20_000, 10_000))).size == (20_000, 10_000)
+
+
+def _smooth(size: tuple[int, int], seed: int = 3) -> Image.Image:
+    """A picture whose reduction is predictable: a painting's gradient, blown up (no pixel noise)."""
+    return painting(seed, (size[0] // 16, size[1] // 16)).resize(size, Image.Resampling.BILINEAR)
+
+
+def _close(a: Image.Image, b: Image.Image, tolerance: float) -> bool:
+    assert a.size == b.size, (a.size, b.size)
+    return float(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean()) < tolerance
+
+
+def test_large_jpeg_is_decoded_reduced_by_dct_scaling() -> None:
+    big = _smooth((1600, 1200))
+    data = encode(big, "JPEG", quality=92)
+    out = decode_bytes(data, ImageLimits(decode_pixels=200_000))  # 1.92 MP: factor 4 (3.1 rounded to a power of 2)
+    assert (out.image.size, out.size, out.reduced) == ((400, 300), (1600, 1200), 4)
+    assert out.jpeg_quality is not None and abs(out.jpeg_quality - 92) <= 2  # the tables survive the scaling
+    assert _close(out.image, big.reduce(4), 3.0)
+    unreduced = decode_bytes(data)
+    assert (unreduced.image.size, unreduced.size, unreduced.reduced) == ((1600, 1200), (1600, 1200), 1)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "WEBP", "BMP"])
+def test_large_lossless_scans_are_decoded_then_box_averaged(fmt: str) -> None:
+    big = _smooth((900, 600))
+    out = decode_bytes(
+        encode(big, fmt, **({"lossless": True} if fmt == "WEBP" else {})), ImageLimits(decode_pixels=100_000)
+    )
+    assert (out.image.size, out.size, out.reduced) == ((300, 200), (900, 600), 3)  # 0.54 MP: factor ceil(2.3)
+    assert out.width * out.height <= 100_000
+    assert _close(out.image, big.reduce(3), 0.6)
+
+
+def test_reduction_keeps_16_bit_tones_palettes_and_transparency() -> None:
+    limits = ImageLimits(decode_pixels=30 * 30)
+    a = np.full((60, 60), 65535, np.uint16)
+    a[:, :30] = 32896  # 128 * 257
+    grey = np.asarray(decode_bytes(encode(Image.fromarray(a), "PNG"), limits).image)
+    assert grey.shape == (30, 30, 3) and grey[0, 0].tolist() == [128] * 3 and grey[0, 29].tolist() == [255] * 3
+
+    pal = Image.new("P", (60, 60), 0)
+    pal.putpalette([255, 0, 0] + [0, 0, 255] * 255)
+    pal.paste(1, (0, 0, 30, 60))  # left half blue, right half the transparent red
+    out = np.asarray(decode_bytes(encode(pal, "PNG", transparency=0), limits).image)
+    assert out.shape == (30, 30, 3)
+    assert out[0, 20].tolist() == [255, 255, 255] and out[0, 5].tolist() == [0, 0, 255]
+
+    half = Image.new("RGBA", (60, 60), (0, 0, 0, 0))
+    half.paste((0, 0, 0, 255), (0, 0, 60, 60 // 2))  # top half opaque black, bottom transparent black
+    out = np.asarray(decode_bytes(encode(half, "PNG"), ImageLimits(decode_pixels=1)).image)  # factor 60: 1×1
+    assert out.shape == (1, 1, 3) and 124 <= out[0, 0, 0] <= 131  # half black on white paper: grey, as unreduced
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
+def test_reduced_scans_keep_their_exif_orientation(fmt: str) -> None:
+    img = Image.new("RGB", (400, 200), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 100, 200))  # blue strip on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display = rotate 90° clockwise: the left strip on top
+    data = encode(img, fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
+    out = decode_bytes(data, ImageLimits(decode_pixels=10_000))  # 80,000 px: factor 3 (JPEG: scaled by 4)
+    factor = 4 if fmt == "JPEG" else 3
+    assert out.size == (200, 400) and out.reduced == factor
+    assert out.image.size == (-(-200 // factor), -(-400 // factor))
+    top, bottom = np.asarray(out.image)[2, 10], np.asarray(out.image)[-3, 10]
+    assert top[2] > 200 and top[0] < 60 and bottom[0] > 200 and bottom[2] < 60
+
+
+def test_concurrent_large_decodes_all_succeed() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    datas = [encode(_smooth((640, 480), seed), "PNG") for seed in range(6)]
+    limits = ImageLimits(decode_pixels=40_000)
+    with ThreadPoolExecutor(6) as pool:
+        outs = list(pool.map(lambda d: decode_bytes(d, limits), datas))
+    assert [o.reduced for o in outs] == [3] * 6  # 0.31 MP: factor ceil(2.8)
+    assert all(_close(o.image, _smooth((640, 480), s).reduce(3), 0.6) for s, o in enumerate(outs))
+
+
+_BIG_JPEG = """
+import io, resource, sys
+from PIL import Image, ImageDraw
+im = Image.new("RGB", (16384, 12000), (120, 90, 60))
+draw = ImageDraw.Draw(im)
+for x in range(0, 16384, 512):
+    draw.line([(x, 0), (16384 - x, 12000)], fill=(x % 255, 30, 200), width=40)
+im.save(sys.argv[1], "JPEG", quality=85)
+"""
+_DECODE_BIG = """
+import json, resource, sys
+from contract.decode import decode_file
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+d = decode_file(sys.argv[1])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"size": d.size, "decoded": d.image.size, "reduced": d.reduced, "grew_kb": after - before}))
+"""
+
+
+def test_a_197_mp_museum_jpeg_is_accepted_in_a_fraction_of_its_memory(tmp_path) -> None:
+    """16384×12000 at the default limits: decoded at 1/4 scale by libjpeg, so the process never holds the full
+    picture (Pillow keeps RGB in 4 bytes a pixel: 786 MB; its 1/4 scale is 49 MB)."""
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "scan.jpg"
+    subprocess.run([sys.executable, "-c", _BIG_JPEG, str(path)], check=True, timeout=120)
+    assert path.stat().st_size < ImageLimits().max_bytes
+    run = subprocess.run(
+        [sys.executable, "-c", _DECODE_BIG, str(path)], check=True, timeout=120, capture_output=True, text=True
+    )
+    got = json.loads(run.stdout)
+    assert (got["size"], got["decoded"], got["reduced"]) == ([16384, 12000], [4096, 3000], 4)
+    assert got["grew_kb"] * 1024 < 786_000_000 / 4, got  # well under the full picture
 
 
 def test_animated_gif() -> None:
@@ -281,15 +423,16 @@ def test_error_classes_own_their_codes() -> None:
     assert named.message == "a.png: the image could not be read"
 
 
-def test_corpus_limits_lift_only_the_size_caps(tmp_path) -> None:
+def test_corpus_limits_lift_only_the_byte_cap(tmp_path) -> None:
     service = ImageLimits()
-    assert CORPUS_LIMITS.max_pixels == 2 * Image.MAX_IMAGE_PIXELS > service.max_pixels  # Pillow's own guard
     assert CORPUS_LIMITS.max_bytes > service.max_bytes
-    assert (CORPUS_LIMITS.min_side, CORPUS_LIMITS.max_aspect, CORPUS_LIMITS.formats) == (
-        service.min_side,
-        service.max_aspect,
-        service.formats,
-    )
+    assert (
+        CORPUS_LIMITS.max_pixels,
+        CORPUS_LIMITS.decode_pixels,
+        CORPUS_LIMITS.min_side,
+        CORPUS_LIMITS.max_aspect,
+        CORPUS_LIMITS.formats,
+    ) == (service.max_pixels, service.decode_pixels, service.min_side, service.max_aspect, service.formats)
     p = tmp_path / "bomb.png"
     p.write_bytes(_png_claiming(20000, 20000))
     with pytest.raises(ImageTooLarge):

@@ -36,7 +36,8 @@ from tests.reliability.conftest import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SCORING = {"/v1/compare", "/v1/verify", "/v1/identify"}
+# scoring, and the strictness presets offered for it: past the gate, a verify key's empty request is a 422
+SCORING = {"/v1/compare", "/v1/verify", "/v1/identify", "/v1/strictness"}
 # reads a `verify` key may make besides scoring: the pictures of the works a verdict names
 VERIFY_READS = {"/v1/artists/{artist_id}/works/{work_id}/image"}
 ARTIST = "acl-artist"

@@ -87,8 +87,9 @@ def test_accepted_cases_are_really_pictures(case: hostile.Hostile):
 @pytest.mark.parametrize("case", [c for c in CASES if "bomb" in c.name and "ztxt" not in c.name], ids=lambda c: c.name)
 def test_bombs_declare_huge_sizes_in_tiny_files(case: hostile.Hostile):
     assert len(case.data) < 128 * 1024
-    # Pillow's own guard (warning above ~89 Mpx, error above ~179 Mpx) fires on the header alone: proof the
-    # declared size is huge, with nothing decoded.
+    # Pillow's own guard (a warning above MAX_IMAGE_PIXELS, an error above twice that: 179 Mpx by default, the
+    # service's 200 Mpx once contract.decode has raised it) fires on the header alone: proof the declared size is
+    # huge, with nothing decoded.
     with pytest.raises((Image.DecompressionBombError, Image.DecompressionBombWarning)), warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         Image.open(io.BytesIO(case.data))

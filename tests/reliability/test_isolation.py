@@ -127,6 +127,15 @@ PROBES: dict[tuple[str, str], Probe] = {
         "/v1/artists", json={"id": ids["new_artist"], "name": "x"}, headers=h
     ),
     ("GET", "/v1/artists/{artist_id}"): _get("/v1/artists/{artist_id}"),
+    ("PATCH", "/v1/artists/{artist_id}"): lambda c, h, ids: c.patch(
+        _path("/v1/artists/{artist_id}", ids), json={"name": "renamed"}, headers=h
+    ),
+    ("PATCH", "/v1/artists/{artist_id}/works/{work_id}"): lambda c, h, ids: c.patch(
+        _path("/v1/artists/shared/works/{work_id}", ids), json={"title": "retitled"}, headers=h
+    ),
+    ("GET", "/v1/strictness"): lambda c, h, ids: c.get(
+        "/v1/strictness", params={"route": "verify", "artist_id": ids["artist_id"]}, headers=h
+    ),
     ("DELETE", "/v1/artists/{artist_id}"): _delete("/v1/artists/{artist_id}"),
     ("GET", "/v1/artists/{artist_id}/works"): _get("/v1/artists/{artist_id}/works"),
     ("POST", "/v1/artists/{artist_id}/works"): lambda c, h, ids: c.post(
@@ -236,6 +245,14 @@ def test_scoring_reaches_only_the_collection_own_works(world) -> None:
         r = client.post("/v1/identify", files={"image": jpeg(painter, 0)}, data={"k": "50"}, headers=me.verify)
         candidates = r.json()["candidates"]
         assert {c["artist_id"] for c in candidates} <= set(PAINTERS[me.name])
+        # the other collection's enrolled bytes are no copy of anything here (compare and identify alike) ...
+        assert r.json()["same_work_as"] == [], r.json()["same_work_as"]
+        pair = {"image_a": jpeg(painter, 0), "image_b": jpeg(painter, 1)}
+        assert client.post("/v1/compare", files=pair, headers=me.verify).json()["same_work_as"] == []
+        # ... while this collection's own enrolled bytes are
+        own = PAINTERS[me.name][me.own_artists()[0]]
+        r = client.post("/v1/identify", files={"image": jpeg(own, 0)}, headers=me.verify)
+        assert [c["work_id"] for c in r.json()["same_work_as"]] == [me.works[me.own_artists()[0]][0]], r.text
         shared = [c for c in candidates if c["artist_id"] == "shared"]
         assert shared and shared[0]["name"].startswith(me.name)
         own_score = client.post(

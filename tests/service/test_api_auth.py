@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from tests.service.apitools import ADMIN, ADMIN_KEY, OPERATOR_KEY, error_code, new_key, one, pair, running
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
-VERIFY_ROUTES = {("POST", "/v1/compare"), ("POST", "/v1/verify"), ("POST", "/v1/identify")}
+# scoring, and the strictness presets the page offers for it (its required `route` is what is missing below)
+VERIFY_ROUTES = {("POST", "/v1/compare"), ("POST", "/v1/verify"), ("POST", "/v1/identify"), ("GET", "/v1/strictness")}
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,9 @@ def call(client: TestClient, method: str, path: str, headers: dict[str, str] | N
 def test_every_route_is_either_open_or_under_v1(client: TestClient) -> None:
     schema = client.app.openapi()
     assert set(schema["paths"]) - OPEN_PATHS == {p for _, p in v1_routes(client)}
-    # 14 + the reference-work picture (GET …/works/{work_id}/image) + 5 for collections (operator scope) + GET /v1/me
-    assert len(v1_routes(client)) == 21
+    # 14, the reference-work picture (GET …/works/{work_id}/image), PATCH of an artist and of a work, the
+    # strictness presets (GET /v1/strictness), 5 for collections (operator scope) and GET /v1/me
+    assert len(v1_routes(client)) == 24
     for method, path in v1_routes(client):
         assert schema["paths"][path][method.lower()]["security"] == [{"ApiKey": []}], (method, path)
     assert schema["components"]["securitySchemes"]["ApiKey"] == {

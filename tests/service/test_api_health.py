@@ -133,8 +133,8 @@ def test_framework_errors_use_the_envelope(client: TestClient) -> None:
     # Allow lists every method of the resource, though GET and POST are separate routes
     r = client.options("/v1/artists", headers=ADMIN)
     assert r.status_code == 405 and r.headers["Allow"] == "GET, POST"
-    r = client.patch("/v1/artists/monet/works/w1", headers=ADMIN)
-    assert r.status_code == 405 and r.headers["Allow"] == "DELETE"
+    r = client.put("/v1/artists/monet/works/w1", headers=ADMIN)
+    assert r.status_code == 405 and r.headers["Allow"] == "DELETE, PATCH"
     r = client.get("/v1/compare", headers=ADMIN)
     assert r.status_code == 405 and error_code(r) == "method_not_allowed"
     r = client.post("/v1/compare", content=b"garbage", headers={**ADMIN, "content-type": "multipart/form-data"})
@@ -222,7 +222,17 @@ def test_openapi_documents_errors_and_security(client: TestClient) -> None:
     form = next(v for k, v in body.items() if k.startswith("Body_compare"))
     assert form["required"] == ["image_a", "image_b"]
     assert form["properties"]["threshold"]["anyOf"][0]["maximum"] == 1.0
-    assert client.get("/docs").status_code == 200
+    # the reference pages load their assets from the service (fastapi-offline's files), never from a CDN
+    for page, asset in (("/docs", "/docs/assets/swagger-ui-bundle.js"), ("/redoc", "/docs/assets/redoc.standalone.js")):
+        r = client.get(page)
+        assert r.status_code == 200 and asset in r.text and "cdn" not in r.text.lower()
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        js = client.get(asset)
+        assert (
+            js.status_code == 200 and js.headers["content-type"].startswith("text/javascript") and len(js.content) > 1e5
+        )
+    assert client.get("/docs/assets/../main.py").status_code == 404
+    assert client.get("/docs/assets/nope.js").json()["error"]["code"] == "not_found"
 
 
 def test_a_broken_model_dir_fails_at_start(model_dir: Path, tmp_path: Path) -> None:

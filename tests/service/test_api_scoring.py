@@ -27,6 +27,10 @@ DECISION_FIELDS = {
     "model",
     "calibration",
     "quality",
+    "verdict",
+    "summary",
+    "points",
+    "same_work_as",
 }
 
 
@@ -107,7 +111,11 @@ def test_strictness_fields_choose_the_threshold(client: TestClient, verifier: di
         ({"threshold": "nan"}, 422, "invalid_threshold"),
         ({"threshold": "high"}, 422, "invalid_threshold"),
         ({"max_fpr": "2"}, 422, "invalid_operating_point"),
+        ({"max_fpr": "0"}, 422, "invalid_operating_point"),
+        ({"max_fpr": "0.6"}, 422, "invalid_operating_point"),
+        ({"max_fpr": "nan"}, 422, "invalid_operating_point"),
         ({"min_precision": "-1"}, 422, "invalid_operating_point"),
+        ({"min_precision": "1"}, 422, "invalid_operating_point"),
         ({"threshold": "0.5", "max_fpr": "0.1"}, 400, "conflicting_strictness"),
     ],
 )
@@ -137,7 +145,7 @@ def test_verify_against_a_portfolio(client: TestClient, verifier: dict[str, str]
     r = client.post("/v1/verify", files=one(105), data={"artist_id": "alice"}, headers=verifier)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == DECISION_FIELDS | {"portfolio_size", "top_references"}
+    assert set(body) == DECISION_FIELDS | {"artist_id", "artist_name", "portfolio_size", "top_references"}
     assert body["portfolio_size"] == 4
     works = {w["id"] for w in client.get("/v1/artists/alice/works", headers=ADMIN).json()["works"]}
     refs = body["top_references"]

@@ -296,7 +296,7 @@ async def test_runtime_answers_with_the_gallery_tables_once_it_has_enough(
         assert d.calibration.source == "model_card" and d.calibration.genuine_pairs is None
         assert d.calibration.confidence is None and d.expected_fpr_upper is None  # no counts: no bounds invented
         assert "does not record how many pairs" in d.calibration.reason
-        assert d.threshold == card.recommended_threshold
+        assert d.points is not None and d.points.equal_error.threshold == card.recommended_threshold
         await _enrol(runtime, "monet", range(10, 13))
         v = await runtime.scorer.verify(png(1), "monet")
         runtime.bundle.view("default").calibrator.wait(30)
@@ -321,12 +321,12 @@ async def test_runtime_answers_with_the_gallery_tables_once_it_has_enough(
             "the model card's table does not record how many pairs it rests on"
         )
         threshold, rule = equal_error_point(tables.pair, "this gallery's own pairs")
-        assert (d.threshold, d.rule) == (threshold, rule)
-        assert (d.expected_fpr, d.expected_fnr) == rates_at(tables.pair, d.threshold)
-        assert (d.expected_fpr_upper, d.expected_fnr_upper) == (
-            rate_upper(d.expected_fpr, 6),
-            rate_upper(d.expected_fnr, 4),
-        )
+        assert d.points is not None and d.points.strict is None  # 6 pairs cannot show 1 %: never consistent
+        assert d.threshold is None and not d.match and d.verdict != "consistent"
+        low = d.points.equal_error
+        assert (low.threshold, low.rule) == (threshold, rule)
+        assert (low.fpr, low.fnr) == rates_at(tables.pair, low.threshold)
+        assert (low.fpr_upper, low.fnr_upper) == (rate_upper(low.fpr, 6), rate_upper(low.fnr, 4))
         fixed = await runtime.scorer.compare(png(1), png(2), Strictness(threshold=0.5))
         assert fixed.calibration.source == "gallery"
         assert (fixed.expected_fpr, fixed.expected_fnr) == rates_at(tables.pair, 0.5)
@@ -335,9 +335,10 @@ async def test_runtime_answers_with_the_gallery_tables_once_it_has_enough(
         assert v.calibration.source == "gallery"
         assert (v.calibration.genuine_pairs, v.calibration.impostor_pairs) == (5, 5)
         threshold, _ = equal_error_point(tables.portfolio, "this gallery's leave-one-out portfolios")
-        assert v.threshold == threshold
-        assert (v.expected_fpr, v.expected_fnr) == rates_at(tables.portfolio, v.threshold)
-        assert v.match == (v.score >= v.threshold)
+        assert v.points is not None and v.points.equal_error.threshold == threshold
+        assert v.threshold is None and not v.match  # 5 trials show no strict point
+        low = v.points.equal_error
+        assert (low.fpr, low.fnr) == rates_at(tables.portfolio, low.threshold)
     finally:
         runtime.close()
 
@@ -372,7 +373,7 @@ async def test_runtime_rebuilds_in_the_background_after_a_write(tmp_path: Path, 
         runtime.bundle.view("default").calibrator.wait(30)
         d = await runtime.scorer.compare(png(1), png(2))
         assert d.calibration.source == "model_card"
-        assert d.threshold == model.card.calibration.recommended_threshold
+        assert d.points is not None and d.points.equal_error.threshold == model.card.calibration.recommended_threshold
     finally:
         runtime.close()
 
@@ -392,8 +393,8 @@ async def test_runtime_with_gallery_calibration_off_keeps_the_card(tmp_path: Pat
         assert "gallery calibration is off" in d2.calibration.reason
         assert runtime.bundle.view("default").calibrator.tables is None
         card = model.card.calibration
-        assert d2.threshold == card.recommended_threshold
-        assert (d2.expected_fpr, d2.expected_fnr) == rates_at(card.pair, d2.threshold)
+        assert d2.points is not None and d2.points.equal_error.threshold == card.recommended_threshold
+        assert d2.threshold is not None and (d2.expected_fpr, d2.expected_fnr) == rates_at(card.pair, d2.threshold)
     finally:
         runtime.close()
 
@@ -431,7 +432,10 @@ def test_compare_and_verify_replies_name_their_calibration(uncounted_model_dir: 
             6,
             0.95,
         )
-        assert body["expected_fpr_upper"] == rate_upper(body["expected_fpr"], 6)
+        # 6 different-artist pairs cannot show 1 %: no strict point, and no match; the equal-error point's bound
+        assert body["threshold"] is None and body["match"] is False and body["verdict"] != "consistent"
+        low = body["points"]["equal_error"]
+        assert low["expected_fpr_upper"] == rate_upper(low["expected_fpr"], 6)
         r = client.post("/v1/verify", files=one(11), data={"artist_id": "monet"}, headers=key)
         assert r.status_code == 200, r.text
         cal = r.json()["calibration"]

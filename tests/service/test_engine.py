@@ -63,7 +63,11 @@ async def test_compare_is_symmetric_and_calibrated(runtime: Runtime, model: Mode
     assert ab.score == ba.score
     assert 0.0 <= ab.score <= 1.0
     cal = model.card.calibration
-    assert ab.threshold == cal.recommended_threshold and ab.rule == cal.recommended_rule
+    # the verdict's lower point is the card's recommended (equal-error) one; its strict point max_fpr 0.01
+    assert ab.points is not None and ab.points.strict is not None
+    low = ab.points.equal_error
+    assert (low.threshold, low.rule) == (cal.recommended_threshold, cal.recommended_rule)
+    assert ab.threshold == ab.points.strict.threshold and ab.rule == "max_fpr<=0.01"
     assert ab.match == (ab.score >= ab.threshold)
     assert (ab.expected_fpr, ab.expected_fnr) == rates_at(cal.pair, ab.threshold)
     # bounds for the card's counts; a card that records none has none (null), never an invented one
@@ -109,26 +113,28 @@ async def test_concurrent_compares_batch_and_match_sequential(runtime: Runtime) 
 
 async def test_enrol_and_verify(runtime: Runtime, model: Model) -> None:
     ids = await _enrol(runtime, "monet", range(10, 14))
-    v = await runtime.scorer.verify(png(10), "monet")
+    v = await runtime.scorer.verify(png(14), "monet")
     assert isinstance(v, Verdict)
     agg = model.card.calibration.aggregation
     assert v.portfolio_size == 4 and v.artist_id == "monet"
     assert len(v.top_references) == min(agg.top_m, 4)
-    assert {w for w, _ in v.top_references} <= set(ids)
-    scores = [s for _, s in v.top_references]
+    assert {r.work_id for r in v.top_references} <= set(ids) and v.same_work_as == ()
+    scores = [r.score for r in v.top_references]
     assert scores == sorted(scores, reverse=True)
     assert v.score == pytest.approx(float(np.mean(scores)), abs=1e-6)
     table, k = portfolio_table(model.card.calibration, 4)
-    assert (v.expected_fpr, v.expected_fnr) == rates_at(table.rows, v.threshold)
-    if k is not None:  # by default verify sits at the EER point of the portfolio table it is judged by
-        assert (v.threshold, v.rule) == equal_error_point(table.rows, f"the k={k} portfolio calibration")
+    assert v.threshold is not None and (v.expected_fpr, v.expected_fnr) == rates_at(table.rows, v.threshold)
+    if k is not None:  # verify's lower point is the EER point of the portfolio table it is judged by
+        assert v.points is not None
+        low = v.points.equal_error
+        assert (low.threshold, low.rule) == equal_error_point(table.rows, f"the k={k} portfolio calibration")
     assert v.match == (v.score >= v.threshold) and v.model == model.model_id
-    # a one-work portfolio holding the query itself scores exactly like comparing the picture with itself
-    await _enrol(runtime, "solo", range(10, 11))
-    solo = await runtime.scorer.verify(png(10), "solo")
-    same = await runtime.scorer.compare(png(10), png(10))
+    # a one-work portfolio scores exactly like comparing the picture with that work
+    await _enrol(runtime, "solo", range(15, 16))
+    solo = await runtime.scorer.verify(png(16), "solo")
+    same = await runtime.scorer.compare(png(16), png(15))
     assert solo.score == pytest.approx(same.score, abs=1e-5)
-    assert solo.portfolio_size == 1
+    assert solo.portfolio_size == 1 and solo.threshold is not None
     # judged by the table of the smallest simulated portfolio
     solo_table = portfolio_table(model.card.calibration, 1)[0]
     assert (solo.expected_fpr, solo.expected_fnr) == rates_at(solo_table.rows, solo.threshold)
@@ -148,9 +154,11 @@ async def test_identify_ranks_by_the_verify_score(runtime: Runtime) -> None:
     await _enrol(runtime, "monet", range(20, 24))
     await _enrol(runtime, "degas", range(30, 33))
     await _enrol(runtime, "manet", range(40, 41))
-    query = png(21)
-    ranked, model_id = await runtime.scorer.identify(query, k=3)
-    assert model_id == runtime.model_id
+    query = png(21)  # an enrolled work of monet's: left out of monet's portfolio, as verify leaves it out
+    found = await runtime.scorer.identify(query, k=3)
+    ranked = found.candidates
+    assert found.model == runtime.model_id
+    assert [c.work_id for c in found.same_work_as] == [runtime.portfolios.list_works("monet")[1].id]
     assert all(isinstance(c, Candidate) for c in ranked)
     assert {c.artist_id for c in ranked} == {"monet", "degas", "manet"}
     assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)
@@ -159,13 +167,16 @@ async def test_identify_ranks_by_the_verify_score(runtime: Runtime) -> None:
         assert c.score == pytest.approx(v.score, abs=1e-6)
         assert c.references_scored == v.portfolio_size
         assert c.name == c.artist_id.title()
-    assert len((await runtime.scorer.identify(query, k=1))[0]) == 1
+    assert {c.artist_id: c.references_scored for c in ranked}["monet"] == 3
+    assert len((await runtime.scorer.identify(query, k=1)).candidates) == 1
     for bad in (0, 51, "3", 2.5):
         assert (await _error(runtime.scorer.identify(query, k=bad))).code == "invalid_k"  # type: ignore[arg-type]
 
 
 async def test_identify_empty_gallery(runtime: Runtime) -> None:
-    assert await runtime.scorer.identify(png(1), k=5) == ([], runtime.model_id)
+    found = await runtime.scorer.identify(png(1), k=5)
+    assert (found.candidates, found.model) == ([], runtime.model_id)
+    assert found.open_set.verdict == "not_consistent" and found.open_set.score is None
 
 
 async def test_bad_file_in_enrolment_leaves_nothing(runtime: Runtime) -> None:
@@ -197,9 +208,9 @@ async def test_works_crud(runtime: Runtime) -> None:
     with pytest.raises(ServiceError) as e:
         runtime.portfolios.delete_work("monet", ids[1])
     assert (status_of(e.value), e.value.code) == (404, "unknown_work")
-    assert (await runtime.scorer.verify(png(0), "monet")).portfolio_size == 2
+    assert (await runtime.scorer.verify(png(9), "monet")).portfolio_size == 2
     runtime.portfolios.delete_artist("monet")
-    assert (await _error(runtime.scorer.verify(png(0), "monet"))).code == "unknown_artist"
+    assert (await _error(runtime.scorer.verify(png(9), "monet"))).code == "unknown_artist"
     assert len(runtime.bundle.view("default").gallery) == 0 and _originals(runtime) == []
 
 
@@ -235,8 +246,8 @@ async def test_restart_keeps_artists_and_works(tmp_path: Path, model: Model) -> 
         assert [w.id for w in second.portfolios.list_works("monet")] == ids
         after = await second.scorer.verify(png(9), "monet")
         assert after.score == pytest.approx(before.score, abs=1e-6)
-        assert [w for w, _ in after.top_references] == [w for w, _ in before.top_references]
-        assert [s for _, s in after.top_references] == pytest.approx([s for _, s in before.top_references])
+        assert [r.work_id for r in after.top_references] == [r.work_id for r in before.top_references]
+        assert [r.score for r in after.top_references] == pytest.approx([r.score for r in before.top_references])
         assert second.ready()["status"] == "ok"
     finally:
         second.close()
@@ -251,13 +262,13 @@ async def test_model_change_requires_reindex(tmp_path: Path, model: Model, other
     try:
         r = runtime.ready()
         assert r["reindex_required"] and r["works_missing_embedding"] == 3 and r["status"] == "reindex_required"
-        assert (await _error(runtime.scorer.verify(png(0), "monet"))).code == "reindex_required"
+        assert (await _error(runtime.scorer.verify(png(9), "monet"))).code == "reindex_required"
         assert status_of(await _error(runtime.scorer.identify(png(0), 3))) == 409
         assert (await runtime.scorer.compare(png(0), png(1))).model == other_model.model_id  # no gallery involved
         result = runtime.reindex()
         assert result.embedded == 3 and result.failed == []
         assert not runtime.ready()["reindex_required"]
-        v = await runtime.scorer.verify(png(0), "monet")
+        v = await runtime.scorer.verify(png(9), "monet")
         assert v.portfolio_size == 3 and v.model == other_model.model_id
     finally:
         runtime.close()
@@ -274,7 +285,7 @@ async def test_a_reindex_beside_the_server_needs_no_restart(tmp_path: Path, mode
         assert cli.reindex().embedded == 3
         cli.close()
         assert not serving.ready()["reindex_required"]
-        assert (await serving.scorer.verify(png(0), "monet")).portfolio_size == 3
+        assert (await serving.scorer.verify(png(9), "monet")).portfolio_size == 3
     finally:
         serving.close()
 
@@ -286,7 +297,7 @@ async def test_recipe_change_gives_a_new_model_id_and_requires_reindex(
     under the old id are not served under the new recipe until they are re-embedded."""
     first = Runtime.build(model, settings(tmp_path / "data"))
     await _enrol(first, "monet", range(3))
-    before = await first.scorer.verify(png(0), "monet")
+    before = await first.scorer.verify(png(9), "monet")
     first.close()
     p = model.card.backbone.preprocessing
     regridded = recipe_copy(model_dir, tmp_path / "regridded", grid=(2, 1), resize_shorter=p.crop[0] + 32)
@@ -296,9 +307,9 @@ async def test_recipe_change_gives_a_new_model_id_and_requires_reindex(
     runtime = Runtime.build(other, settings(tmp_path / "data"))
     try:
         assert runtime.ready()["reindex_required"] and runtime.ready()["works_missing_embedding"] == 3
-        assert (await _error(runtime.scorer.verify(png(0), "monet"))).code == "reindex_required"
+        assert (await _error(runtime.scorer.verify(png(9), "monet"))).code == "reindex_required"
         assert runtime.reindex().embedded == 3
-        after = await runtime.scorer.verify(png(0), "monet")
+        after = await runtime.scorer.verify(png(9), "monet")
         assert after.model == other.model_id and after.portfolio_size == 3
         assert after.score != pytest.approx(before.score, abs=1e-6)  # the new recipe's embeddings, not the old
     finally:
@@ -340,7 +351,11 @@ def test_from_real_settings(tmp_path: Path, model_dir: Path, monkeypatch: pytest
     monkeypatch.setenv("BRUSHPRINT_PROVIDERS", "cpu")
     e = Runtime.from_settings(Settings())
     try:
-        assert e.embedder.limits.max_pixels == 40_000_000 and "WEBP" in e.embedder.limits.formats
+        assert (
+            e.embedder.limits.max_pixels == 200_000_000
+            and e.embedder.limits.decode_pixels == 40_000_000
+            and "WEBP" in e.embedder.limits.formats
+        )
         # the defaults are the Settings' own: nothing in the runtime repeats them
         assert e.settings.identify_shortlist == Settings.model_fields["identify_shortlist"].default == 200
         assert e.embedder.batcher.max_queue == Settings.model_fields["max_queue"].default

@@ -106,6 +106,19 @@ async def test_compare_evidence_maps_image_a_against_image_b(runtime: Runtime):
     assert swapped.score == d.score and swapped.evidence is not None and swapped.evidence.width == 48
 
 
+async def test_evidence_of_a_reduced_scan_is_in_the_uploads_own_pixels(tmp_path: Path, model: Model):
+    """A scan reduced while decoding (here 128×96 over a budget of 4,000 px: decoded at 1/4) is mapped on the grid
+    of the upload's own pixels, so the boxes can be drawn on the file the caller holds."""
+    runtime = Runtime.build(model, Settings(data_dir=tmp_path / "data", gpu_index=False, decode_pixels=4_000))
+    try:
+        d = await runtime.scorer.compare(png(33, (128, 96)), png(34), evidence=2)
+    finally:
+        runtime.close()
+    m = d.evidence
+    assert m is not None and (m.width, m.height) == (128, 96)
+    assert [r.box for r in m.regions] == region_boxes(128, 96, 2)
+
+
 async def test_invalid_evidence_is_refused_before_any_model_work(runtime: Runtime, batches: list[int]):
     with pytest.raises(ServiceError) as info:
         await runtime.scorer.compare(png(1), png(2), evidence=9)

@@ -67,8 +67,13 @@ def test_duplicates(gallery: Gallery, model: Model, tmp_path: Path) -> None:
         gallery.add_works("vangogh", [new_work(model, 3), new_work(model, 3, "copy.png")])
     assert e.value.code == "duplicate_work"
     assert len(gallery) == 1 and len(originals(tmp_path)) == 1
-    # the same picture may sit in two portfolios; the original is shared and outlives one deletion
-    (w,) = gallery.add_works("vangogh", [new_work(model, 1)])
+    # the same picture under another artist is refused, naming the work, unless the caller means it
+    with pytest.raises(ServiceError) as e:
+        gallery.add_works("vangogh", [new_work(model, 1, "w1-again.png")])
+    assert e.value.code == "duplicate_work" and "of artist 'monet'" in e.value.message
+    assert "allow_duplicate=true" in e.value.message
+    # then it may sit in two portfolios; the original is shared and outlives one deletion
+    (w,) = gallery.add_works("vangogh", [new_work(model, 1)], allow_duplicate=True)
     assert len(originals(tmp_path)) == 1
     gallery.delete_work("vangogh", w.id)
     assert len(originals(tmp_path)) == 1

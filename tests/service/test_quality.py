@@ -106,7 +106,8 @@ async def test_quality_picks_the_band_and_its_rates(tmp_path: Path, banded: Mode
         assert [p.score for p in d.quality.pictures] == [0.95, 0.95]
         assert d.quality.floor == FLOOR
         table, default = quality.band_table(bands[0], "pair")
-        assert (d.threshold, d.rule) == (default[0], "top band EER")
+        assert d.points is not None
+        assert (d.points.equal_error.threshold, d.points.equal_error.rule) == (default[0], "top band EER")
 
         d = await runtime.scorer.compare(good(), fair(), Strictness(max_fpr=0.05))
         assert d.quality is not None and d.quality.band == FLOOR
@@ -199,3 +200,19 @@ async def test_gallery_tables_stand_only_for_top_band_pictures(tmp_path: Path, b
         assert "below the top band" in low.calibration.reason
     finally:
         runtime.close()
+
+
+def test_a_scan_reduced_while_decoding_is_measured_at_its_own_size(banded_dir: Path, tmp_path: Path) -> None:
+    """Above `decode_pixels` the picture is reduced while decoding; its quality (size, bits per pixel, and the score
+    the size sets here) is still the upload's own, as without the reduction."""
+    files = {"image_a": ("a.png", good(), "image/png"), "image_b": ("b.png", good(), "image/png")}
+    answers = []
+    for decode_pixels, data_dir in ((500, tmp_path / "reduced"), (40_000_000, tmp_path / "whole")):
+        with running(banded_dir, data_dir, decode_pixels=decode_pixels) as client:
+            key = {"X-API-Key": new_key(client, "dealer", "verify")}
+            r = client.post("/v1/compare", files=files, headers=key)
+            assert r.status_code == 200, r.text
+            answers.append(r.json()["quality"]["pictures"][0])
+    reduced, whole = answers  # 48×40 over a budget of 500 px: decoded at half size, 24×20 (which would score 0.65)
+    assert (reduced["width"], reduced["height"], reduced["score"]) == (48, 40, 0.95)
+    assert reduced["bits_per_pixel"] == whole["bits_per_pixel"] and reduced["score"] == whole["score"]

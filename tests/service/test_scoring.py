@@ -12,7 +12,7 @@ from contract.card import Calibration, CalibrationRow, PortfolioCalibration
 from contract.operating import OperatingPoint, Table, equal_error_point, rate_upper, rates_at
 from service.api.errors import status_of
 from service.errors import ServiceError
-from service.serving.strictness import Strictness, portfolio_table, resolve
+from service.serving.strictness import Strictness, judge, portfolio_table, resolve
 
 
 def row(t: float, fpr: float, fnr: float, precision: float) -> CalibrationRow:
@@ -57,8 +57,65 @@ def test_operating_point_range(name: str, value: float) -> None:
 
 
 def test_bounds_are_valid() -> None:
-    assert Strictness(threshold=0).threshold == 0
-    assert Strictness(max_fpr=1.0).max_fpr == 1.0
+    assert Strictness(threshold=0).threshold == 0 and Strictness(threshold=1).threshold == 1
+    assert Strictness(max_fpr=0.5).max_fpr == 0.5 and Strictness(max_fpr=1e-4).max_fpr == 1e-4
+    assert Strictness(min_precision=0.999).min_precision == 0.999
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "hint"),
+    [
+        ("max_fpr", 1, "did you mean max_fpr=0.01 (1 %)?"),
+        ("max_fpr", 5.0, "did you mean max_fpr=0.05 (5 %)?"),
+        ("max_fpr", 0.0, "0.01 means 1 %"),
+        ("max_fpr", 0.6, "above one half"),
+        ("min_precision", 99, "did you mean min_precision=0.99 (99 %)?"),
+        ("min_precision", 1.0, "0.99 means 99 %"),
+        ("min_precision", 0.0, "0.99 means 99 %"),
+    ],
+)
+def test_strictness_that_makes_no_sense_is_refused_with_a_hint(name: str, value: float, hint: str) -> None:
+    """max_fpr=1 (someone meaning 1 %) would match everything: refused, saying what the value means."""
+    with pytest.raises(ServiceError) as e:
+        Strictness(**{name: value})
+    assert (status_of(e.value), e.value.code) == (422, "invalid_operating_point")
+    assert hint in e.value.message
+
+
+COUNTED = Table(ROWS, genuine=100, impostor=400)
+
+
+def test_the_verdict_is_strict_by_default() -> None:
+    """Without a strictness the strict point is max_fpr 0.01 on the bound; the lower one the default point."""
+    tw = judge(COUNTED, Strictness(), DEFAULT)
+    assert tw.strict is not None and tw.strict.rule == "max_fpr<=0.01" and not tw.asked
+    assert tw.strict.fpr_upper is not None and tw.strict.fpr_upper <= 0.01 and tw.strict.threshold == 1.0
+    assert tw.equal_error.threshold == 0.4 and tw.equal_error.rule == "EER on val pairs"
+    assert [tw.verdict(s) for s in (0.39, 0.4, 0.99, 1.0)] == [
+        "not_consistent",
+        "inconclusive",
+        "inconclusive",
+        "consistent",
+    ]
+
+
+def test_the_verdict_takes_the_callers_strictness_as_its_strict_point() -> None:
+    tw = judge(COUNTED, Strictness(threshold=0.6), DEFAULT)
+    assert tw.asked and tw.strict is not None and tw.strict.threshold == 0.6
+    assert [tw.verdict(s) for s in (0.3, 0.5, 0.6)] == ["not_consistent", "inconclusive", "consistent"]
+    low = judge(COUNTED, Strictness(threshold=0.2), DEFAULT)  # below the equal-error point: nothing in between
+    assert [low.verdict(s) for s in (0.1, 0.2, 0.3)] == ["not_consistent", "consistent", "consistent"]
+
+
+def test_an_unreachable_default_strict_point_is_never_consistent() -> None:
+    """56 different-artist trials cannot show 1 %: no strict point, and why — not an error, nothing asked for it."""
+    small = Table(ROWS, genuine=14, impostor=56, unit="trials")
+    tw = judge(small, Strictness(), DEFAULT)
+    assert tw.strict is None and "with 56 different-artist trials" in tw.unreachable
+    assert [tw.verdict(s) for s in (0.0, 0.39, 0.4, 1.0)] == ["not_consistent"] * 2 + ["inconclusive"] * 2
+    with pytest.raises(ServiceError) as e:  # the same point asked for is the caller's error
+        judge(small, Strictness(max_fpr=0.01), DEFAULT)
+    assert e.value.code == "operating_point_unreachable"
 
 
 def test_default_is_recommended() -> None:
@@ -84,7 +141,7 @@ def test_rates_at_ends() -> None:
     assert rates_at(ROWS, 1.0) == (0.0, 1.0)
 
 
-@pytest.mark.parametrize(("max_fpr", "threshold"), [(0.2, 0.4), (0.19, 0.6), (0.05, 0.6), (1.0, 0.0), (0.0, 1.0)])
+@pytest.mark.parametrize(("max_fpr", "threshold"), [(0.2, 0.4), (0.19, 0.6), (0.05, 0.6), (0.5, 0.4), (0.001, 1.0)])
 def test_max_fpr_without_counts_takes_the_smallest_threshold_meeting_the_estimate(
     max_fpr: float, threshold: float
 ) -> None:

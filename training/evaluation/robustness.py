@@ -41,7 +41,7 @@ def _upload(path: Path, condition: cond.Condition | None, seed: int) -> Decoded:
 def upload_measures(decoded: Decoded, spec: BackboneSpec) -> quality.Measures:
     """contract.quality's measures of an upload, at the recipe's working resolution (as the service takes them)."""
     working = resized(decoded.image, spec.preprocessing)
-    return quality.measure(decoded.image, decoded.n_bytes, decoded.jpeg_quality, working)
+    return quality.measure(decoded.image, decoded.n_bytes, decoded.jpeg_quality, working, decoded.size)
 
 
 def condition_crops(

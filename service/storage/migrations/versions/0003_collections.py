@@ -31,7 +31,7 @@ from alembic import op
 from sqlalchemy.exc import SAWarning
 
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
