@@ -547,6 +547,10 @@ def test_export_and_import_one_collection(model_dir: Path, tmp_path: Path, capsy
     with running(model_dir, data) as c:
         a = _dealer_a(c)
         enrol(c, "vermeer", [50, 51])  # the default collection's own vermeer, other works
+        hals = c.get("/v1/artists/hals/works", headers=a).json()["works"][0]["id"]
+        assert (
+            c.patch(f"/v1/artists/hals/works/{hals}", json={"title": "Laughing Cavalier"}, headers=a).status_code == 200
+        )
         assert c.post("/v1/verify", files=one(1), data={"artist_id": "vermeer"}, headers=a).status_code == 200
         before = c.post("/v1/verify", files=one(2), data={"artist_id": "vermeer"}, headers=a).json()
     out = tmp_path / "dealer-a.tar"
@@ -576,6 +580,8 @@ def test_export_and_import_one_collection(model_dir: Path, tmp_path: Path, capsy
         after = c.post("/v1/verify", files=one(2), data={"artist_id": "vermeer"}, headers=a).json()
         assert (after["score"], after["portfolio_size"]) == (before["score"], before["portfolio_size"])
         assert c.get("/v1/audit", headers=a).json()["total"] == 3  # its two, and the verify just made
+        titles = {w["id"]: w["title"] for w in c.get("/v1/artists/hals/works", headers=a).json()["works"]}
+        assert titles[hals] == "Laughing Cavalier"  # the catalogue entry travels with the collection's archive
         assert [w["filename"] for w in c.get("/v1/artists/vermeer/works", headers=ADMIN).json()["works"]] == [
             "vermeer-60.png"
         ]
