@@ -129,6 +129,8 @@ def strictness_form(
     max_fpr: Annotated[
         float | None,
         Form(
+            ge=0.0,  # 0 itself is refused by `Strictness`, as the rest of the range, with a hint
+            le=0.5,
             description="largest acceptable false-positive rate, a fraction above 0 and at most 0.5 (0.01 means 1 %): "
             "the threshold chosen is the lowest whose 95 % upper bound is at most this (422 "
             "`operating_point_unreachable` when the calibration pairs cannot show so low a rate). Without any "
@@ -139,6 +141,8 @@ def strictness_form(
     min_precision: Annotated[
         float | None,
         Form(
+            ge=0.0,
+            le=1.0,
             description="smallest acceptable precision, a fraction above 0 and below 1 (0.99 means 99 %): the lowest "
             "threshold whose 95 % lower bound of precision is at least this",
         ),

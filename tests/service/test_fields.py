@@ -93,6 +93,7 @@ FIELDS: dict[tuple[str, str, str], tuple[str, str, str]] = {
     ("get", "/v1/audit", "offset"): ("integer", "invalid_pagination", "0"),
     ("get", "/v1/audit", "limit"): ("integer", "invalid_pagination", "10"),
     ("get", "/v1/keys", "include_revoked"): ("boolean", "invalid_request", "false"),
+    ("post", "/v1/artists/{artist_id}/works", "allow_duplicate"): ("boolean", "invalid_request", "false"),
 }
 # spellings of the accepted value that each kind refuses
 REFUSED = {

@@ -60,7 +60,7 @@ def test_identify_replies_with_the_open_set_decision(model_dir: Path, tmp_path: 
         assert o["verdict"] == "inconclusive" and o["points"] is None and o["artist_id"] == "monet"
         assert "cannot be told" in o["summary"] and "they need 2 artists" in o["calibration"]["reason"]
         enrol(c, "manet", [20, 21], name="Édouard Manet")
-        c.app.state.runtime.bundle.calibrator.refresh()
+        c.app.state.runtime.bundle.view("default").calibrator.refresh()
         r = c.post("/v1/identify", files=one(13), headers=ADMIN).json()
         o, cal = r["open_set"], r["open_set"]["calibration"]
         assert (cal["source"], cal["genuine_pairs"], cal["impostor_pairs"]) == ("gallery", 5, 5)
