@@ -34,7 +34,7 @@ from contract.card import (
 )
 from contract.operating import rate_upper
 from training.backbone.onnxgraph import init as _init
-from training.backbone.onnxgraph import save
+from training.backbone.onnxgraph import save, save_projection_head
 from training.backbone.onnxgraph import value as _f
 
 CROP = 32
@@ -107,37 +107,8 @@ def _symmetric_head(out: Path, rng: np.random.Generator) -> int:
     cmp_w = np.concatenate([np.full(PROJECTION_DIM, -1.5), np.full(PROJECTION_DIM, 2.0)])[:, None]
     cmp = [_init("cmp_w", cmp_w), _init("cmp_b", np.array([0.5])), numpy_helper.from_array(np.array([-1]), "flat")]
     proj = [_init("proj_w", proj_w)]
-    _save_dev(
-        helper.make_graph(
-            _projection_nodes("embedding", "projection", "p"),
-            "projection",
-            [_f("embedding", "N", EMBEDDING_DIM)],
-            [_f("projection", "N", PROJECTION_DIM)],
-            proj,
-        ),
-        out / "head_projection.onnx",
-    )
-    _save_dev(
-        helper.make_graph(
-            _comparator_nodes("projection_a", "projection_b"),
-            "comparator",
-            [_f("projection_a", "N", PROJECTION_DIM), _f("projection_b", "N", PROJECTION_DIM)],
-            [_f("probability", "N")],
-            cmp,
-        ),
-        out / "head_comparator.onnx",
-    )
-    _save_dev(
-        helper.make_graph(
-            _projection_nodes("embedding_a", "pa", "a")
-            + _projection_nodes("embedding_b", "pb", "b")
-            + _comparator_nodes("pa", "pb"),
-            "pair_head",
-            [_f("embedding_a", "N", EMBEDDING_DIM), _f("embedding_b", "N", EMBEDDING_DIM)],
-            [_f("probability", "N")],
-            proj + cmp,
-        ),
-        out / "head.onnx",
+    save_projection_head(
+        out, _projection_nodes, _comparator_nodes, (EMBEDDING_DIM, PROJECTION_DIM), proj, cmp, producer="devmodel"
     )
     return proj_w.size + cmp_w.size + 1
 

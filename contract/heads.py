@@ -6,9 +6,8 @@ A kind says how the service may use a head's files, and how training makes it:
   and averaged; no per-image projection (every reference pair runs the whole head).
 - `symmetric`: trained on pairs; |a−b| and a⊙b after a per-image projection, so it is order-free and references
   are projected once (projection + comparator ONNX).
-- `cosine`: fitted, not trained (training/heads/cosine.py): whitening projection, calibrated cosine comparator; needs
-its
-  `CosineSpec` in the card.
+- `cosine`: fitted, not trained (training/heads/cosine.py): whitening projection, calibrated cosine comparator;
+  needs its `CosineSpec` in the card.
 
 The card validates a head against its kind (`contract.card.HeadSpec`), training builds the trained kinds
 (`training/heads/trained.py`), and the service asks the kind whether scores are order-free (`service/serving/model.py`).

@@ -6,8 +6,8 @@
     python -m service keys revoke (--name N | --id I)
     python -m service reindex [--prune]                                         re-embed after a model change
     python -m service db upgrade|current                                        schema migrations (Alembic)
-    python -m service export|import|enrol|upgrade …                             backup, restore, bulk enrolment,
-                                                                                model upgrade while serving
+    python -m service export|import|drill|enrol|upgrade …                       backup, restore, restore drill,
+                                                                                bulk enrolment, model upgrade
 
 Settings come from `BRUSHPRINT_*` environment variables; the flags override them. Covered by
 tests/service/test_cli.py.
@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data directory: originals and the default SQLite file (BRUSHPRINT_DATA_DIR)")
     p.add_argument("--database-url", help="SQLAlchemy URL (BRUSHPRINT_DATABASE_URL)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (BRUSHPRINT_LOG_LEVEL)")
-    sub = p.add_subparsers(dest="command", metavar="{serve,keys,reindex,db,export,import,enrol,upgrade}")
+    sub = p.add_subparsers(dest="command", metavar="{serve,keys,reindex,db,export,import,drill,enrol,upgrade}")
     sub.add_parser("serve", help="serve HTTP with uvicorn (the default)")
 
     keys = sub.add_parser("keys", help="create, list or revoke API keys").add_subparsers(

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 
-from service.api.deps import AdminKey, CatalogueForm, PortfoliosDep, UploadLimit, read_upload
+from service.api.deps import AdminKey, CatalogueForm, Offset, PortfoliosDep, UploadLimit, read_upload
+from service.api.fields import BOOLEAN, INTEGER
 from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import ArtistIn, ArtistOut, ArtistPatch, Page, WorkOut, WorkPatch, WorksOut, error_responses
 from service.errors import TooLarge
@@ -36,8 +37,8 @@ def create_artist(_: AdminKey, portfolios: PortfoliosDep, body: ArtistIn) -> Art
 def list_artists(
     _: AdminKey,
     portfolios: PortfoliosDep,
-    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=500), INTEGER] = 50,
 ) -> Page[ArtistOut]:
     items, total = portfolios.list_artists(offset, limit)
     return Page[ArtistOut](items=[ArtistOut.model_validate(a) for a in items], total=total, offset=offset, limit=limit)
@@ -99,7 +100,9 @@ async def add_works(
     image: Annotated[list[UploadFile], File(description="the works' images; repeat the field for several")],
     catalogue: CatalogueForm,
     allow_duplicate: Annotated[
-        bool, Form(description="enrol a picture of a painting already enrolled all the same (e.g. a known copy)")
+        bool,
+        Form(description="enrol a picture of a painting already enrolled all the same (e.g. a known copy)"),
+        BOOLEAN,
     ] = False,
 ) -> WorksOut:
     most = request.app.state.settings.max_files_per_request

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BeforeValidator
 
-from service.api.deps import AdminKey, AuditDep
+from service.api.deps import AdminKey, AuditDep, Offset
+from service.api.fields import INTEGER
 from service.api.middleware import API_PREFIX
 from service.api.schemas import AuditOut, Page, error_responses
 
@@ -33,13 +34,13 @@ def _iso_only(value: object) -> object:
 def read_audit(
     _: AdminKey,
     audit: AuditDep,
-    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=1000), INTEGER] = 100,
     route: Annotated[str | None, Query(max_length=64)] = None,
     key_name: Annotated[str | None, Query(max_length=64)] = None,
     artist_id: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[
-        datetime | None, BeforeValidator(_iso_only), Query(description="ISO 8601 time, e.g. 2026-01-31T12:00:00Z")
+        datetime | None, Query(description="ISO 8601 time, e.g. 2026-01-31T12:00:00Z"), BeforeValidator(_iso_only)
     ] = None,
 ) -> Page[AuditOut]:
     items, total = audit.query(

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Form, Request, Security, UploadFile
+from fastapi import Depends, Form, Query, Request, Security, UploadFile
 from fastapi.security import APIKeyHeader
 
 from contract.decode import megabytes
+from service.api.fields import INTEGER, NUMBER
 from service.api.ratelimit import RateLimiter
 from service.errors import Forbidden, TooLarge
 from service.serving.evidence import MAX_GRID, MIN_GRID
@@ -87,22 +88,29 @@ def strictness_form(
     threshold: Annotated[
         float | None,
         Form(ge=0.0, le=1.0, description=f"decision threshold, {_UNIT}: match when score ≥ threshold"),
+        NUMBER,
     ] = None,
     max_fpr: Annotated[
         float | None,
         Form(
+            ge=0.0,  # 0 itself is refused by `Strictness`, as the rest of the range, with a hint
+            le=0.5,
             description="largest acceptable false-positive rate, a fraction above 0 and at most 0.5 (0.01 means 1 %): "
             "the threshold chosen is the lowest whose 95 % upper bound is at most this (422 "
             "`operating_point_unreachable` when the calibration pairs cannot show so low a rate). Without any "
             "strictness field the verdict's strict point is max_fpr 0.01",
         ),
+        NUMBER,
     ] = None,
     min_precision: Annotated[
         float | None,
         Form(
+            ge=0.0,
+            le=1.0,
             description="smallest acceptable precision, a fraction above 0 and below 1 (0.99 means 99 %): the lowest "
             "threshold whose 95 % lower bound of precision is at least this",
         ),
+        NUMBER,
     ] = None,
 ) -> Strictness:
     """At most one of the three (their ranges are checked by `Strictness`, with a hint); none means the verdict's
@@ -120,6 +128,7 @@ EvidenceGrid = Annotated[
         description=f"ask for an evidence map: the query cut into n×n regions (n from {MIN_GRID} to {MAX_GRID}), "
         "each scored on its own against the same target; costs n² extra embeddings, submitted to the backbone together",
     ),
+    INTEGER,
 ]
 
 
@@ -148,6 +157,9 @@ def catalogue_form(
 
 
 CatalogueForm = Annotated[dict[str, list[str] | None], Depends(catalogue_form)]
+
+
+Offset = Annotated[int, Query(ge=0, le=2**62, description="how many items to skip"), INTEGER]
 
 
 async def read_upload(file: UploadFile, limit: int) -> bytes:

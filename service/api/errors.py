@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import Send
 
 from contract.decode import ImageTooLarge, InvalidImage, UnsupportedImage
@@ -33,6 +34,7 @@ from service.errors import (
     Unauthorized,
     Unavailable,
 )
+from service.serving.strictness import range_message
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,22 @@ _HTTP_CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
 }
-# A request validation error on exactly one of these form fields gets the field's own code.
-_STRICTNESS_CODES = {"threshold": "invalid_threshold", "max_fpr": "invalid_operating_point"}
-_STRICTNESS_CODES["min_precision"] = "invalid_operating_point"
-_STRICTNESS_CODES.update(evidence="invalid_evidence", max_side="invalid_max_side")  # same codes as the scorer's
+# A request validation error on exactly one of these fields (out of range, or not spelled as service/api/fields.py
+# reads numbers) gets the field's own code: the code the serving layer refuses the same value with.
+_FIELD_CODES = {
+    "threshold": "invalid_threshold",
+    "max_fpr": "invalid_operating_point",
+    "min_precision": "invalid_operating_point",
+    "evidence": "invalid_evidence",
+    "max_side": "invalid_max_side",
+    "k": "invalid_k",
+    "offset": "invalid_pagination",
+    "limit": "invalid_pagination",
+}
+
+
+_STRICTNESS = {"threshold", "max_fpr", "min_precision"}
+_OUT_OF_RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
 def status_of(exc: BaseException) -> int:
@@ -119,8 +133,10 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
         where, field = (loc[0] if loc else "body"), ".".join(loc[1:])
         what = "required, but missing" if e.get("type") == "missing" else e.get("msg", "invalid")
         parts.append(f"{field} ({where}): {what}" if field else f"request {where}: {what}")
-        if len(errors) == 1 and field in _STRICTNESS_CODES:
-            code = _STRICTNESS_CODES[field]
+        if len(errors) == 1 and field in _FIELD_CODES:
+            code = _FIELD_CODES[field]
+            if field in _STRICTNESS and e.get("type") in _OUT_OF_RANGE:
+                parts[-1] = range_message(field, e.get("input"))  # the serving layer's words, with its hint
     if len(errors) > 5:
         parts.append(f"and {len(errors) - 5} more")
     return error_response(422, code, "; ".join(parts) or "invalid request")
@@ -136,19 +152,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method any route serves at `path`. Starlette's own Allow names only the first route matching the
-    path, and GET and POST of one resource are separate routes here."""
-    patterns = getattr(app.state, "path_methods", None)
-    if patterns is None:
-        patterns = [
-            (re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(p)) + "$"), {m.upper() for m in ops})
-            for p, ops in app.openapi().get("paths", {}).items()
+    """Every method a route of the app serves at `path`: API, page and docs alike, read from the routes themselves
+    (not the OpenAPI schema, which leaves the page out), so Allow names exactly what is answered there. Starlette's
+    own Allow names only the first route matching the path, and GET and POST of one resource are separate routes
+    here."""
+    table = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = [
+            (compile_path(rc.path)[0], frozenset(rc.methods))
+            for rc in iter_route_contexts(app.routes)
+            if rc.path and rc.methods
         ]
-        app.state.path_methods = patterns
-    methods = set().union(*(m for rx, m in patterns if rx.match(path)))
-    if "GET" in methods:
-        methods.add("HEAD")
-    return sorted(methods)
+        app.state.path_methods = table
+    return sorted(set().union(*(methods for rx, methods in table if rx.match(path))))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 
 from service.api.deps import AuditDep, RequestId, ScorerDep, UploadLimit, VerifyKey, read_upload
+from service.api.fields import INTEGER
 from service.api.middleware import API_PREFIX, admitted
 from service.api.schemas import IdentifyOut, error_responses
 from service.serving.scorer import MAX_K
@@ -33,7 +34,7 @@ async def identify(
     limit: UploadLimit,
     request_id: RequestId,
     image: Annotated[UploadFile, File(description="the painting to identify")],
-    k: Annotated[int, Form(ge=1, le=MAX_K, description="how many candidate artists to return")] = 5,
+    k: Annotated[int, Form(ge=1, le=MAX_K, description="how many candidate artists to return"), INTEGER] = 5,
 ) -> IdentifyOut:
     data = await read_upload(image, limit)
     found = await scorer.identify(data, k)

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from service.api.deps import PortfoliosDep, VerifyKey
+from service.api.fields import INTEGER
 from service.api.middleware import API_PREFIX
 from service.api.schemas import error_responses
 from service.serving.thumbnails import DEFAULT_SIDE, MAX_SIDE, MIN_SIDE
@@ -36,7 +37,9 @@ async def work_image(
     portfolios: PortfoliosDep,
     artist_id: str,
     work_id: str,
-    max_side: Annotated[int, Query(ge=MIN_SIDE, le=MAX_SIDE, description="longest side in pixels")] = DEFAULT_SIDE,
+    max_side: Annotated[
+        int, Query(ge=MIN_SIDE, le=MAX_SIDE, description="longest side in pixels"), INTEGER
+    ] = DEFAULT_SIDE,
     format: Annotated[Literal["jpeg", "png"], Query(description="`jpeg` (default) or `png`")] = "jpeg",
 ) -> Response:
     thumb = await portfolios.work_image(artist_id, work_id, max_side, format)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
 
 from service.api.deps import AdminKey, KeysDep
+from service.api.fields import BOOLEAN
 from service.api.middleware import API_PREFIX
 from service.api.schemas import KeyCreated, KeyIn, KeyOut, error_responses
 
@@ -29,9 +32,11 @@ def create_key(_: AdminKey, keys: KeysDep, body: KeyIn) -> KeyCreated:
     response_model=list[KeyOut],
     summary="List API keys",
     description="Names, scopes and non-secret prefixes; never the keys.",
-    responses=error_responses(401, 403, 429),
+    responses=error_responses(401, 403, 422, 429),
 )
-def list_keys(_: AdminKey, keys: KeysDep, include_revoked: bool = True) -> list[KeyOut]:
+def list_keys(
+    _: AdminKey, keys: KeysDep, include_revoked: Annotated[bool, Query(description="`true` or `false`"), BOOLEAN] = True
+) -> list[KeyOut]:
     return [KeyOut.model_validate(k) for k in keys.list(include_revoked=include_revoked)]
 
 

@@ -2,50 +2,83 @@
 
 `python -m service export --out FILE` writes a tar archive:
 
+    originals/<sha256>.bin   every original once (content-addressed)
     artists.jsonl      id, name, meta, created
     works.jsonl        id, artist_id, sha256, filename, size_bytes, created, and the catalogue fields
     embeddings.jsonl   work_id, model_id, dim, vector (base64 float32 little-endian), created
     keys.jsonl         name, prefix, key_hash, scope, created_at, revoked_at (hashes only: a key never leaves)
     audit.jsonl        the decision log, oldest first
-    originals/<sha256>.bin   every original once (content-addressed)
-    manifest.json      LAST: format name and version, counts, the model that made the embeddings, and the sha256
-                       of every other member
+    manifest.json      LAST: format name and version, counts, the models that made the embeddings, the gallery
+                       version of the snapshot, the works left out (below), and the sha256 of every other member
 
-The manifest is written last, so a truncated archive has none and is refused; every member is hashed on read
-and compared with the manifest, so a flipped byte is refused too. `restore` checks the whole archive before it
-writes anything, writes the originals (content-addressed, atomic) and then every row in ONE transaction: a
-refused or failed import leaves the target as it was (originals it created are removed again). The target must
-be empty (no artists, works or audit rows); API keys already there win over archived ones (an archived key with
-the same hash is skipped, an archived active key whose name is taken is restored revoked and reported).
-Embeddings of the serving model are restored as they were (identical answers); when the archive's embeddings
-are of another model, the caller re-embeds from the restored originals (`Runtime.reindex`).
+**Export is one snapshot.** Every row is read in one read transaction that sees a single committed state
+(service/storage/db.py `snapshot_session`: REPEATABLE READ on PostgreSQL, one WAL snapshot on SQLite), so
+enrolment and deletion may go on meanwhile. The originals are then copied for exactly the works of that snapshot;
+a work deleted after it may have lost its file by then — such works (and their embeddings) are left out and named
+in the manifest and the result, while a file missing for a work that still exists is `original_missing`. The
+archive is checked as `import` would check it before it takes its name, so an export that succeeds imports.
+
+**Import validates everything before it writes.** `check_archive` verifies the manifest (written last, so a
+truncated archive has none) and every member's sha256, then every record: its shape and types (one pydantic model
+per table, `RECORDS`), each artist through the API's own check (`artist_fields`), work ids as the service makes
+them, file names as the store keeps them, key names and scopes as the key store takes them, no duplicates, every
+reference resolvable (works → artists, embeddings → works, works → originals of the recorded size, no original
+unreferenced), vectors of their stated dimension and finite. `restore_archive` then checks what depends on the
+serving model: its embeddings must have its dimension; every original must decode as the service reads one, and
+works without an embedding of the serving model are embedded now, from the archive. Only then does it write: the
+originals (content-addressed, atomic) and every row in ONE transaction. A refused or failed import leaves the
+target as it was (originals it created are removed again). The target must be empty (no artists, works or audit
+rows); API keys already there win over archived ones (an archived key with the same hash is skipped, an archived
+active key whose name is taken is restored revoked and reported). Refusals are `BackupError`s with stable codes.
 Covered by tests/service/test_backup.py.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
 import os
 import re
 import tarfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import MISSING, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any, get_type_hints
 
+import numpy as np
 import sqlalchemy as sa
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from contract.decode import ImageError
+from service.errors import ServiceError
+from service.serving.catalogue import checked as checked_catalogue
+from service.serving.portfolios import artist_fields
 from service.storage.audit import entry
-from service.storage.db import make_sessionmaker
+from service.storage.db import make_sessionmaker, snapshot_session
+from service.storage.keys import Scope, key_name
 from service.storage.originals import OriginalStore
-from service.storage.schema import AUDIT, CATALOGUE, ApiKey, ArtistRow, EmbeddingRow, WorkRow, audit_fields
-from service.storage.store import Store
+from service.storage.schema import (
+    AUDIT,
+    CATALOGUE,
+    ApiKey,
+    ArtistRow,
+    AuditEntry,
+    EmbeddingRow,
+    GalleryStateRow,
+    WorkRow,
+    audit_fields,
+)
+from service.storage.store import Store, clean_filename
+
+if TYPE_CHECKING:
+    from service.serving.runtime import Runtime
 
 FORMAT = "brushprint-backup"
 VERSION = 1
@@ -53,6 +86,7 @@ MANIFEST = "manifest.json"
 TABLES = ("artists", "works", "embeddings", "keys", "audit")
 _ORIGINAL_RE = re.compile(r"^originals/([0-9a-f]{64})\.bin$")
 _CHUNK = 1 << 20
+MAX_DIM = 65_536
 
 
 class BackupError(Exception):
@@ -64,6 +98,135 @@ class BackupError(Exception):
         self.message = message
 
 
+def _invalid(message: str) -> BackupError:
+    return BackupError("archive_invalid", message)
+
+
+# ---- the records an archive holds: what export writes is what import accepts ------------------------------------
+def _utc(t: datetime) -> datetime:
+    return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _storable(text: str) -> str:
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL, and the API never stores one
+        raise ValueError("must not contain NUL characters")
+    return text
+
+
+def _bounded(max_length: int, min_length: int = 0) -> Any:
+    """A string as a column of that length holds it (the decision log's model is made at run time)."""
+    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_storable)]
+
+
+Time = Annotated[datetime, AfterValidator(_utc)]
+Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+ArtistId = Annotated[str, StringConstraints(max_length=64), AfterValidator(_storable)]
+Name = Annotated[str, StringConstraints(max_length=256), AfterValidator(_storable)]
+WorkId = Annotated[str, StringConstraints(max_length=36), AfterValidator(_storable)]
+Filename = Annotated[str, StringConstraints(max_length=255), AfterValidator(_storable)]
+ModelId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_storable)]
+KeyName = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_storable)]
+Prefix = Annotated[str, StringConstraints(max_length=16), AfterValidator(_storable)]
+CatalogueText = Annotated[str, StringConstraints(max_length=max(CATALOGUE.values())), AfterValidator(_storable)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class ArtistRecord(_Record):
+    id: ArtistId
+    name: Name
+    meta: dict[str, Any] = Field(default_factory=dict)
+    created: Time
+
+
+class WorkRecord(_Record):
+    id: WorkId
+    artist_id: ArtistId
+    sha256: Hex64
+    filename: Filename = ""
+    size_bytes: int = Field(ge=1, le=2**31 - 1)
+    created: Time
+    # the catalogue entry (revision 0002; absent in older archives), each checked as the API checks it
+    # (`check_records`: service/serving/catalogue.py, with each field's own length)
+    title: CatalogueText | None = None
+    date: CatalogueText | None = None
+    medium: CatalogueText | None = None
+    dimensions: CatalogueText | None = None
+    inventory_number: CatalogueText | None = None
+    photo_credit: CatalogueText | None = None
+    notes: CatalogueText | None = None
+
+    def catalogue(self) -> dict[str, str]:
+        return {k: v for k in CATALOGUE if (v := getattr(self, k)) is not None}
+
+
+class EmbeddingRecord(_Record):
+    work_id: WorkId
+    model_id: ModelId
+    dim: int = Field(ge=1, le=MAX_DIM)
+    vector: str = Field(max_length=4 * MAX_DIM * 4 // 3 + 4)  # base64 of `dim` float32 values
+    created: Time
+
+    def values(self) -> np.ndarray:
+        """The vector, or ValueError when it is not `dim` finite float32 values in base64."""
+        raw = base64.b64decode(self.vector, validate=True)
+        if len(raw) != 4 * self.dim:
+            raise ValueError(f"its vector holds {len(raw)} bytes, not {self.dim} float32 values")
+        v = np.frombuffer(raw, "<f4")
+        if not np.isfinite(v).all():
+            raise ValueError("its vector holds values that are not finite")
+        return v
+
+
+class KeyRecord(_Record):
+    name: KeyName
+    prefix: Prefix
+    key_hash: Hex64
+    scope: Scope
+    created_at: Time
+    revoked_at: Time | None = None
+
+
+def _audit_record_model() -> type[_Record]:
+    """The decision log's line: `AuditEntry`'s fields but its row id (the target numbers its own rows), each string
+    bounded by its column."""
+    hints = get_type_hints(AuditEntry)
+    fields: dict[str, Any] = {}
+    for f in audit_fields():
+        if f.name == "id":
+            continue
+        tp: Any = Time if f.name == "time" else hints[f.name]
+        length = getattr(f.metadata["sql_type"], "length", None)
+        if length is not None:
+            tp = _bounded(length) | None if type(None) in getattr(tp, "__args__", ()) else _bounded(length)
+        fields[f.name] = (tp, ... if f.default is MISSING else f.default)
+    return create_model("AuditLine", __base__=_Record, **fields)
+
+
+AuditLine = _audit_record_model()
+RECORDS: dict[str, type[_Record]] = {
+    "artists": ArtistRecord,
+    "works": WorkRecord,
+    "embeddings": EmbeddingRecord,
+    "keys": KeyRecord,
+    "audit": AuditLine,
+}
+
+
+@dataclass
+class Records:
+    artists: list[ArtistRecord]
+    works: list[WorkRecord]
+    embeddings: list[EmbeddingRecord]
+    keys: list[KeyRecord]
+    audit: list[Any]  # AuditLine
+
+    def counts(self) -> dict[str, int]:
+        return {t: len(getattr(self, t)) for t in TABLES}
+
+
 @dataclass
 class ExportResult:
     path: Path
@@ -71,6 +234,8 @@ class ExportResult:
     originals: int
     bytes: int
     models: list[str]
+    gallery_version: int  # the gallery_state version the snapshot saw
+    left_out: list[str]  # works deleted after the snapshot whose original was gone before it could be copied
 
 
 @dataclass
@@ -78,52 +243,83 @@ class RestoreResult:
     counts: dict[str, int]
     originals: int
     models: list[str]  # model ids whose embeddings the archive held
+    reembedded: int = 0  # works embedded by the serving model during the restore
     keys_skipped: list[str] = field(default_factory=list)  # already present (same hash)
     keys_revoked: list[str] = field(default_factory=list)  # active name taken in the target: restored revoked
 
 
 @dataclass
 class Archive:
-    """A fully checked archive: its records in memory, its originals listed by sha256 (read again on restore)."""
+    """A fully checked archive: its records in memory, its originals by sha256 with their sizes (read again on
+    restore)."""
 
     path: Path
     manifest: dict[str, Any]
-    records: dict[str, list[dict[str, Any]]]
-    originals: set[str]
+    records: Records
+    originals: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """What a restore needs of the model that will serve the restored gallery."""
+
+    model_id: str
+    embedding_dim: int
+    read: Callable[[bytes], object]  # decodes an original as the service does; raises ImageError if it cannot
+    embed_many: Callable[[list[bytes]], list[np.ndarray | Exception]]  # embeddings, or the error in its place
+    batch: int = 16
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> ServingModel:
+        b, embedder = runtime.bundle, runtime.embedder
+        return cls(
+            model_id=b.model_id,
+            embedding_dim=b.model.embedding_dim,
+            read=embedder.decode_original,
+            embed_many=lambda datas: embedder.embed_many(b, datas),
+            batch=runtime.settings.batch_max_size,
+        )
 
 
 # ---- export -------------------------------------------------------------------------------------------------
 def _iso(t: datetime | None) -> str | None:
-    if t is None:
-        return None
-    return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    return None if t is None else _utc(t).isoformat()
 
 
-def _time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    t = datetime.fromisoformat(str(value))
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+@dataclass
+class Snapshot:
+    version: int
+    records: dict[str, list[dict[str, Any]]]
+    paths: dict[str, str]  # sha256 → where the original lies, for the snapshot's works
 
 
-def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
-    artists = [
+def _artist_lines(s: Session) -> list[dict[str, Any]]:
+    return [
         {"id": a.id, "name": a.name, "meta": dict(a.meta or {}), "created": _iso(a.created)}
         for a in s.scalars(sa.select(ArtistRow).order_by(ArtistRow.created, ArtistRow.id))
     ]
-    works = [
-        {
-            "id": w.id,
-            "artist_id": w.artist_id,
-            "sha256": w.sha256,
-            "filename": w.filename,
-            "size_bytes": w.size_bytes,
-            "created": _iso(w.created),
-            **{k: getattr(w, k) for k in CATALOGUE},
-        }
-        for w in s.scalars(sa.select(WorkRow).order_by(WorkRow.created, WorkRow.id))
-    ]
-    embeddings = [
+
+
+def _work_lines(s: Session, paths: dict[str, str]) -> list[dict[str, Any]]:
+    out = []
+    for w in s.scalars(sa.select(WorkRow).order_by(WorkRow.created, WorkRow.id)):
+        paths[w.sha256] = w.path  # the path is derived from the sha256 on restore; it finds the bytes here
+        out.append(
+            {
+                "id": w.id,
+                "artist_id": w.artist_id,
+                "sha256": w.sha256,
+                "filename": w.filename,
+                "size_bytes": w.size_bytes,
+                "created": _iso(w.created),
+                **{k: getattr(w, k) for k in CATALOGUE},
+            }
+        )
+    return out
+
+
+def _embedding_lines(s: Session) -> list[dict[str, Any]]:
+    return [
         {
             "work_id": e.work_id,
             "model_id": e.model_id,
@@ -133,7 +329,10 @@ def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
         }
         for e in s.scalars(sa.select(EmbeddingRow).order_by(EmbeddingRow.work_id, EmbeddingRow.model_id))
     ]
-    keys = [
+
+
+def _key_lines(s: Session) -> list[dict[str, Any]]:
+    return [
         {
             "name": k.name,
             "prefix": k.prefix,
@@ -144,22 +343,52 @@ def _snapshot(s: Session) -> dict[str, list[dict[str, Any]]]:
         }
         for k in s.scalars(sa.select(ApiKey).order_by(ApiKey.id))
     ]
-    audit = [_audit_record(entry(r._mapping)) for r in s.execute(sa.select(AUDIT).order_by(AUDIT.c.id))]
-    # the path column is derived from the sha256 on restore; read it here to find each original's bytes
-    paths = dict(s.execute(sa.select(WorkRow.sha256, WorkRow.path)).tuples().all())
-    return {
-        "artists": artists,
-        "works": works,
-        "embeddings": embeddings,
-        "keys": keys,
-        "audit": audit,
-        "_paths": [{"sha256": k, "path": v} for k, v in paths.items()],
-    }
 
 
-def _audit_record(e: Any) -> dict[str, Any]:
-    """An audit entry as archived: every declared field but the row id (the target numbers its own rows)."""
-    return {f.name: _iso(e.time) if f.name == "time" else getattr(e, f.name) for f in audit_fields() if f.name != "id"}
+def _audit_lines(s: Session) -> list[dict[str, Any]]:
+    names = [f.name for f in audit_fields() if f.name != "id"]
+    out = []
+    for r in s.execute(sa.select(AUDIT).order_by(AUDIT.c.id)):
+        e = entry(r._mapping)
+        out.append({n: _iso(e.time) if n == "time" else getattr(e, n) for n in names})
+    return out
+
+
+def read_snapshot(db: sa.Engine) -> Snapshot:
+    """Every table as archive lines, all read in one snapshot transaction."""
+    paths: dict[str, str] = {}
+    with snapshot_session(db) as s:
+        version = int(s.scalar(sa.select(GalleryStateRow.version).where(GalleryStateRow.id == 1)) or 0)
+        records = {
+            "artists": _artist_lines(s),
+            "works": _work_lines(s, paths),
+            "embeddings": _embedding_lines(s),
+            "keys": _key_lines(s),
+            "audit": _audit_lines(s),
+        }
+    return Snapshot(version, records, paths)
+
+
+def _referenced(db: sa.Engine, sha256: str) -> bool:
+    """Whether a work holds this original now (after the snapshot)."""
+    with make_sessionmaker(db)() as s:
+        return bool(s.scalar(sa.select(sa.exists().where(WorkRow.sha256 == sha256))))
+
+
+def _copy_original(store: OriginalStore, db: sa.Engine, sha256: str, path: str) -> bytes | None:
+    """The original's bytes; None when every work holding it was deleted after the snapshot and the file with
+    them. A file missing while a work still holds it is data loss, and the export says so."""
+    for _ in range(2):  # a work deleted and the same picture enrolled again meanwhile: its file is back
+        try:
+            data = store.read(path)
+        except FileNotFoundError:
+            if not _referenced(db, sha256):
+                return None
+            continue
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise BackupError("original_corrupt", f"stored original {path} does not hash to {sha256}")
+        return data
+    raise BackupError("original_missing", f"the original {path} of an existing work is missing from the data dir")
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -173,55 +402,63 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> No
 
 
 def export_archive(db: sa.Engine, data_dir: str | Path, out: str | Path, progress: bool = False) -> ExportResult:
-    """Write the deployment behind `db` + `data_dir` to `out` (atomically: a partial file never has the name).
-
-    Reads one consistent snapshot (one transaction, REPEATABLE READ on PostgreSQL), so it may run while the
-    service serves."""
+    """Write the deployment behind `db` + `data_dir` to `out` (atomically: a partial or unrestorable file never
+    has the name). May run while the service serves and changes its gallery."""
     out = Path(out)
+    if out.is_dir():
+        raise BackupError("export_failed", f"{out} is a directory: name the archive file to write")
     store = OriginalStore(Path(data_dir))
-    sessions = make_sessionmaker(db)
-    with sessions() as s:
-        if db.dialect.name == "postgresql":
-            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        snap = _snapshot(s)
-    paths = {p["sha256"]: p["path"] for p in snap.pop("_paths")}
+    snap = read_snapshot(db)
     now = datetime.now(UTC)
     files: dict[str, str] = {}
     tmp = out.with_name(f".{out.name}.part")
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            gone: set[str] = set()
+            for sha in tqdm(sorted(snap.paths), desc="export originals", unit="file", disable=not progress):
+                data = _copy_original(store, db, sha, snap.paths[sha])
+                if data is None:
+                    gone.add(sha)
+                    continue
+                files[f"originals/{sha}.bin"] = sha
+                _add_bytes(tar, f"originals/{sha}.bin", data, now.timestamp())
+            rec = snap.records
+            left_out = [w["id"] for w in rec["works"] if w["sha256"] in gone]
+            rec["works"] = [w for w in rec["works"] if w["sha256"] not in gone]
+            rec["embeddings"] = [e for e in rec["embeddings"] if e["work_id"] not in set(left_out)]
             for table in TABLES:
-                data = _jsonl(snap[table])
+                data = _jsonl(rec[table])
                 files[f"{table}.jsonl"] = hashlib.sha256(data).hexdigest()
                 _add_bytes(tar, f"{table}.jsonl", data, now.timestamp())
-            shas = sorted(paths)
-            for sha in tqdm(shas, desc="export originals", unit="file", disable=not progress):
-                data = store.read(paths[sha])
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != sha:
-                    raise BackupError("original_corrupt", f"stored original {paths[sha]} does not hash to {sha}")
-                files[f"originals/{sha}.bin"] = digest
-                _add_bytes(tar, f"originals/{sha}.bin", data, now.timestamp())
-            models = sorted({e["model_id"] for e in snap["embeddings"]})
-            counts = {t: len(snap[t]) for t in TABLES}
+            models = sorted({e["model_id"] for e in rec["embeddings"]})
+            counts = {t: len(rec[t]) for t in TABLES}
             manifest: dict[str, Any] = {
                 "format": FORMAT,
                 "version": VERSION,
                 "created": _iso(now),
                 "counts": counts,
-                "originals": len(shas),
+                "originals": len(snap.paths) - len(gone),
                 "models": models,
+                "gallery_version": snap.version,
+                "left_out": left_out,
                 "files": files,
             }
             _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode(), now.timestamp())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        try:
+            check_archive(tmp)  # what import will check: an archive that would be refused never takes the name
+        except BackupError as e:
+            raise BackupError("export_unrestorable", f"the archive would be refused on import: {e.message}") from e
         os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # (not there, or its folder is not one)
+            tmp.unlink()
+        if isinstance(e, OSError):  # the file system's refusal (no such folder, no space, no permission), named
+            raise BackupError("export_failed", f"no archive written: {e}") from e
         raise
-    return ExportResult(out, counts, len(shas), out.stat().st_size, models)
+    return ExportResult(out, counts, manifest["originals"], out.stat().st_size, models, snap.version, left_out)
 
 
 # ---- reading and checking ------------------------------------------------------------------------------------
@@ -252,12 +489,29 @@ def _read_member(f: IO[bytes], keep: bool) -> tuple[bytes, str, int]:
     return kept.getvalue(), h.hexdigest(), n
 
 
+def _parse(table: str, data: bytes) -> list[Any]:
+    model = RECORDS[table]
+    out = []
+    for i, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(model.model_validate_json(line))
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "the line"
+            raise _invalid(f"{table}.jsonl line {i}: {where}: {err['msg']}") from None
+    return out
+
+
 def check_archive(path: str | Path) -> Archive:
-    """Read the whole archive and verify it against its manifest; raises BackupError, writes nothing."""
+    """Read the whole archive, verify it against its manifest and check every record (see the module's
+    docstring); raises BackupError, writes nothing."""
     path = Path(path)
     if not path.is_file():
         raise BackupError("archive_missing", f"no archive at {path}")
     seen: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     tables: dict[str, bytes] = {}
     manifest_bytes: bytes | None = None
     for m, f in _members(path):
@@ -276,6 +530,7 @@ def check_archive(path: str | Path) -> Archive:
         elif not _ORIGINAL_RE.match(m.name):
             raise BackupError("archive_invalid", f"unexpected archive member {m.name!r}")
         seen[m.name] = digest
+        sizes[m.name] = n
     if manifest_bytes is None:
         raise BackupError("archive_truncated", f"{path} has no manifest (the archive is incomplete)")
     try:
@@ -284,7 +539,7 @@ def check_archive(path: str | Path) -> Archive:
         raise BackupError("archive_corrupt", f"the manifest is not JSON: {e}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupError("archive_invalid", f"{path} is not a {FORMAT} archive")
-    if manifest.get("version") != VERSION:
+    if type(manifest.get("version")) is not int or manifest["version"] != VERSION:
         raise BackupError(
             "archive_version", f"archive format version {manifest.get('version')!r}; this build reads {VERSION}"
         )
@@ -299,19 +554,93 @@ def check_archive(path: str | Path) -> Archive:
     bad += sorted(name for name in seen if (g := _ORIGINAL_RE.match(name)) and g.group(1) != seen[name])
     if bad:
         raise BackupError("archive_corrupt", f"checksum mismatch in {len(bad)} member(s), e.g. {bad[0]!r}")
-    records: dict[str, list[dict[str, Any]]] = {}
     for table in TABLES:
         if table not in tables:
             raise BackupError("archive_corrupt", f"the archive lacks {table}.jsonl")
-        try:
-            records[table] = [json.loads(line) for line in tables[table].decode().splitlines() if line]
-        except ValueError as e:
-            raise BackupError("archive_corrupt", f"{table}.jsonl is not JSON lines: {e}") from e
-    originals = {g.group(1) for name in seen if (g := _ORIGINAL_RE.match(name))}
-    missing_originals = {w["sha256"] for w in records["works"]} - originals
-    if missing_originals:
-        raise BackupError("archive_corrupt", f"{len(missing_originals)} works have no original in the archive")
+    records = Records(**{t: _parse(t, tables[t]) for t in TABLES})
+    originals = {g.group(1): sizes[name] for name in seen if (g := _ORIGINAL_RE.match(name))}
+    check_records(records, originals)
     return Archive(path, manifest, records, originals)
+
+
+def _unique(kind: str, table: str, i: int, value: Any, seen: set[Any]) -> None:
+    if value in seen:
+        raise _invalid(f"{table}.jsonl line {i}: {kind} {value!r} appears twice")
+    seen.add(value)
+
+
+def check_records(rec: Records, originals: dict[str, int]) -> None:
+    """What the service would refuse, found before anything is written: ids, names and meta as the API checks
+    them, duplicates, references that do not resolve, originals of the wrong size or held by no work, vectors
+    that are not what they claim."""
+
+    def refuse(table: str, i: int, what: str) -> BackupError:
+        return _invalid(f"{table}.jsonl line {i}: {what}")
+
+    artists: set[str] = set()
+    for i, a in enumerate(rec.artists, 1):
+        try:
+            _, name, _ = artist_fields(a.id, a.name, a.meta)
+        except ServiceError as err:
+            raise refuse("artists", i, f"artist {a.id!r}: {err.code}: {err.message}") from None
+        if name != a.name:
+            raise refuse("artists", i, f"invalid_name: the API stores names trimmed, not {a.name!r}")
+        _unique("artist id", "artists", i, a.id, artists)
+    works: set[str] = set()
+    pairs: set[tuple[str, str]] = set()
+    for i, w in enumerate(rec.works, 1):
+        if _canonical_uuid(w.id) != w.id:
+            raise refuse("works", i, f"work id {w.id!r} is not one the service makes (a UUID)")
+        _unique("work id", "works", i, w.id, works)
+        if w.artist_id not in artists:
+            raise refuse("works", i, f"work {w.id} names artist {w.artist_id!r}, who is not in the archive")
+        _unique("(artist, sha256)", "works", i, (w.artist_id, w.sha256), pairs)
+        if w.sha256 not in originals:
+            raise BackupError("archive_corrupt", f"works.jsonl line {i}: work {w.id} has no original in the archive")
+        if originals[w.sha256] != w.size_bytes:
+            raise refuse("works", i, f"work {w.id} says {w.size_bytes} bytes; its original has {originals[w.sha256]}")
+        if clean_filename(w.filename) != w.filename:
+            raise refuse("works", i, f"file name {w.filename!r} is not one the store keeps")
+        try:
+            if checked_catalogue(w.catalogue()) != w.catalogue():
+                raise refuse("works", i, f"work {w.id}: a catalogue entry is not as the API stores it (trimmed text)")
+        except ServiceError as err:
+            raise refuse("works", i, f"work {w.id}: {err.code}: {err.message}") from None
+    unused = set(originals) - {w.sha256 for w in rec.works}
+    if unused:
+        raise _invalid(f"{len(unused)} original(s) belong to no work, e.g. originals/{min(unused)}.bin")
+    keyed: set[tuple[str, str]] = set()
+    dims: dict[str, int] = {}
+    for i, emb in enumerate(rec.embeddings, 1):
+        if emb.work_id not in works:
+            raise refuse("embeddings", i, f"embedding of work {emb.work_id!r}, which is not in the archive")
+        _unique("embedding (work, model)", "embeddings", i, (emb.work_id, emb.model_id), keyed)
+        if dims.setdefault(emb.model_id, emb.dim) != emb.dim:
+            raise refuse(
+                "embeddings", i, f"model {emb.model_id} has embeddings of dimension {dims[emb.model_id]} and {emb.dim}"
+            )
+        try:
+            emb.values()
+        except ValueError as err:
+            raise refuse("embeddings", i, f"embedding of work {emb.work_id}: {err}") from None
+    hashes: set[str] = set()
+    active: set[str] = set()
+    for i, k in enumerate(rec.keys, 1):
+        try:
+            if key_name(k.name) != k.name:
+                raise refuse("keys", i, f"key name {k.name!r} has surrounding white space")
+        except ServiceError as err:
+            raise refuse("keys", i, err.message) from None
+        _unique("key hash", "keys", i, k.key_hash, hashes)
+        if k.revoked_at is None:
+            _unique("active key name", "keys", i, k.name, active)
+
+
+def _canonical_uuid(text: str) -> str | None:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
 
 
 # ---- restore -------------------------------------------------------------------------------------------------
@@ -324,37 +653,101 @@ def _target_empty(s: Session) -> None:
             )
 
 
-def restore_archive(db: sa.Engine, data_dir: str | Path, archive: str | Path, progress: bool = False) -> RestoreResult:
-    """Check `archive`, then restore it into the empty deployment behind `db` + `data_dir`, all or nothing."""
-    checked = check_archive(archive)
-    sessions = make_sessionmaker(db)
-    with sessions() as s:
+def _originals(archive: Archive) -> Iterator[tuple[str, bytes]]:
+    """(sha256, bytes) of every original, read again from the archive and checked again."""
+    for m, f in _members(archive.path):
+        g = _ORIGINAL_RE.match(m.name)
+        if not g or g.group(1) not in archive.originals:
+            continue
+        data = f.read()
+        if hashlib.sha256(data).hexdigest() != g.group(1):  # the file changed since it was checked
+            raise BackupError("archive_corrupt", f"{m.name} changed while it was being restored")
+        yield g.group(1), data
+
+
+def _serving_embeddings(archive: Archive, serving: ServingModel, progress: bool) -> dict[str, bytes]:
+    """Check every original against the serving model — it must decode as the service reads one — and embed, by
+    sha256, those of works that have no embedding of that model in the archive."""
+    rec = archive.records
+    for i, e in enumerate(rec.embeddings, 1):
+        if e.model_id == serving.model_id and e.dim != serving.embedding_dim:
+            raise _invalid(
+                f"embeddings.jsonl line {i}: work {e.work_id} has a {e.dim}-d embedding of {e.model_id}, "
+                f"which makes {serving.embedding_dim}-d ones"
+            )
+    have = {e.work_id for e in rec.embeddings if e.model_id == serving.model_id}
+    lacking = {w.sha256 for w in rec.works if w.id not in have}
+    owner = {w.sha256: w for w in rec.works}
+
+    def unreadable(sha: str, err: Exception) -> BackupError:
+        w = owner[sha]
+        what = f"{err.code}: {err.message}" if isinstance(err, ImageError) else repr(err)
+        return _invalid(f"the original of work {w.id} (artist {w.artist_id!r}) cannot be read: {what}")
+
+    vectors: dict[str, bytes] = {}
+    batch: list[tuple[str, bytes]] = []
+
+    def embed() -> None:
+        for (sha, _), out in zip(batch, serving.embed_many([d for _, d in batch]), strict=True):
+            if isinstance(out, Exception):
+                raise unreadable(sha, out)
+            vectors[sha] = np.ascontiguousarray(out, "<f4").reshape(-1).tobytes()
+        bar.update(len(batch))
+        batch.clear()
+
+    with tqdm(total=len(archive.originals), desc="check originals", unit="file", disable=not progress) as bar:
+        for sha, data in _originals(archive):
+            if sha in lacking:
+                batch.append((sha, data))
+                if len(batch) >= serving.batch:
+                    embed()
+                continue
+            try:
+                serving.read(data)
+            except ImageError as err:
+                raise unreadable(sha, err) from None
+            bar.update()
+        if batch:
+            embed()
+    return vectors
+
+
+def restore_archive(
+    db: sa.Engine, data_dir: str | Path, archive: str | Path | Archive, serving: ServingModel, progress: bool = False
+) -> RestoreResult:
+    """Check `archive` (unless it is checked already) and what it needs of `serving`, then restore it into the
+    empty deployment behind `db` + `data_dir`, all or nothing."""
+    checked = archive if isinstance(archive, Archive) else check_archive(archive)
+    with make_sessionmaker(db)() as s:
         _target_empty(s)
+    rec = checked.records
+    fresh = _serving_embeddings(checked, serving, progress)
+    have = {e.work_id for e in rec.embeddings if e.model_id == serving.model_id}
+    result = RestoreResult(
+        counts=rec.counts(),
+        originals=len(checked.originals),
+        models=sorted({e.model_id for e in rec.embeddings}),
+        reembedded=sum(1 for w in rec.works if w.id not in have),
+    )
     store = OriginalStore(Path(data_dir))
     created: list[str] = []
-    rec = checked.records
-    result = RestoreResult(
-        counts={t: len(rec[t]) for t in TABLES}, originals=len(checked.originals), models=checked.manifest["models"]
-    )
     try:
-        todo = sorted(checked.originals)
-        bar = tqdm(total=len(todo), desc="restore originals", unit="file", disable=not progress)
-        wanted = set(todo)
-        for m, f in _members(checked.path):
-            g = _ORIGINAL_RE.match(m.name)
-            if not g or g.group(1) not in wanted:
-                continue
-            data = f.read()
-            if hashlib.sha256(data).hexdigest() != g.group(1):  # the file changed since it was checked
-                raise BackupError("archive_corrupt", f"{m.name} changed while it was being restored")
-            rel, new = store.put(g.group(1), data)
+        for sha, data in tqdm(
+            _originals(checked), total=len(checked.originals), desc="restore originals", disable=not progress
+        ):
+            rel, new = store.put(sha, data)
             if new:
                 created.append(rel)
-            bar.update()
-        bar.close()
         with Store(db).write() as s:  # one transaction, counted as a change (running replicas reload)
             _target_empty(s)  # again, inside the transaction that writes
             _insert_rows(s, rec, store, result)
+            now = datetime.now(UTC)
+            for w in rec.works:
+                if w.id not in have:
+                    vec = fresh[w.sha256]
+                    dim = len(vec) // 4
+                    s.add(EmbeddingRow(work_id=w.id, model_id=serving.model_id, dim=dim, vector=vec, created=now))
+            s.flush()
     except BaseException:
         for rel in created:
             store.remove(rel)
@@ -362,64 +755,52 @@ def restore_archive(db: sa.Engine, data_dir: str | Path, archive: str | Path, pr
     return result
 
 
-def _insert_rows(s: Session, rec: dict[str, list[dict[str, Any]]], store: OriginalStore, result: RestoreResult) -> None:
-    try:
-        for a in rec["artists"]:
-            s.add(ArtistRow(id=a["id"], name=a["name"], meta=a.get("meta") or {}, created=_time(a["created"])))
-        s.flush()
-        for w in rec["works"]:
-            s.add(
-                WorkRow(
-                    id=w["id"],
-                    artist_id=w["artist_id"],
-                    sha256=w["sha256"],
-                    filename=w.get("filename", ""),
-                    path=store.relpath(w["sha256"]),
-                    size_bytes=int(w["size_bytes"]),
-                    created=_time(w["created"]),
-                    **{k: w.get(k) for k in CATALOGUE},
-                )
+def _insert_rows(s: Session, rec: Records, store: OriginalStore, result: RestoreResult) -> None:
+    for a in rec.artists:
+        s.add(ArtistRow(id=a.id, name=a.name, meta=a.meta, created=a.created))
+    s.flush()
+    for w in rec.works:
+        s.add(
+            WorkRow(
+                id=w.id,
+                artist_id=w.artist_id,
+                sha256=w.sha256,
+                filename=w.filename,
+                path=store.relpath(w.sha256),
+                size_bytes=w.size_bytes,
+                created=w.created,
+                **w.catalogue(),
             )
-        s.flush()
-        for e in rec["embeddings"]:
-            vector = base64.b64decode(e["vector"], validate=True)
-            if len(vector) != 4 * int(e["dim"]):
-                raise BackupError("archive_corrupt", f"embedding of work {e['work_id']} has the wrong length")
-            s.add(
-                EmbeddingRow(
-                    work_id=e["work_id"],
-                    model_id=e["model_id"],
-                    dim=int(e["dim"]),
-                    vector=vector,
-                    created=_time(e["created"]),
-                )
+        )
+    s.flush()
+    for e in rec.embeddings:
+        s.add(
+            EmbeddingRow(
+                work_id=e.work_id, model_id=e.model_id, dim=e.dim, vector=e.values().tobytes(), created=e.created
             )
-        existing = {k.key_hash: k for k in s.scalars(sa.select(ApiKey))}
-        active_names = {k.name for k in existing.values() if k.revoked_at is None}
-        for k in rec["keys"]:
-            if k["key_hash"] in existing:
-                result.keys_skipped.append(k["name"])
-                continue
-            revoked = _time(k.get("revoked_at"))
-            if revoked is None and k["name"] in active_names:
-                revoked = datetime.now(UTC)
-                result.keys_revoked.append(k["name"])
-            elif revoked is None:
-                active_names.add(k["name"])
-            s.add(
-                ApiKey(
-                    name=k["name"],
-                    prefix=k["prefix"],
-                    key_hash=k["key_hash"],
-                    scope=k["scope"],
-                    created_at=_time(k["created_at"]),
-                    revoked_at=revoked,
-                )
+        )
+    existing = {k.key_hash: k for k in s.scalars(sa.select(ApiKey))}
+    active_names = {k.name for k in existing.values() if k.revoked_at is None}
+    for k in rec.keys:
+        if k.key_hash in existing:
+            result.keys_skipped.append(k.name)
+            continue
+        revoked = k.revoked_at
+        if revoked is None and k.name in active_names:
+            revoked = datetime.now(UTC)
+            result.keys_revoked.append(k.name)
+        elif revoked is None:
+            active_names.add(k.name)
+        s.add(
+            ApiKey(
+                name=k.name,
+                prefix=k.prefix,
+                key_hash=k.key_hash,
+                scope=k.scope.value,
+                created_at=k.created_at,
+                revoked_at=revoked,
             )
-        if rec["audit"]:
-            s.execute(AUDIT.insert(), [{**r, "time": _time(r["time"])} for r in rec["audit"]])
-        s.flush()
-    except (KeyError, TypeError, ValueError) as e:
-        raise BackupError("archive_corrupt", f"archive records are malformed: {e!r}") from e
-    except sa.exc.IntegrityError as e:
-        raise BackupError("archive_corrupt", f"archive records are inconsistent: {e.orig}") from e
+        )
+    if rec.audit:
+        s.execute(AUDIT.insert(), [line.model_dump() for line in rec.audit])
+    s.flush()

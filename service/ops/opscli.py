@@ -6,13 +6,15 @@
 
     python -m service export --out FILE          one checksummed archive of the whole deployment (service/ops/backup.py)
     python -m service import FILE                restore it into an empty deployment; re-embeds when the model differs
+    python -m service drill --out FILE           export, restore into an empty deployment, and check that a fixed set of
+                                                 compare/verify/identify questions get identical answers (drill.py)
     python -m service enrol ROOT                 enrol ROOT/<artist id>/<images>, creating artists as needed
     python -m service upgrade --to DIR           re-embed with the model in DIR while serving, then switch every
                                                  replica at once (service/ops/upgrade.py); --abort drops a staged one
 
 Each prints one JSON summary on stdout (progress bars and errors on stderr) and exits 0 on success, 1 when
 something was refused. `service/__main__.py` registers them with `add_commands` and runs them with `run`.
-Covered by tests/service/test_backup.py (export, import, enrol), tests/service/test_upgrade.py (upgrade) and
+Covered by tests/service/test_backup.py (export, import, drill, enrol), tests/service/test_upgrade.py (upgrade) and
 tests/service/test_migrations.py (db).
 """
 
@@ -36,7 +38,7 @@ from service.errors import Invalid, ServiceError, UnknownArtist
 if TYPE_CHECKING:
     from service.serving.runtime import Runtime
 
-COMMANDS = ("db", "export", "import", "enrol", "upgrade")
+COMMANDS = ("db", "export", "import", "drill", "enrol", "upgrade")
 # what refuses one file or artist (a caller's error); anything else is a bug and ends the run
 REFUSALS = (ServiceError, ImageError)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
@@ -53,6 +55,11 @@ def add_commands(sub: Any) -> None:
     restore = sub.add_parser("import", help="restore an archive into an empty deployment")
     restore.add_argument("archive")
     restore.add_argument("--no-progress", action="store_true")
+    drill = sub.add_parser("drill", help="export, restore into an empty deployment, and compare answers")
+    drill.add_argument("--out", required=True, help="archive file to write (kept: it is a backup like any other)")
+    drill.add_argument("--target", help="data dir of the deployment to restore into (default: a temporary one)")
+    drill.add_argument("--target-database-url", help="its database (default: a SQLite file in --target)")
+    drill.add_argument("--no-progress", action="store_true")
     enrol = sub.add_parser("enrol", help="enrol a folder-per-artist tree: ROOT/<artist id>/<image files>")
     enrol.add_argument("root")
     enrol.add_argument("--no-progress", action="store_true")
@@ -77,6 +84,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return _export(args, settings)
         if args.command == "import":
             return _import(args, settings)
+        if args.command == "drill":
+            return _drill(args, settings)
         return _enrol(args, settings)
     except (BackupError, UpgradeError) as e:
         print(f"error: {e.code}: {e.message}", file=sys.stderr)
@@ -144,26 +153,31 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
         r = export_archive(db, settings.data_dir, args.out, progress=not args.no_progress)
     finally:
         db.dispose()
-    _print({"archive": str(r.path), "bytes": r.bytes, "counts": r.counts, "originals": r.originals, "models": r.models})
+    _print(
+        {
+            "archive": str(r.path),
+            "bytes": r.bytes,
+            "counts": r.counts,
+            "originals": r.originals,
+            "models": r.models,
+            "gallery_version": r.gallery_version,
+            "left_out": r.left_out,
+        }
+    )
     return 0
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
-    from service.ops.backup import check_archive, restore_archive
+    from service.ops.backup import ServingModel, check_archive, restore_archive
     from service.serving.runtime import Runtime
 
-    check_archive(args.archive)  # refuse a bad archive before loading the model
+    checked = check_archive(args.archive)  # refuse a bad archive before loading the model
     runtime = Runtime.from_settings(settings)
     try:
-        r = restore_archive(runtime.db, settings.data_dir, args.archive, progress=not args.no_progress)
-        missing = runtime.rebuild().gallery.missing
-        reembedded = 0
-        failed: list[str] = []
-        if missing:
-            # the archive's embeddings are of another model: embed the restored originals with this one
-            with tqdm(total=missing, desc="re-embed", unit="work", disable=args.no_progress) as bar:
-                result = runtime.reindex(on_progress=bar.update)
-            reembedded, failed = result.embedded, result.failed
+        r = restore_archive(
+            runtime.db, settings.data_dir, checked, ServingModel.of(runtime), progress=not args.no_progress
+        )
+        references = len(runtime.rebuild().gallery)  # the restored gallery, loaded as a server loads it
         model_id = runtime.model_id
     finally:
         runtime.close()
@@ -173,13 +187,36 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
             "originals": r.originals,
             "archive_models": r.models,
             "model": model_id,
-            "reembedded": reembedded,
-            "failed": failed,
+            "reembedded": r.reembedded,
+            "references": references,
             "keys_skipped": r.keys_skipped,
             "keys_revoked": r.keys_revoked,
         }
     )
-    return 1 if failed else 0
+    return 0
+
+
+def _drill(args: argparse.Namespace, settings: Settings) -> int:
+    from service.ops.drill import run_drill
+
+    r = run_drill(settings, args.out, args.target, args.target_database_url, progress=not args.no_progress)
+    _print(
+        {
+            "archive": str(r.export.path),
+            "counts": r.export.counts,
+            "gallery_version": r.export.gallery_version,
+            "questions": r.questions,
+            "identical": r.identical,
+            "differences": r.differences,
+            "live_moved": r.live_moved,
+            "seconds": round(r.seconds, 2),
+        }
+    )
+    if r.live_moved:
+        print("the gallery changed while the drill ran; run it again when it is quiet", file=sys.stderr)
+    if not r.questions:
+        print("the gallery holds no works: the drill restored it but had nothing to ask", file=sys.stderr)
+    return 0 if r.passed else 1
 
 
 def folder_tree(root: Path) -> list[tuple[str, list[Path]]]:

@@ -11,7 +11,6 @@ without the new model's embedding. Covered by tests/service/test_engine.py and t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,14 @@ def _name(name: object) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
         raise Invalid("invalid_name", "name must be a non-empty string of at most 256 characters")
     return name.strip()
+
+
+def artist_fields(artist_id: object, name: object, meta: object) -> tuple[str, str, dict]:
+    """(id, name, meta) as the service stores an artist, or `Invalid` naming the first field it refuses. The one
+    check of an artist: the API's create and an archive's restore (service/ops/backup.py) both call it."""
+    if not isinstance(artist_id, str) or not ARTIST_ID_RE.fullmatch(artist_id):
+        raise Invalid("invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'")
+    return artist_id, _name(name), _meta(meta)
 
 
 def _meta(meta: object) -> dict:
@@ -61,9 +68,7 @@ class Portfolios:
 
     # ---- artists ------------------------------------------------------------------------------------------
     def create_artist(self, artist_id: str, name: str, meta: dict | None = None) -> Artist:
-        if not isinstance(artist_id, str) or not ARTIST_ID_RE.fullmatch(artist_id):
-            raise Invalid("invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'")
-        return self._gallery.create_artist(artist_id, _name(name), _meta(meta))
+        return self._gallery.create_artist(*artist_fields(artist_id, name, meta))
 
     def update_artist(self, artist_id: str, name: str | None = None, meta: dict | None = None) -> Artist:
         """Rename an artist and/or replace its meta (None leaves it); its id and works stay."""
@@ -132,11 +137,8 @@ class Portfolios:
         """A reference work's original, scaled to at most `max_side` px, as JPEG or PNG."""
         check_thumbnail(max_side, fmt)
         data = await asyncio.to_thread(self._gallery.original, artist_id, work_id)
-        # it passed these checks at enrolment; the byte limit is lifted so a later, smaller limit cannot hide it
-        limits = self.embedder.limits
-        lifted = dataclasses.replace(limits, max_bytes=max(len(data), 1))
 
         def render() -> Thumbnail:
-            return thumbnail(self.embedder.decode(data, lifted).image, max_side, fmt)
+            return thumbnail(self.embedder.decode_original(data).image, max_side, fmt)
 
         return await asyncio.to_thread(render)

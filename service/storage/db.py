@@ -77,6 +77,24 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def snapshot_session(db: Engine) -> Iterator[Session]:
+    """A session whose reads all see one committed state of the database, however long it stays open and whatever
+    other processes commit meanwhile (a backup's read). PostgreSQL: a REPEATABLE READ, READ ONLY transaction (a
+    snapshot taken at its first statement). SQLite: an explicit BEGIN, so the first read fixes the WAL snapshot
+    the rest see; pysqlite would otherwise run each SELECT in a transaction of its own. Writers are not blocked.
+    Nothing is written through it: it is rolled back on exit. Covered by tests/service/test_backup.py."""
+    with make_sessionmaker(db)() as s:
+        if db.dialect.name == "postgresql":
+            s.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
+        elif db.dialect.name == "sqlite":
+            s.connection().exec_driver_sql("BEGIN")
+        try:
+            yield s
+        finally:
+            s.rollback()
+
+
 # ---- migrations ------------------------------------------------------------------------------------------------
 def _alembic_config(connection: Connection | None = None):  # type: ignore[no-untyped-def]
     from alembic.config import Config

@@ -91,8 +91,8 @@ class KeyStore:
 
     def create(self, name: str, scope: Scope | str) -> tuple[KeyInfo, str]:
         """Issue a new key. Returns its info and the plaintext key, which is never retrievable again."""
-        scope = _scope(scope)
-        name = _name(name)
+        scope = key_scope(scope)
+        name = key_name(name)
         key = generate_key()
         with self._sessions.begin() as s:
             if self._active_by_name(s, name) is not None:
@@ -110,7 +110,7 @@ class KeyStore:
         A different active key under the same name is revoked, so changing the environment variable rotates the
         bootstrap key. A bootstrap key that an operator revoked stays revoked.
         """
-        scope, name, digest = _scope(scope), _name(name), hash_key(key)
+        scope, name, digest = key_scope(scope), key_name(name), hash_key(key)
         try:
             return self._ensure(name, key, scope, digest)
         except sa.exc.IntegrityError:
@@ -182,14 +182,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _scope(scope: Scope | str) -> Scope:
+def key_scope(scope: Scope | str) -> Scope:
     try:
         return Scope(scope)
     except ValueError:
         raise Invalid("invalid_request", f"scope must be one of {[s.value for s in Scope]}") from None
 
 
-def _name(name: str) -> str:
+def key_name(name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 64 or "\x00" in name:
         raise Invalid("invalid_request", "key name must be 1 to 64 characters, none of them NUL")

@@ -345,7 +345,7 @@ class Store:
                     work = WorkRow(
                         artist_id=artist_id,
                         sha256=it.sha256,
-                        filename=_clean_filename(it.filename),
+                        filename=clean_filename(it.filename),
                         path=save(it.sha256, it.data),
                         size_bytes=len(it.data),
                         # listings order by creation time: a microsecond apart keeps the upload order
@@ -439,7 +439,7 @@ class Store:
             return [rel for rel in sorted(set(paths)) if not s.scalar(select(exists().where(WorkRow.path == rel)))]
 
 
-def _clean_filename(name: str | None) -> str:
+def clean_filename(name: str | None) -> str:
     """Kept as a label only (never used as a path): basename, printable, bounded."""
     base = os.path.basename((name or "").replace("\\", "/"))
     base = "".join(ch for ch in base if ch.isprintable())

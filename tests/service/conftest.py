@@ -13,7 +13,9 @@ claims to rest on, whatever models/default records."""
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,14 +131,15 @@ INSTALL_HINT = (
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """A cluster for the whole session; yields the URL of its maintenance database."""
     try:
         import psycopg  # noqa: F401
     except ImportError as e:
         pytest.fail(f"{INSTALL_HINT}: {e}", pytrace=False)
-    # a short path: the server's unix socket path must stay under ~100 bytes
-    root = Path(tmp_path_factory.mktemp("pg", numbered=True))
+    # a short path (the server's unix socket path must stay under ~100 bytes) of its own, not under pytest's
+    # numbered tmp dirs: a concurrent pytest session prunes old ones, and would delete a live cluster's files
+    root = Path(tempfile.mkdtemp(prefix="bp-pg-"))
     proc = subprocess.run(["bash", str(PG_SH), "start", str(root)], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         pytest.fail(f"{INSTALL_HINT}\ntests/pg.sh start failed:\n{proc.stderr.strip()}", pytrace=False)
@@ -145,6 +148,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         subprocess.run(["bash", str(PG_SH), "stop", str(root)], capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -160,3 +164,9 @@ def pg_url(pg_server: str) -> Iterator[str]:
             c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Run the test on both backends: None (the data dir's own SQLite file) or a fresh PostgreSQL database."""
+    return None if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))

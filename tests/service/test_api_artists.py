@@ -82,7 +82,7 @@ def test_artist_pagination(client: TestClient) -> None:
     assert client.get("/v1/artists", params={"offset": 10}, headers=ADMIN).json()["items"] == []
     for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"limit": "many"}):
         r = client.get("/v1/artists", params=bad, headers=ADMIN)
-        assert r.status_code == 422 and error_code(r) == "invalid_request"
+        assert r.status_code == 422 and error_code(r) == "invalid_pagination"
 
 
 def test_works_enrol_list_delete(client: TestClient, tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
+from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from service.logging import JsonFormatter
@@ -90,15 +92,35 @@ def test_each_app_has_its_own_registry(model_dir: Path, tmp_path: Path) -> None:
         assert f"{count} 1.0" in b.get("/metrics").text
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def test_every_405_names_exactly_the_methods_served(client: TestClient) -> None:
+    """On every route of the app — API, page, docs — each method is either served (anything but 405) or refused
+    with 405 whose Allow lists exactly the methods that were served there: the page's `POST /` and
+    `PUT /web/app.js` included."""
+    paths = {rc.path for rc in iter_route_contexts(client.app.routes) if rc.path}
+    assert {"/", "/web/{name}", "/docs", "/v1/artists/{artist_id}/works/{work_id}/image"} <= paths
+    for template in sorted(paths):
+        path = re.sub(r"\{[^}]+\}", "x", template).replace("/web/x", "/web/app.js")
+        answers = {m: client.request(m, path, headers=ADMIN) for m in METHODS}
+        served = sorted(m for m, r in answers.items() if r.status_code != 405)
+        assert served, template
+        for m, r in answers.items():
+            if r.status_code == 405:
+                assert m == "HEAD" or error_code(r) == "method_not_allowed", (m, template)  # HEAD: no body
+                assert r.headers["Allow"] == ", ".join(served), (m, template, served)
+
+
 def test_framework_errors_use_the_envelope(client: TestClient) -> None:
     r = client.get("/v2/nothing")
     assert r.status_code == 404 and error_code(r) == "not_found"
     r = client.put("/healthz")
     assert r.status_code == 405 and error_code(r) == "method_not_allowed"
-    assert r.headers["Allow"] == "GET, HEAD"
+    assert r.headers["Allow"] == "GET"
     # Allow lists every method of the resource, though GET and POST are separate routes
     r = client.options("/v1/artists", headers=ADMIN)
-    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, POST"
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, POST"
     r = client.put("/v1/artists/monet/works/w1", headers=ADMIN)
     assert r.status_code == 405 and r.headers["Allow"] == "DELETE, PATCH"
     r = client.get("/v1/compare", headers=ADMIN)

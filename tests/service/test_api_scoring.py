@@ -201,7 +201,7 @@ def test_identify_names_the_artist_whose_style_it_is(model_dir: Path, tmp_path: 
 @pytest.mark.parametrize("k", ["0", "51", "two"])
 def test_identify_bad_k(client: TestClient, verifier: dict[str, str], k: str) -> None:
     r = client.post("/v1/identify", files=one(1), data={"k": k}, headers=verifier)
-    assert r.status_code == 422 and error_code(r) == "invalid_request"
+    assert r.status_code == 422 and error_code(r) == "invalid_k"  # the scorer's own code for k
     assert "k" in r.json()["error"]["message"]
 
 

@@ -3,6 +3,8 @@ throwaway cluster started by tests/pg.sh, plus the store-level details where Pos
 (column types, time zones, text that SQLite accepts and PostgreSQL refuses).
 
 Never skipped: CI installs PostgreSQL (`make postgres-deps`), so a missing server is a failure that says so.
+Export, import and the restore drill on PostgreSQL are tested beside their SQLite cases, on the same cluster
+(the `database_url` fixture runs each on both): tests/service/test_backup.py, test_backup_snapshot.py.
 """
 
 from __future__ import annotations

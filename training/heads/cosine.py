@@ -22,8 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from training.backbone.onnxgraph import init as _init
-from training.backbone.onnxgraph import save as _save
-from training.backbone.onnxgraph import value as _f
+from training.backbone.onnxgraph import save_projection_head
 
 DEFAULT_DIM = 64
 DEFAULT_POWER = -0.5
@@ -215,37 +214,4 @@ def export(head: CosineHead, out_dir: Path) -> dict[str, str]:
         _init("cal_bias", np.array([head.bias])),
         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
     ]
-    files = {"pair": "head.onnx", "projection": "head_projection.onnx", "comparator": "head_comparator.onnx"}
-    _save(
-        helper.make_graph(
-            _project_nodes("embedding", "projection", "p"),
-            "projection",
-            [_f("embedding", "N", d)],
-            [_f("projection", "N", k)],
-            white,
-        ),
-        out_dir / files["projection"],
-    )
-    _save(
-        helper.make_graph(
-            _compare_nodes("projection_a", "projection_b"),
-            "comparator",
-            [_f("projection_a", "N", k), _f("projection_b", "N", k)],
-            [_f("probability", "N")],
-            cal,
-        ),
-        out_dir / files["comparator"],
-    )
-    _save(
-        helper.make_graph(
-            _project_nodes("embedding_a", "pa", "a")
-            + _project_nodes("embedding_b", "pb", "b")
-            + _compare_nodes("pa", "pb"),
-            "pair",
-            [_f("embedding_a", "N", d), _f("embedding_b", "N", d)],
-            [_f("probability", "N")],
-            white + cal,
-        ),
-        out_dir / files["pair"],
-    )
-    return files
+    return save_projection_head(out_dir, _project_nodes, _compare_nodes, (d, k), white, cal)
