@@ -168,9 +168,6 @@ EvidenceGrid = Annotated[
 ]
 
 
-Offset = Annotated[int, Query(ge=0, le=2**62, description="how many items to skip"), INTEGER]
-
-
 _EACH = "; with several images, give it once per image in their order (empty for none)"
 
 
@@ -196,6 +193,9 @@ def catalogue_form(
 
 
 CatalogueForm = Annotated[dict[str, list[str] | None], Depends(catalogue_form)]
+
+
+Offset = Annotated[int, Query(ge=0, le=2**62, description="how many items to skip"), INTEGER]
 
 
 async def read_upload(file: UploadFile, limit: int) -> bytes:

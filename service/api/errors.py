@@ -34,6 +34,7 @@ from service.errors import (
     Unauthorized,
     Unavailable,
 )
+from service.serving.strictness import range_message
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,10 @@ _FIELD_CODES = {
     "offset": "invalid_pagination",
     "limit": "invalid_pagination",
 }
+
+
+_STRICTNESS = {"threshold", "max_fpr", "min_precision"}
+_OUT_OF_RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
 def status_of(exc: BaseException) -> int:
@@ -130,6 +135,8 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
         parts.append(f"{field} ({where}): {what}" if field else f"request {where}: {what}")
         if len(errors) == 1 and field in _FIELD_CODES:
             code = _FIELD_CODES[field]
+            if field in _STRICTNESS and e.get("type") in _OUT_OF_RANGE:
+                parts[-1] = range_message(field, e.get("input"))  # the serving layer's words, with its hint
     if len(errors) > 5:
         parts.append(f"and {len(errors) - 5} more")
     return error_response(422, code, "; ".join(parts) or "invalid request")

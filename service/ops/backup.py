@@ -70,14 +70,13 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     create_model,
-    model_validator,
 )
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from contract.decode import ImageError
-from service.errors import Invalid, ServiceError
-from service.serving.catalogue import checked
+from service.errors import ServiceError
+from service.serving.catalogue import checked as checked_catalogue
 from service.serving.portfolios import artist_fields
 from service.storage.audit import entry
 from service.storage.collections import collection_fields
@@ -149,6 +148,7 @@ Filename = Annotated[str, StringConstraints(max_length=255), AfterValidator(_sto
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_storable)]
 KeyName = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_storable)]
 Prefix = Annotated[str, StringConstraints(max_length=16), AfterValidator(_storable)]
+CatalogueText = Annotated[str, StringConstraints(max_length=max(CATALOGUE.values())), AfterValidator(_storable)]
 
 
 class _Record(BaseModel):
@@ -169,24 +169,18 @@ class WorkRecord(_Record):
     filename: Filename = ""
     size_bytes: int = Field(ge=1, le=2**31 - 1)
     created: Time
-    # the catalogue entry (service/storage/schema.py CATALOGUE), checked as the API checks it
-    title: str | None = None
-    date: str | None = None
-    medium: str | None = None
-    dimensions: str | None = None
-    inventory_number: str | None = None
-    photo_credit: str | None = None
-    notes: str | None = None
+    # the catalogue entry (revision 0002; absent in older archives), each checked as the API checks it
+    # (`check_records`: service/serving/catalogue.py, with each field's own length)
+    title: CatalogueText | None = None
+    date: CatalogueText | None = None
+    medium: CatalogueText | None = None
+    dimensions: CatalogueText | None = None
+    inventory_number: CatalogueText | None = None
+    photo_credit: CatalogueText | None = None
+    notes: CatalogueText | None = None
 
-    @model_validator(mode="after")
-    def _catalogue_as_the_api_takes_it(self) -> WorkRecord:
-        entry = {k: getattr(self, k) for k in CATALOGUE}
-        try:
-            if checked(entry) != entry:
-                raise ValueError("its catalogue entry is not as the service stores one (untrimmed or empty text)")
-        except Invalid as e:
-            raise ValueError(e.message) from None
-        return self
+    def catalogue(self) -> dict[str, str]:
+        return {k: v for k in CATALOGUE if (v := getattr(self, k)) is not None}
 
 
 class EmbeddingRecord(_Record):
@@ -681,6 +675,11 @@ def check_records(rec: Records, originals: dict[str, int]) -> None:
             raise refuse("works", i, f"work {w.id} says {w.size_bytes} bytes; its original has {originals[w.sha256]}")
         if clean_filename(w.filename) != w.filename:
             raise refuse("works", i, f"file name {w.filename!r} is not one the store keeps")
+        try:
+            if checked_catalogue(w.catalogue()) != w.catalogue():
+                raise refuse("works", i, f"work {w.id}: a catalogue entry is not as the API stores it (trimmed text)")
+        except ServiceError as err:
+            raise refuse("works", i, f"work {w.id}: {err.code}: {err.message}") from None
     unused = set(originals) - {w.sha256 for w in rec.works}
     if unused:
         raise _invalid(f"{len(unused)} original(s) belong to no work, e.g. originals/{min(unused)}.bin")
@@ -889,7 +888,7 @@ def _insert_rows(
                 path=store.relpath(w.sha256),
                 size_bytes=w.size_bytes,
                 created=w.created,
-                **{k: getattr(w, k) for k in CATALOGUE},
+                **w.catalogue(),
             )
         )
     s.flush()

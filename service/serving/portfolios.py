@@ -39,6 +39,14 @@ def _name(name: object) -> str:
     return name.strip()
 
 
+def artist_fields(artist_id: object, name: object, meta: object) -> tuple[str, str, dict]:
+    """(id, name, meta) as the service stores an artist, or `Invalid` naming the first field it refuses. The one
+    check of an artist: the API's create and an archive's restore (service/ops/backup.py) both call it."""
+    if not isinstance(artist_id, str) or not ARTIST_ID_RE.fullmatch(artist_id):
+        raise Invalid("invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'")
+    return artist_id, _name(name), _meta(meta)
+
+
 def _meta(meta: object) -> dict:
     if meta is not None and not isinstance(meta, dict):
         raise Invalid("invalid_meta", "meta must be a JSON object")
@@ -49,14 +57,6 @@ def _meta(meta: object) -> dict:
     if len(encoded.encode()) > MAX_META_BYTES:
         raise Invalid("invalid_meta", f"meta must be at most {MAX_META_BYTES} bytes as JSON")
     return dict(meta or {})
-
-
-def artist_fields(artist_id: object, name: object, meta: object) -> tuple[str, str, dict]:
-    """(id, name, meta) as the service stores an artist, or `Invalid` naming the first field it refuses. The one
-    check of an artist: the API's create and an archive's restore (service/ops/backup.py) both call it."""
-    if not isinstance(artist_id, str) or not ARTIST_ID_RE.fullmatch(artist_id):
-        raise Invalid("invalid_artist_id", "artist id must be 1–64 characters of letters, digits, '_', '.', '-'")
-    return artist_id, _name(name), _meta(meta)
 
 
 class Portfolios:

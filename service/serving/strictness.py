@@ -48,7 +48,7 @@ class Strictness:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not _in_range(name, float(value)):
                 code = "invalid_threshold" if name == "threshold" else "invalid_operating_point"
-                raise Invalid(code, _range_message(name, value))
+                raise Invalid(code, range_message(name, value))
             # NaN fails every range check; infinities too
 
 
@@ -68,7 +68,8 @@ def _in_range(name: str, v: float) -> bool:
     return 0.0 < v < 1.0
 
 
-def _range_message(name: str, value: object) -> str:
+def range_message(name: str, value: object) -> str:
+    """Why `value` makes no sense as `name`, with a hint where it reads as a percentage (1..100)."""
     hint = ""
     if isinstance(value, int | float) and not isinstance(value, bool) and name != "threshold" and 1 <= value <= 100:
         hint = f"; did you mean {name}={value / 100:g} ({value:g} %)?"

@@ -161,11 +161,14 @@ def client(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         yield c
 
 
+_FRESH = iter(range(100, 10_000))  # enrolment's pictures: a new one each time, lest it be a duplicate
+
+
 def _send(client: TestClient, method: str, path: str, name: str, value: str | None):  # type: ignore[no-untyped-def]
     path = path.replace("{artist_id}", "vermeer").replace("{work_id}", client.app.state.work_id)
     if method == "get":
         return client.get(path, params={name: value}, headers=ADMIN)
-    files = pair(1, 2) if path.endswith("compare") else one(3)
+    files = pair(1, 2) if path.endswith("compare") else one(next(_FRESH) if path.endswith("/works") else 3)
     data = {
         **({name: value} if value is not None else {}),
         **({"artist_id": "vermeer"} if path.endswith("verify") else {}),
@@ -178,13 +181,15 @@ def test_each_field_refuses_every_other_spelling_and_changes_nothing(client: Tes
     method, path, name = field
     kind, code, good = FIELDS[field]
     audit = client.get("/v1/audit", headers=ADMIN).json()["total"]
+    works = len(client.get("/v1/artists/vermeer/works", headers=ADMIN).json()["works"])
     for bad in REFUSED[kind](good):
         r = _send(client, method, path, name, bad)
         assert r.status_code == 422 and error_code(r) == code, (bad, r.status_code, r.text)
         assert name in r.json()["error"]["message"], r.text
     assert client.get("/v1/audit", headers=ADMIN).json()["total"] == audit  # nothing decided, nothing logged
+    assert len(client.get("/v1/artists/vermeer/works", headers=ADMIN).json()["works"]) == works  # nor enrolled
     r = _send(client, method, path, name, good)
-    assert r.status_code == 200, (good, r.text)
+    assert r.status_code == (201 if path.endswith("/works") else 200), (good, r.text)
 
 
 @pytest.mark.parametrize("field", list(FIELDS), ids=lambda f: f"{f[1]}:{f[2]}")
@@ -198,5 +203,8 @@ def test_an_empty_value_is_absent_in_a_form_and_refused_in_a_query(client: TestC
         assert r.status_code == 422 and error_code(r) == code, r.text
     else:
         absent = _send(client, method, path, name, None)
+        if path.endswith("/works"):  # two enrolments of two pictures: the same answer but for the works made
+            assert r.status_code == absent.status_code == 201, (r.text, absent.text)
+            return
         assert r.status_code == absent.status_code == 200, (r.text, absent.text)
         assert {**r.json(), "request_id": None} == {**absent.json(), "request_id": None}
