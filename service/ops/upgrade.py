@@ -130,6 +130,7 @@ class ModelSwitch:
         self._prepare_lock = threading.Lock()
         self._error: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
         self.on_switch: Callable[[Bundle], None] | None = None
         own_dir = str(Path(model_dir).resolve())
         configured = runtime.model_id
@@ -158,12 +159,16 @@ class ModelSwitch:
     async def start(self) -> None:
         await asyncio.to_thread(self._heartbeat)
         self._task = asyncio.create_task(self._poll(), name="model-switch")
+        # its own task: staging a model (its gallery tables) can take longer than LIVE_AFTER, and a replica busy
+        # staging must not look gone to the upgrade waiting for it
+        self._beat = asyncio.create_task(self._beat_loop(), name="model-switch-heartbeat")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._beat):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         try:
             with self._sessions.begin() as s:
                 s.execute(sa.delete(ReplicaRow).where(ReplicaRow.id == self.replica_id))
@@ -174,11 +179,20 @@ class ModelSwitch:
         while True:
             try:
                 await self.follow()
-                await asyncio.to_thread(self._heartbeat)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a store hiccup must not end the loop
                 log.warning("model switch: poll failed", exc_info=True)
+            await asyncio.sleep(self.poll_s)
+
+    async def _beat_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self._heartbeat)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a store hiccup must not end the loop
+                log.warning("model switch: heartbeat failed", exc_info=True)
             await asyncio.sleep(self.poll_s)
 
     # -- per request
