@@ -24,11 +24,15 @@ size (the smallest k when the portfolio is smaller than all of them; the pair ta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from contract.card import Calibration
 from contract.operating import OperatingPoint, Table, ThreeWay, Unreachable, operating_point, three_way
 from service.errors import BadRequest, Invalid
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,11 @@ def range_message(name: str, value: object) -> str:
     return f"{name} must be {_RANGES[name]}, not {value!r}{hint}"
 
 
-def resolve(table: Table, strictness: Strictness, default: tuple[float, str]) -> OperatingPoint:
-    """The operating point `strictness` asks for on `table` (contract.operating); `default` = (threshold, rule)."""
+def _asked(rule: Callable[..., T], table: Table, strictness: Strictness, default: tuple[float, str]) -> T:
+    """`rule` (contract.operating) on `table` at the strictness asked for; unreachable: 422
+    `operating_point_unreachable`."""
     try:
-        return operating_point(
+        return rule(
             table,
             threshold=strictness.threshold,
             max_fpr=strictness.max_fpr,
@@ -88,21 +93,17 @@ def resolve(table: Table, strictness: Strictness, default: tuple[float, str]) ->
         )
     except Unreachable as e:
         raise Invalid("operating_point_unreachable", str(e)) from e
+
+
+def resolve(table: Table, strictness: Strictness, default: tuple[float, str]) -> OperatingPoint:
+    """The operating point `strictness` asks for on `table` (contract.operating); `default` = (threshold, rule)."""
+    return _asked(operating_point, table, strictness, default)
 
 
 def judge(table: Table, strictness: Strictness, default: tuple[float, str]) -> ThreeWay:
     """The verdict's two points on `table` (contract.operating `three_way`): the strict one is the strictness asked
     for (unreachable: 422 `operating_point_unreachable`), else max_fpr 0.01 (unreachable: none, and why)."""
-    try:
-        return three_way(
-            table,
-            threshold=strictness.threshold,
-            max_fpr=strictness.max_fpr,
-            min_precision=strictness.min_precision,
-            default=default,
-        )
-    except Unreachable as e:
-        raise Invalid("operating_point_unreachable", str(e)) from e
+    return _asked(three_way, table, strictness, default)
 
 
 @dataclass(frozen=True)
