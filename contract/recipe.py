@@ -104,7 +104,13 @@ def crop_features(crop_outputs: np.ndarray, recipe: EmbeddingRecipe) -> np.ndarr
     return x
 
 
+def pool(vectors: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-crop vectors [n, embedding_dim] (`crop_features`) → their (weighted) mean [embedding_dim]: a picture's
+    embedding over all its crops (`combine`), or a region's over the crops that cover it (evidence maps)."""
+    out: np.ndarray = np.average(np.asarray(vectors, np.float64), axis=0, weights=weights).astype(np.float32)
+    return out
+
+
 def combine(crop_outputs: np.ndarray, recipe: EmbeddingRecipe) -> np.ndarray:
     """The backbone's outputs for one picture's crops [n_crops, crop_dim] → its embedding [embedding_dim]."""
-    out: np.ndarray = crop_features(crop_outputs, recipe).mean(axis=0, dtype=np.float64).astype(np.float32)
-    return out
+    return pool(crop_features(crop_outputs, recipe))

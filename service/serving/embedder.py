@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.decode import Decoded, ImageError, ImageLimits, decode_bytes
-from contract.recipe import resized
+from contract.recipe import pool, resized
 from service.config import Settings
 from service.serving.batching import MicroBatcher
 from service.serving.bundle import Bundle
@@ -46,22 +46,46 @@ class Prepared:
     decoded: Decoded
     inputs: np.ndarray
     quality: PictureQuality
+    working: tuple[int, int]  # width, height of the recipe's resized picture (the crops' boxes refer to it)
 
     @property
     def sha256(self) -> str:
         return self.decoded.sha256
 
 
+@dataclass(frozen=True, eq=False)
+class Picture:
+    """An upload once the backbone has run: what scoring needs of it (and what the embedding cache keeps — no
+    pixels). `crops` are the per-crop vectors of the recipe's crops (contract.recipe.crop_features, in
+    contract.recipe.crop_boxes order over the `working` picture); `embedding` is their mean."""
+
+    sha256: str
+    size: tuple[int, int]  # the upload's own width and height, orientation applied (Decoded.size)
+    working: tuple[int, int]  # the recipe's resized picture
+    quality: PictureQuality
+    crops: np.ndarray  # [n_crops, embedding_dim]
+    embedding: np.ndarray  # [embedding_dim]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.crops.nbytes + self.embedding.nbytes) + 512  # + the record and its quality measures
+
+    @classmethod
+    def of(cls, p: Prepared, crops: np.ndarray) -> Picture:
+        return cls(p.sha256, p.decoded.size, p.working, p.quality, crops, pool(crops))
+
+
 def embed_items(items: list[Item]) -> list[np.ndarray]:
-    """One micro-batch: each model embeds its own items (all of one model but during a swap), in order."""
+    """One micro-batch: each model runs its own items (all of one model but during a swap), in order; each
+    picture's per-crop vectors [n_crops, embedding_dim] come back."""
     out: list[np.ndarray] = [np.zeros(0)] * len(items)
     by_model: dict[int, list[int]] = {}
     for i, (model, _) in enumerate(items):
         by_model.setdefault(id(model), []).append(i)
     for rows in by_model.values():
         model = items[rows[0]][0]
-        for i, emb in zip(rows, model.embed_pictures([items[i][1] for i in rows]), strict=True):
-            out[i] = emb
+        for i, vectors in zip(rows, model.crop_vectors([items[i][1] for i in rows]), strict=True):
+            out[i] = vectors
     return out
 
 
@@ -114,12 +138,20 @@ class Embedder:
             pq = bundle.quality.assess(decoded, working)
             if floor:
                 bundle.quality.check_floor(pq)
-            return Prepared(decoded, bundle.model.model_inputs(working), pq)
+            return Prepared(decoded, bundle.model.model_inputs(working), pq, working.size)
 
     # ---- backbone inputs → embeddings ----------------------------------------------------------------------
-    async def embed(self, bundle: Bundle, inputs: np.ndarray) -> np.ndarray:
-        """One picture's embedding by the bundle's model, batched with concurrent requests' pictures."""
+    async def crops(self, bundle: Bundle, inputs: np.ndarray) -> np.ndarray:
+        """One picture's per-crop vectors by the bundle's model, batched with concurrent requests' pictures."""
         return await self.batcher.submit((bundle.model, inputs))
+
+    async def embed(self, bundle: Bundle, inputs: np.ndarray) -> np.ndarray:
+        """One picture's embedding by the bundle's model (the mean of its crops' vectors)."""
+        return pool(await self.crops(bundle, inputs))
+
+    async def picture(self, bundle: Bundle, prepared: Prepared) -> Picture:
+        """A prepared upload through the backbone."""
+        return Picture.of(prepared, await self.crops(bundle, prepared.inputs))
 
     async def embed_upload(self, bundle: Bundle, data: bytes) -> tuple[np.ndarray, str]:
         """(embedding, sha256) of an upload."""

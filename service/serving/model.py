@@ -19,7 +19,7 @@ from PIL import Image
 
 from contract.card import Card, CardError, load_card
 from contract.heads import head_kind
-from contract.recipe import combine, model_inputs
+from contract.recipe import combine, crop_features, model_inputs, pool
 
 Providers = Literal["auto", "cpu", "cuda"]
 _CUDA = "CUDAExecutionProvider"
@@ -159,15 +159,23 @@ class Model:
         """One picture's backbone outputs [n_crops, crop_dim] → its embedding [D], as the card says."""
         return combine(crop_outputs, self.card.backbone.embedding)
 
-    def embed_pictures(self, inputs: Sequence[np.ndarray], max_rows: int = 256) -> np.ndarray:
-        """Pictures' backbone inputs (each [n_crops, H, W, 3], from `model_inputs`) → embeddings [len, D].
-        The crops of all pictures go through the backbone together, in runs of at most `max_rows` (memory)."""
+    def crop_vectors(self, inputs: Sequence[np.ndarray], max_rows: int = 256) -> list[np.ndarray]:
+        """Pictures' backbone inputs (each [n_crops, H, W, 3], from `model_inputs`) → each picture's per-crop
+        vectors [n_crops, embedding_dim] (contract.recipe.crop_features), whose mean is its embedding. The crops of
+        all pictures go through the backbone together, in runs of at most `max_rows` (memory)."""
         if not inputs:
-            return np.zeros((0, self.embedding_dim), np.float32)
+            return []
         crops = np.concatenate(list(inputs))
         outputs = np.concatenate([self.embed(crops[i : i + max_rows]) for i in range(0, len(crops), max_rows)])
         ends = np.cumsum([len(x) for x in inputs])
-        return np.stack([self.combine(part) for part in np.split(outputs, ends[:-1])])
+        recipe = self.card.backbone.embedding
+        return [crop_features(part, recipe) for part in np.split(outputs, ends[:-1])]
+
+    def embed_pictures(self, inputs: Sequence[np.ndarray], max_rows: int = 256) -> np.ndarray:
+        """Pictures' backbone inputs → embeddings [len, D] (`crop_vectors`, pooled as contract.recipe.combine)."""
+        if not inputs:
+            return np.zeros((0, self.embedding_dim), np.float32)
+        return np.stack([pool(v) for v in self.crop_vectors(inputs, max_rows)])
 
     def pair_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The exported pair head as is: same-artist probability for rows of a and b, [N]."""

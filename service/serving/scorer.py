@@ -25,13 +25,12 @@ import numpy as np
 
 from contract import quality
 from contract.aggregation import aggregate, top_m
-from contract.decode import Decoded
 from contract.operating import INCONCLUSIVE, NOT_CONSISTENT, STRICT_MAX_FPR, Table, ThreeWay, equal_error_point
 from service.config import Settings
 from service.errors import Conflict, Invalid
 from service.serving.bundle import Bundle, BundleSlot, View
 from service.serving.calibration import MODEL_CARD, CalibrationUsed
-from service.serving.embedder import Embedder
+from service.serving.embedder import Embedder, Picture
 from service.serving.evidence import EvidenceMap, check_grid, evidence_map
 from service.serving.quality import QualityUsed
 from service.serving.strictness import Preset, Strictness, judge, presets
@@ -224,15 +223,28 @@ class Scorer:
     async def _view(self, b: Bundle) -> View:
         return await asyncio.to_thread(b.view, self.collection)
 
+    async def _pictures(self, b: Bundle, *uploads: bytes) -> list[Picture]:
+        """Uploads → decoded, quality-checked (422 below the floor) and embedded `Picture`s, in the order given.
+        They go to the backbone in a canonical order (by sha256), so compare(a, b) and compare(b, a) run the very
+        same batch."""
+        prepared = await asyncio.gather(*(asyncio.to_thread(self.embedder.prepare, b, data) for data in uploads))
+        order = sorted(range(len(prepared)), key=lambda i: prepared[i].sha256)
+        done = await asyncio.gather(*(self.embedder.picture(b, prepared[i]) for i in order))
+        out: list[Picture | None] = [None] * len(prepared)
+        for i, picture in zip(order, done, strict=True):
+            out[i] = picture
+        return [p for p in out if p is not None]
+
     async def _evidence(
         self,
         b: Bundle,
-        decoded: Decoded,
+        data: bytes,
         grid: int,
         score: Callable[[list[np.ndarray]], list[float]],
         threshold: float,
         target: str,
     ) -> EvidenceMap:
+        decoded = await asyncio.to_thread(self.embedder.decode, data)
         return await evidence_map(
             decoded.image,
             grid,
@@ -251,20 +263,14 @@ class Scorer:
         grid = None if evidence is None else check_grid(evidence)
         b = self.bundles.current
         v = await self._view(b)
-        pa, pb = await asyncio.gather(
-            asyncio.to_thread(self.embedder.prepare, b, image_a), asyncio.to_thread(self.embedder.prepare, b, image_b)
-        )
+        pa, pb = await self._pictures(b, image_a, image_b)
         qa, qb = pa.quality, pb.quality
         pair_q = None if qa.score is None or qb.score is None else float(quality.pair_quality(qa.score, qb.score))
         band = b.quality.band(pair_q, "the pair", (qa, qb))
         table, recommended, used = v.pair_calibration(band)
         tw = judge(table, strictness or Strictness(), recommended)
         sa, sb = pa.sha256, pb.sha256
-        # submitted in a canonical order so compare(a, b) and compare(b, a) run the very same batch
-        first, second = (pa.inputs, pb.inputs) if sa <= sb else (pb.inputs, pa.inputs)
-        e1, e2 = await asyncio.gather(self.embedder.embed(b, first), self.embedder.embed(b, second))
-        v1, v2, score = await asyncio.to_thread(_pair, b, e1, e2)
-        va, vb = (v1, v2) if sa <= sb else (v2, v1)
+        va, vb, score = await asyncio.to_thread(_pair, b, pa.embedding, pb.embedding)
         copies = await asyncio.to_thread(_copies, v, [("image_a", sa, va), ("image_b", sb, vb)])
         emap = None
         if grid is not None:
@@ -273,7 +279,7 @@ class Scorer:
                 regions = b.model.reference_vectors(np.stack(embs))
                 return [float(s) for s in b.model.score_against(vb, regions)]
 
-            emap = await self._evidence(b, pa.decoded, grid, against_b, region_threshold(tw), "image_b")
+            emap = await self._evidence(b, image_a, grid, against_b, region_threshold(tw), "image_b")
         return Decision(
             **decided(b, score, tw, Subject.pair(), copies),
             images=(sa, sb),
@@ -295,10 +301,9 @@ class Scorer:
         if n == 0:
             raise Conflict("empty_portfolio", f"artist {artist_id!r} has no enrolled works to verify against")
         agg = b.model.card.calibration.aggregation
-        p = await asyncio.to_thread(self.embedder.prepare, b, image)
+        (p,) = await self._pictures(b, image)
         band = b.quality.band(p.quality.score, "the picture", (p.quality,))
-        emb = await self.embedder.embed(b, p.inputs)
-        query = b.model.reference_vectors(emb[None])[0]
+        query = b.model.reference_vectors(p.embedding[None])[0]
         copies = await asyncio.to_thread(_copies, v, [("image", p.sha256, query)])
         # a copy of one of this portfolio's own works is judged against the others (as the calibration's
         # leave-one-out trials are): a known work re-submitted is no evidence about itself
@@ -321,7 +326,7 @@ class Scorer:
             def against_portfolio(embs: list[np.ndarray]) -> list[float]:
                 return [aggregate(_score_portfolio(b, e, vectors), agg) for e in embs]
 
-            emap = await self._evidence(b, p.decoded, grid, against_portfolio, region_threshold(tw), "portfolio")
+            emap = await self._evidence(b, image, grid, against_portfolio, region_threshold(tw), "portfolio")
         works = await asyncio.to_thread(v.gallery.works, [work_ids[i] for i in top])
         return Verdict(
             **decided(b, score, tw, Subject.portfolio(artist.name, n), copies),
@@ -350,10 +355,9 @@ class Scorer:
         b = self.bundles.current
         v = await self._view(b)
         await asyncio.to_thread(require_index, v)
-        p = await asyncio.to_thread(self.embedder.prepare, b, image)
+        (p,) = await self._pictures(b, image)
         band = b.quality.band(p.quality.score, "the picture", (p.quality,))
-        emb = await self.embedder.embed(b, p.inputs)
-        query = b.model.reference_vectors(emb[None])[0]
+        query = b.model.reference_vectors(p.embedding[None])[0]
         copies = await asyncio.to_thread(_copies, v, [("image", p.sha256, query)])
         ranked = await asyncio.to_thread(self._rank, v, query, k, {c.work_id for c in copies})
         table, used = v.open_set_calibration(band)
