@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 
 from service.config import Settings
 from service.errors import ServiceError
@@ -268,6 +269,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServiceError as e:
         print(f"error: {e.code}: {e.message}", file=sys.stderr)
         return 1
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as e:
+        # a URL SQLAlchemy cannot parse, or a dialect it does not know: the operator's typo, not a crash
+        print(f"error: invalid database URL (BRUSHPRINT_DATABASE_URL / --database-url): {e}", file=sys.stderr)
+        return 2
+    except sa_exc.OperationalError as e:
+        print(f"error: cannot open the database {_safe_url(settings)}: {e.orig}", file=sys.stderr)
+        return 1
+
+
+def _safe_url(settings: Settings) -> str:
+    """The database URL as an operator may see it printed: the password hidden."""
+    from sqlalchemy.engine import make_url
+
+    assert settings.database_url is not None
+    return make_url(settings.database_url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

@@ -202,3 +202,20 @@ def test_module_entry_point(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "says"),
+    [
+        ("nonsense://", 2, "invalid database URL"),
+        ("::::", 2, "invalid database URL"),
+        ("postgresql://someone:hunter2hunter2@127.0.0.1:1/nowhere", 1, "cannot open the database"),
+    ],
+)
+def test_a_bad_database_url_is_a_message_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, code: int, says: str
+) -> None:
+    assert main(["--data-dir", str(tmp_path), "--database-url", url, "db", "current"]) == code
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert "hunter2hunter2" not in err  # a password in the URL is never printed
