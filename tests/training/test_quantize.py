@@ -5,7 +5,10 @@ its own measured figures beside the fp32 model's."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +240,20 @@ def test_the_int8_card_is_measured_with_the_int8_backbone(int8_built):
     # the shipped whitening was fitted on the int8 crops: a card built on fp32 crops has another projection
     assert card.head.cosine is not None and int8_built["fp32"].head.cosine is not None
     assert card.head.cosine.slope != int8_built["fp32"].head.cosine.slope
+
+
+def test_the_int8_benchmark_compares_the_two_model_directories(int8_built, tmp_path):
+    root = int8_built["root"]
+    out = tmp_path / "int8.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.int8", "--quick", "--fp32", str(root / "fp32"), "--int8", str(root / "int8"),
+         "--pictures", str(root / "corpus"), "--json", str(out)],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("HEADLINE int8: int8 ")
+    data = json.loads(out.read_text())["data"]
+    assert len(data["pictures"]) == 3 and data["crops"] == GRID * GRID and data["threads"] == 2
+    assert data["ratio"] == pytest.approx(data["ms_per_picture"]["int8"] / data["ms_per_picture"]["fp32"])
+    assert 0.9 < data["embedding_cosine"]["min"] <= data["embedding_cosine"]["mean"] < 1.0
+    assert int8_built["int8"].model_id in proc.stdout and int8_built["fp32"].model_id in proc.stdout
