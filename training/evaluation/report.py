@@ -244,6 +244,7 @@ def write_real_report(path: Path, card: Card, command: str, seconds: float) -> P
         "",
     ]
     lines += robustness_lines(card)
+    lines += quantisation_lines(card)
     syn = card.metrics.get("synthetic")
     if syn:
         lines += ["", "## Synthetic paintings (apart)", "", f"{syn['corpus']}: pair AUC {syn['pair_auc']:.3f}, "
@@ -278,6 +279,116 @@ def write_real_report(path: Path, card: Card, command: str, seconds: float) -> P
 
 
 TARGET_FPR, TARGET_AUC_DROP, TARGET_DEFAULT = 0.08, 0.03, 0.05
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def _worst_fpr05(rows: dict) -> tuple[float, str]:
+    """The highest FPR at max_fpr=0.05 over held-out conditions' pairs (within and cross) and where."""
+    pairs = {k: v for k, v in rows.items() if k.endswith("/within") or k.endswith("/cross")}
+    if not pairs:
+        return math.nan, "–"
+    key = max(pairs, key=lambda k: pairs[k])
+    return pairs[key], key
+
+
+def quantisation_lines(card: Card) -> list[str]:
+    """The REPORT section of a model with an int8 backbone: how it was quantised and calibrated, how close its
+    features stay to fp32's, and its measured figures beside the fp32 model's (read from that model's card)."""
+    q = card.metrics.get("quantisation")
+    if not q:
+        return []
+    h = q["held_out"]
+    lines = [
+        "",
+        "## The int8 backbone against fp32",
+        "",
+        f"- quantised by {q['method']} (onnxruntime {q['onnxruntime']}); kept fp32: "
+        + (", ".join(f"`{n}`" for n in q.get("fp32_nodes", [])) or "none")
+        + ".",
+        f"- activation ranges from {q['calibration_crops']} crops of {q.get('calibration_paintings', '?')} paintings "
+        f"of {q.get('calibration_source', '?')}; {q.get('calibration_note', '')}.",
+        f"- parity on {h['crops']} held-out crops of {h.get('paintings', '?')} other paintings (each crop's features "
+        "as the service combines them, int8 against fp32): cosine mean "
+        f"{h['cosine_mean']:.4f}, worst {h['cosine_min']:.4f}, 5th percentile {h['cosine_p05']:.4f} (refused below "
+        f"mean {q['thresholds']['cosine_mean']} or worst {q['thresholds']['cosine_min']}).",
+        f"- size: {_size(q['int8_bytes'])} against {_size(q['fp32_bytes'])}; {q['quantize_linear']} QuantizeLinear and "
+        f"{q['dequantize_linear']} DequantizeLinear nodes.",
+    ]
+    t = q.get("timing")
+    if t:
+        lines.append(
+            f"- speed at build time ({t['crops']} crops, one 4x4-grid picture; {t['threads']} intra-op threads, median "
+            f"of {t['repeats']} runs on {t['machine']}, sharing the machine with the build): int8 "
+            f"{t['int8_s'] * 1000:.1f} ms, fp32 {t['fp32_s'] * 1000:.1f} ms, ratio {t['ratio']:.2f}."
+        )
+    ref = q.get("fp32")
+    if not ref:
+        return [*lines, "", "No fp32 model's measurements to compare with (the backbone was not taken from one)."]
+    real = card.metrics["real"]
+    judged = card.metrics.get("robustness", {}).get("judged", {})
+    ours = {
+        k: {
+            "auc": r["auc"],
+            "fpr": r["points"]["max_fpr<=0.05"]["observed_fpr"],
+            "default_fpr": r["points"]["default"]["observed_fpr"],
+        }
+        for k, r in judged.items()
+        if k != "error_versus_discard"
+    }
+    theirs = {
+        k: {"auc": r["auc"], "fpr": r["fpr_max_fpr_0.05"], "default_fpr": r["default_fpr"]}
+        for k, r in ref.get("robustness", {}).items()
+    }
+
+    def pair_row(label: str, a: dict, b: dict, key: str) -> str:
+        if key not in a or key not in b:
+            return f"| {label} | – | – | – |"
+        return (
+            f"| {label} | {a[key]:.3f} {_ci(a[key + '_ci95'])} | {b[key]:.3f} {_ci(b[key + '_ci95'])} "
+            f"| {a[key] - b[key]:+.3f} |"
+        )
+
+    w8, w8_at = _worst_fpr05({k: v["fpr"] for k, v in ours.items()})
+    w32, w32_at = _worst_fpr05({k: v["fpr"] for k, v in theirs.items()})
+    met8 = sum(1 for k, v in ours.items() if ("/within" in k or "/cross" in k) and v["fpr"] <= TARGET_FPR)
+    met32 = sum(1 for k, v in theirs.items() if ("/within" in k or "/cross" in k) and v["fpr"] <= TARGET_FPR)
+    n8 = sum(1 for k in ours if "/within" in k or "/cross" in k)
+    n32 = sum(1 for k in theirs if "/within" in k or "/cross" in k)
+    lines += [
+        "",
+        f"Each model measured by its own build (same protocol, same seeds; the fp32 figures from `{ref['model_id']}`'s "
+        "card). Real paintings, artists never fitted on:",
+        "",
+        "| measure | int8 | fp32 | int8 − fp32 |",
+        "|---|---:|---:|---:|",
+        pair_row("pair ROC AUC", real["pair"], ref["pair"], "auc"),
+        pair_row("pair EER", real["pair"], ref["pair"], "eer"),
+        pair_row("verify (leave-one-out) AUC", real["verify_loo"], ref["verify_loo"], "auc"),
+        f"| worst FPR at max_fpr=0.05, held-out conditions | {w8:.3f} ({w8_at}) | {w32:.3f} ({w32_at}) "
+        f"| {w8 - w32:+.3f} |",
+        f"| conditions with FPR at max_fpr=0.05 ≤ {TARGET_FPR} | {met8} of {n8} | {met32} of {n32} | |",
+        "",
+        "Under each acquisition condition (held out; AUC, observed FPR at `max_fpr=0.05`, observed FPR at the "
+        "default point):",
+        "",
+        "| condition | kind | AUC int8 | AUC fp32 | FPR@0.05 int8 | FPR@0.05 fp32 | default FPR int8 "
+        "| default FPR fp32 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, a in ours.items():
+        b = theirs.get(key)
+        name, kind = key.split("/")
+        if b is None:
+            lines.append(f"| {name} | {kind} | {a['auc']:.3f} | – | {a['fpr']:.3f} | – | {a['default_fpr']:.3f} | – |")
+        else:
+            lines.append(
+                f"| {name} | {kind} | {a['auc']:.3f} | {b['auc']:.3f} | {a['fpr']:.3f} | {b['fpr']:.3f} "
+                f"| {a['default_fpr']:.3f} | {b['default_fpr']:.3f} |"
+            )
+    return lines
 
 
 def _rate(p: dict, which: str) -> str:

@@ -21,6 +21,7 @@ from contract.operating import Table, Unreachable, equal_error_point
 from contract.operating import operating_point as choose_point
 from contract.quality import pair_quality
 from contract.recipe import crop_features, model_inputs, resized
+from training.backbone.sessions import cpu_session
 from training.data import conditions as cond
 from training.evaluation import realeval
 from training.heads import cosine
@@ -72,9 +73,7 @@ def condition_crops(
     if crops is not None and measures is not None:
         return crops, measures
     if crops is None and session is None:
-        from training.realmodel import _session
-
-        session = _session(backbone)
+        session = cpu_session(backbone)
     new_crops, new_measures = [], []
     for i, p in enumerate(tqdm(paths, desc=name, unit="img")):
         decoded = _upload(p, condition, seed + i)
@@ -777,11 +776,9 @@ class CardHead:
     """A shipped cosine head read from its model directory: the projection ONNX, the card's logistic map."""
 
     def __init__(self, model_dir: Path, card: Card):
-        from training.realmodel import _session
-
         if card.head.kind != "cosine" or card.head.projection is None or card.head.cosine is None:
             raise ValueError(f"{model_dir}: only cosine heads can be judged here (this one is {card.head.kind!r})")
-        self._projection = _session(Path(model_dir) / card.head.projection.file)
+        self._projection = cpu_session(Path(model_dir) / card.head.projection.file)
         self._input = card.head.projection.input_names[0]
         self.slope, self.bias = card.head.cosine.slope, card.head.cosine.bias
 
