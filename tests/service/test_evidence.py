@@ -270,20 +270,23 @@ async def test_the_backbone_runs_once_per_query_with_evidence(
         return crop_vectors(inputs, *args, **kwargs)
 
     monkeypatch.setattr(grid_model, "crop_vectors", counted)
-    query = _png(artwork(3, 9, (240, 180)))
-    for n in (None, 2, 3):
+
+    def query(i: int) -> bytes:  # a new picture each time: nothing an embedding cache holds
+        return _png(artwork(3, 10 + i, (240, 180)))
+
+    for i, n in enumerate((None, 2, 3)):
         batches.clear()
         pictures.clear()
-        v = await grid_runtime.scorer.verify(query, "once", evidence=n)
+        v = await grid_runtime.scorer.verify(query(i), "once", evidence=n)
         assert (batches, pictures) == ([9], [1]), n
         assert v.evidence is None if n is None else v.evidence is not None and v.evidence.method == "crops"
     batches.clear()
     pictures.clear()
-    d = await grid_runtime.scorer.compare(query, _png(artwork(4, 0)), evidence=2)
+    d = await grid_runtime.scorer.compare(query(3), _png(artwork(4, 0)), evidence=2)
     assert d.evidence is not None and d.evidence.method == "crops" and (sum(batches), sum(pictures)) == (18, 2)
     batches.clear()
     pictures.clear()
-    v = await grid_runtime.scorer.verify(query, "once", evidence=4)
+    v = await grid_runtime.scorer.verify(query(4), "once", evidence=4)
     assert v.evidence is not None and v.evidence.method == "regions" and sum(pictures) == 1 + 16
     assert sum(batches) == 9 + 16 * 9
 
