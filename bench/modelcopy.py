@@ -2,6 +2,8 @@
 no onnx or TensorFlow needed, so the serving tests and the benchmarks make them with the serving install alone.
 
 - `linked_copy(model_dir, out, change)`: the card rewritten by `change(card)`;
+- `grid_copy(model_dir, out, grid, resize_shorter, tag)`: another crop grid at another working size (a small
+  multi-crop model for the evidence-map tests);
 - `single_crop_copy(model_dir, out)`: the recipe cut to ONE centre crop (the service tests' model, the benchmarks'
   single-crop baseline);
 - `recipe_copy(model_dir, out, **preprocessing)`: other preprocessing, same files (a model id of its own:
@@ -44,26 +46,33 @@ def recipe_copy(model_dir: str | Path, out: str | Path, **preprocessing: Any) ->
     return linked_copy(model_dir, out, change)
 
 
-def single_crop_copy(model_dir: str | Path, out: str | Path, crop_side: int | None = None) -> Path:
-    """A copy of a model directory whose recipe is ONE centre crop.
+def grid_copy(model_dir: str | Path, out: str | Path, grid: tuple[int, int], resize_shorter: int, tag: str) -> Path:
+    """A copy of a model directory whose recipe is another crop grid at another working size.
 
-    Same backbone, head and calibration tables; only `preprocessing.grid` becomes (1, 1) and `resize_shorter` the
-    crop side (no quality model, bands or same-painting threshold: they describe the full recipe), and the version
-    says so. The service tests run on it: the serving path the shipped model takes, at a sixteenth of its backbone
-    work. Benchmarks use it as the single-crop baseline.
+    Same backbone, head and calibration tables; only `preprocessing.grid` and `resize_shorter` change (no quality
+    model, bands or same-painting threshold: they describe the original recipe at its working resolution), and
+    the version says so (`tag`).
     """
 
     def change(card: Card) -> Card:
         p = card.backbone.preprocessing
-        side = crop_side or p.crop[0]
         backbone = card.backbone.model_copy(
-            update={"preprocessing": p.model_copy(update={"grid": (1, 1), "resize_shorter": side})}
+            update={"preprocessing": p.model_copy(update={"grid": grid, "resize_shorter": resize_shorter})}
         )
         # the quality model and its bands were measured with the full recipe at its working resolution: they do
-        # not describe a single crop, so the copy has neither (its rates are the published tables')
+        # not describe another one, so the copy has neither (its rates are the published tables')
         calibration = card.calibration.model_copy(update={"quality": None, "bands": [], "same_work": None})
         return card.model_copy(
-            update={"backbone": backbone, "calibration": calibration, "version": f"{card.version}-1crop"}
+            update={"backbone": backbone, "calibration": calibration, "version": f"{card.version}-{tag}"}
         )
 
     return linked_copy(model_dir, out, change)
+
+
+def single_crop_copy(model_dir: str | Path, out: str | Path, crop_side: int | None = None) -> Path:
+    """A copy of a model directory whose recipe is ONE centre crop (`grid_copy`: grid (1, 1), `resize_shorter` the
+    crop side). The service tests run on it: the serving path the shipped model takes, at a sixteenth of its
+    backbone work. Benchmarks use it as the single-crop baseline.
+    """
+    side = crop_side or load_card(Path(model_dir)).backbone.preprocessing.crop[0]
+    return grid_copy(model_dir, out, (1, 1), side, "1crop")

@@ -35,11 +35,15 @@ class Evidence:
     threshold: float
     target: str  # "portfolio" (verify) or "image_b" (compare)
     regions: list[Region]
+    # "crops": pooled from the model's crops; "regions": each region embedded as an upload ("" from older servers)
+    method: str = ""
+    crop_grid: tuple[int, int] | None = None  # the model's crop grid, rows and columns
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Evidence:
         regions = [_build(Region, {**r, "box": tuple(r["box"])}) for r in data.get("regions", [])]
-        return _build(cls, data, regions=regions)
+        grid = data.get("crop_grid")
+        return _build(cls, data, regions=regions, crop_grid=tuple(grid) if isinstance(grid, list) else None)
 
 
 @dataclass(frozen=True)

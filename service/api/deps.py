@@ -162,7 +162,9 @@ EvidenceGrid = Annotated[
         ge=MIN_GRID,
         le=MAX_GRID,
         description=f"ask for an evidence map: the query cut into n×n regions (n from {MIN_GRID} to {MAX_GRID}), "
-        "each scored on its own against the same target; costs n² extra embeddings, submitted to the backbone together",
+        "each scored on its own against the same target; pooled from the crops the decision already computed, no "
+        "extra backbone work — except for a model whose crop grid has fewer than n rows or columns, where each "
+        "region is embedded like an upload (n² extra embeddings, submitted to the backbone together)",
     ),
     INTEGER,
 ]

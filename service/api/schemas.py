@@ -45,8 +45,10 @@ class ErrorBody(BaseModel):
 class RegionOut(_Out):
     row: int
     col: int
-    box: list[int] = Field(description="[left, top, right, bottom] in pixels of the decoded, oriented query")
-    score: float = Field(description="this region alone scored like a whole image against the same target")
+    box: list[int] = Field(
+        description="[left, top, right, bottom] in pixels of the query as uploaded (orientation-corrected)"
+    )
+    score: float = Field(description="this region's vector scored like a whole image's against the same target")
     match: bool = Field(description="score >= the decision's threshold")
 
 
@@ -56,6 +58,15 @@ class EvidenceOut(_Out):
     height: int
     threshold: float = Field(description="the decision's threshold, which each region's `match` used")
     target: str = Field(description="`portfolio` (verify: the artist's works) or `image_b` (compare)")
+    method: Literal["crops", "regions"] = Field(
+        description="how each region's vector was made: `crops`, pooled from the model's crops the decision already "
+        "computed (each crop weighted by the area of its cell of the crop grid inside the region; at n = the crop "
+        "grid each region is one crop); `regions`, the region cut out and embedded through the whole recipe as an "
+        "upload (models whose crop grid has fewer than n rows or columns)"
+    )
+    crop_grid: list[int] = Field(
+        description="[rows, columns] of the model's crop grid: maps up to the smaller of the two are `crops`"
+    )
     regions: list[RegionOut] = Field(description="row-major, n×n entries")
 
 

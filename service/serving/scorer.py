@@ -9,8 +9,8 @@ service/serving/bundle.py) and uses only that bundle to the end — its model, g
 rules — so a reply never mixes two models, whatever an upgrade swaps meanwhile. The path: bytes → decode and
 quality (service/serving/embedder.py) → backbone through the micro-batcher → reference vectors → head scores →
 `contract.aggregation` and service/serving/strictness.py → decision. Before reading the index, verify and identify
-bring it up to date with other replicas' writes (`Gallery.sync`). `evidence=n` sends regions of the decoded query
-down the same path (service/serving/evidence.py). Covered by tests/service/test_engine.py and
+bring it up to date with other replicas' writes (`Gallery.sync`). `evidence=n` scores regions of the query, pooled
+from the crops the backbone already ran (service/serving/evidence.py). Covered by tests/service/test_engine.py and
 tests/service/test_bundle.py.
 """
 
@@ -238,22 +238,25 @@ class Scorer:
     async def _evidence(
         self,
         b: Bundle,
+        query: Picture,
         data: bytes,
         grid: int,
         score: Callable[[list[np.ndarray]], list[float]],
         threshold: float,
         target: str,
     ) -> EvidenceMap:
-        decoded = await asyncio.to_thread(self.embedder.decode, data)
+        """The query's evidence map: pooled from its crops (`data`, the upload, is decoded again only for a recipe
+        whose crop grid is coarser than the map: service/serving/evidence.py)."""
         return await evidence_map(
-            decoded.image,
+            query,
             grid,
-            prepare=b.model.model_inputs,
-            embed=lambda x: self.embedder.embed(b, x),
+            crop_grid=b.model.card.backbone.preprocessing.grid,
             score=score,
             threshold=threshold,
             target=target,
-            size=decoded.size,
+            decode=lambda: self.embedder.decode(data).image,
+            prepare=b.model.model_inputs,
+            embed=lambda x: self.embedder.embed(b, x),
         )
 
     async def compare(
@@ -279,7 +282,7 @@ class Scorer:
                 regions = b.model.reference_vectors(np.stack(embs))
                 return [float(s) for s in b.model.score_against(vb, regions)]
 
-            emap = await self._evidence(b, image_a, grid, against_b, region_threshold(tw), "image_b")
+            emap = await self._evidence(b, pa, image_a, grid, against_b, region_threshold(tw), "image_b")
         return Decision(
             **decided(b, score, tw, Subject.pair(), copies),
             images=(sa, sb),
@@ -326,7 +329,7 @@ class Scorer:
             def against_portfolio(embs: list[np.ndarray]) -> list[float]:
                 return [aggregate(_score_portfolio(b, e, vectors), agg) for e in embs]
 
-            emap = await self._evidence(b, image, grid, against_portfolio, region_threshold(tw), "portfolio")
+            emap = await self._evidence(b, p, image, grid, against_portfolio, region_threshold(tw), "portfolio")
         works = await asyncio.to_thread(v.gallery.works, [work_ids[i] for i in top])
         return Verdict(
             **decided(b, score, tw, Subject.portfolio(artist.name, n), copies),

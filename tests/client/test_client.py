@@ -80,6 +80,7 @@ def test_every_route_through_the_sync_client(bp: Client, server: Server, tmp_pat
     assert d.score == raw["score"] and d.threshold == raw["threshold"] and d.match == raw["match"]
     assert d.rule == "max_fpr<=0.05" and d.evidence is not None and len(d.evidence.regions) == 4
     assert d.evidence.regions[3].box == tuple(raw["evidence"]["regions"][3]["box"])
+    assert (d.evidence.method, d.evidence.crop_grid) == ("regions", (1, 1))  # the tests' single-crop model
 
     v = bp.verify(painting_jpeg(1, 4), "monet", evidence=3)
     assert v.portfolio_size == 3 and len(v.top_references) == 3 and v.evidence and v.evidence.grid == 3
