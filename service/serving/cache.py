@@ -111,7 +111,10 @@ class PictureCache:
         self.stats = stats if stats is not None else CacheStats()
         self._lock = threading.Lock()
         self._generation: dict[str, int] = {}
-        self._lru = _Lru(max(1, self.max_bytes), lambda: self.stats.count(evictions=1))
+        self._lru = self._empty()
+
+    def _empty(self) -> _Lru:
+        return _Lru(max(1, self.max_bytes), lambda: self.stats.count(evictions=1))
 
     @property
     def enabled(self) -> bool:
@@ -154,8 +157,9 @@ class PictureCache:
             return len(gone)
 
     def clear(self) -> None:
+        """Drop every entry (not counted as evictions)."""
         with self._lock:
-            self._lru.clear()
+            self._lru = self._empty()  # a new one: an older cachetools clears through popitem, which counts
 
     @property
     def nbytes(self) -> int:
