@@ -41,7 +41,10 @@ async def measure(
     from service.serving.runtime import Runtime
 
     model = Model.load(model_dir, providers=providers)
-    settings = Settings(data_dir=data_dir, model_dir=model_dir, gpu_index=False, providers=providers)
+    # the same query again and again: without the embedding cache off, the plain verify would embed nothing
+    settings = Settings(
+        data_dir=data_dir, model_dir=model_dir, gpu_index=False, providers=providers, embedding_cache_mb=0
+    )
     runtime = Runtime.build(model, settings)
     await runtime.start()
     try:

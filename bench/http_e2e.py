@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         servers = {}
         for mode, max_size in (("on", 16), ("off", 1)):
             env = {"BRUSHPRINT_BATCH_MAX_SIZE": str(max_size), "BRUSHPRINT_PROVIDERS": args.providers}
+            # the pool repeats pictures: without the embedding cache every request embeds (bench.cache_cost)
+            env["BRUSHPRINT_EMBEDDING_CACHE_MB"] = "0"
             if args.max_wait_ms is not None:
                 env["BRUSHPRINT_BATCH_MAX_WAIT_MS"] = str(args.max_wait_ms)
             servers[mode] = stack.enter_context(C.Server(model_dir, Path(tmp) / f"data-{mode}", env))

@@ -309,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     key = "bp_load_" + secrets.token_urlsafe(24)
-    # the rate limiter is off so the steady phase measures the model, not the per-key budget
-    base_env = {"BRUSHPRINT_RATE_LIMIT_PER_MINUTE": "0"}
+    # the rate limiter is off so the steady phase measures the model, not the per-key budget; the embedding cache
+    # too, since the workload repeats a few pictures: every request embeds, the service's heaviest case
+    base_env = {"BRUSHPRINT_RATE_LIMIT_PER_MINUTE": "0", "BRUSHPRINT_EMBEDDING_CACHE_MB": "0"}
     with tempfile.TemporaryDirectory(prefix="brushprint-load-") as tmp:
         data = Path(tmp) / "data"
         work = Workload(key)

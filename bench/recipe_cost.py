@@ -152,7 +152,11 @@ async def engine_cells(
     for label, recipe, max_size in cells:
         crops[label] = models[recipe].card.backbone.preprocessing.n_crops
         settings = Settings(
-            data_dir=tmp / f"runtime-{label}", gpu_index=False, batch_max_size=max_size, rate_limit_per_minute=0
+            data_dir=tmp / f"runtime-{label}",
+            gpu_index=False,
+            batch_max_size=max_size,
+            rate_limit_per_minute=0,
+            embedding_cache_mb=0,  # the pool repeats pictures: every compare embeds both (bench.cache_cost)
         )
         engines[label] = Runtime.build(models[recipe], settings)
     parts: dict[str, list[dict]] = {label: [] for label, _, _ in cells}
@@ -196,7 +200,8 @@ def http_p50(dirs: dict[str, Path], pool: list[bytes], duration: float, provider
     with contextlib.ExitStack() as stack:
         servers = {}
         for key, d in dirs.items():
-            servers[key] = stack.enter_context(C.Server(d, tmp / f"http-{key}", {"BRUSHPRINT_PROVIDERS": providers}))
+            env = {"BRUSHPRINT_PROVIDERS": providers, "BRUSHPRINT_EMBEDDING_CACHE_MB": "0"}  # as above
+            servers[key] = stack.enter_context(C.Server(d, tmp / f"http-{key}", env))
             servers[key].require_provider(providers)
         parts: dict[str, list[dict]] = {k: [] for k in dirs}
         keys = list(dirs)

@@ -23,8 +23,17 @@ from pathlib import Path
 
 from bench import common as C
 
-SCRIPTS = ("backbone", "verify_scaling", "identify_scaling", "http_e2e", "memory", "recipe_cost", "evidence_cost")
-TAKES_MODEL_DIR = ("verify_scaling", "http_e2e", "memory", "recipe_cost", "evidence_cost")
+SCRIPTS = (
+    "backbone",
+    "verify_scaling",
+    "identify_scaling",
+    "http_e2e",
+    "memory",
+    "recipe_cost",
+    "evidence_cost",
+    "cache_cost",
+)
+TAKES_MODEL_DIR = ("verify_scaling", "http_e2e", "memory", "recipe_cost", "evidence_cost", "cache_cost")
 REPORT_FIELDS = ("name", "title", "quick", "notes", "data", "headline", "machine", "load_start", "targets")
 TIMEOUT_S = 45 * 60
 

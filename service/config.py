@@ -116,6 +116,14 @@ class Settings(BaseSettings):
         default=None, description="keep the faiss index on the GPU; unset means: when faiss sees a GPU"
     )
 
+    # --- embedding cache (service/serving/cache.py)
+    embedding_cache_mb: int = Field(
+        default=64,
+        ge=0,
+        description="MB (10^6 bytes) of embedded uploads kept per process, least recently used dropped first, so "
+        "a picture sent again in the same collection skips decoding and the backbone; 0 turns the cache off",
+    )
+
     # --- abuse control
     rate_limit_per_minute: float = Field(
         default=600.0, ge=0.0, description="sustained requests per minute per API key; 0 disables the limiter"

@@ -80,6 +80,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             metrics.gauge_from(
                 "brushprint_batch_queue_depth", "Images waiting for the backbone", lambda: runtime.embedder.queue_depth
             )
+            cache_metrics(metrics, runtime)
             app.state.runtime, app.state.keys, app.state.audit = runtime, keys, audit
             announce(settings, keys)
             b = runtime.bundle
@@ -94,6 +95,30 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             app.state.runtime = None
 
     return lifespan
+
+
+def cache_metrics(metrics: Metrics, runtime: Runtime) -> None:
+    """The embedding cache's figures (service/serving/cache.py), the process's over every collection: no label
+    names a collection, since /metrics needs no key."""
+    stats = runtime.factory.cache_stats
+    what = "Uploads looked up in the embedding cache"
+    metrics.counter_from("brushprint_embedding_cache_hits", f"{what} and found", lambda: stats.hits)
+    metrics.counter_from("brushprint_embedding_cache_misses", f"{what} and not found", lambda: stats.misses)
+    metrics.counter_from(
+        "brushprint_embedding_cache_evictions",
+        "Embedded uploads dropped from the embedding cache to keep it within BRUSHPRINT_EMBEDDING_CACHE_MB",
+        lambda: stats.evictions,
+    )
+    metrics.gauge_from(
+        "brushprint_embedding_cache_bytes",
+        "Bytes of embedded uploads the serving model's embedding cache holds",
+        lambda: runtime.bundle.cache.nbytes,
+    )
+    metrics.gauge_from(
+        "brushprint_embedding_cache_entries",
+        "Embedded uploads the serving model's embedding cache holds",
+        lambda: len(runtime.bundle.cache),
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

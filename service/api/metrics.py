@@ -2,8 +2,11 @@
 registry would refuse duplicate metric names).
 
 Request metrics are labelled by route *template* (`/v1/artists/{artist_id}`), never the raw path, so label
-cardinality stays bounded whatever callers send. Batcher and gallery figures are read at scrape time from
-callables the app registers. Covered by tests/service/test_api_health.py.
+cardinality stays bounded whatever callers send. Batcher, gallery and embedding-cache figures are read at scrape
+time from callables the app registers (`gauge_from`, `counter_from`). /metrics needs no key: nothing here is
+labelled by collection or counts a collection's contents — the embedding cache's hits, misses, evictions and
+bytes are the process's, over every collection. Covered by tests/service/test_api_health.py and
+tests/service/test_cache.py.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -23,23 +26,24 @@ UNMATCHED_ROUTE = "<unmatched>"
 
 
 class _GaugeCallbacks(Collector):
-    """Gauges whose values come from callables at scrape time (queue depth, gallery sizes, …)."""
+    """Gauges (and counters: totals that only grow) whose values come from callables at scrape time (queue depth,
+    gallery sizes, embedding-cache hits, …)."""
 
     def __init__(self) -> None:
-        self._sources: dict[str, tuple[str, Callable[[], float | None]]] = {}
+        self._sources: dict[str, tuple[str, Callable[[], float | None], type]] = {}
 
-    def add(self, name: str, doc: str, fn: Callable[[], float | None]) -> None:
-        self._sources[name] = (doc, fn)
+    def add(self, name: str, doc: str, fn: Callable[[], float | None], kind: type = GaugeMetricFamily) -> None:
+        self._sources[name] = (doc, fn, kind)
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        for name, (doc, fn) in self._sources.items():
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        for name, (doc, fn, kind) in self._sources.items():
             try:
                 value = fn()
             except Exception:  # a broken source must not take /metrics down with it
                 log.exception("metrics source %s failed", name)
                 continue
             if value is not None:
-                yield GaugeMetricFamily(name, doc, value=float(value))
+                yield kind(name, doc, value=float(value))
 
 
 class Metrics:
@@ -105,6 +109,10 @@ class Metrics:
 
     def gauge_from(self, name: str, doc: str, fn: Callable[[], float | None]) -> None:
         self._callbacks.add(name, doc, fn)
+
+    def counter_from(self, name: str, doc: str, fn: Callable[[], float | None]) -> None:
+        """A counter read from `fn` at scrape time (a total that only grows); exposed as `<name>_total`."""
+        self._callbacks.add(name, doc, fn, CounterMetricFamily)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -8,6 +8,10 @@ and calibration read its view only, so nothing of one collection reaches another
 the bundle for every collection that exists, and on first use for one made later. A bundle's parts never change:
 a model change builds a new bundle (and new views).
 
+Each bundle has its own embedding cache (`cache`, service/serving/cache.py): a new bundle starts with an empty one,
+so no embedding outlives the model, recipe and quality rules that made it; `forget` drops a deleted collection's
+entries with its view.
+
 `BundleFactory` is the one place bundles are built — at startup, after a reindex and when an upgrade stages a
 new model (service/ops/upgrade.py). `BundleSlot` is the one reference to the bundle that serves: a request reads
 `slot.current` once and uses that bundle to the end, so no request sees parts of two bundles however the slot
@@ -27,6 +31,7 @@ from contract import quality
 from contract.card import QualityBand
 from contract.operating import Table, equal_error_point
 from service.config import Settings
+from service.serving.cache import MB, CacheStats, PictureCache
 from service.serving.calibration import CalibrationUsed, GalleryCalibrator, GalleryTables, choose
 from service.serving.model import Model
 from service.serving.quality import QualityRules
@@ -133,14 +138,16 @@ class View:
 
 @dataclass(frozen=True, eq=False)
 class Bundle:
-    """One model's sessions (`model`), quality rules (`quality`) and the store its galleries share (`store`), and
-    a `View` per collection, built on first use by `view(collection)` (the factory builds those of every existing
-    collection with the bundle, so requests find them ready) and kept for the bundle's life."""
+    """One model's sessions (`model`), quality rules (`quality`) and the store its galleries share (`store`), a
+    `View` per collection, built on first use by `view(collection)` (the factory builds those of every existing
+    collection with the bundle, so requests find them ready) and kept for the bundle's life, and the uploads it
+    embedded (`cache`, keyed by collection)."""
 
     model: Model
     store: Store
     quality: QualityRules
     build_view: Callable[[Bundle, str], View] = field(repr=False)
+    cache: PictureCache = field(default_factory=PictureCache, repr=False)
     _views: dict[str, View] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -165,9 +172,11 @@ class Bundle:
             return list(self._views.values())
 
     def forget(self, collection: str) -> None:
-        """Drop a deleted collection's view (another process's view of it finds it empty on its next sync)."""
+        """Drop a deleted collection's view (another process's view of it finds it empty on its next sync) and its
+        cached pictures."""
         with self._lock:
             self._views.pop(collection, None)
+        self.cache.forget(collection)
 
     def sync(self) -> None:
         """Bring every view's index up to date with other processes' writes."""
@@ -184,19 +193,27 @@ class BundleFactory:
     """Builds every bundle of one serving process, over its database and data directory.
 
     `on_build(bundle)` runs on each new bundle before it is handed out (the model switch installs its write
-    guard there, service/ops/upgrade.py)."""
+    guard there, service/ops/upgrade.py). Every bundle gets an empty cache of `embedding_cache_mb`; all of them
+    count into `cache_stats`, the process's."""
 
     def __init__(self, db: SqlEngine, settings: Settings):
         self.db = db
         self.settings = settings
         self.on_build: Callable[[Bundle], None] | None = None
+        self.cache_stats = CacheStats()
 
     def load(self, model_dir: str | Path) -> Bundle:
         """A bundle for the model in `model_dir` (its files checked against its card)."""
         return self(Model.load(model_dir, providers=self.settings.providers))
 
     def __call__(self, model: Model) -> Bundle:
-        bundle = Bundle(model=model, store=Store(self.db), quality=QualityRules(model.card), build_view=self._view)
+        bundle = Bundle(
+            model=model,
+            store=Store(self.db),
+            quality=QualityRules(model.card),
+            build_view=self._view,
+            cache=PictureCache(self.settings.embedding_cache_mb * MB, self.cache_stats),
+        )
         for collection in bundle.store.collection_ids():
             bundle.view(collection)
         if self.on_build is not None:

@@ -4,8 +4,10 @@ the bundle's card says → the micro-batcher → the bundle's backbone → one e
 
 One `Embedder` (and one micro-batcher, one queue limit) per serving process, shared by every bundle: each item
 queued carries the model of the bundle that submitted it, and a batch runs each model on its own items, so a
-request's embedding always comes from its own bundle's model, even while a swap happens. Covered by
-tests/service/test_engine.py and tests/service/test_bundle.py.
+request's embedding always comes from its own bundle's model, even while a swap happens. `pictures` is the one
+place uploads become `Picture`s (compare, verify, identify and enrolment): through the bundle's embedding cache
+(service/serving/cache.py) first. Covered by tests/service/test_engine.py, tests/service/test_bundle.py and
+tests/service/test_cache.py.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from contract.recipe import pool, resized
 from service.config import Settings
 from service.serving.batching import MicroBatcher
 from service.serving.bundle import Bundle
+from service.serving.cache import Key, digest
 from service.serving.model import Model
 from service.serving.quality import PictureQuality
 
@@ -152,6 +155,46 @@ class Embedder:
     async def picture(self, bundle: Bundle, prepared: Prepared) -> Picture:
         """A prepared upload through the backbone."""
         return Picture.of(prepared, await self.crops(bundle, prepared.inputs))
+
+    async def pictures(
+        self, bundle: Bundle, collection: str, uploads: Sequence[bytes], names: Sequence[str] | None = None
+    ) -> list[Picture]:
+        """Uploads of a request in `collection` → `Picture`s by the bundle's model, in the order given. An upload
+        the bundle's cache holds for this collection, model, image limits and bytes (service/serving/cache.py)
+        skips decoding, the quality step and the backbone. The others are decoded and quality-checked (422 below
+        the floor: nothing is cached), go to the backbone in a canonical order (by sha256, so compare(a, b) and
+        compare(b, a) run the very same batch), and are cached. With `names` (an enrolment's file names), a
+        refused upload's error names its file."""
+        cache = bundle.cache
+        keys: list[Key | None] = [None] * len(uploads)
+        out: list[Picture | None] = [None] * len(uploads)
+        if cache.enabled:
+
+            def look_up(data: bytes) -> tuple[Key, Picture | None]:
+                key = cache.key(collection, bundle.model_id, self.limits, digest(data))  # hashing: off the loop
+                return key, cache.get(key)
+
+            for i, (key, hit) in enumerate(await asyncio.gather(*(asyncio.to_thread(look_up, d) for d in uploads))):
+                keys[i], out[i] = key, hit
+        missing = [i for i, p in enumerate(out) if p is None]
+        prepared = await asyncio.gather(
+            *(self._prepare(bundle, uploads[i], None if names is None else names[i]) for i in missing)
+        )
+        order = sorted(range(len(missing)), key=lambda j: prepared[j].sha256)
+        done = await asyncio.gather(*(self.picture(bundle, prepared[j]) for j in order))
+        for j, picture in zip(order, done, strict=True):
+            at = keys[missing[j]]
+            out[missing[j]] = picture if at is None else cache.put(at, picture)
+        return [p for p in out if p is not None]
+
+    async def _prepare(self, bundle: Bundle, data: bytes, name: str | None) -> Prepared:
+        try:
+            return await asyncio.to_thread(self.prepare, bundle, data)
+        except ImageError as e:
+            if name is None:
+                raise
+            # the same error, naming the file: one bad file refuses the whole enrolment
+            raise e.about(name or "upload") from e
 
     async def embed_upload(self, bundle: Bundle, data: bytes) -> tuple[np.ndarray, str]:
         """(embedding, sha256) of an upload."""

@@ -3,6 +3,10 @@ model), listings, deletions and a work's picture as a thumbnail. No HTTP here. A
 collection (`collection`, the caller's key's) and reaches that collection's gallery only: an artist or work of
 another collection answers exactly as one that does not exist.
 
+Enrolment embeds through the bundle's embedding cache (`Embedder.pictures`, service/serving/cache.py): a picture
+the collection just compared, verified or identified is not embedded again, and one just enrolled answers a
+compare from the cache; never across collections.
+
 Every enrolment is one transaction (service/storage/gallery.py): any bad file (its name is in the message) or a
 duplicate leaves the portfolio and the originals store as they were. It embeds with the bundle it took when it
 started and stores into that bundle's gallery; if an upgrade switched the deployment meanwhile, the store's write
@@ -17,10 +21,9 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 
-from contract.decode import ImageError
 from service.config import Settings
 from service.errors import Invalid, NoFiles
-from service.serving.bundle import Bundle, BundleSlot
+from service.serving.bundle import BundleSlot
 from service.serving.catalogue import checked
 from service.serving.embedder import Embedder
 from service.serving.thumbnails import Thumbnail, thumbnail
@@ -117,18 +120,15 @@ class Portfolios:
         step = max(1, min(self.settings.batch_max_size, self.settings.max_queue))
         for start in range(0, len(files), step):
             chunk = files[start : start + step]
-            prepared = await asyncio.gather(*(self._prepare_named(b, name, data) for name, data in chunk))
-            embs = await asyncio.gather(*(self.embedder.embed(b, p.inputs) for p in prepared))
-            for (name, data), p, emb, entry in zip(chunk, prepared, embs, entries[start:], strict=False):
-                items.append(NewWork(filename=name or "", data=data, sha256=p.sha256, embedding=emb, catalogue=entry))
+            # through the bundle's embedding cache: a picture this collection just compared is not embedded again
+            pictures = await self.embedder.pictures(
+                b, self.collection, [data for _, data in chunk], names=[name or "" for name, _ in chunk]
+            )
+            for (name, data), p, entry in zip(chunk, pictures, entries[start:], strict=False):
+                items.append(
+                    NewWork(filename=name or "", data=data, sha256=p.sha256, embedding=p.embedding, catalogue=entry)
+                )
         return await asyncio.to_thread(gallery.add_works, artist_id, items, allow_duplicate)
-
-    async def _prepare_named(self, b: Bundle, name: str, data: bytes):  # type: ignore[no-untyped-def]
-        try:
-            return await asyncio.to_thread(self.embedder.prepare, b, data)
-        except ImageError as e:
-            # the same error, naming the file: one bad file refuses the whole enrolment
-            raise e.about(name or "upload") from e
 
     def list_works(self, artist_id: str) -> list[Work]:
         return self._gallery.list_works(artist_id)

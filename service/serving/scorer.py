@@ -6,8 +6,9 @@ mapped to HTTP by service/api/errors.py. A `Scorer` acts for one collection (`co
 it reads that collection's view of the bundle only — its gallery, index and calibration — so no answer scores
 against, ranks or counts another collection's works. Each call takes the serving bundle once (`BundleSlot.current`,
 service/serving/bundle.py) and uses only that bundle to the end — its model, gallery, calibrator and quality
-rules — so a reply never mixes two models, whatever an upgrade swaps meanwhile. The path: bytes → decode and
-quality (service/serving/embedder.py) → backbone through the micro-batcher → reference vectors → head scores →
+rules — so a reply never mixes two models, whatever an upgrade swaps meanwhile. The path: bytes → the bundle's
+embedding cache (service/serving/cache.py; a hit skips the next two steps) → decode and quality
+(service/serving/embedder.py) → backbone through the micro-batcher → reference vectors → head scores →
 `contract.aggregation` and service/serving/strictness.py → decision. Before reading the index, verify and identify
 bring it up to date with other replicas' writes (`Gallery.sync`). `evidence=n` scores regions of the query, pooled
 from the crops the backbone already ran (service/serving/evidence.py). Covered by tests/service/test_engine.py and
@@ -224,16 +225,11 @@ class Scorer:
         return await asyncio.to_thread(b.view, self.collection)
 
     async def _pictures(self, b: Bundle, *uploads: bytes) -> list[Picture]:
-        """Uploads → decoded, quality-checked (422 below the floor) and embedded `Picture`s, in the order given.
-        They go to the backbone in a canonical order (by sha256), so compare(a, b) and compare(b, a) run the very
-        same batch."""
-        prepared = await asyncio.gather(*(asyncio.to_thread(self.embedder.prepare, b, data) for data in uploads))
-        order = sorted(range(len(prepared)), key=lambda i: prepared[i].sha256)
-        done = await asyncio.gather(*(self.embedder.picture(b, prepared[i]) for i in order))
-        out: list[Picture | None] = [None] * len(prepared)
-        for i, picture in zip(order, done, strict=True):
-            out[i] = picture
-        return [p for p in out if p is not None]
+        """Uploads → quality-checked (422 below the floor) and embedded `Picture`s, in the order given: from the
+        bundle's embedding cache for this collection when it holds them, else decoded and embedded, the misses in a
+        canonical order (by sha256) so compare(a, b) and compare(b, a) run the very same batch
+        (`Embedder.pictures`)."""
+        return await self.embedder.pictures(b, self.collection, uploads)
 
     async def _evidence(
         self,

@@ -349,6 +349,42 @@ def _created(r: Any) -> set[str]:
     return {a["id"] for a in r.json()["items"] if a["id"].startswith("n-") or a["id"] in ("smuggled", "beta-two")}
 
 
+def test_the_embedding_cache_is_the_collection_own(world) -> None:
+    """A picture sent again answers from the embedding cache (service/serving/cache.py), faster: so the same bytes
+    sent in another collection must be a miss there, or the speed of an answer would tell one dealer that another
+    sent them. Counted, not timed: the process's cache hits and misses, and the pictures the backbone ran. A
+    deleted collection's entries go with it."""
+    app, client, alpha, beta = world
+    runtime = app.state.runtime
+    stats, batcher = runtime.factory.cache_stats, runtime.embedder.batcher
+    fresh = {"image_a": jpeg(6, 20), "image_b": jpeg(6, 21)}  # bytes no collection has sent
+
+    def sent(headers: dict[str, str], path: str = "/v1/compare", files: dict = fresh) -> tuple[int, int, int]:
+        before = (stats.hits, stats.misses, batcher.items_run)
+        r = client.post(path, files=files, headers=headers)
+        assert r.status_code == 200, r.text
+        return stats.hits - before[0], stats.misses - before[1], batcher.items_run - before[2]
+
+    assert sent(alpha.verify) == (0, 2, 2)
+    assert sent(beta.verify) == (0, 2, 2)  # alpha's entries are not beta's
+    assert sent(beta.admin) == (2, 0, 0)  # beta's own are, for any of its keys
+    assert sent(alpha.verify) == (2, 0, 0)
+    # a work alpha enrolled is not in beta's cache either
+    enrolled = {"image": jpeg(PAINTERS["alpha"]["alpha-only"], 2)}
+    assert sent(alpha.verify, "/v1/identify", enrolled)[0] == 1
+    assert sent(beta.verify, "/v1/identify", enrolled)[:2] == (0, 1)
+    # a collection deleted: its entries go, the others' stay
+    r = client.post("/v1/collections", json={"id": "gamma", "name": "Dealer gamma"}, headers=OP)
+    assert r.status_code == 201, r.text
+    gamma = {"X-API-Key": r.json()["key"]["key"]}
+    assert sent(gamma) == (0, 2, 2)
+    cache = runtime.bundle.cache
+    assert {k.collection for k in cache.kept()} >= {"alpha", "beta", "gamma"}
+    assert client.delete("/v1/collections/gamma", headers=OP).status_code in (200, 204)
+    assert "gamma" not in {k.collection for k in cache.kept()}
+    assert {k.collection for k in cache.kept()} >= {"alpha", "beta"}
+
+
 def test_the_other_collection_is_untouched(world) -> None:
     """Run last in this module: the sweep's deletes, enrolments and key revocations with foreign ids changed
     nothing of the other collection."""

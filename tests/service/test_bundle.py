@@ -82,22 +82,24 @@ async def test_a_request_keeps_its_bundle_across_a_swap(
         assert before.calibration.source == "gallery" and before.calibration.model == old.model_id
         new = _staged(runtime, uncounted_other)
 
-        # a verify held inside its first backbone run while the serving bundle is swapped
+        # a verify held inside its first backbone run while the serving bundle is swapped (its picture dropped
+        # from the old bundle's embedding cache first, so that it goes to the backbone again)
+        old.cache.clear()
         entered, release = asyncio.Event(), asyncio.Event()
-        real_embed = runtime.embedder.embed
+        real_crops = runtime.embedder.crops
 
         async def held(bundle: Bundle, inputs: np.ndarray) -> np.ndarray:
             entered.set()
             await release.wait()
-            return await real_embed(bundle, inputs)
+            return await real_crops(bundle, inputs)
 
-        runtime.embedder.embed = held  # type: ignore[method-assign]
+        runtime.embedder.crops = held  # type: ignore[method-assign]
         task = asyncio.create_task(runtime.scorer.verify(png(7), "artist1"))
         await asyncio.wait_for(entered.wait(), 60)
         assert runtime.bundles.swap(new) is old
         release.set()
         during = await task
-        runtime.embedder.embed = real_embed  # type: ignore[method-assign]
+        runtime.embedder.crops = real_crops  # type: ignore[method-assign]
         after = await runtime.scorer.verify(png(7), "artist1")
     finally:
         await runtime.stop()
@@ -127,4 +129,4 @@ async def test_a_micro_batch_embeds_each_item_with_its_own_model(model: Model, o
     items = [(model, xs[0]), (other_model, xs[1]), (model, xs[2])]
     out = embed_items(items)
     for (m, x), emb in zip(items, out, strict=True):
-        np.testing.assert_allclose(emb, m.embed_pictures([x])[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(emb, m.crop_vectors([x])[0], rtol=1e-4, atol=1e-5)  # each picture's crops
