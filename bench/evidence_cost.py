@@ -34,10 +34,9 @@ async def measure(
 ) -> dict[str, C.Stats]:
     """Per grid, the wall time of one `Scorer.verify` (one warm-up run each, then `repeats` timed runs)."""
     from service.config import Settings
-    from service.serving.model import Model
     from service.serving.runtime import Runtime
 
-    model = Model.load(model_dir, providers=providers)
+    model = C.load_model(model_dir, providers)
     settings = Settings(data_dir=data_dir, model_dir=model_dir, gpu_index=False, providers=providers)
     runtime = Runtime.build(model, settings)
     await runtime.start()

@@ -236,14 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         "recipe_cost", "Embedding recipe: 4×4 multi-crop vs the old single crop", C.command_line(), args.quick
     )
 
-    from service.serving.model import Model
-
     pool = pictures(POOL, seed=1)
     with tempfile.TemporaryDirectory(prefix="brushprint-bench-") as tmp_name:
         tmp = Path(tmp_name)
         model_dir, which = C.resolve_model_dir(args.model_dir, tmp, build=not args.quick)
         dirs = {"old": single_crop_copy(Path(model_dir), tmp / "old-recipe"), "new": Path(model_dir)}
-        models = {k: Model.load(d, providers=args.providers) for k, d in dirs.items()}
+        models = {k: C.load_model(d, args.providers) for k, d in dirs.items()}
         crops = {k: m.card.backbone.preprocessing.n_crops for k, m in models.items()}
         recipes = {k: _recipe(m) for k, m in models.items()}
         if crops["new"] == 1:
