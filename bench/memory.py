@@ -123,7 +123,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     "extended": {"graph_optimization": "extended"},
     "basic": {"graph_optimization": "basic"},
     "disabled": {"graph_optimization": "disabled"},
+    "batch-16": {"batch_max_size": 16},
+    "batch-64": {"batch_max_size": 64},
 }
+SESSION_FIELDS = ("intra_op_threads", "graph_optimization", "cpu_mem_arena")
 
 
 def variant_env(overrides: dict[str, object]) -> dict[str, str]:
@@ -139,8 +142,16 @@ def variant_session(overrides: dict[str, object]):
     from service.serving.model import SessionConfig
 
     f = Settings.model_fields
-    default = SessionConfig(f["intra_op_threads"].default, f["graph_optimization"].default, f["cpu_mem_arena"].default)
-    return dataclasses.replace(default, **overrides)
+    default = SessionConfig(*(f[name].default for name in SESSION_FIELDS))
+    return dataclasses.replace(default, **{k: v for k, v in overrides.items() if k in SESSION_FIELDS})
+
+
+def variant_batch(overrides: dict[str, object], provider: str) -> int:
+    """The batch_max_size (crops) a server with these settings runs on `provider`."""
+    from service.config import Settings
+
+    wanted = overrides.get("batch_max_size", Settings.model_fields["batch_max_size"].default)
+    return Settings.model_construct(batch_max_size=wanted).for_providers([provider]).batch_max_size
 
 
 def warm_up(url: str, pool: list[bytes], clients: int) -> None:
@@ -152,16 +163,25 @@ def warm_up(url: str, pool: list[bytes], clients: int) -> None:
 
 
 def backbone_ms(model_dir: Path, providers: str, variants: dict[str, dict[str, object]], repeat: int) -> dict:
-    """One picture's backbone run (all its crops at once, as the CPU default runs them) per variant, in this
-    process, the variants taking turns run by run: their Stats."""
+    """Per picture, one full backbone run of each variant (as many whole pictures' crops as its batch_max_size
+    holds, at least one picture) in this process, the variants taking turns run by run: Stats of a run divided
+    by the pictures in it."""
     import numpy as np
 
     from service.serving.model import Model
 
     models = {k: Model.load(model_dir, providers, session=variant_session(v)) for k, v in variants.items()}
-    pre = next(iter(models.values())).card.backbone.preprocessing
-    x = np.random.default_rng(0).normal(0, 1, (pre.n_crops, *pre.crop, 3)).astype(np.float32)
-    return C.measure_interleaved({k: (lambda m=m: m.embed(x)) for k, m in models.items()}, repeat, warmup=2)
+    first = next(iter(models.values()))
+    pre, provider = first.card.backbone.preprocessing, first.providers[0]
+    pictures = {k: max(1, variant_batch(v, provider) // pre.n_crops) for k, v in variants.items()}
+    rng = np.random.default_rng(0)
+    xs = {k: rng.normal(0, 1, (n * pre.n_crops, *pre.crop, 3)).astype(np.float32) for k, n in pictures.items()}
+    runs = {k: (lambda m=m, x=xs[k]: m.embed(x)) for k, m in models.items()}
+    stats = C.measure_interleaved(runs, repeat, warmup=2)
+    return {
+        k: C.Stats(st.n, st.p50_ms / pictures[k], st.p99_ms / pictures[k], st.mean_ms / pictures[k])
+        for k, st in stats.items()
+    }
 
 
 def compare_variants(
@@ -289,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             arena = "on" if cfg.cpu_mem_arena else "off"
             vrows.append(
                 [
-                    f"{v} ({cfg.graph_optimization}, arena {arena})",
+                    f"{v} ({cfg.graph_optimization}, arena {arena}, batch {variant_batch(VARIANTS[v], provider)})",
                     C.fmt(r["idle"], 0),
                     C.fmt(r["warm"], 0),
                     C.fmt(r["warm"] - base["warm"], 0) if v != variants[0] else "–",
@@ -300,11 +320,11 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             )
         report.table(
-            f"onnxruntime session options side by side: RSS (MiB) of a server each, warmed up alike; mixed load of "
-            f"{args.clients} clients in ABBA slices ({duration:.0f} s each in all); one picture's backbone run "
-            "in process, the variants taking turns",
+            f"onnxruntime session options and batch size side by side: RSS (MiB) of a server each, warmed up alike; "
+            f"mixed load of {args.clients} clients in ABBA slices ({duration:.0f} s each in all); a full backbone run "
+            "per variant in process, the variants taking turns, per picture",
             [
-                "variant (graph optimisation, CPU arena)",
+                "variant (graph optimisation, CPU arena, batch_max_size)",
                 "idle",
                 "warm",
                 f"warm Δ vs {variants[0]}",
@@ -319,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
             v: {**side[v], "backbone": vars(speed[v]), "settings": VARIANTS[v]} for v in variants
         }
         report.note(
-            "Variants: BRUSHPRINT_CPU_MEM_ARENA / BRUSHPRINT_GRAPH_OPTIMIZATION set for that server only, every other "
-            "setting the service's default; 'backbone ms per picture' = Model.embed of one picture's crops, "
+            "Variants: BRUSHPRINT_CPU_MEM_ARENA / BRUSHPRINT_GRAPH_OPTIMIZATION / BRUSHPRINT_BATCH_MAX_SIZE set for "
+            "that server only, every other setting the service's default; 'backbone ms per picture' = one "
+            "Model.embed of as many whole pictures' crops as the variant's batch_max_size holds, ÷ those pictures, "
             f"{speed[variants[0]].n} runs each."
         )
     if provider == "CPUExecutionProvider":
