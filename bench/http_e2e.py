@@ -185,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--model-dir", default=None)
     p.add_argument(
+        "--picture-size",
+        default=None,
+        help="WxH: query pictures drawn by bench/pictures.py at this size (e.g. 800x600, what recipe_cost sends) "
+        "instead of the default 256×256 synthetic JPEGs",
+    )
+    p.add_argument(
         "--max-wait-ms", type=float, default=None, help="BRUSHPRINT_BATCH_MAX_WAIT_MS for all (default: the service's)"
     )
     args = p.parse_args(argv)
@@ -196,7 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         "http_e2e", "HTTP end to end: micro-batching across requests on vs off", C.command_line(), args.quick
     )
 
-    pool = C.make_images(POOL, seed=1)
+    if args.picture_size:
+        from bench.pictures import painting_jpeg
+
+        w, h = (int(v) for v in args.picture_size.lower().split("x"))
+        pool = [painting_jpeg(i % 5, i, (w, h)) for i in range(POOL)]
+        pictures = f"{w}×{h} JPEGs drawn by bench/pictures.py (5 artists)"
+    else:
+        pool = C.make_images(POOL, seed=1)
+        pictures = "256×256 synthetic JPEGs"
     portfolio = C.make_images(PORTFOLIO, seed=2)
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="brushprint-bench-") as tmp, contextlib.ExitStack() as stack:
@@ -296,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(default) marks the service's batch_max_size when unset on {provider}."
     )
     report.note(
-        "Requests use 256×256 JPEGs from a pool of 48; /verify against a portfolio of "
+        f"Requests use {pictures} from a pool of {POOL}; /verify against a portfolio of "
         f"{PORTFOLIO} works enrolled over HTTP. Client and server share the machine's cores."
     )
     report.headline = (
