@@ -7,8 +7,13 @@ Keras is measured two ways — `model.predict(x)` (the usual call) and `model(x,
 headline never flatters ONNX. Both models are checked to give the same embeddings (max abs diff printed).
 Needs the [train] extra (TensorFlow, tf2onnx).
 
+Batches count backbone inputs (crops); for the shipped backbone each row also gives pictures/s, a picture being
+all of the card's crops (16 for models/default: 4×4 crops of 224 px). Without TensorFlow (a GPU box with the
+serving install), or with `--onnx-only`, only ONNX Runtime is measured, on models/default/backbone.onnx.
+
     python -m bench.backbone            # full: both archs, batch 1 and 16 (64 too with --providers cuda)
     python -m bench.backbone --quick    # Lite2 only, batch 1, few runs
+    python -m bench.backbone --providers cuda --batches 1,16,64    # on a GPU (ONNX only if TensorFlow is absent)
 """
 
 from __future__ import annotations
@@ -53,6 +58,56 @@ def reusable_default(arch: str, size: int, spec) -> Path | None:
     )
     path = C.DEFAULT_MODEL_DIR / b.file
     return path if same and path.is_file() else None
+
+
+def shipped_crops() -> int | None:
+    """Crops per picture of models/default (its card's recipe), or None without a card."""
+    try:
+        from contract.card import load_card
+
+        return load_card(C.DEFAULT_MODEL_DIR, verify_files=False).backbone.preprocessing.n_crops
+    except Exception:
+        return None
+
+
+def bench_onnx_only(
+    batches: list[int], providers: list[str], quick: bool, report: C.Report, threads: int | None = None
+) -> list[list[object]]:
+    """ONNX Runtime alone on the shipped backbone (models/default/backbone.onnx as the service runs it)."""
+    from contract.card import load_card
+
+    try:
+        card = load_card(C.DEFAULT_MODEL_DIR, verify_files=True)
+    except Exception as e:
+        raise SystemExit(f"--onnx-only measures models/default/backbone.onnx, which cannot be read: {e}") from None
+    b = card.backbone
+    h, w = b.preprocessing.crop
+    crops = b.preprocessing.n_crops
+    sess = C.ort_session(C.DEFAULT_MODEL_DIR / b.file, providers, threads)
+    used = sess.get_providers()[0]
+    rng = np.random.default_rng(0)
+    rows, data = [], {}
+    for batch in batches:
+        x = rng.normal(0, 1, (batch, h, w, 3)).astype(np.float32)
+        repeat = (20 if batch == 1 else 8) if quick else (100 if batch == 1 else 40)
+        # first runs on CUDA pick kernels and grow the arena: warm up more than on CPU
+        warmup = 5 if used == "CUDAExecutionProvider" else 2
+        st = C.measure_interleaved(
+            {"onnx": lambda x=x: sess.run([b.output_name], {b.input_name: x})},
+            repeat,
+            warmup=warmup,
+            budget_s=6.0 if quick else 40.0,
+        )["onnx"]
+        per_s = batch / (st.p50_ms / 1e3)
+        latency = f"{C.fmt(st.p50_ms)} / {C.fmt(st.p99_ms)}"
+        rows.append([b.arch, f"{h}×{w}", batch, C.fmt(per_s, 1), C.fmt(per_s / crops, 2), latency])
+        data[str(batch)] = {"onnx": vars(st), "images_per_s": per_s, "pictures_per_s": per_s / crops}
+    report.data[b.arch] = {"onnx_source": "models/default/" + b.file, "provider": used, "crops": crops, "batches": data}
+    report.note(
+        f"{b.arch} from models/default/{b.file} on {used}; a picture = {crops} crops "
+        f"({b.preprocessing.grid[0]}×{b.preprocessing.grid[1]} of {h} px), so pictures/s = crops/s ÷ {crops}."
+    )
+    return rows
 
 
 def bench_arch(
@@ -120,12 +175,14 @@ def bench_arch(
         best_keras = min(predict.p50_ms, fn.p50_ms)
         ips = {k: batch / (s.p50_ms / 1e3) for k, s in (("onnx", ort), ("predict", predict), ("tf_function", fn))}
         r = C.ratio(best_keras, ort.p50_ms)
+        crops = shipped_crops() if source.startswith("models/default") else None
         rows.append(
             [
                 arch,
                 size,
                 batch,
                 C.fmt(ips["onnx"], 1),
+                C.fmt(ips["onnx"] / crops, 2) if crops else "–",
                 C.fmt(ips["predict"], 1),
                 C.fmt(ips["tf_function"], 1),
                 f"{C.fmt(ort.p50_ms)} / {C.fmt(ort.p99_ms)}",
@@ -138,6 +195,7 @@ def bench_arch(
             "keras_predict": vars(predict),
             "keras_tf_function": vars(fn),
             "images_per_s": ips,
+            "pictures_per_s": ips["onnx"] / crops if crops else None,
             "ratio_vs_best_keras": r,
         }
     report.data[arch] = {
@@ -165,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--threads", type=int, default=None, help="intra-op threads for both frameworks (default: their defaults)"
     )
+    p.add_argument(
+        "--onnx-only",
+        action="store_true",
+        help="measure ONNX Runtime alone on models/default/backbone.onnx (what happens anyway without TensorFlow)",
+    )
     args = p.parse_args(argv)
 
     providers = C.ort_providers(args.providers)
@@ -172,7 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     default_batches = "1" if args.quick else ("1,16,64" if args.providers == "cuda" else "1,16")
     batches = C.parse_sizes(args.batches or default_batches)
 
-    import tensorflow as tf
+    if not args.onnx_only:
+        try:
+            import tensorflow as tf
+        except ImportError:
+            print("TensorFlow is not installed ([train] extra): measuring ONNX Runtime alone", file=sys.stderr)
+            args.onnx_only = True
+    if args.onnx_only:
+        return onnx_only_main(args, providers, batches)
 
     if args.threads:
         # must happen before TensorFlow creates its thread pools, i.e. before any model is built
@@ -191,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             "input",
             "batch",
             "ONNX img/s",
+            "ONNX pictures/s",
             "Keras predict img/s",
             "Keras tf.function img/s",
             "ONNX p50 / p99 ms",
@@ -201,11 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     report.note(
         f"TensorFlow {tf.__version__} on {'GPU ' + gpus[0].name if gpus else 'CPU'}; "
-        f"ONNX Runtime providers asked: {providers}. "
+        f"ONNX Runtime providers asked: {providers}; session options as the service's settings give them. "
         + (f"Both limited to {args.threads} intra-op thread(s)." if args.threads else "Both use their default threads.")
     )
     report.note(
-        "Speed-up = best Keras p50 ÷ ONNX p50 at the same batch size. Other processes on a shared host add noise."
+        "Speed-up = best Keras p50 ÷ ONNX p50 at the same batch size. Batch = backbone inputs (crops); ONNX "
+        f"pictures/s = ONNX img/s ÷ the crops of one picture of models/default ({shipped_crops()}), for the shipped "
+        "backbone only. Other processes on a shared host add noise."
     )
     if "efficientnet_lite2" in report.data and "1" in report.data["efficientnet_lite2"]["batches"]:
         r1 = report.data["efficientnet_lite2"]["batches"]["1"]["ratio_vs_best_keras"]
@@ -219,6 +292,30 @@ def main(argv: list[str] | None = None) -> int:
         r2 = report.data["inception_resnet_v2"]["batches"][b]["ratio_vs_best_keras"]
         parts.append(f"inception_resnet_v2 {r2:.2f}×")
     report.headline = "; ".join(parts) + f" [{report.data[head_arch]['provider']}]"
+    report.emit(args.json)
+    return 0
+
+
+def onnx_only_main(args, providers: list[str], batches: list[int]) -> int:
+    report = C.Report("backbone", "Backbone: ONNX Runtime (shipped backbone)", C.command_line(), args.quick)
+    rows = bench_onnx_only(batches, providers, args.quick, report, args.threads)
+    report.table(
+        "Backbone inputs (crops) and pictures per second (p50-based) through ONNX Runtime",
+        ["backbone", "input", "batch (crops)", "crops/s", "pictures/s", "p50 / p99 ms"],
+        rows,
+    )
+    report.note(
+        f"ONNX Runtime providers asked: {providers}; session options as the service's settings give them"
+        + (f", {args.threads} intra-op thread(s)." if args.threads else ".")
+        + " Keras not measured (--onnx-only, or TensorFlow not installed)."
+    )
+    (arch,) = report.data
+    d = report.data[arch]
+    last = str(batches[-1])
+    report.headline = (
+        f"{arch} batch {last} crops: {d['batches'][last]['images_per_s']:.0f} crops/s = "
+        f"{d['batches'][last]['pictures_per_s']:.1f} pictures/s ({d['crops']} crops each) [{d['provider']}]"
+    )
     report.emit(args.json)
     return 0
 

@@ -202,25 +202,65 @@ def machine_info() -> dict:
 # --- ONNX Runtime ------------------------------------------------------------------------------------------------
 
 
+def default_providers() -> str:
+    """`--providers`' default: BRUSHPRINT_PROVIDERS as the service reads it (cpu, cuda; auto: cuda when this
+    onnxruntime offers it), else cpu — so `BRUSHPRINT_PROVIDERS=cuda python -m bench.X` measures CUDA too."""
+    wanted = os.environ.get("BRUSHPRINT_PROVIDERS", "cpu").strip().lower()
+    if wanted == "auto":
+        import onnxruntime as ort
+
+        return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+    return wanted if wanted in PROVIDERS else "cpu"
+
+
 def ort_providers(name: str) -> list[str]:
     """`--providers cpu|cuda` → the provider list; CUDA asked for but absent is an error, not a silent CPU run."""
     import onnxruntime as ort
 
     wanted = PROVIDERS[name]
-    if name == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise SystemExit("--providers cuda: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
+    available = ort.get_available_providers()
+    if name == "cuda" and "CUDAExecutionProvider" not in available:
+        raise SystemExit(
+            f"--providers cuda: this onnxruntime ({ort.__version__}) offers only {available}; install onnxruntime-gpu "
+            "on a machine with an NVIDIA GPU, or run with --providers cpu"
+        )
     return wanted
 
 
+def session_config(threads: int | None = None):
+    """The onnxruntime session options the service would run with (its settings from the environment, as
+    `python -m service` reads them; service/serving/model.py SessionConfig), `threads` overriding theirs."""
+    from service.config import Settings
+    from service.serving.model import SessionConfig
+
+    config = SessionConfig.of(Settings())
+    if threads:
+        config = SessionConfig(threads, config.graph_optimization, config.cpu_mem_arena)
+    return config
+
+
 def ort_session(path: Path | str, providers: Sequence[str], threads: int | None = None):
+    """One ONNX file as a session made like the service's (`session_config`); with `--providers cuda` a session
+    that did not get CUDA is an error, not a silent CPU measurement."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # no provider-fallback chatter on CPU-only hosts
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+    sess = ort.InferenceSession(str(path), sess_options=session_config(threads).options(), providers=list(providers))
+    if providers[0] == "CUDAExecutionProvider" and sess.get_providers()[0] != "CUDAExecutionProvider":
+        raise SystemExit(
+            f"--providers cuda: onnxruntime runs {Path(path).name} on {sess.get_providers()}: CUDA did not start"
+        )
+    return sess
+
+
+def load_model(model_dir: Path | str, providers: str):
+    """A serving model as the service loads it (`Model.load` with the settings' session options); a model that
+    cannot run on the providers asked for (CUDA missing or not starting) stops the benchmark with the reason."""
+    from service.serving.model import Model, ModelError
+
+    try:
+        return Model.load(model_dir, providers=providers, session=session_config())
+    except ModelError as e:
+        raise SystemExit(f"--providers {providers}: {e}") from None
 
 
 # --- the model under test ----------------------------------------------------------------------------------------
@@ -412,8 +452,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--providers",
         choices=sorted(PROVIDERS),
-        default="cpu",
-        help="ONNX Runtime execution provider (cuda falls back to CPU per node only where CUDA lacks a kernel)",
+        default=default_providers(),
+        help="ONNX Runtime execution provider (cuda falls back to CPU per node only where CUDA lacks a kernel; "
+        "default: BRUSHPRINT_PROVIDERS, else cpu)",
     )
     return p
 

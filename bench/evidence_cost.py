@@ -37,10 +37,9 @@ async def measure(
     """Per grid, the wall time of one `Scorer.verify` (one warm-up run each, then `repeats` rounds in which every
     grid runs once, in turn), and how its map was computed."""
     from service.config import Settings
-    from service.serving.model import Model
     from service.serving.runtime import Runtime
 
-    model = Model.load(model_dir, providers=providers)
+    model = C.load_model(model_dir, providers)
     # the same query again and again: without the embedding cache off, the plain verify would embed nothing
     settings = Settings(
         data_dir=data_dir, model_dir=model_dir, gpu_index=False, providers=providers, embedding_cache_mb=0

@@ -41,14 +41,13 @@ async def measure(model_dir: Path, corpus: Path, artist: str, data_dir: Path) ->
     from contract.decode import ImageError
     from service.config import Settings
     from service.errors import ServiceError
-    from service.serving.model import Model
     from service.serving.runtime import Runtime
 
     works = _paintings(corpus)
     if len(works.get(artist, [])) < 4:
         raise SystemExit(f"{artist} needs at least 4 paintings in {corpus} (3 for the portfolio, 1 to verify)")
     settings = Settings(data_dir=data_dir, model_dir=model_dir, gpu_index=False, providers="cpu")
-    runtime = Runtime.build(Model.load(model_dir, providers="cpu"), settings)
+    runtime = Runtime.build(C.load_model(model_dir, "cpu"), settings)
     await runtime.start()
     out: dict = {"artist": artist, "verify": {}, "identify": {}}
     try:

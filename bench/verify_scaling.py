@@ -33,9 +33,7 @@ class Paths:
     """The three ways of scoring a query against N references, over one loaded model."""
 
     def __init__(self, model_dir: Path, providers: str):
-        from service.serving.model import Model
-
-        self.model = Model.load(model_dir, providers=providers)
+        self.model = C.load_model(model_dir, providers)
         self.card = self.model.card
         self.provider = self.model.providers[0]
         self.aggregation = self.card.calibration.aggregation

@@ -7,6 +7,7 @@ README can list them; this is the one place each default lives (`Runtime.from_se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,6 +17,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DB_FILE = "brushprint.db"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+GraphOptimization = Literal["all", "extended", "basic", "disabled"]
+# `batch_max_size` when unset, by the provider the model runs on (BENCHMARKS.md, http_e2e: why)
+BATCH_CROPS_CPU = 16
+BATCH_CROPS_CUDA = 64
+CPU_MEM_ARENA_DEFAULT = True
 
 
 def _split_csv(value: object) -> object:
@@ -83,7 +89,12 @@ class Settings(BaseSettings):
 
     # --- micro-batching and inference
     batch_max_size: int = Field(
-        default=32, ge=1, le=1024, description="backbone inputs (crops) per run; a picture's crops never split"
+        default=0,
+        ge=0,
+        le=1024,
+        description="backbone inputs (crops) per run; a picture's crops never split; 0: chosen by the provider in "
+        f"use ({BATCH_CROPS_CPU} on CPU — one 16-crop picture per run: no batching across requests — "
+        f"{BATCH_CROPS_CUDA} on CUDA; `Settings.for_providers`)",
     )
     batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     max_queue: int = Field(default=256, ge=1, description="images waiting for the backbone before 503 overloaded")
@@ -124,6 +135,22 @@ class Settings(BaseSettings):
         "a picture sent again in the same collection skips decoding and the backbone; 0 turns the cache off",
     )
 
+    # --- onnxruntime sessions (service/serving/model.py `SessionConfig.of` turns these into SessionOptions)
+    intra_op_threads: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="threads each onnxruntime session uses inside one operator; 0: onnxruntime's default (one per "
+        "physical core)",
+    )
+    graph_optimization: GraphOptimization = Field(
+        default="all", description="onnxruntime graph optimisation level: all, extended, basic or disabled"
+    )
+    cpu_mem_arena: bool = Field(
+        default=CPU_MEM_ARENA_DEFAULT,
+        description="onnxruntime's CPU memory arena (keeps freed activation buffers for reuse)",
+    )
+
     # --- abuse control
     rate_limit_per_minute: float = Field(
         default=600.0, ge=0.0, description="sustained requests per minute per API key; 0 disables the limiter"
@@ -155,7 +182,7 @@ class Settings(BaseSettings):
             raise ValueError(f"allowed_formats names formats Pillow cannot read: {unknown}")
         return value
 
-    @field_validator("log_level", "providers", mode="before")
+    @field_validator("log_level", "providers", "graph_optimization", mode="before")
     @classmethod
     def _case(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):
@@ -178,3 +205,12 @@ class Settings(BaseSettings):
             # Filled here so the runtime, the key store and the CLI all open the very same database.
             self.database_url = f"sqlite:///{self.data_dir / DEFAULT_DB_FILE}"
         return self
+
+    def for_providers(self, providers: Sequence[str]) -> Settings:
+        """These settings with what depends on the onnxruntime providers the model really runs on (`Model.providers`)
+        filled in: `batch_max_size` when 0. The one place that choice is made; `Runtime` applies it once the
+        first model is loaded, so everything downstream reads a number."""
+        if self.batch_max_size:
+            return self
+        size = BATCH_CROPS_CUDA if "CUDAExecutionProvider" in providers else BATCH_CROPS_CPU
+        return self.model_copy(update={"batch_max_size": size})

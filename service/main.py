@@ -81,10 +81,20 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 "brushprint_batch_queue_depth", "Images waiting for the backbone", lambda: runtime.embedder.queue_depth
             )
             cache_metrics(metrics, runtime)
+            metrics.gauge_from(
+                "brushprint_batch_max_size",
+                "Backbone inputs (crops) per run at most (BATCH_MAX_SIZE, or the provider's default when unset)",
+                lambda: runtime.embedder.batcher.max_batch,
+            )
             app.state.runtime, app.state.keys, app.state.audit = runtime, keys, audit
             announce(settings, keys)
             b = runtime.bundle
-            log.info("ready", extra={"fields": {"model": b.model_id, "providers": b.model.providers}})
+            ready = {
+                "model": b.model_id,
+                "providers": b.model.providers,
+                "batch_max_size": runtime.settings.batch_max_size,
+            }
+            log.info("ready", extra={"fields": ready})
             yield
         finally:
             if app.state.model_switch is not None:

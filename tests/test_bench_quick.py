@@ -7,9 +7,13 @@ model directory, measures every size asked for, and reports the figures it claim
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import onnxruntime as ort
+import pytest
 
 from bench.devmodel import build_dev_model
 
@@ -113,6 +117,7 @@ def test_recipe_cost_quick_runs_and_prints_its_headline(tmp_path: Path) -> None:
         assert data["http"][recipe]["ok"] > 0 and set(data["http"][recipe]["codes"]) == {"200"}
     cells = data["throughput"]["cells"]
     assert sorted(cells) == ["new, batch 16", "new, batch 64", "old, batch 64"]
+    assert data["default_batch_max_size"] == 16  # unset on CPU: one 16-crop picture per run
     for label, cell in cells.items():
         assert cell["crops"] > 0 and cell["pictures_per_s"] > 0
         assert 1 <= cell["mean_crops_per_run"] <= int(label.rsplit(" ", 1)[1])
@@ -122,4 +127,33 @@ def test_recipe_cost_quick_runs_and_prints_its_headline(tmp_path: Path) -> None:
     ]
     # the tables printed above the headline carry both recipes and all three measurements
     assert "| old (1 crop) |" in stdout and "| new (4 crops) |" in stdout
-    assert "| **per picture** |" in stdout and "| new, batch 16 |" in stdout
+    assert "| **per picture** |" in stdout and "| new, batch 16 (the default) |" in stdout
+    assert data["http"]["batch_max_size"] == 16 and sorted(data["http"]["clients"]) == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("script", "how"),
+    [
+        ("bench.backbone", "flag"),
+        ("bench.recipe_cost", "flag"),
+        ("bench.http_e2e", "flag"),
+        ("bench.memory", "flag"),
+        ("bench.recipe_cost", "environment"),
+    ],
+)
+def test_cuda_asked_for_without_it_stops_with_a_reason(script: str, how: str) -> None:
+    # the GPU benchmarks are run by hand on a GPU box: on one without CUDA they must say so, not print a traceback
+    # or measure the CPU under a CUDA heading
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime offers CUDA")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRUSHPRINT_")}
+    args = [sys.executable, "-m", script, "--quick"]
+    if how == "flag":
+        args += ["--providers", "cuda"]
+    else:
+        env["BRUSHPRINT_PROVIDERS"] = "cuda"
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-2000:]
+    assert "Traceback" not in out, out[-2000:]
+    assert "--providers cuda: this onnxruntime" in out and "onnxruntime-gpu" in out, out[-2000:]

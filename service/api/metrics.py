@@ -67,7 +67,7 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "brushprint_batch_size",
-            "Images per backbone run (micro-batching)",
+            "Backbone inputs (crops) per run (micro-batching)",
             ["batcher"],
             buckets=BATCH_BUCKETS,
             registry=self.registry,

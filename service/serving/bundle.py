@@ -33,7 +33,7 @@ from contract.operating import Table, equal_error_point
 from service.config import Settings
 from service.serving.cache import MB, CacheStats, PictureCache
 from service.serving.calibration import CalibrationUsed, GalleryCalibrator, GalleryTables, choose
-from service.serving.model import Model
+from service.serving.model import Model, SessionConfig
 from service.serving.quality import QualityRules
 from service.serving.strictness import portfolio_table
 from service.storage.gallery import Gallery, ReferenceSpace
@@ -203,8 +203,10 @@ class BundleFactory:
         self.cache_stats = CacheStats()
 
     def load(self, model_dir: str | Path) -> Bundle:
-        """A bundle for the model in `model_dir` (its files checked against its card)."""
-        return self(Model.load(model_dir, providers=self.settings.providers))
+        """A bundle for the model in `model_dir` (its files checked against its card), its onnxruntime sessions
+        made as the settings say (`SessionConfig.of`)."""
+        s = self.settings
+        return self(Model.load(model_dir, providers=s.providers, session=SessionConfig.of(s)))
 
     def __call__(self, model: Model) -> Bundle:
         bundle = Bundle(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -20,6 +20,9 @@ from PIL import Image
 from contract.card import Card, CardError, load_card
 from contract.heads import head_kind
 from contract.recipe import combine, crop_features, model_inputs, pool
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 Providers = Literal["auto", "cpu", "cuda"]
 _CUDA = "CUDAExecutionProvider"
@@ -30,6 +33,45 @@ _QUIET = 3
 
 class ModelError(RuntimeError):
     """The model directory cannot be served (bad card, checksum, graph names or shapes, provider)."""
+
+
+_LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How every onnxruntime session of a model runs. `SessionConfig()` is onnxruntime's own defaults;
+    `SessionConfig.of(settings)` the service's (settings `intra_op_threads`, `graph_optimization`,
+    `cpu_mem_arena`), which every loader of a serving model passes to `Model.load`."""
+
+    intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
+    graph_optimization: str = "all"  # all | extended | basic | disabled
+    cpu_mem_arena: bool = True
+
+    def __post_init__(self) -> None:
+        if self.intra_op_threads < 0:
+            raise ModelError(f"intra_op_threads must be 0 (onnxruntime's default) or more, not {self.intra_op_threads}")
+        if self.graph_optimization not in _LEVELS:
+            raise ModelError(f"graph_optimization must be one of {sorted(_LEVELS)}, not {self.graph_optimization!r}")
+
+    @classmethod
+    def of(cls, settings: Settings) -> SessionConfig:
+        return cls(settings.intra_op_threads, settings.graph_optimization, settings.cpu_mem_arena)
+
+    def options(self) -> ort.SessionOptions:
+        """The one place a serving session's SessionOptions are made."""
+        opts = ort.SessionOptions()
+        opts.log_severity_level = _QUIET
+        if self.intra_op_threads:
+            opts.intra_op_num_threads = self.intra_op_threads
+        opts.graph_optimization_level = _LEVELS[self.graph_optimization]
+        opts.enable_cpu_mem_arena = self.cpu_mem_arena
+        return opts
 
 
 def choose_providers(providers: str = "auto") -> list[str]:
@@ -60,11 +102,19 @@ class _Part:
 class Model:
     """Backbone + pair head (+ projection/comparator for symmetric heads) of one model card."""
 
-    def __init__(self, card: Card, model_dir: Path, parts: dict[str, _Part], providers: list[str]):
+    def __init__(
+        self,
+        card: Card,
+        model_dir: Path,
+        parts: dict[str, _Part],
+        providers: list[str],
+        session: SessionConfig | None = None,
+    ):
         self.card = card
         self.model_dir = model_dir
         self._parts = parts
         self.providers = providers
+        self.session = session or SessionConfig()
         self.model_id = card.model_id
         self.embedding_dim = card.backbone.embedding_dim
         self.has_projection = "projection" in parts
@@ -73,20 +123,21 @@ class Model:
 
     # ---- loading ------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_dir: str | Path, providers: str = "auto", intra_op_threads: int | None = None) -> Model:
+    def load(cls, model_dir: str | Path, providers: str = "auto", session: SessionConfig | None = None) -> Model:
+        """The model in `model_dir` on `providers` (`choose_providers`), every session made with `session`'s
+        options (default: onnxruntime's own; a serving process passes `SessionConfig.of(settings)`). With
+        providers 'cuda', a backbone that onnxruntime could not put on CUDA is an error, not a silent CPU run."""
         model_dir = Path(model_dir)
+        session = session or SessionConfig()
         try:
             card = load_card(model_dir, verify_files=True)
         except CardError as e:
             raise ModelError(str(e)) from e
         chosen = choose_providers(providers)
         ort.set_default_logger_severity(_QUIET)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = _QUIET
-        if intra_op_threads:
-            opts.intra_op_num_threads = intra_op_threads
+        opts = session.options()
 
-        def session(file: str) -> ort.InferenceSession:
+        def open_session(file: str) -> ort.InferenceSession:
             try:
                 return ort.InferenceSession(str(model_dir / file), sess_options=opts, providers=chosen)
             except Exception as e:  # onnxruntime raises its own exception types for bad graphs
@@ -94,18 +145,23 @@ class Model:
 
         b, h = card.backbone, card.head
         parts = {
-            "backbone": _checked(session(b.file), b.file, [b.input_name], b.output_name),
-            "head": _checked(session(h.file), h.file, list(h.input_names), h.output_name),
+            "backbone": _checked(open_session(b.file), b.file, [b.input_name], b.output_name),
+            "head": _checked(open_session(h.file), h.file, list(h.input_names), h.output_name),
         }
         if h.projection is not None and h.comparator is not None:
             parts["projection"] = _checked(
-                session(h.projection.file), h.projection.file, h.projection.input_names, h.projection.output_name
+                open_session(h.projection.file), h.projection.file, h.projection.input_names, h.projection.output_name
             )
             parts["comparator"] = _checked(
-                session(h.comparator.file), h.comparator.file, h.comparator.input_names, h.comparator.output_name
+                open_session(h.comparator.file), h.comparator.file, h.comparator.input_names, h.comparator.output_name
             )
         used = parts["backbone"].session.get_providers()
-        model = cls(card, model_dir, parts, [p for p in used if p in chosen])
+        if providers == "cuda" and _CUDA not in used:
+            raise ModelError(
+                f"providers='cuda' but onnxruntime runs {model_dir / b.file} on {used} only: CUDA is offered but did "
+                "not start (its libraries, cuDNN or the driver missing or mismatched?)"
+            )
+        model = cls(card, model_dir, parts, [p for p in used if p in chosen], session)
         try:
             model._check_shapes()
         except ModelError:

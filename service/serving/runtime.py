@@ -41,6 +41,10 @@ class Runtime:
     def __init__(
         self, settings: Settings, db: SqlEngine, factory: BundleFactory, first: Bundle, on_batch: OnBatch | None
     ):
+        # what depends on the providers the model really runs on (batch_max_size when unset) is settled here,
+        # once, before the embedder, the scorer and the portfolios read it
+        settings = settings.for_providers(first.model.providers)
+        factory.settings = settings
         self.settings = settings
         self.db = db
         self.factory = factory
@@ -161,6 +165,7 @@ class Runtime:
             "status": status,
             "model": b.model_id,
             "providers": list(b.model.providers),
+            "batch_max_size": self.embedder.batcher.max_batch,
             "store": store,
             "references": sum(len(v.gallery) for v in b.views()),
             "works_missing_embedding": missing,

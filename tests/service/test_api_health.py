@@ -36,6 +36,7 @@ def test_readyz_reports_model_and_store(client: TestClient) -> None:
     assert body["ready"] is True
     assert body["checks"]["model"] == client.app.state.runtime.model_id
     assert body["checks"]["store"] is True and body["checks"]["reindex_required"] is False
+    assert body["checks"]["providers"] == ["CPUExecutionProvider"] and body["checks"]["batch_max_size"] == 16
 
 
 def test_readyz_counts_only_for_an_operator(client: TestClient) -> None:
@@ -83,6 +84,8 @@ def test_metrics_count_requests_batches_and_the_model(client: TestClient) -> Non
     assert "brushprint_http_request_duration_seconds_bucket" in text
     assert 'brushprint_batch_size_count{batcher="backbone"}' in text
     assert "brushprint_batch_queue_depth 0.0" in text
+    # batch_max_size unset: the CPU default, as the batcher runs it
+    assert "brushprint_batch_max_size 16.0" in text
     assert "brushprint_references" not in text  # no figure of the collections' contents on an open endpoint
     model_id = client.app.state.runtime.model_id
     assert 'brushprint_model_info{backbone="' in text and f'model_id="{model_id}"' in text

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.config import Settings
+from service.config import BATCH_CROPS_CPU, BATCH_CROPS_CUDA, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,13 @@ def test_engine_reads_the_names_it_expects() -> None:
         {"max_upload_bytes": 0},
         {"max_upload_bytes": 10_000, "max_request_bytes": 5_000},
         {"max_pixels": -1},
-        {"batch_max_size": 0},
+        {"batch_max_size": -1},
+        {"batch_max_size": 2000},
+        {"intra_op_threads": -1},
+        {"intra_op_threads": 1.5},
+        {"graph_optimization": "fast"},
+        {"graph_optimization": ""},
+        {"cpu_mem_arena": "maybe"},
         {"batch_max_wait_ms": -1},
         {"max_queue": 0},
         {"rate_limit_per_minute": -1},
@@ -94,3 +100,47 @@ def test_engine_reads_the_names_it_expects() -> None:
 def test_validators_refuse(kwargs: dict) -> None:
     with pytest.raises(ValidationError):
         Settings(**kwargs)
+
+
+def test_session_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings()
+    assert (s.intra_op_threads, s.graph_optimization) == (0, "all")  # 0: onnxruntime's own thread count
+    monkeypatch.setenv("BRUSHPRINT_INTRA_OP_THREADS", "2")
+    monkeypatch.setenv("BRUSHPRINT_GRAPH_OPTIMIZATION", "Basic")
+    monkeypatch.setenv("BRUSHPRINT_CPU_MEM_ARENA", "false")
+    s = Settings()
+    assert (s.intra_op_threads, s.graph_optimization, s.cpu_mem_arena) == (2, "basic", False)
+    monkeypatch.setenv("BRUSHPRINT_CPU_MEM_ARENA", "true")
+    assert Settings().cpu_mem_arena is True
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("BRUSHPRINT_GRAPH_OPTIMIZATION", "fastest", "'all', 'extended', 'basic' or 'disabled'"),
+        ("BRUSHPRINT_INTRA_OP_THREADS", "-2", "greater than or equal to 0"),
+        ("BRUSHPRINT_INTRA_OP_THREADS", "two", "valid integer"),
+        ("BRUSHPRINT_CPU_MEM_ARENA", "sometimes", "valid boolean"),
+        ("BRUSHPRINT_BATCH_MAX_SIZE", "-16", "greater than or equal to 0"),
+    ],
+)
+def test_session_settings_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str) -> None:
+    # an operator's typo stops the service at start, naming the setting and what it takes
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = str(info.value)
+    assert name.removeprefix("BRUSHPRINT_").lower() in message and says in message
+
+
+def test_batch_max_size_follows_the_provider_when_unset() -> None:
+    s = Settings()
+    assert s.batch_max_size == 0  # unset: settled once the provider the model runs on is known
+    cpu = s.for_providers(["CPUExecutionProvider"])
+    cuda = s.for_providers(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert (cpu.batch_max_size, cuda.batch_max_size) == (BATCH_CROPS_CPU, BATCH_CROPS_CUDA) == (16, 64)
+    assert s.batch_max_size == 0  # a copy: the settings given are not changed
+    assert cpu.max_queue == s.max_queue and cpu.data_dir == s.data_dir
+    # set by the operator: kept on either provider
+    assert Settings(batch_max_size=48).for_providers(["CUDAExecutionProvider"]).batch_max_size == 48
+    assert Settings(batch_max_size=48).for_providers(["CPUExecutionProvider"]).batch_max_size == 48

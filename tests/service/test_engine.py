@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from bench.modelcopy import recipe_copy
@@ -17,7 +18,7 @@ from contract.operating import equal_error_point, rate_upper, rates_at
 from service.api.errors import status_of
 from service.config import Settings
 from service.errors import ServiceError
-from service.serving.model import Model
+from service.serving.model import Model, SessionConfig
 from service.serving.runtime import Runtime
 from service.serving.scorer import Candidate, Decision, Verdict
 from service.serving.strictness import Strictness, portfolio_table
@@ -360,6 +361,32 @@ def test_from_real_settings(tmp_path: Path, model_dir: Path, monkeypatch: pytest
         assert e.settings.identify_shortlist == Settings.model_fields["identify_shortlist"].default == 200
         assert e.embedder.batcher.max_queue == Settings.model_fields["max_queue"].default
         assert (tmp_path / "d" / "brushprint.db").is_file()
+        # batch_max_size unset: one 16-crop picture per backbone run on CPU, settled once, read by all
+        assert e.settings.batch_max_size == e.embedder.batcher.max_batch == e.ready()["batch_max_size"] == 16
+        assert e.bundle.model.session == SessionConfig.of(Settings())
+    finally:
+        e.close()
+
+
+def test_session_settings_reach_the_served_model_and_the_staged_one(
+    tmp_path: Path, model_dir: Path, other_model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the settings an operator gives reach every onnxruntime session of the model the runtime loads, and of a
+    # model staged beside it (an upgrade's BundleFactory.load)
+    monkeypatch.setenv("BRUSHPRINT_INTRA_OP_THREADS", "1")
+    monkeypatch.setenv("BRUSHPRINT_GRAPH_OPTIMIZATION", "basic")
+    monkeypatch.setenv("BRUSHPRINT_CPU_MEM_ARENA", "false")
+    monkeypatch.setenv("BRUSHPRINT_BATCH_MAX_SIZE", "48")
+    e = Runtime.from_settings(Settings(model_dir=model_dir, data_dir=tmp_path / "d", providers="cpu", gpu_index=False))
+    try:
+        staged = e.factory.load(other_model.model_dir).model
+        for m in (e.bundle.model, staged):
+            assert m.session == SessionConfig(intra_op_threads=1, graph_optimization="basic", cpu_mem_arena=False)
+            for part in m._parts.values():
+                o = part.session.get_session_options()
+                assert (o.intra_op_num_threads, o.enable_cpu_mem_arena) == (1, False)
+                assert o.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        assert e.embedder.batcher.max_batch == e.ready()["batch_max_size"] == 48  # set: kept
     finally:
         e.close()
 

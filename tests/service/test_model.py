@@ -11,7 +11,9 @@ import onnxruntime as ort
 import pytest
 
 from contract.card import load_card
-from service.serving.model import Model, ModelError, choose_providers
+from service.config import Settings
+from service.serving import model as model_module
+from service.serving.model import Model, ModelError, SessionConfig, choose_providers
 from tests.service.conftest import painting
 
 
@@ -167,3 +169,76 @@ def test_providers() -> None:
             choose_providers("cuda")
     with pytest.raises(ModelError):
         choose_providers("tpu")
+
+
+def _session_options(m: Model) -> dict[str, ort.SessionOptions]:
+    """What onnxruntime reports each session of the model was made with."""
+    return {name: part.session.get_session_options() for name, part in m._parts.items()}
+
+
+LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+
+
+def test_default_session_is_onnxruntimes_own(model: Model) -> None:
+    assert model.session == SessionConfig()
+    for name, o in _session_options(model).items():
+        assert o.intra_op_num_threads == 0, name  # onnxruntime picks (one per physical core)
+        assert o.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL, name
+        assert o.enable_cpu_mem_arena, name
+
+
+@pytest.mark.parametrize(
+    ("level", "threads", "arena"), [("basic", 1, False), ("disabled", 2, True), ("extended", 1, False)]
+)
+def test_session_config_reaches_every_session(
+    model_dir: Path, model: Model, level: str, threads: int, arena: bool
+) -> None:
+    m = Model.load(
+        model_dir, "cpu", session=SessionConfig(intra_op_threads=threads, graph_optimization=level, cpu_mem_arena=arena)
+    )
+    opts = _session_options(m)
+    assert set(opts) >= {"backbone", "head"} and len(opts) == len(model._parts)
+    for name, o in opts.items():
+        assert o.intra_op_num_threads == threads, name
+        assert o.graph_optimization_level == LEVELS[level], name
+        assert o.enable_cpu_mem_arena is arena, name
+    assert m.session.graph_optimization == level
+    # how the graph is run changes no answer beyond float rounding
+    x = _batch(m, range(2))
+    np.testing.assert_allclose(m.embed_pictures(x), model.embed_pictures(x), atol=1e-4)
+    v = model.reference_vectors(model.embed_pictures(x))
+    np.testing.assert_allclose(m.symmetric_scores(v[:1], v[1:]), model.symmetric_scores(v[:1], v[1:]), atol=1e-5)
+
+
+def test_session_config_of_settings() -> None:
+    s = Settings(intra_op_threads=3, graph_optimization="extended", cpu_mem_arena=False)
+    assert SessionConfig.of(s) == SessionConfig(intra_op_threads=3, graph_optimization="extended", cpu_mem_arena=False)
+    o = SessionConfig.of(s).options()
+    assert (o.intra_op_num_threads, o.graph_optimization_level, o.enable_cpu_mem_arena) == (
+        3,
+        LEVELS["extended"],
+        False,
+    )
+    with pytest.raises(ModelError, match="graph_optimization"):
+        SessionConfig(graph_optimization="fast")
+    with pytest.raises(ModelError, match="intra_op_threads"):
+        SessionConfig(intra_op_threads=-1)
+
+
+def test_cuda_that_does_not_start_is_refused(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an onnxruntime that offers CUDA but cannot start it (libraries missing) falls back to CPU on its own, with a
+    # warning; asked for 'cuda', the service must stop with a reason rather than serve on CPU unnoticed
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is really offered here")
+    offered = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(model_module.ort, "get_available_providers", lambda: offered)
+    with pytest.warns(UserWarning, match="CUDAExecutionProvider"), pytest.raises(ModelError, match="did not start"):
+        Model.load(model_dir, "cuda")
+    # 'auto' takes what there is
+    with pytest.warns(UserWarning):
+        assert Model.load(model_dir, "auto").providers == ["CPUExecutionProvider"]

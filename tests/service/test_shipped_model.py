@@ -48,12 +48,24 @@ def test_the_card_is_the_real_painting_model(shipped_model_dir: Path) -> None:
     assert card.calibration.quality is not None and card.calibration.bands
 
 
-def test_every_crop_of_a_compare_goes_through_one_backbone_run(shipped: Model, tmp_path: Path) -> None:
-    runtime = Runtime.build(shipped, Settings(data_dir=tmp_path / "data", gpu_index=False, batch_max_wait_ms=50.0))
+@pytest.mark.parametrize(
+    ("batch_max_size", "runs"),
+    [
+        (0, [16, 16]),  # unset on CPU: one picture's 16 crops per backbone run, never split
+        (32, [32]),  # room for both: 2 pictures x 16 crops in one run
+    ],
+)
+def test_the_crops_of_a_compare_go_through_the_backbone_whole(
+    shipped: Model, tmp_path: Path, batch_max_size: int, runs: list[int]
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", gpu_index=False, batch_max_wait_ms=50.0, batch_max_size=batch_max_size
+    )
+    runtime = Runtime.build(shipped, settings)
     a, b = encode(painting(1, (300, 240))), encode(painting(2, (240, 300)))
     try:
         d = asyncio.run(runtime.scorer.compare(a, b))
-        assert list(runtime.embedder.batcher.recent_batch_sizes) == [32]  # 2 pictures x 16 crops, one run
+        assert list(runtime.embedder.batcher.recent_batch_sizes) == runs
         xs = [shipped.model_inputs(decode_bytes(x).image) for x in (a, b)]
         assert [len(x) for x in xs] == [16, 16]
         e = shipped.embed_pictures(xs)
