@@ -18,9 +18,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_DB_FILE = "brushprint.db"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 GraphOptimization = Literal["all", "extended", "basic", "disabled"]
-# `batch_max_size` when unset, by the provider the model runs on (BENCHMARKS.md, http_e2e: why)
+# `batch_max_size` when unset, by the provider the model runs on (BENCHMARKS.md, http_e2e and the H200 run of
+# recipe_cost: why). On both, batching across requests did not pay: on CPU 1.01-1.06× idle at 64 ÷ 16 crops; on
+# an H200 0.73× (64 ÷ 16) and 0.98× (32 ÷ 16) at 16 clients — the backbone (4.3-4.6k crops/s at any batch from
+# 16) is not the bottleneck there, the CPU-side resize and crops are. Kept apart so a later measurement can move one.
 BATCH_CROPS_CPU = 16
-BATCH_CROPS_CUDA = 64
+BATCH_CROPS_CUDA = 16
 CPU_MEM_ARENA_DEFAULT = True
 
 

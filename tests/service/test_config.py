@@ -138,7 +138,7 @@ def test_batch_max_size_follows_the_provider_when_unset() -> None:
     assert s.batch_max_size == 0  # unset: settled once the provider the model runs on is known
     cpu = s.for_providers(["CPUExecutionProvider"])
     cuda = s.for_providers(["CUDAExecutionProvider", "CPUExecutionProvider"])
-    assert (cpu.batch_max_size, cuda.batch_max_size) == (BATCH_CROPS_CPU, BATCH_CROPS_CUDA) == (16, 64)
+    assert (cpu.batch_max_size, cuda.batch_max_size) == (BATCH_CROPS_CPU, BATCH_CROPS_CUDA) == (16, 16)
     assert s.batch_max_size == 0  # a copy: the settings given are not changed
     assert cpu.max_queue == s.max_queue and cpu.data_dir == s.data_dir
     # set by the operator: kept on either provider
