@@ -30,7 +30,7 @@ def pictures(root: Path, n: int) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     from contract.decode import CORPUS_LIMITS, decode_file
-    from service.serving.model import Model
+    from service.serving.model import Model, SessionConfig
 
     p = C.base_parser(__doc__.split("\n\n")[0])
     p.add_argument("--fp32", type=Path, default=Path("models/default"), help="the fp32 model directory")
@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     n, repeat = (min(args.n, 3), 2) if args.quick else (args.n, args.repeat)
 
     providers = "cuda" if args.providers == "cuda" else "cpu"
-    fp32 = Model.load(args.fp32, providers=providers, intra_op_threads=args.threads)
-    int8 = Model.load(args.int8, providers=providers, intra_op_threads=args.threads)
+    session = SessionConfig(intra_op_threads=args.threads)
+    fp32 = Model.load(args.fp32, providers=providers, session=session)
+    int8 = Model.load(args.int8, providers=providers, session=session)
     if fp32.card.backbone.preprocessing != int8.card.backbone.preprocessing:
         raise SystemExit("the two models cut pictures differently: nothing to compare")
     files = pictures(args.pictures, n)
