@@ -196,11 +196,6 @@ class Embedder:
             # the same error, naming the file: one bad file refuses the whole enrolment
             raise e.about(name or "upload") from e
 
-    async def embed_upload(self, bundle: Bundle, data: bytes) -> tuple[np.ndarray, str]:
-        """(embedding, sha256) of an upload."""
-        p = await asyncio.to_thread(self.prepare, bundle, data)
-        return await self.embed(bundle, p.inputs), p.sha256
-
     def embed_many(self, bundle: Bundle, datas: Sequence[bytes]) -> list[np.ndarray | Exception]:
         """Enrolled originals → embeddings, synchronously (reindex): never refused for quality, and an original
         that no longer decodes under today's limits gives its error in its place."""
