@@ -36,15 +36,13 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from cachetools import LRUCache
 
 from contract.decode import ImageLimits
-
-if TYPE_CHECKING:
-    from service.serving.embedder import Picture
+from service.serving.picture import Picture
 
 MB = 1_000_000
 

@@ -17,7 +17,6 @@ import dataclasses
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,7 +27,7 @@ from service.serving.batching import MicroBatcher
 from service.serving.bundle import Bundle
 from service.serving.cache import Key, digest
 from service.serving.model import Model
-from service.serving.quality import PictureQuality
+from service.serving.picture import Picture, Prepared
 
 Item = tuple[Model, np.ndarray]  # a picture's backbone inputs, and the model that is to embed them
 
@@ -40,42 +39,6 @@ def image_limits(settings: Settings) -> ImageLimits:
         decode_pixels=settings.decode_pixels,
         formats=frozenset(settings.allowed_formats),
     )
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A decoded upload, its backbone inputs under one bundle's recipe, and its measured quality."""
-
-    decoded: Decoded
-    inputs: np.ndarray
-    quality: PictureQuality
-    working: tuple[int, int]  # width, height of the recipe's resized picture (the crops' boxes refer to it)
-
-    @property
-    def sha256(self) -> str:
-        return self.decoded.sha256
-
-
-@dataclass(frozen=True, eq=False)
-class Picture:
-    """An upload once the backbone has run: what scoring needs of it (and what the embedding cache keeps — no
-    pixels). `crops` are the per-crop vectors of the recipe's crops (contract.recipe.crop_features, in
-    contract.recipe.crop_boxes order over the `working` picture); `embedding` is their mean."""
-
-    sha256: str
-    size: tuple[int, int]  # the upload's own width and height, orientation applied (Decoded.size)
-    working: tuple[int, int]  # the recipe's resized picture
-    quality: PictureQuality
-    crops: np.ndarray  # [n_crops, embedding_dim]
-    embedding: np.ndarray  # [embedding_dim]
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.crops.nbytes + self.embedding.nbytes) + 512  # + the record and its quality measures
-
-    @classmethod
-    def of(cls, p: Prepared, crops: np.ndarray) -> Picture:
-        return cls(p.sha256, p.decoded.size, p.working, p.quality, crops, pool(crops))
 
 
 def embed_items(items: list[Item]) -> list[np.ndarray]:

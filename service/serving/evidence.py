@@ -45,7 +45,7 @@ from PIL import Image
 
 from contract.recipe import pool
 from service.errors import Invalid
-from service.serving.embedder import Picture
+from service.serving.picture import Picture
 
 MIN_GRID = 2
 MAX_GRID = 4

@@ -31,8 +31,9 @@ from service.config import Settings
 from service.errors import Conflict, Invalid
 from service.serving.bundle import Bundle, BundleSlot, View
 from service.serving.calibration import MODEL_CARD, CalibrationUsed
-from service.serving.embedder import Embedder, Picture
+from service.serving.embedder import Embedder
 from service.serving.evidence import EvidenceMap, check_grid, evidence_map
+from service.serving.picture import Picture
 from service.serving.quality import QualityUsed
 from service.serving.strictness import Preset, Strictness, judge, presets
 from service.serving.wording import Subject, summary

@@ -21,8 +21,8 @@ from contract.quality import Measures
 from service.api.errors import status_of
 from service.config import Settings
 from service.serving.cache import MB, CacheStats, Key, PictureCache, digest
-from service.serving.embedder import Picture
 from service.serving.model import Model
+from service.serving.picture import Picture
 from service.serving.quality import PictureQuality
 from service.serving.runtime import Runtime
 from tests.service.apitools import ADMIN, pair, running
