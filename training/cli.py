@@ -443,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", type=Path, action="append", default=[], help="a trained model dir to compare")
     p.add_argument("--grid", type=int, default=4)
     p.add_argument("--resize-shorter", type=int, default=672)
+    p.add_argument("--crop", type=int, default=None, help="crop side in px (default: the backbone's own, 224)")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--power", type=float, default=-0.5)
     p.add_argument("--repeats", type=int, default=10)
@@ -545,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             candidates=a.candidate,
             grid=a.grid,
             resize_shorter=a.resize_shorter,
+            crop=a.crop,
             dim=a.dim,
             power=a.power,
             repeats=a.repeats,

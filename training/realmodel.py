@@ -5,8 +5,11 @@
    backbone of an existing model directory (`backbone_from`); with `int8`, quantised to int8 in place
    (training/backbone/quantize.py: activation ranges from real crops of the corpus, parity on other paintings'
    crops), and everything after is computed with the int8 backbone, so the card's tables are its own;
-3. the recipe (contract.recipe): shorter side `resize_shorter`, a `grid` of 224-px crops, pooled features of each
-   crop L2-normalised and averaged — computed by the very functions the service calls;
+3. the recipe (contract.recipe): shorter side `resize_shorter`, a `grid` of `crop`-px crops (by default the
+   backbone's own size, 224 for EfficientNet-Lite2; a smaller crop at a proportionally smaller `resize_shorter` sees the same part of
+   the picture at a coarser scale, for a fraction of the work: the backbone file's height and width are left
+   free, `onnxgraph.free_spatial_dims`), pooled features of each crop L2-normalised and averaged — computed by
+   the very functions the service calls;
 4. the head: `cosine` (training/heads/cosine.py), whitening fitted on the crops, logistic calibration on
    artist-disjoint out-of-fold pairs; candidates (raw cosine, any trained head directory given) are scored on
    the same out-of-fold pairs, and the head that ships is the best by real-painting pair AUC;
@@ -59,8 +62,14 @@ class RealModelError(RuntimeError):
     pass
 
 
-def real_backbone_spec(base: BackboneSpec, grid: int, resize_shorter: int) -> BackboneSpec:
-    """The card's backbone for the multi-crop recipe, from a single-crop backbone spec."""
+def real_backbone_spec(
+    base: BackboneSpec, grid: int, resize_shorter: int, crop: int | None = None
+) -> BackboneSpec:
+    """The card's backbone for the multi-crop recipe (`crop`-px crops; None: the backbone's own size), from a
+    single-crop backbone spec."""
+    crop = crop or base.preprocessing.crop[0]
+    if not 0 < crop <= resize_shorter:
+        raise RealModelError(f"crop {crop} px must be positive and at most the shorter side {resize_shorter}")
     pooled = base.embedding.pooled_dim
     if not pooled:
         raise RealModelError("the backbone has no pooled features to keep")
@@ -79,12 +88,14 @@ def real_backbone_spec(base: BackboneSpec, grid: int, resize_shorter: int) -> Ba
             combine="l2_mean",
             description=(
                 f"{base.arch}: the picture's shorter side resized to {resize_shorter}, a {grid}x{grid} grid of "
-                f"{base.preprocessing.crop[0]}-px crops spread edge to edge; of each crop the global average of "
+                f"{crop}-px crops spread edge to edge; of each crop the global average of "
                 f"the final {pooled} features (the first {pooled} of the {base.crop_dim} outputs), L2-normalised; "
                 "the embedding is their mean"
             ),
         ),
-        preprocessing=base.preprocessing.model_copy(update={"resize_shorter": resize_shorter, "grid": (grid, grid)}),
+        preprocessing=base.preprocessing.model_copy(
+            update={"resize_shorter": resize_shorter, "grid": (grid, grid), "crop": (crop, crop)}
+        ),
         weights=base.weights,
     )
 
@@ -226,6 +237,7 @@ def make_real(
     candidates: Sequence[Path] = (),
     grid: int = 4,
     resize_shorter: int = 672,
+    crop: int | None = None,
     dim: int = cosine.DEFAULT_DIM,
     power: float = cosine.DEFAULT_POWER,
     folds: int = 2,
@@ -259,8 +271,12 @@ def make_real(
         base, parity = backbone_from_dir(Path(backbone_from), staging), {}
     else:
         base, parity = backbone_from_keras(staging, paths[:4])
-    spec = real_backbone_spec(base, grid, resize_shorter)
+    spec = real_backbone_spec(base, grid, resize_shorter, crop)
     bb = staging / BACKBONE_FILE
+    if spec.preprocessing.crop != base.preprocessing.crop:
+        from training.backbone.onnxgraph import free_spatial_dims
+
+        free_spatial_dims(bb)  # the ImageNet-size export, run at the recipe's crop
     quantisation: dict[str, Any] | None = None
     if int8:
         quantisation = quantise_in_place(bb, paths, spec, corpus, work, seed=seed)

@@ -14,6 +14,7 @@ from bench.devmodel import CROP, build_dev_model
 from contract.card import load_card
 from contract.decode import decode_file
 from service.serving.model import Model
+from training.backbone.onnxgraph import free_spatial_dims
 from training.data import conditions, synthetic
 from training.evaluation import realeval, robustness
 from training.heads.cosine import CosineHead
@@ -223,3 +224,70 @@ def test_make_real_refuses_a_corpus_without_a_second_work_of_any_artist(tmp_path
     with pytest.raises(RealModelError, match="2 or more works"):
         make_real(tmp_path / "out", corpus, tmp_path / "work", backbone_from=dev, grid=GRID, resize_shorter=RESIZE)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_backbone_file_takes_any_crop_size_once_its_spatial_dims_are_free(tmp_path):
+    dev = build_dev_model(tmp_path / "dev")
+    path = tmp_path / "free.onnx"
+    path.write_bytes((dev / BACKBONE_FILE).read_bytes())
+    free_spatial_dims(path)
+    fixed = ort.InferenceSession(str(dev / BACKBONE_FILE), providers=["CPUExecutionProvider"])
+    free = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shape = free.get_inputs()[0].shape
+    assert shape[1:] == ["height", "width", 3]
+    x = np.random.default_rng(0).uniform(-1, 1, (2, CROP, CROP, 3)).astype(np.float32)
+    # at the export's own size: the very same outputs
+    assert np.array_equal(free.run(None, {"image": x})[0], fixed.run(None, {"image": x})[0])
+    small = free.run(None, {"image": x[:, :24, :20]})[0]
+    assert small.shape == (2, fixed.get_outputs()[0].shape[1]) and np.isfinite(small).all()
+
+
+def test_a_backbone_whose_output_depends_on_its_size_is_refused_and_left_as_it_was(tmp_path):
+    from onnx import helper
+
+    from training.backbone.onnxgraph import init, save, value
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "w"], ["embedding"]),
+        ],
+        "sized",
+        [value("image", "N", 8, 8, 3)],
+        [value("embedding", "N", 4)],
+        [init("w", np.ones((8 * 8 * 3, 4)))],
+    )
+    path = tmp_path / "sized.onnx"
+    save(graph, path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="another input size"):
+        free_spatial_dims(path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["sized.onnx"]
+
+
+def test_a_crop_larger_than_the_working_size_is_refused(built, tmp_path):
+    base = backbone_from_dir(built["out"], tmp_path)
+    with pytest.raises(RealModelError, match="at most the shorter side"):
+        real_backbone_spec(base, GRID, RESIZE, crop=RESIZE + 1)
+
+
+def test_make_real_at_a_smaller_crop_ships_a_model_the_service_runs_identically(tmp_path):
+    # crops of 24 px at a proportionally smaller working size: the backbone file's height and width are freed, the
+    # card says 24, and the service's embedding is the one training computed
+    corpus = tmp_path / "corpus"
+    manifest = synthetic.generate(corpus, 6, 2, seed=1, size=64)
+    dev = build_dev_model(tmp_path / "dev")
+    out = tmp_path / "out"
+    card = make_real(
+        out, corpus, tmp_path / "work", backbone_from=dev, grid=GRID, resize_shorter=36, crop=24, dim=DIM,
+        repeats=2, nested_repeats=1, n_boot=20, judge_boot=0, conditions=["jpeg_q50"], synthetic=(0, 0),
+    )  # fmt: skip
+    p = card.backbone.preprocessing
+    assert (p.crop, p.resize_shorter, p.grid) == ((24, 24), 36, (GRID, GRID))
+    assert "24-px crops" in card.backbone.embedding.description
+    model = Model.load(out)
+    assert model.model_inputs(decode_file(manifest.paths()[0]).image).shape == (GRID * GRID, 24, 24, 3)
+    trained = crop_vectors(manifest.paths()[:3], card.backbone, out / BACKBONE_FILE)
+    served = [model.embed_pictures([model.model_inputs(decode_file(q).image)])[0] for q in manifest.paths()[:3]]
+    for t, s in zip(trained, served, strict=True):
+        np.testing.assert_allclose(t.mean(axis=0), s, atol=1e-5)

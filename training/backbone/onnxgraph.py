@@ -31,6 +31,45 @@ def save(graph: onnx.GraphProto, path: Path, producer: str = "brushprint") -> No
     onnx.save(model, str(path))
 
 
+def free_spatial_dims(path: Path) -> None:
+    """Let a convolutional backbone file (input [N, H, W, C] or [N, C, H, W], H and W fixed by its export) take
+    any height and width: the input's spatial dims become symbolic and the export's inferred intermediate shapes,
+    which pin them, are dropped (onnxruntime infers them again at load). The weights and the nodes are unchanged,
+    so at the export's own size the outputs are identical. A graph whose output depends on a fixed size (a
+    Reshape to a constant shape, say) is refused with ValueError and the file left as it was: it must run at two
+    other sizes and give [N, D] of the same D at both."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    weights = {t.name for t in model.graph.initializer}
+    (inp,) = [i for i in model.graph.input if i.name not in weights]
+    dims = inp.type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise ValueError(f"{path}: input {inp.name} has {len(dims)} dims, expected 4 ([N, H, W, C] or [N, C, H, W])")
+    channels_first = dims[1].HasField("dim_value") and dims[1].dim_value in (1, 3)
+    spatial = (2, 3) if channels_first else (1, 2)
+    for i, name in zip(spatial, ("height", "width"), strict=True):
+        dims[i].ClearField("dim_value")
+        dims[i].dim_param = name
+    del model.graph.value_info[:]
+    tmp = path.with_name(path.name + ".free")
+    onnx.save(model, str(tmp))
+    try:
+        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        shapes = []
+        for side in (40, 72):
+            shape = (1, 3, side, side) if channels_first else (1, side, side, 3)
+            shapes.append(sess.run(None, {inp.name: np.zeros(shape, np.float32)})[0].shape)
+    except Exception as e:
+        tmp.unlink()
+        raise ValueError(f"{path}: does not run at another input size: {e}") from e
+    if shapes[0] != shapes[1] or len(shapes[0]) != 2:
+        tmp.unlink()
+        raise ValueError(f"{path}: the output's shape depends on the input's size ({shapes[0]} vs {shapes[1]})")
+    tmp.replace(path)
+
+
 HEAD_FILES = {"pair": "head.onnx", "projection": "head_projection.onnx", "comparator": "head_comparator.onnx"}
 
 
