@@ -6,10 +6,10 @@
    (training/backbone/quantize.py: activation ranges from real crops of the corpus, parity on other paintings'
    crops), and everything after is computed with the int8 backbone, so the card's tables are its own;
 3. the recipe (contract.recipe): shorter side `resize_shorter`, a `grid` of `crop`-px crops (by default the
-   backbone's own size, 224 for EfficientNet-Lite2; a smaller crop at a proportionally smaller `resize_shorter` sees the same part of
-   the picture at a coarser scale, for a fraction of the work: the backbone file's height and width are left
-   free, `onnxgraph.free_spatial_dims`), pooled features of each crop L2-normalised and averaged — computed by
-   the very functions the service calls;
+   backbone's own size, 224 for EfficientNet-Lite2; a smaller crop at a proportionally smaller `resize_shorter`
+   sees the same part of the picture at a coarser scale, for a fraction of the work: the backbone file's height
+   and width are left free, `onnxgraph.free_spatial_dims`), pooled features of each crop L2-normalised and
+   averaged — computed by the very functions the service calls;
 4. the head: `cosine` (training/heads/cosine.py), whitening fitted on the crops, logistic calibration on
    artist-disjoint out-of-fold pairs; candidates (raw cosine, any trained head directory given) are scored on
    the same out-of-fold pairs, and the head that ships is the best by real-painting pair AUC;
@@ -62,9 +62,7 @@ class RealModelError(RuntimeError):
     pass
 
 
-def real_backbone_spec(
-    base: BackboneSpec, grid: int, resize_shorter: int, crop: int | None = None
-) -> BackboneSpec:
+def real_backbone_spec(base: BackboneSpec, grid: int, resize_shorter: int, crop: int | None = None) -> BackboneSpec:
     """The card's backbone for the multi-crop recipe (`crop`-px crops; None: the backbone's own size), from a
     single-crop backbone spec."""
     crop = crop or base.preprocessing.crop[0]
