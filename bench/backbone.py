@@ -14,6 +14,7 @@ serving install), or with `--onnx-only`, only ONNX Runtime is measured, on model
     python -m bench.backbone            # full: both archs, batch 1 and 16 (64 too with --providers cuda)
     python -m bench.backbone --quick    # Lite2 only, batch 1, few runs
     python -m bench.backbone --providers cuda --batches 1,16,64    # on a GPU (ONNX only if TensorFlow is absent)
+    python -m bench.backbone --model-dir models/fast               # ONNX Runtime alone on another model's backbone
 """
 
 from __future__ import annotations
@@ -71,19 +72,25 @@ def shipped_crops() -> int | None:
 
 
 def bench_onnx_only(
-    batches: list[int], providers: list[str], quick: bool, report: C.Report, threads: int | None = None
+    batches: list[int],
+    providers: list[str],
+    quick: bool,
+    report: C.Report,
+    threads: int | None = None,
+    model_dir: Path = C.DEFAULT_MODEL_DIR,
 ) -> list[list[object]]:
-    """ONNX Runtime alone on the shipped backbone (models/default/backbone.onnx as the service runs it)."""
+    """ONNX Runtime alone on a model's backbone (by default models/default/backbone.onnx), at its card's crop size,
+    as the service runs it."""
     from contract.card import load_card
 
     try:
-        card = load_card(C.DEFAULT_MODEL_DIR, verify_files=True)
+        card = load_card(model_dir, verify_files=True)
     except Exception as e:
-        raise SystemExit(f"--onnx-only measures models/default/backbone.onnx, which cannot be read: {e}") from None
+        raise SystemExit(f"--onnx-only measures {model_dir}'s backbone, which cannot be read: {e}") from None
     b = card.backbone
     h, w = b.preprocessing.crop
     crops = b.preprocessing.n_crops
-    sess = C.ort_session(C.DEFAULT_MODEL_DIR / b.file, providers, threads)
+    sess = C.ort_session(Path(model_dir) / b.file, providers, threads)
     used = sess.get_providers()[0]
     rng = np.random.default_rng(0)
     rows, data = [], {}
@@ -102,9 +109,10 @@ def bench_onnx_only(
         latency = f"{C.fmt(st.p50_ms)} / {C.fmt(st.p99_ms)}"
         rows.append([b.arch, f"{h}×{w}", batch, C.fmt(per_s, 1), C.fmt(per_s / crops, 2), latency])
         data[str(batch)] = {"onnx": vars(st), "images_per_s": per_s, "pictures_per_s": per_s / crops}
-    report.data[b.arch] = {"onnx_source": "models/default/" + b.file, "provider": used, "crops": crops, "batches": data}
+    source = f"{model_dir}/{b.file}"
+    report.data[b.arch] = {"onnx_source": source, "provider": used, "crops": crops, "batches": data}
     report.note(
-        f"{b.arch} from models/default/{b.file} on {used}; a picture = {crops} crops "
+        f"{b.arch} from {source} (`{card.model_id}`) on {used}; a picture = {crops} crops "
         f"({b.preprocessing.grid[0]}×{b.preprocessing.grid[1]} of {h} px), so pictures/s = crops/s ÷ {crops}."
     )
     return rows
@@ -228,7 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="measure ONNX Runtime alone on models/default/backbone.onnx (what happens anyway without TensorFlow)",
     )
+    p.add_argument(
+        "--model-dir", type=Path, default=None, help="with --onnx-only: this model's backbone (default models/default)"
+    )
     args = p.parse_args(argv)
+    if args.model_dir is not None:
+        args.onnx_only = True
 
     providers = C.ort_providers(args.providers)
     archs = (args.archs or ("efficientnet_lite2" if args.quick else ",".join(ARCH_SIZES))).split(",")
@@ -298,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def onnx_only_main(args, providers: list[str], batches: list[int]) -> int:
     report = C.Report("backbone", "Backbone: ONNX Runtime (shipped backbone)", C.command_line(), args.quick)
-    rows = bench_onnx_only(batches, providers, args.quick, report, args.threads)
+    rows = bench_onnx_only(
+        batches, providers, args.quick, report, args.threads, model_dir=args.model_dir or C.DEFAULT_MODEL_DIR
+    )
     report.table(
         "Backbone inputs (crops) and pictures per second (p50-based) through ONNX Runtime",
         ["backbone", "input", "batch (crops)", "crops/s", "pictures/s", "p50 / p99 ms"],
