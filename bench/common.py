@@ -29,6 +29,14 @@ from bench.server import Server as ServiceProcess
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_MODEL_DIR = ROOT / "models" / "default"
+
+
+def shown(path: str | Path) -> str:
+    """A path as a report shows it: relative to the repository when inside it (the same in every checkout)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],

@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         old_new <= 1 / TARGET_THROUGHPUT_SHARE,
     )
     report.note(
-        f"Model: {which}. Old recipe: {base}'s card and ONNX files with preprocessing grid [1, 1], crop "
+        f"Model: {which}. Old recipe: {C.shown(base)}'s card and ONNX files with preprocessing grid [1, 1], crop "
         f"{OLD_CROP} and resize_shorter {OLD_CROP} (one centre crop), written to a temporary directory. "
         f"ONNX Runtime provider: {provider} (session options from the service's settings); HTTP servers on "
         f"{http['provider']}."
