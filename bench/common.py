@@ -243,7 +243,7 @@ def session_config(threads: int | None = None):
 
     config = SessionConfig.of(Settings())
     if threads:
-        config = SessionConfig(threads, config.graph_optimization, config.cpu_mem_arena)
+        config = SessionConfig(threads, config.graph_optimization, config.cpu_mem_arena, config.cuda_conv_algo_search)
     return config
 
 
@@ -252,7 +252,8 @@ def ort_session(path: Path | str, providers: Sequence[str], threads: int | None 
     that did not get CUDA is an error, not a silent CPU measurement."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(path), sess_options=session_config(threads).options(), providers=list(providers))
+    config = session_config(threads)
+    sess = ort.InferenceSession(str(path), sess_options=config.options(), providers=config.providers(list(providers)))
     if providers[0] == "CUDAExecutionProvider" and sess.get_providers()[0] != "CUDAExecutionProvider":
         raise SystemExit(
             f"--providers cuda: onnxruntime runs {Path(path).name} on {sess.get_providers()}: CUDA did not start"

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_DB_FILE = "brushprint.db"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 GraphOptimization = Literal["all", "extended", "basic", "disabled"]
+ConvAlgoSearch = Literal["heuristic", "exhaustive", "default"]
 # `batch_max_size` when unset, by the provider the model runs on (BENCHMARKS.md, http_e2e and the H200 run of
 # recipe_cost: why). On both, batching across requests did not pay: on CPU 1.01-1.06× idle at 64 ÷ 16 crops; on
 # an H200 0.73× (64 ÷ 16) and 0.98× (32 ÷ 16) at 16 clients — the backbone (4.3-4.6k crops/s at any batch from
@@ -153,6 +154,12 @@ class Settings(BaseSettings):
         default=CPU_MEM_ARENA_DEFAULT,
         description="onnxruntime's CPU memory arena (keeps freed activation buffers for reuse)",
     )
+    cuda_conv_algo_search: ConvAlgoSearch = Field(
+        default="heuristic",
+        description="how the CUDA provider picks each convolution's cuDNN algorithm for a new input shape: "
+        "heuristic (cuDNN's own choice, at once), exhaustive (onnxruntime's default: benchmarks every algorithm "
+        "on each new batch size, which stalls the server for seconds while batch sizes vary) or default",
+    )
 
     # --- abuse control
     rate_limit_per_minute: float = Field(
@@ -185,7 +192,7 @@ class Settings(BaseSettings):
             raise ValueError(f"allowed_formats names formats Pillow cannot read: {unknown}")
         return value
 
-    @field_validator("log_level", "providers", "graph_optimization", mode="before")
+    @field_validator("log_level", "providers", "graph_optimization", "cuda_conv_algo_search", mode="before")
     @classmethod
     def _case(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):

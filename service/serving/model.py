@@ -52,16 +52,26 @@ class SessionConfig:
     intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
     graph_optimization: str = "all"  # all | extended | basic | disabled
     cpu_mem_arena: bool = True
+    cuda_conv_algo_search: str = "exhaustive"  # heuristic | exhaustive | default (the CUDA provider's option)
 
     def __post_init__(self) -> None:
         if self.intra_op_threads < 0:
             raise ModelError(f"intra_op_threads must be 0 (onnxruntime's default) or more, not {self.intra_op_threads}")
         if self.graph_optimization not in _LEVELS:
             raise ModelError(f"graph_optimization must be one of {sorted(_LEVELS)}, not {self.graph_optimization!r}")
+        if self.cuda_conv_algo_search not in _ALGO_SEARCH:
+            raise ModelError(
+                f"cuda_conv_algo_search must be one of {sorted(_ALGO_SEARCH)}, not {self.cuda_conv_algo_search!r}"
+            )
 
     @classmethod
     def of(cls, settings: Settings) -> SessionConfig:
-        return cls(settings.intra_op_threads, settings.graph_optimization, settings.cpu_mem_arena)
+        return cls(
+            settings.intra_op_threads,
+            settings.graph_optimization,
+            settings.cpu_mem_arena,
+            settings.cuda_conv_algo_search,
+        )
 
     def options(self) -> ort.SessionOptions:
         """The one place a serving session's SessionOptions are made."""
@@ -72,6 +82,14 @@ class SessionConfig:
         opts.graph_optimization_level = _LEVELS[self.graph_optimization]
         opts.enable_cpu_mem_arena = self.cpu_mem_arena
         return opts
+
+    def providers(self, names: list[str]) -> list[str | tuple[str, dict[str, str]]]:
+        """onnxruntime's providers argument for `names` (`choose_providers`): CUDA with its options."""
+        return [(n, {"cudnn_conv_algo_search": _ALGO_SEARCH[self.cuda_conv_algo_search]}) if n == _CUDA else n
+                for n in names]  # fmt: skip
+
+
+_ALGO_SEARCH = {"heuristic": "HEURISTIC", "exhaustive": "EXHAUSTIVE", "default": "DEFAULT"}
 
 
 def choose_providers(providers: str = "auto") -> list[str]:
@@ -139,7 +157,9 @@ class Model:
 
         def open_session(file: str) -> ort.InferenceSession:
             try:
-                return ort.InferenceSession(str(model_dir / file), sess_options=opts, providers=chosen)
+                return ort.InferenceSession(
+                    str(model_dir / file), sess_options=opts, providers=session.providers(chosen)
+                )
             except Exception as e:  # onnxruntime raises its own exception types for bad graphs
                 raise ModelError(f"{model_dir / file}: onnxruntime cannot load it: {e}") from e
 

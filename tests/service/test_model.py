@@ -218,7 +218,9 @@ def test_session_config_reaches_every_session(
 
 def test_session_config_of_settings() -> None:
     s = Settings(intra_op_threads=3, graph_optimization="extended", cpu_mem_arena=False)
-    assert SessionConfig.of(s) == SessionConfig(intra_op_threads=3, graph_optimization="extended", cpu_mem_arena=False)
+    assert SessionConfig.of(s) == SessionConfig(
+        intra_op_threads=3, graph_optimization="extended", cpu_mem_arena=False, cuda_conv_algo_search="heuristic"
+    )
     o = SessionConfig.of(s).options()
     assert (o.intra_op_num_threads, o.graph_optimization_level, o.enable_cpu_mem_arena) == (
         3,
@@ -229,6 +231,21 @@ def test_session_config_of_settings() -> None:
         SessionConfig(graph_optimization="fast")
     with pytest.raises(ModelError, match="intra_op_threads"):
         SessionConfig(intra_op_threads=-1)
+    with pytest.raises(ModelError, match="cuda_conv_algo_search"):
+        SessionConfig(cuda_conv_algo_search="fastest")
+
+
+@pytest.mark.parametrize(("setting", "option"), [("heuristic", "HEURISTIC"), ("EXHAUSTIVE", "EXHAUSTIVE")])
+def test_the_cudnn_algorithm_search_reaches_the_cuda_provider_only(setting: str, option: str) -> None:
+    config = SessionConfig.of(Settings(cuda_conv_algo_search=setting))
+    assert config.providers(["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        ("CUDAExecutionProvider", {"cudnn_conv_algo_search": option}),
+        "CPUExecutionProvider",
+    ]
+    assert config.providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert Settings().cuda_conv_algo_search == "heuristic"
+    with pytest.raises(ValueError, match="cuda_conv_algo_search"):
+        Settings(cuda_conv_algo_search="fastest")
 
 
 def test_cuda_that_does_not_start_is_refused(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,14 +257,19 @@ def test_cuda_that_does_not_start_is_refused(model_dir: Path, monkeypatch: pytes
     monkeypatch.setattr(model_module.ort, "get_available_providers", lambda: offered)
     real_session = ort.InferenceSession
 
-    def falls_back(path: str, sess_options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
-        if "CUDAExecutionProvider" in providers:
+    asked: list[object] = []
+
+    def falls_back(path: str, sess_options: ort.SessionOptions, providers: list) -> ort.InferenceSession:
+        asked.extend(providers)
+        if any((p[0] if isinstance(p, tuple) else p) == "CUDAExecutionProvider" for p in providers):
             warnings.warn("Failed to start CUDAExecutionProvider; falling back to CPU", UserWarning, stacklevel=2)
         return real_session(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
 
     monkeypatch.setattr(model_module.ort, "InferenceSession", falls_back)
     with pytest.warns(UserWarning, match="CUDAExecutionProvider"), pytest.raises(ModelError, match="did not start"):
-        Model.load(model_dir, "cuda")
+        Model.load(model_dir, "cuda", session=SessionConfig.of(Settings()))
+    # CUDA was asked for with the service's cuDNN algorithm search: cuDNN's heuristic, not a benchmark per shape
+    assert ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}) in asked
     # 'auto' takes what there is
     with pytest.warns(UserWarning):
         assert Model.load(model_dir, "auto").providers == ["CPUExecutionProvider"]
