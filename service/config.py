@@ -155,10 +155,11 @@ class Settings(BaseSettings):
         description="onnxruntime's CPU memory arena (keeps freed activation buffers for reuse)",
     )
     cuda_conv_algo_search: ConvAlgoSearch = Field(
-        default="heuristic",
-        description="how the CUDA provider picks each convolution's cuDNN algorithm for a new input shape: "
-        "heuristic (cuDNN's own choice, at once), exhaustive (onnxruntime's default: benchmarks every algorithm "
-        "on each new batch size, which stalls the server for seconds while batch sizes vary) or default",
+        default="exhaustive",
+        description="how the CUDA provider picks each convolution's cuDNN algorithm for an input shape it has not "
+        "seen: exhaustive (onnxruntime's default: benchmarks every algorithm once per batch size; fastest when "
+        "batch sizes repeat, as with the default batch of one picture), heuristic (cuDNN's choice at once; pays "
+        "where batch sizes keep changing, e.g. a single-crop model batched across requests) or default",
     )
 
     # --- abuse control

@@ -219,7 +219,7 @@ def test_session_config_reaches_every_session(
 def test_session_config_of_settings() -> None:
     s = Settings(intra_op_threads=3, graph_optimization="extended", cpu_mem_arena=False)
     assert SessionConfig.of(s) == SessionConfig(
-        intra_op_threads=3, graph_optimization="extended", cpu_mem_arena=False, cuda_conv_algo_search="heuristic"
+        intra_op_threads=3, graph_optimization="extended", cpu_mem_arena=False, cuda_conv_algo_search="exhaustive"
     )
     o = SessionConfig.of(s).options()
     assert (o.intra_op_num_threads, o.graph_optimization_level, o.enable_cpu_mem_arena) == (
@@ -235,7 +235,9 @@ def test_session_config_of_settings() -> None:
         SessionConfig(cuda_conv_algo_search="fastest")
 
 
-@pytest.mark.parametrize(("setting", "option"), [("heuristic", "HEURISTIC"), ("EXHAUSTIVE", "EXHAUSTIVE")])
+@pytest.mark.parametrize(
+    ("setting", "option"), [("heuristic", "HEURISTIC"), ("EXHAUSTIVE", "EXHAUSTIVE"), ("default", "DEFAULT")]
+)
 def test_the_cudnn_algorithm_search_reaches_the_cuda_provider_only(setting: str, option: str) -> None:
     config = SessionConfig.of(Settings(cuda_conv_algo_search=setting))
     assert config.providers(["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
@@ -243,7 +245,7 @@ def test_the_cudnn_algorithm_search_reaches_the_cuda_provider_only(setting: str,
         "CPUExecutionProvider",
     ]
     assert config.providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    assert Settings().cuda_conv_algo_search == "heuristic"
+    assert Settings().cuda_conv_algo_search == "exhaustive"
     with pytest.raises(ValueError, match="cuda_conv_algo_search"):
         Settings(cuda_conv_algo_search="fastest")
 
@@ -268,8 +270,8 @@ def test_cuda_that_does_not_start_is_refused(model_dir: Path, monkeypatch: pytes
     monkeypatch.setattr(model_module.ort, "InferenceSession", falls_back)
     with pytest.warns(UserWarning, match="CUDAExecutionProvider"), pytest.raises(ModelError, match="did not start"):
         Model.load(model_dir, "cuda", session=SessionConfig.of(Settings()))
-    # CUDA was asked for with the service's cuDNN algorithm search: cuDNN's heuristic, not a benchmark per shape
-    assert ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}) in asked
+    # CUDA was asked for with the service's cuDNN algorithm search
+    assert ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "EXHAUSTIVE"}) in asked
     # 'auto' takes what there is
     with pytest.warns(UserWarning):
         assert Model.load(model_dir, "auto").providers == ["CPUExecutionProvider"]
