@@ -37,7 +37,8 @@ TARGET_WARM_MIB = 800  # issue 16, the shipped model on CPU
 
 
 def enrol_many(url: str, n: int, seed: int = 7, prefix: str = "mem") -> float:
-    """Enrol n distinct 64×64 JPEGs, ARTIST_WORKS per artist; returns the seconds it took."""
+    """Enrol n distinct 96×96 JPEGs, ARTIST_WORKS per artist; returns the seconds it took (96 px: above the quality
+    floor of every shipped model; 64-px ones sit on models/fast's floor and some are refused)."""
     import httpx
 
     h = {"X-API-Key": C.ADMIN_KEY}
@@ -53,7 +54,7 @@ def enrol_many(url: str, n: int, seed: int = 7, prefix: str = "mem") -> float:
             want = min(ARTIST_WORKS, n - done)
             for start in range(0, want, PER_REQUEST):
                 k = min(PER_REQUEST, want - start)
-                images = C.make_images(k, size=64, seed=seed * 1_000_003 + done + start)
+                images = C.make_images(k, size=96, seed=seed * 1_000_003 + done + start)
                 files = [("image", (f"{done + start + i}.jpg", b, "image/jpeg")) for i, b in enumerate(images)]
                 # synthetic pictures the shipped model may take for one painting twice (409 same_painting)
                 r = c.post(f"/v1/artists/{artist}/works", files=files, data={"allow_duplicate": "true"})
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = sum(v for k, v in counts.items() if k.endswith(" 200"))
     report.note(f"Model: {which}; the service ran on {provider}.")
     report.note(
-        f"Enrolment: {n:,} distinct 64×64 JPEGs over HTTP, {ARTIST_WORKS} per artist, one artist per request, "
+        f"Enrolment: {n:,} distinct 96×96 JPEGs over HTTP, {ARTIST_WORKS} per artist, one artist per request, "
         f"in {enrol_s:.0f} s ({n / enrol_s:.0f} references/s). Their raw float32 vectors (embedding"
         f"{' + projection' if ref_dim else ''}) are {raw:.1f} MiB."
     )
