@@ -474,6 +474,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", nargs="+", default=None, help="acquisition conditions (default: all of them)")
     p.add_argument("--bootstrap", type=int, default=300)
 
+    p = sub.add_parser("paired", help="two models' pair AUC on the same pictures and artist splits, paired")
+    p.add_argument("--corpus", type=Path, required=True, help="folder-per-artist real paintings")
+    p.add_argument("--model", type=Path, nargs=2, required=True, metavar=("A", "B"), help="the two model directories")
+    p.add_argument("--work", type=Path, default=Path("runs/paired"), help="embedding cache (both models')")
+    p.add_argument("--seeds", type=int, default=30, help="artist half-splits, published pairs")
+    p.add_argument("--condition-seeds", type=int, default=12, help="artist half-splits per acquisition condition")
+    p.add_argument("--conditions", nargs="+", default=None, help="conditions judged one by one (default: all)")
+    p.add_argument("--out", type=Path, default=None, help="also write the table and the figures (FILE.md, FILE.json)")
+
     p = sub.add_parser("duplicates", help="measure when two pictures are the same painting (calibration.same_work)")
     p.add_argument("--corpus", type=Path, required=True, help="folder-per-artist real paintings")
     p.add_argument("--model", type=Path, default=Path("models/default"), help="the model directory")
@@ -569,6 +578,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         result = judge_model(a.model, a.corpus, a.out, a.work, conditions=a.conditions, n_boot=a.bootstrap)
         print(json.dumps(result["summary"], indent=2), flush=True)
+    elif a.command == "paired":
+        from training.evaluation import paired
+
+        result, names = paired.run(
+            a.model[0], a.model[1], a.corpus, a.work, seeds=a.seeds, condition_seeds=a.condition_seeds,
+            conditions=a.conditions,
+        )  # fmt: skip
+        text = paired.table(result, *names)
+        print(text, flush=True)
+        if a.out is not None:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.with_suffix(".md").write_text(f"`{command}`\n\n{text}\n")
+            a.out.with_suffix(".json").write_text(json.dumps({k: d.summary() for k, d in result.items()}, indent=2))
     elif a.command == "duplicates":
         from training.evaluation import duplicates
 

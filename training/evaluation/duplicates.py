@@ -31,10 +31,9 @@ import numpy as np
 
 from contract.card import Card, SameWork, load_card, seal_card
 from contract.operating import rate_upper
-from training.data import conditions as cond
 from training.data.datasets import read_folders
 from training.evaluation import realeval
-from training.evaluation.robustness import Copies, Recipe, condition_crops
+from training.evaluation.robustness import Copies, Recipe, model_copies
 
 
 def judge(copies: Copies, labels: np.ndarray, recipe: Recipe, repeats: int = 5, seed: int = 0) -> dict:
@@ -106,11 +105,9 @@ def measure(
     manifest = read_folders(corpus)
     labels, _ = manifest.labels()
     paths = manifest.paths()
-    backbone = Path(model_dir) / card.backbone.file
-    crops, _ = condition_crops(paths, None, card.backbone, backbone, cache=work)
-    under = {c.name: condition_crops(paths, c, card.backbone, backbone, cache=work)[0] for c in cond.get(conditions)}
+    copies, _, _ = model_copies(model_dir, paths, work, conditions)
     recipe = Recipe(dim=card.head.cosine.dim, power=card.head.cosine.power)
-    judged = judge(Copies.of(crops, under), np.asarray(labels), recipe, repeats=repeats, seed=seed)
+    judged = judge(copies, np.asarray(labels), recipe, repeats=repeats, seed=seed)
     result = same_work(judged, str(corpus), repeats)
     if write:
         cal = card.calibration.model_copy(update={"same_work": result})

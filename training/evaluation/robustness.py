@@ -801,6 +801,24 @@ def card_model(model_dir: Path, card: Card) -> Fitted:
     return Fitted(CardHead(model_dir, card), pair, portfolio, cal.quality, list(cal.bands), empty, empty, ())  # type: ignore[arg-type]
 
 
+def model_copies(
+    model_dir: Path, paths: Sequence[Path], work: Path, conditions: Sequence[str] | None = None
+) -> tuple[Copies, dict[str, list[quality.Measures]], list[cond.Condition]]:
+    """A shipped model's crops of `paths` as published and under each acquisition condition (`conditions`, default
+    all), by its card's recipe and backbone, cached in `work`; with the pictures' quality measures ("published"
+    and one list per condition) and the conditions."""
+    from contract.card import load_card
+
+    card = load_card(Path(model_dir))
+    backbone = Path(model_dir) / card.backbone.file
+    chosen = cond.get(conditions)
+    crops, published = condition_crops(paths, None, card.backbone, backbone, cache=work)
+    under, measures = {}, {"published": published}
+    for c in chosen:
+        under[c.name], measures[c.name] = condition_crops(paths, c, card.backbone, backbone, cache=work)
+    return Copies.of(crops, under), measures, chosen
+
+
 def judge_model(
     model_dir: Path,
     corpus: Path,
@@ -826,13 +844,7 @@ def judge_model(
     paths = manifest.paths()
     if np.bincount(labels).max() < 2:
         raise ValueError(f"{corpus}: no artist has 2 or more works, so there are no same-artist pairs to judge")
-    chosen = cond.get(conditions)
-    backbone = model_dir / card.backbone.file
-    crops, published = condition_crops(paths, None, card.backbone, backbone, cache=work)
-    under, measures = {}, {"published": published}
-    for c in chosen:
-        under[c.name], measures[c.name] = condition_crops(paths, c, card.backbone, backbone, cache=work)
-    copies = Copies.of(crops, under)
+    copies, measures, chosen = model_copies(model_dir, paths, work, conditions)
     model = card_model(model_dir, card)
     q = qualities(card.calibration.quality, features(measures))
     agg = aggregation or card.calibration.aggregation
