@@ -251,9 +251,10 @@ def test_the_int8_benchmark_compares_the_two_model_directories(int8_built, tmp_p
         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1].startswith("HEADLINE int8: int8 ")
+    assert proc.stdout.strip().splitlines()[-1].startswith(f"HEADLINE int8: {root / 'int8'} ")
     data = json.loads(out.read_text())["data"]
-    assert len(data["pictures"]) == 3 and data["crops"] == GRID * GRID and data["threads"] == 2
+    assert len(data["pictures"]) == 3 and data["crops"] == {"fp32": GRID * GRID, "int8": GRID * GRID}
+    assert data["threads"] == 2
     assert data["ratio"] == pytest.approx(data["ms_per_picture"]["int8"] / data["ms_per_picture"]["fp32"])
     assert 0.9 < data["embedding_cosine"]["min"] <= data["embedding_cosine"]["mean"] < 1.0
     assert int8_built["int8"].model_id in proc.stdout and int8_built["fp32"].model_id in proc.stdout
