@@ -160,3 +160,15 @@ def test_cuda_asked_for_without_it_stops_with_a_reason(script: str, how: str) ->
     assert proc.returncode != 0, out[-2000:]
     assert "Traceback" not in out, out[-2000:]
     assert "--providers cuda: this onnxruntime" in out and "onnxruntime-gpu" in out, out[-2000:]
+
+
+def test_uint8_input_gives_the_same_outputs_and_prints_both_rates(tmp_path: Path) -> None:
+    # the GPU lever measured on the H200: the card's normalisation moved into the graph changes no output
+    model_dir = build_dev_model(tmp_path / "model")
+    out = tmp_path / "report.json"
+    args = ["--quick", "--model-dir", str(model_dir), "--batches", "4,8", "--json", str(out)]
+    stdout = _run_bench("bench.uint8_input", *args, timeout=120)
+    assert stdout.strip().splitlines()[-1].startswith("HEADLINE uint8_input: uint8 ÷ float32 input at batch 8: ")
+    report = json.loads(out.read_text())
+    assert "max abs difference 0." in stdout and "| 4 |" in stdout and "| 8 |" in stdout
+    assert report["headline"] in stdout
