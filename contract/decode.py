@@ -178,8 +178,16 @@ def decode_file(path: str | os.PathLike[str], limits: ImageLimits | None = None)
     return decode_bytes(path.read_bytes(), limits)
 
 
-def decode_bytes(data: bytes | bytearray | memoryview, limits: ImageLimits | None = None) -> Decoded:
-    """Validate and decode a picture's bytes. Raises an ImageError for anything wrong with them."""
+def digest(data: bytes | bytearray | memoryview) -> str:
+    """The sha256 of a picture's bytes (hex): what `Decoded.sha256` records."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_bytes(
+    data: bytes | bytearray | memoryview, limits: ImageLimits | None = None, sha256: str | None = None
+) -> Decoded:
+    """Validate and decode a picture's bytes. Raises an ImageError for anything wrong with them. `sha256`: the
+    bytes' `digest`, when the caller has it already (not computed again)."""
     limits = limits or ImageLimits()
     if not isinstance(data, bytes | bytearray | memoryview):
         # a str here would be a path or URL: refuse rather than guess
@@ -189,7 +197,7 @@ def decode_bytes(data: bytes | bytearray | memoryview, limits: ImageLimits | Non
         raise InvalidImage("empty_image", "the uploaded file is empty")
     if len(data) > limits.max_bytes:
         raise _too_many_bytes(len(data), limits)
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256 or digest(data)
     _ensure_plugins(limits.max_pixels)
 
     try:

@@ -505,16 +505,7 @@ def fp32_reference(model_dir: Path) -> dict[str, Any] | None:
         "pair": {k: real["pair"][k] for k in keep if k in real["pair"]},
         "verify_loo": {k: real["verify_loo"][k] for k in keep if k in real["verify_loo"]},
     }
-    judged = (card.metrics.get("robustness") or {}).get("judged") or {}
-    ref["robustness"] = {
-        key: {
-            "auc": row["auc"],
-            "fpr_max_fpr_0.05": row["points"]["max_fpr<=0.05"]["observed_fpr"],
-            "default_fpr": row["points"]["default"]["observed_fpr"],
-        }
-        for key, row in judged.items()
-        if key != "error_versus_discard"
-    }
+    ref["robustness"] = robustness.headlines((card.metrics.get("robustness") or {}).get("judged") or {})
     return ref
 
 

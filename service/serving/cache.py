@@ -16,8 +16,9 @@ embedding — no pixels, no bytes), under a `Key` of
 - the image limits the upload is decoded under (`contract.decode.ImageLimits`): a hit needs today's limits, so
   bytes cached before a limit change are a miss, decoded and refused as ever (a larger `max_upload_bytes`, a
   format no longer allowed), and `decode_pixels` changes the picture that is embedded;
-- the sha256 of the upload's bytes, computed before decoding (the digest `contract.decode` records as
-  `Decoded.sha256`; `put` refuses a picture whose digest is not its key's).
+- the sha256 of the upload's bytes (`contract.decode.digest`), computed before decoding and handed to the
+  decoder, which records it as `Decoded.sha256` without hashing again; `put` refuses a picture whose digest is
+  not its key's.
 
 Only pictures that passed the bundle's quality floor are cached (a refused upload raises before there is a
 Picture), so a hit is a picture the same rules accepted. The bound is in bytes (`Picture.nbytes`; cachetools'
@@ -32,7 +33,6 @@ tests/service/test_cache.py and tests/reliability/test_isolation.py.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,11 +45,6 @@ from contract.decode import ImageLimits
 from service.serving.picture import Picture
 
 MB = 1_000_000
-
-
-def digest(data: bytes) -> str:
-    """The sha256 of an upload's bytes, as `contract.decode.decode_bytes` records it (hex)."""
-    return hashlib.sha256(data).hexdigest()
 
 
 class Key(NamedTuple):

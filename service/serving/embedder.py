@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from contract.decode import Decoded, ImageError, ImageLimits, decode_bytes
+from contract.decode import Decoded, ImageError, ImageLimits, decode_bytes, digest
 from contract.recipe import pool, resized
 from service.config import Settings
 from service.serving.batching import MicroBatcher
 from service.serving.bundle import Bundle
-from service.serving.cache import Key, digest
+from service.serving.cache import Key
 from service.serving.model import Model
 from service.serving.picture import Picture, Prepared
 
@@ -94,11 +94,12 @@ class Embedder:
         checks once, so the byte limit is lifted, lest a later, smaller limit hide it; the others hold."""
         return self.decode(data, dataclasses.replace(self.limits, max_bytes=max(len(data), 1)))
 
-    def prepare(self, bundle: Bundle, data: bytes, floor: bool = True) -> Prepared:
+    def prepare(self, bundle: Bundle, data: bytes, floor: bool = True, sha256: str | None = None) -> Prepared:
         """Bytes → decoded picture, backbone inputs and measured quality; with `floor`, a picture below the
-        card's quality floor is refused (422 `image_quality_too_low`) before the backbone sees it."""
+        card's quality floor is refused (422 `image_quality_too_low`) before the backbone sees it. `sha256`: the
+        bytes' digest when the caller has it (the cache's key), not computed again."""
         with self._decode_slots:
-            decoded = decode_bytes(data, self.limits)
+            decoded = decode_bytes(data, self.limits, sha256)
             # the recipe's resize, done once: quality is measured on it and the crops are cut from it
             working = resized(decoded.image, bundle.model.card.backbone.preprocessing)
             pq = bundle.quality.assess(decoded, working)
@@ -141,7 +142,7 @@ class Embedder:
                 keys[i], out[i] = key, hit
         missing = [i for i, p in enumerate(out) if p is None]
         prepared = await asyncio.gather(
-            *(self._prepare(bundle, uploads[i], None if names is None else names[i]) for i in missing)
+            *(self._prepare(bundle, uploads[i], None if names is None else names[i], keys[i]) for i in missing)
         )
         order = sorted(range(len(missing)), key=lambda j: prepared[j].sha256)
         done = await asyncio.gather(*(self.picture(bundle, prepared[j]) for j in order))
@@ -150,9 +151,9 @@ class Embedder:
             out[missing[j]] = picture if at is None else cache.put(at, picture)
         return [p for p in out if p is not None]
 
-    async def _prepare(self, bundle: Bundle, data: bytes, name: str | None) -> Prepared:
+    async def _prepare(self, bundle: Bundle, data: bytes, name: str | None, key: Key | None) -> Prepared:
         try:
-            return await asyncio.to_thread(self.prepare, bundle, data)
+            return await asyncio.to_thread(self.prepare, bundle, data, True, None if key is None else key.sha256)
         except ImageError as e:
             if name is None:
                 raise

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from contract.decode import ImageError, ImageLimits, decode_bytes
+from contract.decode import ImageError, ImageLimits, decode_bytes, digest
 from contract.quality import Measures
 from service.api.errors import status_of
 from service.config import Settings
-from service.serving.cache import MB, CacheStats, Key, PictureCache, digest
+from service.serving.cache import MB, CacheStats, Key, PictureCache
 from service.serving.model import Model
 from service.serving.picture import Picture
 from service.serving.quality import PictureQuality
@@ -125,6 +125,28 @@ def test_kept_arrays_are_read_only_and_own_their_memory() -> None:
 def test_the_digest_is_the_decoders() -> None:
     data = png(3)
     assert digest(data) == decode_bytes(data).sha256
+
+
+@pytest.mark.anyio
+async def test_a_miss_hashes_each_upload_once(tmp_path: Path, model: Model, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the cache's key is the sha256 the decoder records: computed once, before decoding, and handed to it
+    import contract.decode
+    import service.serving.embedder
+
+    hashed: list[int] = []
+
+    def counted(data: bytes) -> str:
+        hashed.append(len(data))
+        return digest(data)
+
+    monkeypatch.setattr(contract.decode, "digest", counted)
+    monkeypatch.setattr(service.serving.embedder, "digest", counted)
+    runtime = _runtime(tmp_path / "data", model)
+    try:
+        pictures = await runtime.scorer._pictures(runtime.bundle, png(11), png(12))
+        assert len(hashed) == 2 and [p.sha256 for p in pictures] == [digest(png(11)), digest(png(12))]
+    finally:
+        runtime.close()
 
 
 def test_the_setting() -> None:

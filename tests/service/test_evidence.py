@@ -36,13 +36,18 @@ def batches() -> list[int]:
     return []
 
 
-@pytest.fixture
-def runtime(tmp_path: Path, model: Model, batches: list[int]):  # type: ignore[no-untyped-def]
-    e = Runtime.build(
+def _runtime(model: Model, tmp_path: Path, batches: list[int]) -> Runtime:
+    """A runtime around `model` that records the size of every backbone run in `batches`."""
+    return Runtime.build(
         model,
         Settings(data_dir=tmp_path / "data", gpu_index=False, batch_max_size=16, batch_max_wait_ms=20),
         on_batch=lambda size, _seconds: batches.append(size),
     )
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, model: Model, batches: list[int]):  # type: ignore[no-untyped-def]
+    e = _runtime(model, tmp_path, batches)
     yield e
     e.close()
 
@@ -59,11 +64,7 @@ def grid_model(grid_model_dir: Path) -> Model:
 
 @pytest.fixture
 def grid_runtime(tmp_path: Path, grid_model: Model, batches: list[int]):  # type: ignore[no-untyped-def]
-    e = Runtime.build(
-        grid_model,
-        Settings(data_dir=tmp_path / "data", gpu_index=False, batch_max_size=16, batch_max_wait_ms=20),
-        on_batch=lambda size, _seconds: batches.append(size),
-    )
+    e = _runtime(grid_model, tmp_path, batches)
     yield e
     e.close()
 

@@ -327,21 +327,11 @@ def quantisation_lines(card: Card) -> list[str]:
     ref = q.get("fp32")
     if not ref:
         return [*lines, "", "No fp32 model's measurements to compare with (the backbone was not taken from one)."]
+    from training.evaluation.robustness import FPR05, headlines
+
     real = card.metrics["real"]
-    judged = card.metrics.get("robustness", {}).get("judged", {})
-    ours = {
-        k: {
-            "auc": r["auc"],
-            "fpr": r["points"]["max_fpr<=0.05"]["observed_fpr"],
-            "default_fpr": r["points"]["default"]["observed_fpr"],
-        }
-        for k, r in judged.items()
-        if k != "error_versus_discard"
-    }
-    theirs = {
-        k: {"auc": r["auc"], "fpr": r["fpr_max_fpr_0.05"], "default_fpr": r["default_fpr"]}
-        for k, r in ref.get("robustness", {}).items()
-    }
+    ours = headlines(card.metrics.get("robustness", {}).get("judged", {}))
+    theirs: dict[str, dict[str, float]] = ref.get("robustness", {})
 
     def pair_row(label: str, a: dict, b: dict, key: str) -> str:
         if key not in a or key not in b:
@@ -351,10 +341,10 @@ def quantisation_lines(card: Card) -> list[str]:
             f"| {a[key] - b[key]:+.3f} |"
         )
 
-    w8, w8_at = _worst_fpr05({k: v["fpr"] for k, v in ours.items()})
-    w32, w32_at = _worst_fpr05({k: v["fpr"] for k, v in theirs.items()})
-    met8 = sum(1 for k, v in ours.items() if ("/within" in k or "/cross" in k) and v["fpr"] <= TARGET_FPR)
-    met32 = sum(1 for k, v in theirs.items() if ("/within" in k or "/cross" in k) and v["fpr"] <= TARGET_FPR)
+    w8, w8_at = _worst_fpr05({k: v[FPR05] for k, v in ours.items()})
+    w32, w32_at = _worst_fpr05({k: v[FPR05] for k, v in theirs.items()})
+    met8 = sum(1 for k, v in ours.items() if ("/within" in k or "/cross" in k) and v[FPR05] <= TARGET_FPR)
+    met32 = sum(1 for k, v in theirs.items() if ("/within" in k or "/cross" in k) and v[FPR05] <= TARGET_FPR)
     n8 = sum(1 for k in ours if "/within" in k or "/cross" in k)
     n32 = sum(1 for k in theirs if "/within" in k or "/cross" in k)
     lines += [
@@ -382,10 +372,10 @@ def quantisation_lines(card: Card) -> list[str]:
         b = theirs.get(key)
         name, kind = key.split("/")
         if b is None:
-            lines.append(f"| {name} | {kind} | {a['auc']:.3f} | – | {a['fpr']:.3f} | – | {a['default_fpr']:.3f} | – |")
+            lines.append(f"| {name} | {kind} | {a['auc']:.3f} | – | {a[FPR05]:.3f} | – | {a['default_fpr']:.3f} | – |")
         else:
             lines.append(
-                f"| {name} | {kind} | {a['auc']:.3f} | {b['auc']:.3f} | {a['fpr']:.3f} | {b['fpr']:.3f} "
+                f"| {name} | {kind} | {a['auc']:.3f} | {b['auc']:.3f} | {a[FPR05]:.3f} | {b[FPR05]:.3f} "
                 f"| {a['default_fpr']:.3f} | {b['default_fpr']:.3f} |"
             )
     return lines
