@@ -505,7 +505,9 @@ def fp32_reference(model_dir: Path) -> dict[str, Any] | None:
         "pair": {k: real["pair"][k] for k in keep if k in real["pair"]},
         "verify_loo": {k: real["verify_loo"][k] for k in keep if k in real["verify_loo"]},
     }
-    ref["robustness"] = robustness.headlines((card.metrics.get("robustness") or {}).get("judged") or {})
+    from training.evaluation.report import headlines
+
+    ref["robustness"] = headlines((card.metrics.get("robustness") or {}).get("judged") or {})
     return ref
 
 

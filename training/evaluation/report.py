@@ -327,8 +327,6 @@ def quantisation_lines(card: Card) -> list[str]:
     ref = q.get("fp32")
     if not ref:
         return [*lines, "", "No fp32 model's measurements to compare with (the backbone was not taken from one)."]
-    from training.evaluation.robustness import FPR05, headlines
-
     real = card.metrics["real"]
     ours = headlines(card.metrics.get("robustness", {}).get("judged", {}))
     theirs: dict[str, dict[str, float]] = ref.get("robustness", {})
@@ -379,6 +377,24 @@ def quantisation_lines(card: Card) -> list[str]:
                 f"| {a['default_fpr']:.3f} | {b['default_fpr']:.3f} |"
             )
     return lines
+
+
+FPR05 = "fpr_max_fpr_0.05"  # the key `headlines` gives the observed FPR at max_fpr=0.05 (as cards store it)
+
+
+def headlines(judged: dict) -> dict[str, dict[str, float]]:
+    """Per row of a `judge` result ("<condition>/<kind>"): its AUC, observed FPR at max_fpr=0.05 (`FPR05`) and at
+    the default point — the figures one model's report sets beside another's (an int8 card keeps its fp32
+    reference's, training/realmodel.py `fp32_reference`)."""
+    return {
+        key: {
+            "auc": row["auc"],
+            FPR05: row["points"]["max_fpr<=0.05"]["observed_fpr"],
+            "default_fpr": row["points"]["default"]["observed_fpr"],
+        }
+        for key, row in judged.items()
+        if key != "error_versus_discard"
+    }
 
 
 def _rate(p: dict, which: str) -> str:

@@ -801,24 +801,6 @@ def card_model(model_dir: Path, card: Card) -> Fitted:
     return Fitted(CardHead(model_dir, card), pair, portfolio, cal.quality, list(cal.bands), empty, empty, ())  # type: ignore[arg-type]
 
 
-FPR05 = "fpr_max_fpr_0.05"  # the key `headlines` gives the observed FPR at max_fpr=0.05 (as cards store it)
-
-
-def headlines(judged: dict) -> dict[str, dict[str, float]]:
-    """Per row of a `judge` result ("<condition>/<kind>"): its AUC, observed FPR at max_fpr=0.05 (`FPR05`) and at
-    the default point — the figures one model's report sets beside another's (an int8 card keeps its fp32
-    reference's, training/realmodel.py `fp32_reference`)."""
-    return {
-        key: {
-            "auc": row["auc"],
-            FPR05: row["points"]["max_fpr<=0.05"]["observed_fpr"],
-            "default_fpr": row["points"]["default"]["observed_fpr"],
-        }
-        for key, row in judged.items()
-        if key != "error_versus_discard"
-    }
-
-
 def model_copies(
     model_dir: Path, paths: Sequence[Path], work: Path, conditions: Sequence[str] | None = None
 ) -> tuple[Copies, dict[str, list[quality.Measures]], list[cond.Condition]]:
