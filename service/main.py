@@ -115,6 +115,11 @@ def cache_metrics(metrics: Metrics, runtime: Runtime) -> None:
     metrics.counter_from("brushprint_embedding_cache_hits", f"{what} and found", lambda: stats.hits)
     metrics.counter_from("brushprint_embedding_cache_misses", f"{what} and not found", lambda: stats.misses)
     metrics.counter_from(
+        "brushprint_embedding_cache_shared",
+        "Uploads not found in the embedding cache and answered by the same upload's embedding then in flight",
+        lambda: stats.shared,
+    )
+    metrics.counter_from(
         "brushprint_embedding_cache_evictions",
         "Embedded uploads dropped from the embedding cache to keep it within BRUSHPRINT_EMBEDDING_CACHE_MB",
         lambda: stats.evictions,

@@ -172,3 +172,35 @@ def test_uint8_input_gives_the_same_outputs_and_prints_both_rates(tmp_path: Path
     report = json.loads(out.read_text())
     assert "max abs difference 0." in stdout and "| 4 |" in stdout and "| 8 |" in stdout
     assert report["headline"] in stdout
+
+
+def test_cache_cost_quick_counts_the_backbone_for_every_mode(tmp_path: Path) -> None:
+    model_dir = build_dev_model(tmp_path / "model")
+    out = tmp_path / "report.json"
+    stdout = _run_bench(
+        "bench.cache_cost",
+        "--quick",
+        "--others",
+        "4",
+        "--sessions",
+        "2",
+        "--model-dir",
+        str(model_dir),
+        "--json",
+        str(out),
+        timeout=180,
+    )
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("HEADLINE cache_cost: dealer's session, 1 candidate vs 4 others"), last
+    assert "sent at once, the session" in last
+    data = json.loads(out.read_text())["data"]
+    # the backbone's work per session is what the cache (and its single flight) promise: 2N off, N + 1 on
+    assert data["backbone_pictures_per_session"] == {
+        "off": [8, 8],
+        "on": [5, 5],
+        "retry": [0, 0],
+        "off, at once": [8, 8],
+        "on, at once": [5, 5],
+    }
+    assert data["cache"]["shared"] == 2 * 3  # per session at once: the candidate's 3 other copies waited
+    assert "| cache on, the 4 compares sent at once (single flight) |" in stdout

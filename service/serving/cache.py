@@ -20,18 +20,28 @@ embedding — no pixels, no bytes), under a `Key` of
   decoder, which records it as `Decoded.sha256` without hashing again; `put` refuses a picture whose digest is
   not its key's.
 
+Single flight: while a picture is being embedded under a key, another request (or another upload of the same
+request) that misses under the same key waits for that embedding instead of decoding and embedding the same
+bytes again (`flight` / `land`) — ten concurrent compares of one candidate against ten others embed it once.
+The key holds the collection, so no request ever waits on another collection's upload. A flight that ends
+without a picture (its upload refused, its request gone) lets each waiter embed on its own, so a waiter gets
+exactly the answer or the error it would have had alone. Flights are futures of the event loop that serves the
+requests; they exist only while the cache is on.
+
 Only pictures that passed the bundle's quality floor are cached (a refused upload raises before there is a
 Picture), so a hit is a picture the same rules accepted. The bound is in bytes (`Picture.nbytes`; cachetools'
 `LRUCache` with `getsizeof`), the least recently used entries going first; a picture larger than the whole bound
 is not kept. Entries are stored with their arrays read-only and owning their memory (not views of a batch's
 output), so what the bound counts is what is held and no caller can change a cached vector. Thread-safe: requests
 look up from worker threads and store from the event loop, under one lock. Hits, misses and evictions are counted
-in a `CacheStats` shared by every bundle's cache of the process, so for /metrics they only grow. Covered by
+in a `CacheStats` shared by every bundle's cache of the process, so for /metrics they only grow; `shared`
+counts the misses a flight answered. Covered by
 tests/service/test_cache.py and tests/reliability/test_isolation.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from collections.abc import Callable
@@ -58,18 +68,21 @@ class Key(NamedTuple):
 @dataclass
 class CacheStats:
     """Hits, misses and evictions (entries the byte bound pushed out; not those of a deleted collection) of every
-    cache of one process, bundles come and gone included."""
+    cache of one process, bundles come and gone included; `shared`: misses answered by another upload's embedding
+    in flight under the same key (single flight)."""
 
     hits: int = 0
     misses: int = 0
     evictions: int = 0
+    shared: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def count(self, hits: int = 0, misses: int = 0, evictions: int = 0) -> None:
+    def count(self, hits: int = 0, misses: int = 0, evictions: int = 0, shared: int = 0) -> None:
         with self._lock:
             self.hits += hits
             self.misses += misses
             self.evictions += evictions
+            self.shared += shared
 
 
 class _Lru(LRUCache[Key, "Picture"]):
@@ -105,6 +118,7 @@ class PictureCache:
         self._lock = threading.Lock()
         self._generation: dict[str, int] = {}
         self._lru = self._empty()
+        self._flights: dict[Key, asyncio.Future[Picture | None]] = {}
 
     def _empty(self) -> _Lru:
         return _Lru(max(1, self.max_bytes), lambda: self.stats.count(evictions=1))
@@ -139,6 +153,33 @@ class PictureCache:
             if key.generation == self._generation.get(key.collection, 0):
                 self._lru[key] = kept
         return kept
+
+    def flight(self, key: Key) -> tuple[asyncio.Future[Picture | None], bool]:
+        """Single flight, on the event loop: the future of `key`'s picture, and True when the caller leads it (it
+        embeds the upload and must `land` the future, with the picture or None, whatever happens) or False when
+        another upload already does (the caller awaits the future; None: embed on its own)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            fut = self._flights.get(key)
+            if fut is not None and not fut.done() and fut.get_loop() is loop:
+                return fut, False
+            fut = loop.create_future()
+            self._flights[key] = fut
+            return fut, True
+
+    def land(self, key: Key, fut: asyncio.Future[Picture | None], picture: Picture | None) -> None:
+        """End the flight `fut` that `flight(key)` gave its leader: its waiters get `picture` (None: not made)."""
+        with self._lock:
+            if self._flights.get(key) is fut:
+                del self._flights[key]
+        if not fut.done():
+            fut.set_result(picture)
+
+    @property
+    def in_flight(self) -> int:
+        """Keys being embedded now by a leading upload."""
+        with self._lock:
+            return len(self._flights)
 
     def forget(self, collection: str) -> int:
         """Drop every entry of `collection` (deleted), and refuse entries keyed before now; returns how many went."""

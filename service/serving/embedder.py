@@ -125,10 +125,11 @@ class Embedder:
     ) -> list[Picture]:
         """Uploads of a request in `collection` → `Picture`s by the bundle's model, in the order given. An upload
         the bundle's cache holds for this collection, model, image limits and bytes (service/serving/cache.py)
-        skips decoding, the quality step and the backbone. The others are decoded and quality-checked (422 below
-        the floor: nothing is cached), go to the backbone in a canonical order (by sha256, so compare(a, b) and
-        compare(b, a) run the very same batch), and are cached. With `names` (an enrolment's file names), a
-        refused upload's error names its file."""
+        skips decoding, the quality step and the backbone; one that another upload is being embedded for under
+        the same key right now (another request's, or this one's twice) waits for that embedding (single
+        flight). The others are decoded and quality-checked (422 below the floor: nothing is cached), go to the
+        backbone in a canonical order (by sha256, so compare(a, b) and compare(b, a) run the very same batch), and
+        are cached. With `names` (an enrolment's file names), a refused upload's error names its file."""
         cache = bundle.cache
         keys: list[Key | None] = [None] * len(uploads)
         out: list[Picture | None] = [None] * len(uploads)
@@ -140,16 +141,55 @@ class Embedder:
 
             for i, (key, hit) in enumerate(await asyncio.gather(*(asyncio.to_thread(look_up, d) for d in uploads))):
                 keys[i], out[i] = key, hit
-        missing = [i for i, p in enumerate(out) if p is None]
+        lead: list[int] = []
+        flights: dict[int, asyncio.Future[Picture | None]] = {}
+        waits: list[int] = []
+        for i, p in enumerate(out):
+            key = keys[i]
+            if p is not None:
+                continue
+            if key is None:
+                lead.append(i)
+                continue
+            flights[i], leads = cache.flight(key)
+            (lead if leads else waits).append(i)
+        try:
+            await self._embed(bundle, uploads, names, keys, lead, out)
+        finally:  # landed with the picture, or None (refused, cancelled): a waiter then embeds on its own
+            for i in lead:
+                at = keys[i]
+                if at is not None:
+                    cache.land(at, flights[i], out[i])
+        alone: list[int] = []
+        for i in waits:
+            out[i] = await asyncio.shield(flights[i])
+            if out[i] is None:
+                alone.append(i)
+        cache.stats.count(shared=len(waits) - len(alone))
+        await self._embed(bundle, uploads, names, keys, alone, out)
+        return [p for p in out if p is not None]
+
+    async def _embed(
+        self,
+        bundle: Bundle,
+        uploads: Sequence[bytes],
+        names: Sequence[str] | None,
+        keys: Sequence[Key | None],
+        todo: Sequence[int],
+        out: list[Picture | None],
+    ) -> None:
+        """Uploads `todo` decoded, quality-checked and embedded in the canonical order, each written to `out` as
+        cached."""
+        if not todo:
+            return
         prepared = await asyncio.gather(
-            *(self._prepare(bundle, uploads[i], None if names is None else names[i], keys[i]) for i in missing)
+            *(self._prepare(bundle, uploads[i], None if names is None else names[i], keys[i]) for i in todo)
         )
-        order = sorted(range(len(missing)), key=lambda j: prepared[j].sha256)
+        order = sorted(range(len(todo)), key=lambda j: prepared[j].sha256)
         done = await asyncio.gather(*(self.picture(bundle, prepared[j]) for j in order))
         for j, picture in zip(order, done, strict=True):
-            at = keys[missing[j]]
-            out[missing[j]] = picture if at is None else cache.put(at, picture)
-        return [p for p in out if p is not None]
+            at = keys[todo[j]]
+            out[todo[j]] = picture if at is None else bundle.cache.put(at, picture)
 
     async def _prepare(self, bundle: Bundle, data: bytes, name: str | None, key: Key | None) -> Prepared:
         try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -406,7 +408,100 @@ def test_metrics_count_the_cache_without_naming_collections(model_dir: Path, tmp
         "brushprint_embedding_cache_hits_total": 2.0,
         "brushprint_embedding_cache_misses_total": 2.0,
         "brushprint_embedding_cache_evictions_total": 0.0,
+        "brushprint_embedding_cache_shared_total": 0.0,
         "brushprint_embedding_cache_bytes": 2 * one,
         "brushprint_embedding_cache_entries": 2.0,
     }
     assert not any("{" in line for line in lines if not line.startswith("#"))  # no labels, no collection
+
+
+# ---- single flight -----------------------------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_concurrent_requests_embed_a_shared_upload_once(
+    tmp_path: Path, model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dealer's ten compares of one candidate sent at once: the candidate is decoded and embedded once, and every
+    answer is the one the runtime without the cache gives."""
+    on, off = _runtime(tmp_path / "on", model), _runtime(tmp_path / "off", model, embedding_cache_mb=0)
+    try:
+        work_on, work_off = Work(on, monkeypatch), Work(off, monkeypatch)
+        candidate, others = png(30), [png(31 + i) for i in range(10)]
+        together = await asyncio.gather(*(on.scorer.compare(candidate, o) for o in others))
+        assert work_on.took() == (11, 11)  # the candidate once, each other once
+        stats = on.factory.cache_stats
+        assert (stats.misses, stats.shared, stats.hits) == (20, 9, 0) and on.bundle.cache.in_flight == 0
+        alone = [await off.scorer.compare(candidate, o) for o in others]
+        assert work_off.took() == (20, 20)
+        assert together == alone
+    finally:
+        on.close()
+        off.close()
+
+
+@pytest.mark.anyio
+async def test_the_same_upload_twice_in_one_request_is_embedded_once(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = Work(runtime, monkeypatch)
+    d = await runtime.scorer.compare(png(1), png(1))
+    assert work.took() == (1, 1) and runtime.factory.cache_stats.shared == 1
+    assert d.score == (await runtime.scorer.compare(png(1), png(1))).score and work.took() == (0, 0)
+
+
+@pytest.mark.anyio
+async def test_no_flight_is_shared_across_collections(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime.collections.create("dealer-b")
+    work = Work(runtime, monkeypatch)
+    await asyncio.gather(runtime.scorer.compare(png(1), png(2)), runtime.scorer_for("dealer-b").compare(png(1), png(3)))
+    assert work.took() == (4, 4) and runtime.factory.cache_stats.shared == 0
+
+
+@pytest.mark.anyio
+async def test_a_refused_leader_lets_each_waiter_be_refused_on_its_own(
+    tmp_path: Path,
+    banded: Model,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runtime = _runtime(tmp_path / "data", banded)
+    try:
+        work = Work(runtime, monkeypatch)
+        answers = await asyncio.gather(
+            *(runtime.scorer.compare(poor(), good()) for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(a, ImageError) and a.code == "image_quality_too_low" for a in answers), answers
+        assert runtime.factory.cache_stats.shared == 0 and runtime.bundle.cache.in_flight == 0
+        assert work.took()[1] >= 3  # each request decoded the poor picture itself
+    finally:
+        runtime.close()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_leader_does_not_strand_its_waiters(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leading request goes away (a client disconnect cancels it) while its upload is decoded: the request
+    waiting for that upload embeds it on its own and answers as ever."""
+    gate, entered = threading.Event(), threading.Event()
+    real = runtime.embedder.prepare
+
+    def slow(*args: Any, **kw: Any) -> Any:
+        if not gate.is_set():
+            entered.set()
+            gate.wait(10)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(runtime.embedder, "prepare", slow)
+    candidate = png(1)
+    leader = asyncio.ensure_future(runtime.scorer.compare(candidate, png(2)))
+    await asyncio.to_thread(entered.wait, 10)
+    waiter = asyncio.ensure_future(runtime.scorer.compare(candidate, png(3)))
+    for _ in range(100):  # until the waiter is waiting on the leader's flight (its own other upload leads too)
+        await asyncio.sleep(0.01)
+        if runtime.bundle.cache.in_flight == 3:
+            break
+    assert runtime.bundle.cache.in_flight == 3
+    leader.cancel()
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    d = await asyncio.wait_for(waiter, 30)
+    assert d.score == (await runtime.scorer.compare(candidate, png(3))).score
+    assert runtime.factory.cache_stats.shared == 0 and runtime.bundle.cache.in_flight == 0
