@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="brushprint-bench-") as tmp:
         model_dir, which = C.resolve_model_dir(args.model_dir, Path(tmp), build=not args.quick)
-        times, walls, backbone, counts, provider = asyncio.run(measure(model_dir, args.providers, Path(tmp), sessions, n))
+        times, walls, backbone, counts, provider = asyncio.run(
+            measure(model_dir, args.providers, Path(tmp), sessions, n)
+        )
     stats = {m: C.Stats.of(times[m]) for m in MODES}
     per_session = {m: sum(walls[m]) / len(walls[m]) * 1e3 for m in MODES}
     names = {

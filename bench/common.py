@@ -8,6 +8,7 @@ and with `--json PATH` also writes the report for `bench/run_all.py` to assemble
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import json
@@ -242,9 +243,7 @@ def session_config(threads: int | None = None):
     from service.serving.model import SessionConfig
 
     config = SessionConfig.of(Settings())
-    if threads:
-        config = SessionConfig(threads, config.graph_optimization, config.cpu_mem_arena, config.cuda_conv_algo_search)
-    return config
+    return dataclasses.replace(config, intra_op_threads=threads) if threads else config
 
 
 def ort_session(path: Path | str, providers: Sequence[str], threads: int | None = None):

@@ -1,11 +1,10 @@
-"""The next lever on a GPU, measured, not shipped: a model's backbone with a uint8 input and the card's
-normalisation moved into the graph (Cast, then Mul, Sub, Div in the order contract.recipe `to_input` applies them),
-against the float32 input the service feeds today. The outputs must be identical (printed: max abs difference);
-the crops per second at each batch size show what a quarter of the bytes copied to the device buys.
+"""The backbone's input type, side by side: a model's backbone fed uint8 crops with the card's normalisation as the
+graph's first nodes (contract.graph.with_uint8_input; the service's `backbone_input=uint8`, its default) against
+the card's file fed float32 crops normalised in numpy (`backbone_input=float32`). The outputs must be identical
+(printed: max abs difference); the crops per second at each batch size show what a quarter of the bytes copied
+to the device buys (on a GPU) or costs (on a CPU).
 
     python -m bench.uint8_input [--model-dir models/fast] [--providers cuda] [--batches 64,256,1024]
-
-Needs `onnx` (the [train] extra). Writes the uint8 variant to a temporary file; nothing under models/ changes.
 """
 
 from __future__ import annotations
@@ -19,34 +18,9 @@ import numpy as np
 from bench import common as C
 
 
-def uint8_variant(src: Path, dst: Path, scale: float, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-    """`src` with a uint8 input whose normalisation ((x * scale - mean) / std) runs inside the graph."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load(str(src))
-    g = model.graph
-    inp = g.input[0]
-    for node in g.node:
-        for i, name in enumerate(node.input):
-            if name == inp.name:
-                node.input[i] = "u8_normalised"
-    values = {"u8_scale": scale, "u8_mean": mean, "u8_std": std}
-    g.initializer.extend(numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in values.items())
-    nodes = [
-        helper.make_node("Cast", [inp.name], ["u8_float"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["u8_float", "u8_scale"], ["u8_scaled"]),
-        helper.make_node("Sub", ["u8_scaled", "u8_mean"], ["u8_centred"]),
-        helper.make_node("Div", ["u8_centred", "u8_std"], ["u8_normalised"]),
-    ]
-    for node in reversed(nodes):
-        g.node.insert(0, node)
-    inp.type.tensor_type.elem_type = TensorProto.UINT8
-    onnx.save(model, str(dst))
-
-
 def main(argv: list[str] | None = None) -> int:
     from contract.card import load_card
+    from contract.graph import with_uint8_input
     from contract.recipe import to_input
 
     p = C.base_parser(__doc__.split("\n\n")[0])
@@ -57,14 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     card = load_card(args.model_dir)
     b = card.backbone
     pre = b.preprocessing
-    if pre.layout != "NHWC" or pre.channel_order != "RGB":
-        raise SystemExit("only NHWC RGB cards are measured here")
     report = C.Report("uint8_input", "uint8 backbone input, normalisation in the graph", C.command_line(), args.quick)
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory(prefix="brushprint-u8-") as tmp:
         u8_path = Path(tmp) / "backbone-u8.onnx"
-        uint8_variant(args.model_dir / b.file, u8_path, pre.scale, tuple(pre.mean), tuple(pre.std))
+        u8_path.write_bytes(with_uint8_input(args.model_dir / b.file, pre, b.input_name))
         f32 = C.ort_session(args.model_dir / b.file, providers)
         u8 = C.ort_session(u8_path, providers)
         h, w = pre.crop

@@ -8,7 +8,8 @@ tests/contract/test_parity.py.
 for an NCHW card): the picture resized so its shorter side is `resize_shorter`, then a `grid` of crops spread
 evenly over it (texture near native resolution, which carries the brushwork). The backbone runs every crop;
 `combine` turns its per-crop outputs into the picture's one embedding, as the card's `EmbeddingRecipe` says.
-A [1, 1] grid is the old single centre crop.
+A [1, 1] grid is the old single centre crop. With `uint8=True` the crops come as cut — uint8, NHWC, RGB — for a
+backbone graph that normalises them itself (contract/graph.py).
 """
 
 from __future__ import annotations
@@ -82,13 +83,19 @@ def preprocess(image: Image.Image, p: Preprocessing) -> np.ndarray:
     return to_input(np.asarray(resize_and_crop(image, p), dtype=np.uint8), p)
 
 
-def model_inputs(image: Image.Image, backbone: HasPreprocessing) -> np.ndarray:
-    """A decoded picture → float32 [n_crops, H, W, 3], the backbone inputs the card's recipe asks for."""
+def model_inputs(image: Image.Image, backbone: HasPreprocessing, uint8: bool = False) -> np.ndarray:
+    """A decoded picture → float32 [n_crops, H, W, 3], the backbone inputs the card's recipe asks for; with
+    `uint8`, the same crops before step 3 of `Preprocessing` (uint8 [n_crops, H, W, 3] RGB, whatever the card's
+    layout and channel order: contract.graph.with_uint8_input puts the rest in the graph)."""
     p = backbone.preprocessing
     if p.grid == (1, 1):
+        if uint8:
+            return np.asarray(resize_and_crop(image, p), dtype=np.uint8)[None]
         return preprocess(image, p)[None]
     big = np.asarray(resized(image, p), dtype=np.uint8)
     boxes = crop_boxes((big.shape[1], big.shape[0]), p)
+    if uint8:
+        return np.stack([big[t:b, left:r] for left, t, r, b in boxes])
     if p.channel_order != "RGB" or p.layout != "NHWC":
         return np.stack([to_input(big[t:b, left:r], p) for left, t, r, b in boxes])
     # `to_input` of each crop, written in place into one array (the same operations in the same order, so the

@@ -144,14 +144,13 @@ class Embedder:
         lead: list[int] = []
         flights: dict[int, asyncio.Future[Picture | None]] = {}
         waits: list[int] = []
-        for i, p in enumerate(out):
-            key = keys[i]
+        for i, (p, at) in enumerate(zip(out, keys, strict=True)):
             if p is not None:
                 continue
-            if key is None:
+            if at is None:
                 lead.append(i)
                 continue
-            flights[i], leads = cache.flight(key)
+            flights[i], leads = cache.flight(at)
             (lead if leads else waits).append(i)
         try:
             await self._embed(bundle, uploads, names, keys, lead, out)

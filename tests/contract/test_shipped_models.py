@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from contract.card import load_card
-from service.serving.model import Model
+from service.serving.model import Model, SessionConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
@@ -43,6 +43,20 @@ def test_each_shipped_model_loads_and_embeds_as_its_card_says(model_dir: Path):
     # the card's own measurements travel with it: the REPORT that states them, and the judged conditions
     assert (model_dir / "REPORT.md").is_file() and card.model_id in (model_dir / "REPORT.md").read_text()
     assert card.metrics["robustness"]["judged"]
+
+
+@pytest.mark.parametrize("model_dir", SHIPPED, ids=lambda p: p.name)
+def test_each_shipped_model_fed_uint8_crops_gives_the_same_bits(model_dir: Path):
+    """`backbone_input=uint8` (the service's choice on CUDA): the card's normalisation inside the graph changes no
+    output of the shipped backbones, int8 and fp32."""
+    plain = Model.load(model_dir, providers="cpu")
+    u8 = Model.load(model_dir, providers="cpu", session=SessionConfig(backbone_input="uint8"))
+    rng = np.random.default_rng(1)
+    pictures = [Image.fromarray(rng.integers(0, 256, (420 + 40 * i, 600, 3), np.uint8)) for i in range(2)]
+    pictures.append(Image.effect_mandelbrot((640, 480), (-2.0, -1.2, 1.0, 1.2), 80).convert("RGB"))
+    want = plain.crop_vectors([plain.model_inputs(p) for p in pictures])
+    got = u8.crop_vectors([u8.model_inputs(p) for p in pictures])
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
 
 
 def test_the_fast_model_is_the_default_recipe_on_fewer_pixels():

@@ -6,9 +6,9 @@ what it must still refuse. No timing is asserted: the backbone's work is counted
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
-import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -476,7 +476,9 @@ async def test_a_refused_leader_lets_each_waiter_be_refused_on_its_own(
 
 
 @pytest.mark.anyio
-async def test_a_cancelled_leader_does_not_strand_its_waiters(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_cancelled_leader_does_not_strand_its_waiters(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The leading request goes away (a client disconnect cancels it) while its upload is decoded: the request
     waiting for that upload embeds it on its own and answers as ever."""
     gate, entered = threading.Event(), threading.Event()

@@ -219,7 +219,11 @@ def test_session_config_reaches_every_session(
 def test_session_config_of_settings() -> None:
     s = Settings(intra_op_threads=3, graph_optimization="extended", cpu_mem_arena=False)
     assert SessionConfig.of(s) == SessionConfig(
-        intra_op_threads=3, graph_optimization="extended", cpu_mem_arena=False, cuda_conv_algo_search="exhaustive"
+        intra_op_threads=3,
+        graph_optimization="extended",
+        cpu_mem_arena=False,
+        cuda_conv_algo_search="exhaustive",
+        backbone_input="auto",
     )
     o = SessionConfig.of(s).options()
     assert (o.intra_op_num_threads, o.graph_optimization_level, o.enable_cpu_mem_arena) == (
@@ -275,3 +279,30 @@ def test_cuda_that_does_not_start_is_refused(model_dir: Path, monkeypatch: pytes
     # 'auto' takes what there is
     with pytest.warns(UserWarning):
         assert Model.load(model_dir, "auto").providers == ["CPUExecutionProvider"]
+    # the service's backbone_input=auto builds the uint8 graph where the backbone is to run on CUDA
+    with pytest.warns(UserWarning):
+        assert Model.load(model_dir, "auto", session=SessionConfig.of(Settings())).uint8_input
+
+
+def test_backbone_input_setting() -> None:
+    assert Settings().backbone_input == "auto" and SessionConfig().backbone_input == "float32"
+    auto = SessionConfig.of(Settings())
+    assert auto.input_type(["CUDAExecutionProvider", "CPUExecutionProvider"]) == "uint8"
+    assert auto.input_type(["CPUExecutionProvider"]) == "float32"
+    for fixed in ("uint8", "float32"):
+        assert SessionConfig.of(Settings(backbone_input=fixed.upper())).input_type(["CPUExecutionProvider"]) == fixed
+    with pytest.raises(ModelError, match="backbone_input"):
+        SessionConfig(backbone_input="int4")
+    with pytest.raises(ValueError, match="backbone_input"):
+        Settings(backbone_input="int4")
+
+
+def test_uint8_input_embeds_exactly_as_the_cards_file(model_dir: Path, model: Model) -> None:
+    u8 = Model.load(model_dir, "cpu", session=SessionConfig(backbone_input="uint8"))
+    assert u8.uint8_input and not model.uint8_input and u8.model_id == model.model_id
+    pictures = [painting(s) for s in range(3)]
+    raw, floats = [u8.model_inputs(p) for p in pictures], [model.model_inputs(p) for p in pictures]
+    assert all(x.dtype == np.uint8 and x.shape == f.shape for x, f in zip(raw, floats, strict=True))
+    assert np.array_equal(u8.embed_pictures(raw), model.embed_pictures(floats))
+    with pytest.raises(ModelError, match="takes uint8 crops"):
+        u8.embed(floats[0])  # normalised floats are never cast to bytes
