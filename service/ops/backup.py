@@ -32,7 +32,8 @@ originals (content-addressed, atomic) and every row in ONE transaction. A refuse
 target as it was (originals it created are removed again).
 
 **The target is a collection** (`import --collection C`; default: the archive's), made with the archive's name and
-quota when it does not exist, and refused when it holds artists, works or audit rows. An archive of the format
+quota when it does not exist, and refused when it holds artists, works or audit rows, or when the archive's works
+exceed its quota (`quota_exceeded`: works or bytes, counted as enrolment counts them). An archive of the format
 before collections (version 1) is one deployment's single collection, `default`. Work ids are the deployment's:
 works whose ids another collection already uses (an archive restored beside the collection it came from) get new
 ids, everywhere the archive names them. API keys already there win over archived ones (an archived key with the
@@ -729,6 +730,25 @@ def _target_empty(s: Session, collection: str) -> None:
             )
 
 
+def _within_quota(s: Session, collection: str, rec: Records) -> None:
+    """The archive's works fit the target collection's quota (an existing collection's own, which may be smaller
+    than the archive's), counted as enrolment counts them (service/storage/store.py `_check_quota`)."""
+    row = s.get(CollectionRow, collection)
+    if row is None:
+        return  # made from the archive's own collection, with the archive's quota
+    n, size = len(rec.works), sum(w.size_bytes for w in rec.works)
+    if row.max_works is not None and n > row.max_works:
+        raise BackupError(
+            "quota_exceeded",
+            f"the archive holds {n} works and collection {collection!r} has a quota of {row.max_works}",
+        )
+    if row.max_bytes is not None and size > row.max_bytes:
+        raise BackupError(
+            "quota_exceeded",
+            f"the archive's works take {size} bytes and collection {collection!r} has a quota of {row.max_bytes}",
+        )
+
+
 def _originals(archive: Archive) -> Iterator[tuple[str, bytes]]:
     """(sha256, bytes) of every original, read again from the archive and checked again."""
     for m, f in _members(archive.path):
@@ -805,9 +825,11 @@ def restore_archive(
         collection_fields(target, None, None, None)
     except ServiceError as err:
         raise BackupError(err.code, err.message) from None
+    rec = checked.records
     with make_sessionmaker(db)() as s:
         _target_empty(s, target)
-    rec = checked.records
+        if s.get(CollectionRow, target) is not None:
+            _within_quota(s, target, rec)  # before any work; again in the transaction that writes
     fresh = _serving_embeddings(checked, serving, progress)
     have = {e.work_id for e in rec.embeddings if e.model_id == serving.model_id}
     result = RestoreResult(
@@ -842,6 +864,7 @@ def restore_archive(
                 )
                 s.flush()
             _target_empty(s, target)  # again, inside the transaction that writes
+            _within_quota(s, target, rec)
             new_ids = _renumber(s, rec)
             result.works_renumbered = len(new_ids)
             _insert_rows(s, rec, store, result, new_ids)

@@ -589,3 +589,35 @@ def test_export_and_import_one_collection(model_dir: Path, tmp_path: Path, capsy
         assert [w["filename"] for w in c.get("/v1/artists/vermeer/works", headers=ADMIN).json()["works"]] == [
             "vermeer-60.png"
         ]
+
+
+def test_import_into_a_collection_with_a_smaller_quota_is_refused(model_dir: Path, tmp_path: Path, capsys) -> None:
+    """An existing (empty) collection keeps its own quota: an archive with more works or bytes than it allows is
+    refused as an enrolment would be, and nothing is written; one that fits is restored."""
+    data = tmp_path / "source"
+    with running(model_dir, data) as c:
+        _dealer_a(c)
+    out = tmp_path / "dealer-a.tar"
+    argv = ["--model-dir", str(model_dir), "--data-dir"]
+    code, doc, err = cli(capsys, *argv, str(data), "export", "--collection", "dealer-a", "--out", str(out))
+    assert code == 0 and doc["counts"]["works"] == 9, err
+    size = sum(len(png(s)) for seeds in SEEDS.values() for s in seeds)
+
+    target = tmp_path / "target"
+    quotas = {"few": {"max_works": 8}, "small": {"max_bytes": size - 1}, "fits": {"max_works": 9, "max_bytes": size}}
+    with running(model_dir, target) as c:
+        for cid, quota in quotas.items():
+            made = c.post("/v1/collections", json={"id": cid, "name": cid, **quota}, headers=OPERATOR)
+            assert made.status_code == 201, made.text
+    originals = target / "originals"
+    before = sorted(p.name for p in originals.rglob("*")) if originals.exists() else []
+    for cid, what in (("few", "9 works"), ("small", f"take {size} bytes")):
+        code, _, err = cli(capsys, *argv, str(target), "import", str(out), "--collection", cid, "--no-progress")
+        assert code == 1 and "error: quota_exceeded:" in err and what in err, err
+    after = sorted(p.name for p in originals.rglob("*")) if originals.exists() else []
+    assert after == before  # no original left behind
+    code, doc, err = cli(capsys, *argv, str(target), "import", str(out), "--collection", "fits", "--no-progress")
+    assert code == 0 and doc["collection"] == "fits", err
+    with running(model_dir, target) as c:
+        listed = {x["id"]: x["works"] for x in c.get("/v1/collections", headers=OPERATOR).json()}
+        assert listed == {"default": 0, "few": 0, "small": 0, "fits": 9}
