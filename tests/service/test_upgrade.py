@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,15 @@ def test_upgrade_under_verify_traffic(
         threads = [threading.Thread(target=traffic, args=(w,)) for w in range(2)]
         for t in threads:
             t.start()
+
+        def wait_for(done: Callable[[], bool], timeout: float = 60.0) -> None:
+            # the traffic's own pace, not a fixed sleep: under a loaded CI host one verify can take over a second
+            deadline = time.monotonic() + timeout
+            while not done() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
         try:
-            time.sleep(0.5)
+            wait_for(lambda: len(answers) >= 2)  # the old model has answered
             argv = [
                 "--model-dir",
                 str(model_dir),
@@ -95,7 +103,7 @@ def test_upgrade_under_verify_traffic(
             code = main([*argv, "--no-progress", "--wait", "30"])
             switched = time.monotonic()
             out, err = capsys.readouterr()
-            time.sleep(0.8)
+            wait_for(lambda: sum(1 for t, _, _ in calibrations if t > switched) >= 2)  # answers begun after it
         finally:
             stop.set()
             for t in threads:
