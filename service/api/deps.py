@@ -51,10 +51,14 @@ def authenticated(request: Request, presented: Annotated[str | None, Security(ap
 Caller = Annotated[KeyInfo, Depends(authenticated)]
 
 
-def caller_collection(key: Caller) -> str:
-    """The collection the caller acts in: its key's. An operator key acts in none."""
+def caller_collection(request: Request, key: Caller) -> str:
+    """The collection the caller acts in: its key's. An operator key acts in none. This process first drops what
+    it holds of an older collection of the same id (`Runtime.follow_collection`)."""
     if key.collection is None:
         raise Forbidden("insufficient_scope", "an operator key manages collections and acts inside none")
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        runtime.follow_collection(key.collection, key.collection_created)
     return key.collection
 
 

@@ -14,7 +14,9 @@ tests/service/test_bundle.py.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,8 @@ class Runtime:
         self.bundles = BundleSlot(first)
         self.embedder = Embedder(settings, on_batch)
         self.collections = Collections(db, settings.data_dir)
+        self._made: dict[str, datetime] = {}  # collection id → when the collection this process serves was made
+        self._made_lock = threading.Lock()
         self.scorer = self.scorer_for(DEFAULT_COLLECTION)
         self.portfolios = self.portfolios_for(DEFAULT_COLLECTION)
 
@@ -67,6 +71,22 @@ class Runtime:
         held = self.collections.delete(collection)
         self.bundles.current.forget(collection)
         return held
+
+    def follow_collection(self, collection: str, created: datetime | None) -> None:
+        """Before a request acts in `collection`, made at `created` (its key's, `KeyInfo.collection_created`): if
+        this process served a collection of that id made at another time — deleted and made again by another
+        process, a replica behind the same proxy — its view and cached pictures here are dropped first, as
+        `delete_collection` drops them where the delete ran. So no reply of the new collection comes from the
+        old one's embedding cache, and its speed tells nothing of what the old one's dealer sent."""
+        if created is None:
+            return
+        with self._made_lock:
+            seen = self._made.setdefault(collection, created)
+            if seen == created:
+                return
+            self._made[collection] = created
+        log.info("collection %s was made again elsewhere: its view and cached pictures here are dropped", collection)
+        self.bundles.current.forget(collection)
 
     # ---- construction ---------------------------------------------------------------------------------------
     @classmethod

@@ -54,16 +54,28 @@ class KeyInfo:
     created_at: datetime
     revoked_at: datetime | None = None
     collection: str | None = None  # None: an operator key
+    # when the key's collection was made (`authenticate` only): which collection of that id the key belongs to, so
+    # a process can tell a collection deleted and made again elsewhere under the same id (Runtime.follow_collection)
+    collection_created: datetime | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
 
     @classmethod
-    def of(cls, row: ApiKey) -> KeyInfo:
+    def of(cls, row: ApiKey, collection_created: datetime | None = None) -> KeyInfo:
         created = _aware(row.created_at)
         assert created is not None
-        return cls(row.id, row.name, Scope(row.scope), row.prefix, created, _aware(row.revoked_at), row.collection_id)
+        return cls(
+            row.id,
+            row.name,
+            Scope(row.scope),
+            row.prefix,
+            created,
+            _aware(row.revoked_at),
+            row.collection_id,
+            _aware(collection_created),
+        )
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -194,11 +206,16 @@ class KeyStore:
             raise _invalid()
         digest = hash_key(presented)
         with self._sessions() as s:
-            row = s.scalars(sa.select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
+            found = s.execute(
+                sa.select(ApiKey, CollectionRow.created)
+                .outerjoin(CollectionRow, CollectionRow.id == ApiKey.collection_id)
+                .where(ApiKey.key_hash == digest)
+            ).one_or_none()
+        row, collection_created = (None, None) if found is None else found
         # The index lookup already matched; compare_digest keeps the final check free of early-exit timing.
         if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at is not None:
             raise _invalid()
-        return KeyInfo.of(row)
+        return KeyInfo.of(row, collection_created)
 
     @staticmethod
     def _active_by_name(s, name: str, collection: str | None) -> ApiKey | None:

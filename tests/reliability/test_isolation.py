@@ -385,6 +385,35 @@ def test_the_embedding_cache_is_the_collection_own(world) -> None:
     assert {k.collection for k in cache.kept()} >= {"alpha", "beta"}
 
 
+def test_a_collection_made_again_elsewhere_has_none_of_the_old_ones_cache(world) -> None:
+    """Another process (a replica behind the same proxy) deletes a collection and makes it again under the same id,
+    for another dealer perhaps: this process, which cached the old collection's pictures and never saw the delete,
+    must answer the new one's first request as a miss, as it would on the replica where the delete ran."""
+    from service.storage.collections import Collections
+    from service.storage.keys import KeyStore
+
+    app, client, _, _ = world
+    runtime = app.state.runtime
+    stats = runtime.factory.cache_stats
+    fresh = {"image_a": jpeg(7, 30), "image_b": jpeg(7, 31)}
+    elsewhere, keys = Collections(runtime.db, runtime.settings.data_dir), KeyStore(runtime.db)  # not this runtime's
+    _, _, old_key = elsewhere.create_with_key(keys, "delta", "Dealer delta")
+
+    def sent(key: str) -> tuple[int, int]:
+        before = (stats.hits, stats.misses)
+        r = client.post("/v1/compare", files=fresh, headers={"X-API-Key": key})
+        assert r.status_code == 200, r.text
+        return stats.hits - before[0], stats.misses - before[1]
+
+    assert sent(old_key) == (0, 2)
+    assert sent(old_key) == (2, 0)  # cached here
+    elsewhere.delete("delta")
+    _, _, new_key = elsewhere.create_with_key(keys, "delta", "Another dealer")
+    assert client.post("/v1/compare", files=fresh, headers={"X-API-Key": old_key}).status_code == 401
+    assert sent(new_key) == (0, 2)  # the old collection's entries were dropped before the new one's request
+    assert sent(new_key) == (2, 0)  # and the new one caches as ever
+
+
 def test_the_other_collection_is_untouched(world) -> None:
     """Run last in this module: the sweep's deletes, enrolments and key revocations with foreign ids changed
     nothing of the other collection."""
