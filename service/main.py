@@ -23,6 +23,7 @@ from service.api.middleware import Admission, AdmissionLimit, ApiKeyGate, BodySi
 from service.api.ratelimit import RateLimiter
 from service.api.schemas import ErrorBody
 from service.config import Settings
+from service.ops.backup import Downloads
 from service.ops.firstrun import announce
 from service.ops.upgrade import ModelGate, ModelSwitch
 from service.serving.bundle import Bundle
@@ -87,6 +88,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 lambda: runtime.embedder.batcher.max_batch,
             )
             app.state.runtime, app.state.keys, app.state.audit = runtime, keys, audit
+            app.state.downloads = Downloads(runtime.db, settings.data_dir)
             announce(settings, keys)
             b = runtime.bundle
             ready = {
@@ -157,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = None
     app.state.model_switch = None
     app.state.keys = None
+    app.state.downloads = None
     app.state.admission = Admission(settings.max_inflight)
     app.state.metrics.gauge_from(
         "brushprint_admitted_in_flight",

@@ -288,6 +288,10 @@ class _Routes:
         return _Call("GET", "/v1/audit", _json(AuditPage.of), params=params)
 
     @staticmethod
+    def archive() -> _Call[bytes]:
+        return _Call("GET", "/v1/archive", lambda r: r.content)
+
+    @staticmethod
     def health() -> _Call[dict[str, Any]]:
         return _Call("GET", "/healthz", _json(dict))
 
@@ -427,9 +431,14 @@ class Client:
         """A reference work as JPEG or PNG bytes, longer side at most `max_side` (scope verify)."""
         return self._run(_Routes.work_image(artist_id, work_id, max_side, format))
 
-    # keys and audit (admin)
+    # keys, audit and the archive (admin)
     def create_key(self, name: str, scope: str) -> CreatedKey:
         return self._run(_Routes.create_key(name, scope))
+
+    def archive(self) -> bytes:
+        """The key's collection as a backup archive (tar bytes, held in memory: for a large collection, `curl -o`),
+        restorable with `python -m service import`. 503 `export_busy` is retried as any Retry-After."""
+        return self._run(_Routes.archive())
 
     def me(self) -> Me:
         """The key this client uses, and the collection it acts in (any scope)."""
@@ -600,6 +609,9 @@ class AsyncClient:
 
     async def create_key(self, name: str, scope: str) -> CreatedKey:
         return await self._run(_Routes.create_key(name, scope))
+
+    async def archive(self) -> bytes:
+        return await self._run(_Routes.archive())
 
     async def me(self) -> Me:
         """The key this client uses, and the collection it acts in (any scope)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api import (
+    archive,
     artists,
     audit,
     collections,
@@ -32,6 +33,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     keys.router,
     keys.me_router,
     audit.router,
+    archive.router,
     collections.router,
     web.router,
     docs.router,

@@ -547,8 +547,9 @@ _ERROR_DOCS = {
     "`invalid_catalogue` (a catalogue entry too long or not plain text, naming the field), "
     "`image_quality_too_low` (below the quality the model's rates were measured at)",
     429: "`rate_limited`: retry after the `Retry-After` header's seconds",
-    503: "`overloaded` (retry after `Retry-After`), `not_ready`, or `model_switching` (an enrolment while the "
-    "deployment switches models; retry after `Retry-After`)",
+    503: "`overloaded` (retry after `Retry-After`), `not_ready`, `model_switching` (an enrolment while the "
+    "deployment switches models; retry after `Retry-After`) or `export_busy` (another archive is being written; "
+    "retry after `Retry-After`)",
 }
 
 

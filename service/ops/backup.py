@@ -52,7 +52,10 @@ import io
 import json
 import os
 import re
+import shutil
 import tarfile
+import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, asdict, dataclass, field
@@ -76,7 +79,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from contract.decode import ImageError
-from service.errors import ServiceError
+from service.errors import ServiceError, Unavailable
 from service.serving.catalogue import checked as checked_catalogue
 from service.serving.portfolios import artist_fields
 from service.storage.audit import entry
@@ -425,6 +428,46 @@ def _referenced(db: sa.Engine, sha256: str) -> bool:
     snapshot)."""
     with make_sessionmaker(db)() as s:
         return bool(s.scalar(sa.select(sa.exists().where(WorkRow.sha256 == sha256))))
+
+
+class Downloads:
+    """Archives written for download (GET /v1/archive): `export_archive` of one collection into a directory of its
+    own under `data_dir/downloads` (the data volume, which has room for the originals), handed to the response and
+    removed once sent (`remove`). One at a time per process: a second request while one is written is refused
+    with 503 `export_busy` and Retry-After, so downloads cannot fill the disk or starve scoring. Directories left
+    by a process that stopped mid-download are removed when the next one starts. Covered by
+    tests/service/test_archive.py."""
+
+    RETRY_AFTER = 30.0
+
+    def __init__(self, db: sa.Engine, data_dir: str | Path):
+        self.db = db
+        self.root = Path(data_dir) / "downloads"
+        self._busy = threading.Lock()
+        if self.root.is_dir():
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def write(self, collection: str) -> ExportResult:
+        """`collection`'s archive, written now; the caller sends `result.path` and then calls `remove`."""
+        if not self._busy.acquire(blocking=False):
+            raise Unavailable(
+                "export_busy",
+                "another archive is being written by this server; retry after Retry-After",
+                retry_after=self.RETRY_AFTER,
+            )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            where = Path(tempfile.mkdtemp(prefix="archive-", dir=self.root))
+            try:
+                return export_archive(self.db, self.root.parent, where / f"{collection}.tar", collection=collection)
+            except BaseException:
+                shutil.rmtree(where, ignore_errors=True)
+                raise
+        finally:
+            self._busy.release()
+
+    def remove(self, result: ExportResult) -> None:
+        shutil.rmtree(result.path.parent, ignore_errors=True)
 
 
 def _copy_original(store: OriginalStore, db: sa.Engine, sha256: str, path: str) -> bytes | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +113,10 @@ def test_every_route_through_the_sync_client(bp: Client, server: Server, tmp_pat
     audit = bp.audit(limit=50, route="verify")
     assert audit.total >= 3 and all(e.route == "verify" for e in audit.items)
     assert audit.items[0].artist_id == "monet" and audit.items[0].key_name == "client-desk"
+
+    with tarfile.open(fileobj=io.BytesIO(bp.archive())) as tar:  # the collection's backup archive
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest["counts"]["works"] >= 3 and manifest["collection"]["id"] == "default"
 
     bp.delete_work("monet", works[2].id)
     assert len(bp.list_works("monet")) == 2
@@ -245,6 +251,7 @@ def test_the_async_client_does_the_same(server: Server):
             assert d.evidence is not None and d.evidence.target == "image_b"
             assert (await bp.list_artists()).total >= 1
             assert len(await bp.work_image("degas", works[0].id, max_side=32)) > 0
+            assert (await bp.archive())[257:262] == b"ustar"  # a tar archive
             with pytest.raises(UnknownArtist):
                 await bp.verify(painting_jpeg(3, 0), "nobody")
             await bp.delete_artist("degas")

@@ -13,7 +13,10 @@ and path tricks; and last, that nothing the sweep did (its deletes included) cha
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import tarfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -153,6 +156,7 @@ PROBES: dict[tuple[str, str], Probe] = {
     ),
     ("DELETE", "/v1/keys/{key_ref}"): _delete("/v1/keys/{key_ref}"),
     ("GET", "/v1/audit"): lambda c, h, ids: c.get("/v1/audit", params={"artist_id": ids["artist_id"]}, headers=h),
+    ("GET", "/v1/archive"): _get("/v1/archive"),
     ("GET", "/v1/me"): _get("/v1/me"),
     ("GET", "/v1/collections"): _get("/v1/collections"),
     ("POST", "/v1/collections"): lambda c, h, ids: c.post(
@@ -202,7 +206,7 @@ def test_every_operation_answers_a_foreign_id_exactly_as_a_missing_one(world) ->
                     back_a = {v: f"<{k}>" for k, v in foreign.items()}
                     back_b = {v: f"<{k}>" for k, v in ghost.items()}
                     assert a.status_code < 500, (me.name, scope, op, a.text)
-                    listings = ("/v1/artists", "/v1/keys", "/v1/audit", "/v1/me")
+                    listings = ("/v1/artists", "/v1/keys", "/v1/audit", "/v1/me", "/v1/archive")
                     if op[0] == "GET" and a.status_code == 200 and op[1] in listings:
                         continue  # listings: their contents are checked below
                     if a.status_code in (200, 201) and op[1] in ("/v1/compare", "/v1/identify"):
@@ -233,6 +237,13 @@ def test_listings_show_only_the_collection_own(world) -> None:
         assert all(not e["key_name"].startswith(other.name) for e in audit["items"])
         for filters in ({"key_name": f"{other.name}-desk"}, {"artist_id": other.own_artists()[0]}):
             assert client.get("/v1/audit", params=filters, headers=me.admin).json()["total"] == 0
+        with tarfile.open(fileobj=io.BytesIO(client.get("/v1/archive", headers=me.admin).content)) as tar:
+            manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+            archived = [json.loads(line) for line in tar.extractfile("artists.jsonl").read().splitlines()]  # type: ignore[union-attr]
+            works = [json.loads(line) for line in tar.extractfile("works.jsonl").read().splitlines()]  # type: ignore[union-attr]
+        assert manifest["collection"]["id"] == me.name and not {a["id"] for a in archived} & set(other.own_artists())
+        assert {a["name"] for a in archived if a["id"] == "shared"} == {shared["name"]}
+        assert not {w["id"] for w in works} & {w for ws in other.works.values() for w in ws}
         for scope, headers in me.keys.items():  # the calling key names its own collection only
             mine = client.get("/v1/me", headers=headers).json()
             assert (mine["scope"], mine["collection"], mine["collection_name"]) == (scope, me.name, f"Dealer {me.name}")
