@@ -960,6 +960,18 @@ async function exportAudit() {
   setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
 }
 
+// the collection's backup archive (GET /v1/archive: what `python -m service export` writes, for `import`)
+async function downloadArchive() {
+  const blob = await api("GET", `${API}/archive`, undefined, "Writing the collection's archive");
+  const link = el("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `brushprint-archive-${new Date().toISOString().slice(0, 10)}.tar`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+}
+
 // ---------------------------------------------------------------- collections (operator)
 async function loadCollections() {
   const listed = await api("GET", `${API}/collections`);
@@ -1011,6 +1023,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#audit-newer").addEventListener("click", () => guarded(() => pageAudit(-1)));
   $("#audit-older").addEventListener("click", () => guarded(() => pageAudit(1)));
   $("#audit-csv").addEventListener("click", () => guarded(exportAudit));
+  $("#archive-download").addEventListener("click", () => guarded(downloadArchive));
   $("#artist-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     guarded(async () => {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -369,6 +370,11 @@ def test_a_dealer_walks_through_the_page(server: Server, browser, shots: Path, t
     lines = csv_bytes.decode().removesuffix("\r\n").split("\r\n")  # RFC 4180 line ends
     assert lines[0].startswith("id,time,key_name,route,verdict") and len(lines) == total + 1
     assert download.value.suggested_filename.startswith("brushprint-audit-")
+    with page.expect_download() as download:  # the whole collection, as `python -m service import` restores it
+        page.click("#archive-download")
+    assert download.value.suggested_filename.startswith("brushprint-archive-")
+    with tarfile.open(download.value.path()) as tar:
+        assert "manifest.json" in tar.getnames() and "works.jsonl" in tar.getnames()
     _shot(page, shots, "08-audit")
 
     # ---- phone width: one column, nothing wider than the screen
