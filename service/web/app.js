@@ -951,9 +951,14 @@ async function exportAudit() {
     if (!page.items.length || offset + page.items.length >= page.total) break;
   }
   const blob = new Blob([rows.join("\r\n") + "\r\n"], { type: "text/csv" });
+  saveBlob(blob, `brushprint-audit-${new Date().toISOString().slice(0, 10)}.csv`);
+}
+
+// hands `blob` to the browser as a download named `filename`
+function saveBlob(blob, filename) {
   const link = el("a");
   link.href = URL.createObjectURL(blob);
-  link.download = `brushprint-audit-${new Date().toISOString().slice(0, 10)}.csv`;
+  link.download = filename;
   document.body.append(link);
   link.click();
   link.remove();
@@ -963,13 +968,7 @@ async function exportAudit() {
 // the collection's backup archive (GET /v1/archive: what `python -m service export` writes, for `import`)
 async function downloadArchive() {
   const blob = await api("GET", `${API}/archive`, undefined, "Writing the collection's archive");
-  const link = el("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = `brushprint-archive-${new Date().toISOString().slice(0, 10)}.tar`;
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  saveBlob(blob, `brushprint-archive-${new Date().toISOString().slice(0, 10)}.tar`);
 }
 
 // ---------------------------------------------------------------- collections (operator)

@@ -38,8 +38,8 @@ def test_every_route_is_either_open_or_under_v1(client: TestClient) -> None:
     schema = client.app.openapi()
     assert set(schema["paths"]) - OPEN_PATHS == {p for _, p in v1_routes(client)}
     # 14, the reference-work picture (GET …/works/{work_id}/image), PATCH of an artist and of a work, the
-    # strictness presets (GET /v1/strictness), 5 for collections (operator scope) and GET /v1/me
-    assert len(v1_routes(client)) == 24
+    # strictness presets (GET /v1/strictness), 5 for collections (operator scope), GET /v1/me and GET /v1/archive
+    assert len(v1_routes(client)) == 25
     for method, path in v1_routes(client):
         assert schema["paths"][path][method.lower()]["security"] == [{"ApiKey": []}], (method, path)
     assert schema["components"]["securitySchemes"]["ApiKey"] == {

@@ -237,27 +237,42 @@ def _named(runtime: Runtime, answers: list[Any]) -> str:
     return text
 
 
-@pytest.mark.anyio
-async def test_a_hit_answers_exactly_as_a_miss(tmp_path: Path, model: Model, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def banded_runtime(tmp_path: Path, banded: Model) -> Iterator[Runtime]:  # noqa: F811
+    """A runtime on a model whose card has quality bands (a floor that refuses poor pictures)."""
+    r = _runtime(tmp_path / "data", banded)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def on_off(tmp_path: Path, model: Model) -> Iterator[tuple[Runtime, Runtime]]:
+    """Two runtimes on one model: the cache at its default, and off."""
     on, off = _runtime(tmp_path / "on", model), _runtime(tmp_path / "off", model, embedding_cache_mb=0)
-    try:
-        for r in (on, off):
-            await _enrol(r, "ann", range(1, 4))
-            await _enrol(r, "bob", range(4, 7))
-        work_on, work_off = Work(on, monkeypatch), Work(off, monkeypatch)
-        candidate, others = png(20), [png(21), png(22), png(23)]
-        first = await _session(on, candidate, others)
-        assert work_on.took() == (4, 4)  # the candidate once, each other once: the rest were hits
-        again = await _session(on, candidate, others)
-        assert work_on.took() == (0, 0)  # all hits
-        plain = await _session(off, candidate, others)
-        assert work_off.took() == (11, 11)  # without the cache: every upload of every request
-        assert first == again  # every field of every answer
-        assert _named(on, first) == _named(off, plain)  # the same, but for the works' ids (each runtime's own)
-        assert len(off.bundle.cache) == 0 and off.factory.cache_stats.misses == 0
-    finally:
-        on.close()
-        off.close()
+    yield on, off
+    on.close()
+    off.close()
+
+
+@pytest.mark.anyio
+async def test_a_hit_answers_exactly_as_a_miss(
+    on_off: tuple[Runtime, Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on, off = on_off
+    for r in (on, off):
+        await _enrol(r, "ann", range(1, 4))
+        await _enrol(r, "bob", range(4, 7))
+    work_on, work_off = Work(on, monkeypatch), Work(off, monkeypatch)
+    candidate, others = png(20), [png(21), png(22), png(23)]
+    first = await _session(on, candidate, others)
+    assert work_on.took() == (4, 4)  # the candidate once, each other once: the rest were hits
+    again = await _session(on, candidate, others)
+    assert work_on.took() == (0, 0)  # all hits
+    plain = await _session(off, candidate, others)
+    assert work_off.took() == (11, 11)  # without the cache: every upload of every request
+    assert first == again  # every field of every answer
+    assert _named(on, first) == _named(off, plain)  # the same, but for the works' ids (each runtime's own)
+    assert len(off.bundle.cache) == 0 and off.factory.cache_stats.misses == 0
 
 
 @pytest.mark.anyio
@@ -367,22 +382,17 @@ async def test_the_bound_holds_in_the_runtime(tmp_path: Path, model: Model) -> N
 
 @pytest.mark.anyio
 async def test_a_picture_below_the_quality_floor_is_not_cached(
-    tmp_path: Path,
-    banded: Model,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    banded_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = _runtime(tmp_path / "data", banded)
-    try:
-        work = Work(runtime, monkeypatch)
-        for _ in range(2):
-            with pytest.raises(ImageError) as e:
-                await runtime.scorer.compare(good(), poor())
-            assert e.value.code == "image_quality_too_low"
-        assert work.took()[1] == 4  # the poor picture was decoded and refused each time
-        assert {k.sha256 for k in _keys(runtime)} <= {digest(good())}
-        assert not any(k.sha256 == digest(poor()) for k in _keys(runtime))
-    finally:
-        runtime.close()
+    runtime = banded_runtime
+    work = Work(runtime, monkeypatch)
+    for _ in range(2):
+        with pytest.raises(ImageError) as e:
+            await runtime.scorer.compare(good(), poor())
+        assert e.value.code == "image_quality_too_low"
+    assert work.took()[1] == 4  # the poor picture was decoded and refused each time
+    assert {k.sha256 for k in _keys(runtime)} <= {digest(good())}
+    assert not any(k.sha256 == digest(poor()) for k in _keys(runtime))
 
 
 @pytest.mark.anyio
@@ -418,24 +428,20 @@ def test_metrics_count_the_cache_without_naming_collections(model_dir: Path, tmp
 # ---- single flight -----------------------------------------------------------------------------------------------
 @pytest.mark.anyio
 async def test_concurrent_requests_embed_a_shared_upload_once(
-    tmp_path: Path, model: Model, monkeypatch: pytest.MonkeyPatch
+    on_off: tuple[Runtime, Runtime], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A dealer's ten compares of one candidate sent at once: the candidate is decoded and embedded once, and every
     answer is the one the runtime without the cache gives."""
-    on, off = _runtime(tmp_path / "on", model), _runtime(tmp_path / "off", model, embedding_cache_mb=0)
-    try:
-        work_on, work_off = Work(on, monkeypatch), Work(off, monkeypatch)
-        candidate, others = png(30), [png(31 + i) for i in range(10)]
-        together = await asyncio.gather(*(on.scorer.compare(candidate, o) for o in others))
-        assert work_on.took() == (11, 11)  # the candidate once, each other once
-        stats = on.factory.cache_stats
-        assert (stats.misses, stats.shared, stats.hits) == (20, 9, 0) and on.bundle.cache.in_flight == 0
-        alone = [await off.scorer.compare(candidate, o) for o in others]
-        assert work_off.took() == (20, 20)
-        assert together == alone
-    finally:
-        on.close()
-        off.close()
+    on, off = on_off
+    work_on, work_off = Work(on, monkeypatch), Work(off, monkeypatch)
+    candidate, others = png(30), [png(31 + i) for i in range(10)]
+    together = await asyncio.gather(*(on.scorer.compare(candidate, o) for o in others))
+    assert work_on.took() == (11, 11)  # the candidate once, each other once
+    stats = on.factory.cache_stats
+    assert (stats.misses, stats.shared, stats.hits) == (20, 9, 0) and on.bundle.cache.in_flight == 0
+    alone = [await off.scorer.compare(candidate, o) for o in others]
+    assert work_off.took() == (20, 20)
+    assert together == alone
 
 
 @pytest.mark.anyio
@@ -458,21 +464,14 @@ async def test_no_flight_is_shared_across_collections(runtime: Runtime, monkeypa
 
 @pytest.mark.anyio
 async def test_a_refused_leader_lets_each_waiter_be_refused_on_its_own(
-    tmp_path: Path,
-    banded: Model,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    banded_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = _runtime(tmp_path / "data", banded)
-    try:
-        work = Work(runtime, monkeypatch)
-        answers = await asyncio.gather(
-            *(runtime.scorer.compare(poor(), good()) for _ in range(3)), return_exceptions=True
-        )
-        assert all(isinstance(a, ImageError) and a.code == "image_quality_too_low" for a in answers), answers
-        assert runtime.factory.cache_stats.shared == 0 and runtime.bundle.cache.in_flight == 0
-        assert work.took()[1] >= 3  # each request decoded the poor picture itself
-    finally:
-        runtime.close()
+    runtime = banded_runtime
+    work = Work(runtime, monkeypatch)
+    answers = await asyncio.gather(*(runtime.scorer.compare(poor(), good()) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(a, ImageError) and a.code == "image_quality_too_low" for a in answers), answers
+    assert runtime.factory.cache_stats.shared == 0 and runtime.bundle.cache.in_flight == 0
+    assert work.took()[1] >= 3  # each request decoded the poor picture itself
 
 
 @pytest.mark.anyio
