@@ -168,10 +168,14 @@ def test_uint8_input_gives_the_same_outputs_and_prints_both_rates(tmp_path: Path
     out = tmp_path / "report.json"
     args = ["--quick", "--model-dir", str(model_dir), "--batches", "4,8", "--json", str(out)]
     stdout = _run_bench("bench.uint8_input", *args, timeout=120)
-    assert stdout.strip().splitlines()[-1].startswith("HEADLINE uint8_input: uint8 ÷ float32 input at batch 8: ")
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("HEADLINE uint8_input: uint8 ÷ float32 input: backbone alone at batch 8 "), last
+    assert "per picture as served" in last
     report = json.loads(out.read_text())
     assert "max abs difference 0." in stdout and "| 4 |" in stdout and "| 8 |" in stdout
     assert report["headline"] in stdout
+    served = report["data"]["served_ms"]  # both input types, as the service loads them, every round kept
+    assert sorted(served) == ["float32", "uint8"] and all(len(v) == 2 and min(v) > 0 for v in served.values())
 
 
 def test_cache_cost_quick_counts_the_backbone_for_every_mode(tmp_path: Path) -> None:
