@@ -19,7 +19,7 @@ DEFAULT_DB_FILE = "brushprint.db"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 GraphOptimization = Literal["all", "extended", "basic", "disabled"]
 ConvAlgoSearch = Literal["heuristic", "exhaustive", "default"]
-BackboneInput = Literal["uint8", "float32"]
+BackboneInput = Literal["auto", "uint8", "float32"]
 # `batch_max_size` when unset, by the provider the model runs on (BENCHMARKS.md, http_e2e and the H200 run of
 # recipe_cost: why). On both, batching across requests did not pay: on CPU 1.01-1.06× idle at 64 ÷ 16 crops; on
 # an H200 0.73× (64 ÷ 16) and 0.98× (32 ÷ 16) at 16 clients — the backbone (4.3-4.6k crops/s at any batch from
@@ -163,11 +163,12 @@ class Settings(BaseSettings):
         "where batch sizes keep changing, e.g. a single-crop model batched across requests) or default",
     )
     backbone_input: BackboneInput = Field(
-        default="uint8",
+        default="auto",
         description="what the backbone is fed: uint8 (the crops as cut, the card's normalisation run as the "
         "graph's first nodes, built when the model loads: the same outputs, a quarter of the bytes queued and "
-        "copied to a GPU, 1.4x the backbone's pictures/s there, at par per picture on a CPU) or float32 (the "
-        "card's backbone file as it is, crops normalised in numpy)",
+        "copied to a GPU, 1.4x the backbone's pictures/s there; on a CPU 0.98-1.09x the time per picture and "
+        "~15 MiB more memory), float32 (the card's backbone file as it is, crops normalised in numpy) or auto "
+        "(uint8 on the CUDA provider, float32 on the CPU)",
     )
 
     # --- abuse control

@@ -56,7 +56,8 @@ class SessionConfig:
     cpu_mem_arena: bool = True
     cuda_conv_algo_search: str = "exhaustive"  # heuristic | exhaustive | default (the CUDA provider's option)
     # float32: the card's graph as it is, fed normalised crops; uint8: the crops as cut, normalised in the graph
-    # (contract/graph.py: the same outputs, a quarter of the bytes queued and copied to a GPU; bench.uint8_input)
+    # (contract/graph.py: the same outputs, a quarter of the bytes queued and copied to a GPU); auto: uint8 where
+    # the backbone is to run on CUDA, else float32 (bench.uint8_input: uint8 1.4x on an H200; on a CPU no faster)
     backbone_input: str = "float32"
 
     def __post_init__(self) -> None:
@@ -68,8 +69,14 @@ class SessionConfig:
             raise ModelError(
                 f"cuda_conv_algo_search must be one of {sorted(_ALGO_SEARCH)}, not {self.cuda_conv_algo_search!r}"
             )
-        if self.backbone_input not in _INPUT_TYPES:
-            raise ModelError(f"backbone_input must be one of {sorted(_INPUT_TYPES)}, not {self.backbone_input!r}")
+        if self.backbone_input not in _INPUT_CHOICES:
+            raise ModelError(f"backbone_input must be one of {sorted(_INPUT_CHOICES)}, not {self.backbone_input!r}")
+
+    def input_type(self, providers: list[str]) -> str:
+        """`backbone_input` for a backbone to run on `providers` (`choose_providers`): auto resolved."""
+        if self.backbone_input == "auto":
+            return "uint8" if providers[0] == _CUDA else "float32"
+        return self.backbone_input
 
     @classmethod
     def of(cls, settings: Settings) -> SessionConfig:
@@ -102,6 +109,7 @@ _INPUT_TYPES: dict[str, tuple[type[np.generic], str]] = {
     "float32": (np.float32, "tensor(float)"),
     "uint8": (np.uint8, "tensor(uint8)"),
 }
+_INPUT_CHOICES = {*_INPUT_TYPES, "auto"}
 
 
 def choose_providers(providers: str = "auto") -> list[str]:
@@ -182,7 +190,7 @@ class Model:
             except Exception as e:  # onnx and onnxruntime raise their own exception types for bad graphs
                 raise ModelError(f"{model_dir / file}: onnxruntime cannot load it: {e}") from e
 
-        input_type = session.backbone_input
+        input_type = session.input_type(chosen)
         parts = {
             "backbone": _checked(
                 open_session(b.file, input_type == "uint8"), b.file, [b.input_name], b.output_name, input_type

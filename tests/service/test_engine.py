@@ -377,15 +377,15 @@ def test_session_settings_reach_the_served_model_and_the_staged_one(
     monkeypatch.setenv("BRUSHPRINT_GRAPH_OPTIMIZATION", "basic")
     monkeypatch.setenv("BRUSHPRINT_CPU_MEM_ARENA", "false")
     monkeypatch.setenv("BRUSHPRINT_BATCH_MAX_SIZE", "48")
-    monkeypatch.setenv("BRUSHPRINT_BACKBONE_INPUT", "float32")
+    monkeypatch.setenv("BRUSHPRINT_BACKBONE_INPUT", "uint8")
     e = Runtime.from_settings(Settings(model_dir=model_dir, data_dir=tmp_path / "d", providers="cpu", gpu_index=False))
     try:
         staged = e.factory.load(other_model.model_dir).model
         for m in (e.bundle.model, staged):
             assert m.session == SessionConfig(
-                intra_op_threads=1, graph_optimization="basic", cpu_mem_arena=False, backbone_input="float32"
+                intra_op_threads=1, graph_optimization="basic", cpu_mem_arena=False, backbone_input="uint8"
             )
-            assert not m.uint8_input  # the card's file as it is, not the service's default uint8 graph
+            assert m.uint8_input  # the backbone built with the card's normalisation in front, even on CPU
             for part in m._parts.values():
                 o = part.session.get_session_options()
                 assert (o.intra_op_num_threads, o.enable_cpu_mem_arena) == (1, False)

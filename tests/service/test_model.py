@@ -223,7 +223,7 @@ def test_session_config_of_settings() -> None:
         graph_optimization="extended",
         cpu_mem_arena=False,
         cuda_conv_algo_search="exhaustive",
-        backbone_input="uint8",
+        backbone_input="auto",
     )
     o = SessionConfig.of(s).options()
     assert (o.intra_op_num_threads, o.graph_optimization_level, o.enable_cpu_mem_arena) == (
@@ -279,16 +279,18 @@ def test_cuda_that_does_not_start_is_refused(model_dir: Path, monkeypatch: pytes
     # 'auto' takes what there is
     with pytest.warns(UserWarning):
         assert Model.load(model_dir, "auto").providers == ["CPUExecutionProvider"]
-    # the service's backbone_input (uint8) builds the uint8 graph for CUDA too
+    # the service's backbone_input=auto builds the uint8 graph where the backbone is to run on CUDA
     with pytest.warns(UserWarning):
         assert Model.load(model_dir, "auto", session=SessionConfig.of(Settings())).uint8_input
 
 
 def test_backbone_input_setting() -> None:
-    # the service's default is uint8; a bare SessionConfig (tools, training) runs the card's file as it is
-    assert Settings().backbone_input == "uint8" and SessionConfig().backbone_input == "float32"
+    assert Settings().backbone_input == "auto" and SessionConfig().backbone_input == "float32"
+    auto = SessionConfig.of(Settings())
+    assert auto.input_type(["CUDAExecutionProvider", "CPUExecutionProvider"]) == "uint8"
+    assert auto.input_type(["CPUExecutionProvider"]) == "float32"
     for fixed in ("uint8", "float32"):
-        assert SessionConfig.of(Settings(backbone_input=fixed.upper())).backbone_input == fixed
+        assert SessionConfig.of(Settings(backbone_input=fixed.upper())).input_type(["CPUExecutionProvider"]) == fixed
     with pytest.raises(ModelError, match="backbone_input"):
         SessionConfig(backbone_input="int4")
     with pytest.raises(ValueError, match="backbone_input"):
