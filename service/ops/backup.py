@@ -79,7 +79,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from contract.decode import ImageError
-from service.errors import ServiceError, Unavailable
+from service.errors import QuotaExceeded, ServiceError, Unavailable
 from service.serving.catalogue import checked as checked_catalogue
 from service.serving.portfolios import artist_fields
 from service.storage.audit import entry
@@ -442,7 +442,8 @@ class Downloads:
 
     def __init__(self, db: sa.Engine, data_dir: str | Path):
         self.db = db
-        self.root = Path(data_dir) / "downloads"
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir / "downloads"
         self._busy = threading.Lock()
         if self.root.is_dir():
             shutil.rmtree(self.root, ignore_errors=True)
@@ -459,7 +460,7 @@ class Downloads:
             self.root.mkdir(parents=True, exist_ok=True)
             where = Path(tempfile.mkdtemp(prefix="archive-", dir=self.root))
             try:
-                return export_archive(self.db, self.root.parent, where / f"{collection}.tar", collection=collection)
+                return export_archive(self.db, self.data_dir, where / f"{collection}.tar", collection=collection)
             except BaseException:
                 shutil.rmtree(where, ignore_errors=True)
                 raise
@@ -774,22 +775,14 @@ def _target_empty(s: Session, collection: str) -> None:
 
 
 def _within_quota(s: Session, collection: str, rec: Records) -> None:
-    """The archive's works fit the target collection's quota (an existing collection's own, which may be smaller
-    than the archive's), counted as enrolment counts them (service/storage/store.py `_check_quota`)."""
-    row = s.get(CollectionRow, collection)
-    if row is None:
+    """The archive's works fit the target collection's quota when it exists already (its own, which may be smaller
+    than the archive's): enrolment's rule, `Store.check_quota`."""
+    if s.get(CollectionRow, collection) is None:
         return  # made from the archive's own collection, with the archive's quota
-    n, size = len(rec.works), sum(w.size_bytes for w in rec.works)
-    if row.max_works is not None and n > row.max_works:
-        raise BackupError(
-            "quota_exceeded",
-            f"the archive holds {n} works and collection {collection!r} has a quota of {row.max_works}",
-        )
-    if row.max_bytes is not None and size > row.max_bytes:
-        raise BackupError(
-            "quota_exceeded",
-            f"the archive's works take {size} bytes and collection {collection!r} has a quota of {row.max_bytes}",
-        )
+    try:
+        Store.check_quota(s, collection, len(rec.works), sum(w.size_bytes for w in rec.works))
+    except QuotaExceeded as e:
+        raise BackupError(e.code, f"collection {collection!r}: {e.message}") from None
 
 
 def _originals(archive: Archive) -> Iterator[tuple[str, bytes]]:
@@ -871,8 +864,7 @@ def restore_archive(
     rec = checked.records
     with make_sessionmaker(db)() as s:
         _target_empty(s, target)
-        if s.get(CollectionRow, target) is not None:
-            _within_quota(s, target, rec)  # before any work; again in the transaction that writes
+        _within_quota(s, target, rec)  # before any work; again in the transaction that writes
     fresh = _serving_embeddings(checked, serving, progress)
     have = {e.work_id for e in rec.embeddings if e.model_id == serving.model_id}
     result = RestoreResult(

@@ -141,27 +141,29 @@ class Embedder:
 
             for i, (key, hit) in enumerate(await asyncio.gather(*(asyncio.to_thread(look_up, d) for d in uploads))):
                 keys[i], out[i] = key, hit
-        lead: list[int] = []
-        flights: dict[int, asyncio.Future[Picture | None]] = {}
-        waits: list[int] = []
+        lead: list[int] = []  # embedded by this request
+        led: dict[int, tuple[Key, asyncio.Future[Picture | None]]] = {}  # of those, the flights this request leads
+        waits: dict[int, asyncio.Future[Picture | None]] = {}  # another upload's flight under the same key
         for i, (p, at) in enumerate(zip(out, keys, strict=True)):
             if p is not None:
                 continue
-            if at is None:
+            if at is None:  # the cache is off: no key, no flight
                 lead.append(i)
                 continue
-            flights[i], leads = cache.flight(at)
-            (lead if leads else waits).append(i)
+            fut, leads = cache.flight(at)
+            if leads:
+                lead.append(i)
+                led[i] = (at, fut)
+            else:
+                waits[i] = fut
         try:
             await self._embed(bundle, uploads, names, keys, lead, out)
         finally:  # landed with the picture, or None (refused, cancelled): a waiter then embeds on its own
-            for i in lead:
-                at = keys[i]
-                if at is not None:
-                    cache.land(at, flights[i], out[i])
+            for i, (at, fut) in led.items():
+                cache.land(at, fut, out[i])
         alone: list[int] = []
-        for i in waits:
-            out[i] = await asyncio.shield(flights[i])
+        for i, fut in waits.items():
+            out[i] = await asyncio.shield(fut)
             if out[i] is None:
                 alone.append(i)
         cache.stats.count(shared=len(waits) - len(alone))

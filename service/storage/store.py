@@ -394,7 +394,9 @@ class Store:
 
     # ---- works --------------------------------------------------------------------------------------------
     @staticmethod
-    def _check_quota(s: Session, collection: str, items: Sequence[NewWork]) -> None:
+    def check_quota(s: Session, collection: str, works: int, nbytes: int) -> None:
+        """`works` more works of `nbytes` bytes in all fit the collection's quota (counted with what it holds), else
+        `QuotaExceeded`: the one quota rule, for enrolment and for a restore into an existing collection."""
         quota = s.get(CollectionRow, collection)
         if quota is None:
             raise UnknownCollection(collection)
@@ -405,14 +407,13 @@ class Store:
                 WorkRow.collection_id == collection
             )
         ).one()
-        adding = sum(len(it.data) for it in items)
-        if quota.max_works is not None and n + len(items) > quota.max_works:
+        if quota.max_works is not None and n + works > quota.max_works:
             raise QuotaExceeded(
-                f"the collection holds {n} works and its quota is {quota.max_works}: {len(items)} more do not fit"
+                f"the collection holds {n} works and its quota is {quota.max_works}: {works} more do not fit"
             )
-        if quota.max_bytes is not None and size + adding > quota.max_bytes:
+        if quota.max_bytes is not None and size + nbytes > quota.max_bytes:
             raise QuotaExceeded(
-                f"the collection's works take {size} bytes and its quota is {quota.max_bytes}: {adding} more do not fit"
+                f"the collection's works take {size} bytes and its quota is {quota.max_bytes}: {nbytes} more do not fit"
             )
 
     def add_works(
@@ -443,7 +444,7 @@ class Store:
                     raise DuplicateWork(
                         f"{names[dup.sha256]!r} is already in artist {artist_id!r}'s portfolio as work {dup.id}"
                     )
-                self._check_quota(s, collection, items)
+                self.check_quota(s, collection, len(items), sum(len(it.data) for it in items))
                 rows = []
                 now = utcnow()
                 for i, it in enumerate(items):

@@ -611,7 +611,10 @@ def test_import_into_a_collection_with_a_smaller_quota_is_refused(model_dir: Pat
             assert made.status_code == 201, made.text
     originals = target / "originals"
     before = sorted(p.name for p in originals.rglob("*")) if originals.exists() else []
-    for cid, what in (("few", "9 works"), ("small", f"take {size} bytes")):
+    for cid, what in (
+        ("few", "quota is 8: 9 more do not fit"),
+        ("small", f"quota is {size - 1}: {size} more do not fit"),
+    ):
         code, _, err = cli(capsys, *argv, str(target), "import", str(out), "--collection", cid, "--no-progress")
         assert code == 1 and "error: quota_exceeded:" in err and what in err, err
     after = sorted(p.name for p in originals.rglob("*")) if originals.exists() else []
